@@ -1,0 +1,12 @@
+//! smtpsend: a command-line SMTP client and drop-in sendmail replacement.
+//!
+//! The SMTP protocol lives in [`smtp`], sans-IO; [`transport`] owns sockets and TLS;
+//! [`deliver`] runs sessions; [`cli`] and `main` are a thin layer over them.
+
+pub mod error;
+pub mod exit;
+pub mod smtp;
+pub mod transport;
+
+pub use error::{Error, Result};
+pub use exit::ExitStatus;

@@ -1,0 +1,234 @@
+//! The DATA body encoder (RFC 5321 §4.5.2): CRLF line ends, dot-stuffing, and the final
+//! `CRLF.CRLF`, over input that arrives in arbitrary pieces.
+//!
+//! Every bare LF and bare CR becomes CRLF, so no input can produce a `.` line that a server
+//! might read as the end of data (SMTP smuggling), and exactly one terminator is ever sent.
+
+/// Stateful encoder. `encode` may be called with any split of the input; the output is the
+/// same as for the input in one piece.
+#[derive(Debug, Clone)]
+pub struct BodyEncoder {
+    /// At the start of a line (nothing of the current line emitted yet).
+    line_start: bool,
+    /// The last input byte was a CR, already emitted as CRLF; an LF right after it belongs to it.
+    after_cr: bool,
+    /// sendmail without `-i`: a line holding a single `.` ends the input.
+    dot_ends_input: bool,
+    /// A `.` at the start of a line was seen and not emitted yet (only with `dot_ends_input`).
+    dot_pending: bool,
+    /// The input was ended by a lone-dot line; everything after it is ignored.
+    ended: bool,
+    /// Body bytes seen with the high bit set (for BODY=8BITMIME).
+    eight_bit: bool,
+}
+
+impl BodyEncoder {
+    /// `dot_ends_input`: true unless sendmail's `-i`/`-oi` was given.
+    pub fn new(dot_ends_input: bool) -> Self {
+        BodyEncoder {
+            line_start: true,
+            after_cr: false,
+            dot_ends_input,
+            dot_pending: false,
+            ended: false,
+            eight_bit: false,
+        }
+    }
+
+    /// Whether a lone-dot line ended the input; the caller may stop reading.
+    pub fn input_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether any byte with the high bit set has been seen.
+    pub fn saw_eight_bit(&self) -> bool {
+        self.eight_bit
+    }
+
+    /// Encode `input`, appending to `out`. At most `2 * input.len() + 2` bytes are added.
+    pub fn encode(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        out.reserve(input.len() + input.len() / 8 + 4);
+        while !input.is_empty() && !self.ended {
+            if self.after_cr {
+                self.after_cr = false;
+                if input[0] == b'\n' {
+                    input = &input[1..];
+                    continue;
+                }
+            }
+            if self.dot_pending {
+                self.dot_pending = false;
+                if matches!(input[0], b'\r' | b'\n') {
+                    self.ended = true;
+                    return;
+                }
+                out.extend_from_slice(b"..");
+                self.line_start = false;
+            } else if self.line_start && input[0] == b'.' {
+                input = &input[1..];
+                if self.dot_ends_input {
+                    self.dot_pending = true;
+                } else {
+                    out.extend_from_slice(b"..");
+                    self.line_start = false;
+                }
+                continue;
+            }
+            // Copy up to the next line break in one piece.
+            let (text, brk) = match memchr::memchr2(b'\r', b'\n', input) {
+                Some(i) => (&input[..i], Some(input[i])),
+                None => (input, None),
+            };
+            if !self.eight_bit && !text.is_ascii() {
+                self.eight_bit = true;
+            }
+            out.extend_from_slice(text);
+            if !text.is_empty() {
+                self.line_start = false;
+            }
+            match brk {
+                Some(b) => {
+                    out.extend_from_slice(b"\r\n");
+                    self.line_start = true;
+                    self.after_cr = b == b'\r';
+                    input = &input[text.len() + 1..];
+                }
+                None => input = &[],
+            }
+        }
+    }
+
+    /// Append the end of data: a CRLF if the last line was unterminated, then `.CRLF`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.dot_pending {
+            // A lone `.` as the very last line is an end-of-input line too.
+            self.dot_pending = false;
+            self.ended = true;
+        }
+        if !self.line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// Encode a whole body in one call (for tests and small messages).
+pub fn encode_all(input: &[u8], dot_ends_input: bool) -> Vec<u8> {
+    let mut enc = BodyEncoder::new(dot_ends_input);
+    let mut out = Vec::new();
+    enc.encode(input, &mut out);
+    enc.finish(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(input: &[u8]) -> Vec<u8> {
+        encode_all(input, false)
+    }
+
+    #[test]
+    fn crlf_text_passes_through() {
+        assert_eq!(enc(b"a\r\nb\r\n"), b"a\r\nb\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_lf_and_bare_cr_become_crlf() {
+        assert_eq!(enc(b"a\nb\rc\r\n"), b"a\r\nb\r\nc\r\n.\r\n");
+        assert_eq!(enc(b"a\r\r\nb"), b"a\r\n\r\nb\r\n.\r\n");
+        assert_eq!(enc(b"\n\n"), b"\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn leading_dots_are_doubled() {
+        assert_eq!(enc(b".\n..x\n.y"), b"..\r\n...x\r\n..y\r\n.\r\n");
+        assert_eq!(enc(b"a.b\n"), b"a.b\r\n.\r\n");
+    }
+
+    #[test]
+    fn missing_final_newline_is_added() {
+        assert_eq!(enc(b"abc"), b"abc\r\n.\r\n");
+    }
+
+    #[test]
+    fn empty_body_is_just_the_terminator() {
+        assert_eq!(enc(b""), b".\r\n");
+    }
+
+    #[test]
+    fn smuggling_variants_cannot_end_data_early() {
+        let input = b"a\n.\nb\r.\rc\r\n.\nd\n.\r\ne\r\n.\r\n";
+        let out = enc(input);
+        let text = String::from_utf8(out).unwrap();
+        // Exactly one end-of-data sequence, at the very end.
+        assert_eq!(text.matches("\r\n.\r\n").count(), 1);
+        assert!(text.ends_with("\r\n.\r\n"));
+        // Every CR is followed by LF and every LF preceded by CR.
+        let b = text.as_bytes();
+        for (i, &c) in b.iter().enumerate() {
+            if c == b'\r' {
+                assert_eq!(b[i + 1], b'\n');
+            }
+            if c == b'\n' {
+                assert_eq!(b[i - 1], b'\r');
+            }
+        }
+    }
+
+    #[test]
+    fn lone_dot_ends_input_without_dash_i() {
+        assert_eq!(encode_all(b"a\n.\nb\n", true), b"a\r\n.\r\n");
+        assert_eq!(encode_all(b"a\r\n.\r\nb\n", true), b"a\r\n.\r\n");
+        assert_eq!(encode_all(b"a\n.", true), b"a\r\n.\r\n");
+        assert_eq!(encode_all(b"a\n.x\n", true), b"a\r\n..x\r\n.\r\n");
+        assert_eq!(encode_all(b"a\n..\n", true), b"a\r\n...\r\n.\r\n");
+    }
+
+    #[test]
+    fn with_dash_i_a_lone_dot_is_data() {
+        assert_eq!(encode_all(b"a\n.\nb\n", false), b"a\r\n..\r\nb\r\n.\r\n");
+    }
+
+    #[test]
+    fn eight_bit_is_detected() {
+        let mut e = BodyEncoder::new(false);
+        e.encode(b"plain\n", &mut vec![]);
+        assert!(!e.saw_eight_bit());
+        e.encode("caf\u{e9}\n".as_bytes(), &mut vec![]);
+        assert!(e.saw_eight_bit());
+    }
+
+    #[test]
+    fn every_split_gives_the_same_output() {
+        let input: &[u8] = b".a\r\n.\r\n\r.\n.\r\rb\n\n.\r\nc..\r\n.";
+        for dot_ends in [false, true] {
+            let whole = encode_all(input, dot_ends);
+            for i in 0..=input.len() {
+                for j in i..=input.len() {
+                    let mut e = BodyEncoder::new(dot_ends);
+                    let mut out = vec![];
+                    e.encode(&input[..i], &mut out);
+                    e.encode(&input[i..j], &mut out);
+                    e.encode(&input[j..], &mut out);
+                    e.finish(&mut out);
+                    assert_eq!(out, whole, "split {i},{j} dot_ends={dot_ends}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_matches_whole() {
+        let input: &[u8] = b"From: a\r\n\r\n.hidden\n\r\n.\r\n..\rend";
+        let whole = enc(input);
+        let mut e = BodyEncoder::new(false);
+        let mut out = vec![];
+        for b in input {
+            e.encode(std::slice::from_ref(b), &mut out);
+        }
+        e.finish(&mut out);
+        assert_eq!(out, whole);
+    }
+}

@@ -1,0 +1,94 @@
+//! Why a session failed, with the exit status each failure means.
+
+use super::reply::{Reply, ReplyError};
+use crate::exit::ExitStatus;
+
+/// One recipient the server refused, with its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RcptFailure {
+    pub recipient: String,
+    pub reply: Reply,
+}
+
+/// A failed SMTP session, without the host name (the transport adds it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The server answered `command` with a 4xx or 5xx.
+    #[error("{command}: {reply}")]
+    Refused {
+        command: String,
+        reply: Reply,
+        at_rcpt: bool,
+    },
+    /// Every recipient was refused, so no message was sent.
+    #[error("{}", describe_rcpt_failures(.0))]
+    NoRecipientAccepted(Vec<RcptFailure>),
+    /// The server's bytes are not SMTP.
+    #[error("{command}: {error}")]
+    BadReply { command: String, error: ReplyError },
+    /// The server broke the protocol in a way the parser cannot see.
+    #[error("{0}")]
+    Protocol(String),
+    /// TLS was required but the server did not offer or complete STARTTLS.
+    #[error("{0}")]
+    TlsUnavailable(String),
+    /// Authentication was refused.
+    #[error("{command}: {reply}")]
+    AuthFailed { command: String, reply: Reply },
+    /// Authentication cannot be attempted (no mechanism in common, no TLS).
+    #[error("{0}")]
+    AuthUnavailable(String),
+    /// The message needs something the server lacks (size limit, 8BITMIME, SMTPUTF8).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The server closed the connection while a reply was awaited.
+    #[error("{0}: connection closed by server")]
+    Closed(String),
+    /// An argument would have put CR or LF into a command.
+    #[error("{0}")]
+    UnsafeArgument(String),
+}
+
+fn describe_rcpt_failures(failures: &[RcptFailure]) -> String {
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|f| format!("RCPT TO:<{}>: {}", f.recipient, f.reply))
+        .collect();
+    parts.join("; ")
+}
+
+impl SessionError {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            SessionError::Refused { reply, at_rcpt, .. } => {
+                ExitStatus::for_reply(reply.code, *at_rcpt)
+            }
+            SessionError::NoRecipientAccepted(failures) => rcpt_failures_status(failures),
+            SessionError::BadReply { .. } | SessionError::Protocol(_) => ExitStatus::Protocol,
+            SessionError::TlsUnavailable(_) | SessionError::Closed(_) => ExitStatus::TempFail,
+            SessionError::AuthFailed { reply, .. } if reply.is_transient() => {
+                ExitStatus::TempFail
+            }
+            SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_) => {
+                ExitStatus::NoPerm
+            }
+            SessionError::Unsupported(_) => ExitStatus::Unavailable,
+            SessionError::UnsafeArgument(_) => ExitStatus::DataErr,
+        }
+    }
+}
+
+/// The status for a set of refused recipients: a permanent refusal wins over a transient
+/// one, since retrying cannot help that recipient.
+pub fn rcpt_failures_status(failures: &[RcptFailure]) -> ExitStatus {
+    failures
+        .iter()
+        .map(|f| ExitStatus::for_reply(f.reply.code, true))
+        .max_by_key(|s| match s {
+            ExitStatus::NoUser => 3,
+            ExitStatus::Unavailable => 2,
+            ExitStatus::TempFail => 1,
+            _ => 0,
+        })
+        .unwrap_or(ExitStatus::Software)
+}

@@ -1,0 +1,23 @@
+//! The SMTP protocol, sans-IO: reply parser, command encoder, capabilities, the client
+//! session state machine and the DATA body encoder. Nothing here touches a socket, a clock
+//! or a file, so every server behaviour is testable with byte strings.
+
+pub mod body;
+pub mod capabilities;
+pub mod command;
+pub mod error;
+pub mod reply;
+pub mod session;
+
+#[cfg(test)]
+mod session_tests;
+
+pub use body::BodyEncoder;
+pub use capabilities::Capabilities;
+pub use command::Command;
+pub use error::{RcptFailure, SessionError};
+pub use reply::{Reply, ReplyError, ReplyParser};
+pub use session::{
+    Credentials, Envelope, Event, Mechanism, Report, Session, SessionOptions, TlsPolicy,
+    TraceLine, Wait,
+};

@@ -1,0 +1,789 @@
+//! The client session state machine, sans-IO: fed bytes, asked for bytes, never blocks.
+//!
+//! The transport reads from the socket and calls [`Session::handle_input`], writes whatever
+//! [`Session::poll_transmit`] returns (one buffer per flight, RFC 2920 §3.1), and acts on
+//! [`Session::poll_event`]. Because each flight is one buffer, the number of round trips is
+//! a property of this type that unit tests count.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::capabilities::Capabilities;
+use super::command::Command;
+use super::error::{RcptFailure, SessionError};
+use super::reply::{Reply, ReplyParser};
+
+/// How much TLS the session insists on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Never start TLS.
+    Off,
+    /// Start TLS when offered, go on in cleartext otherwise (RFC 7435).
+    Opportunistic,
+    /// Stop before AUTH and MAIL unless TLS is active.
+    Required,
+}
+
+/// A SASL mechanism this engine speaks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// RFC 4616, sent as an initial response.
+    Plain,
+    /// The de-facto LOGIN mechanism: user and password as two 334 answers.
+    Login,
+}
+
+impl Mechanism {
+    /// Preference order when the user forces nothing: PLAIN needs one round trip and may be
+    /// pipelined (RFC 4954 §4), LOGIN needs three.
+    pub const PREFERENCE: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Self::PREFERENCE
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A user name and password. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
+    }
+}
+
+/// Everything the session needs to know besides the envelope.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// The name sent with EHLO/HELO.
+    pub ehlo_name: String,
+    pub tls: TlsPolicy,
+    /// TLS is already active when the session starts (port 465, RFC 8314).
+    pub implicit_tls: bool,
+    pub credentials: Option<Credentials>,
+    /// A mechanism forced by the user; otherwise chosen from [`Mechanism::PREFERENCE`].
+    pub mechanism: Option<Mechanism>,
+    /// Allow credentials over a connection without TLS (only when the user insists).
+    pub allow_plaintext_auth: bool,
+    /// Use PIPELINING when the server offers it.
+    pub pipelining: bool,
+    /// The message size on the wire, when known before sending (RFC 1870 `SIZE=`).
+    pub size: Option<u64>,
+    /// Whether the body has 8-bit bytes: `None` when not known before it is sent.
+    pub eight_bit: Option<bool>,
+    /// Record a `C:`/`S:` trace of the dialogue.
+    pub trace: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ehlo_name: "localhost".into(),
+            tls: TlsPolicy::Required,
+            implicit_tls: false,
+            credentials: None,
+            mechanism: None,
+            allow_plaintext_auth: false,
+            pipelining: true,
+            size: None,
+            eight_bit: None,
+            trace: false,
+        }
+    }
+}
+
+/// The envelope of one message (RFC 5321 §2.3.1). An empty `from` is the null sender `<>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: String,
+    pub recipients: Vec<String>,
+}
+
+/// What the transport must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Run the TLS handshake now, then call [`Session::tls_established`].
+    StartTls,
+    /// Stream the message through a [`super::BodyEncoder`], then call [`Session::body_sent`].
+    SendBody,
+    /// The server accepted the message for the recipients in the report.
+    Done(Report),
+    /// The session failed; nothing more will be accepted. Write what is left (a QUIT) and close.
+    Failed(SessionError),
+}
+
+/// The outcome of a delivered message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub accepted: Vec<String>,
+    pub rejected: Vec<RcptFailure>,
+    /// The server's reply to the end of data.
+    pub reply: Reply,
+    pub tls: bool,
+    pub authenticated: bool,
+}
+
+/// Which of RFC 5321 §4.5.3.2's timeouts applies to what the session waits for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Greeting,
+    Mail,
+    Rcpt,
+    DataInit,
+    /// Sending one block of the body.
+    DataBlock,
+    DataTermination,
+    /// Any other command (EHLO, STARTTLS, AUTH).
+    Command,
+}
+
+impl Wait {
+    /// The RFC's minimum timeout for this wait.
+    pub fn default_timeout(self) -> Duration {
+        let minutes = match self {
+            Wait::Greeting | Wait::Mail | Wait::Rcpt | Wait::Command => 5,
+            Wait::DataInit => 2,
+            Wait::DataBlock => 3,
+            Wait::DataTermination => 10,
+        };
+        Duration::from_secs(minutes * 60)
+    }
+}
+
+/// One line of the trace; `client` lines were sent, the others received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceLine {
+    pub client: bool,
+    pub text: String,
+}
+
+/// The reply the session waits for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Awaiting {
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    AuthPlain { pipelined: bool },
+    AuthLogin { step: u8 },
+    Mail,
+    Rcpt(usize),
+    Data,
+    DataEnd,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Talking,
+    TlsHandshake,
+    Body,
+    Finished,
+}
+
+/// One client session delivering one envelope.
+#[derive(Debug)]
+pub struct Session {
+    envelope: Envelope,
+    opts: SessionOptions,
+    parser: ReplyParser,
+    caps: Capabilities,
+    tls_active: bool,
+    authenticated: bool,
+    /// Commands whose replies are due, oldest first, with their text for error messages.
+    pending: VecDeque<(Awaiting, String)>,
+    out: Vec<u8>,
+    out_pos: usize,
+    events: VecDeque<Event>,
+    trace: VecDeque<TraceLine>,
+    accepted: Vec<String>,
+    rejected: Vec<RcptFailure>,
+    phase: Phase,
+}
+
+impl Session {
+    /// A session that waits for the greeting; nothing is sent yet.
+    pub fn new(envelope: Envelope, opts: SessionOptions) -> Session {
+        let tls_active = opts.implicit_tls;
+        let mut session = Session {
+            envelope,
+            opts,
+            parser: ReplyParser::new(),
+            caps: Capabilities::default(),
+            tls_active,
+            authenticated: false,
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            events: VecDeque::new(),
+            trace: VecDeque::new(),
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            phase: Phase::Talking,
+        };
+        session
+            .pending
+            .push_back((Awaiting::Greeting, "connection greeting".into()));
+        session
+    }
+
+    /// Feed bytes read from the server.
+    pub fn handle_input(&mut self, data: &[u8]) {
+        if self.phase != Phase::Talking {
+            // Nothing may arrive during the handshake or while the body is sent; once
+            // finished, the 221 to QUIT and anything else is of no interest.
+            if self.phase == Phase::TlsHandshake || self.phase == Phase::Body {
+                self.fail(SessionError::Protocol(
+                    "server sent data while none was expected".into(),
+                ));
+            }
+            return;
+        }
+        self.parser.push(data);
+        loop {
+            match self.parser.next_reply() {
+                Ok(Some(reply)) => {
+                    self.trace_reply(&reply);
+                    self.handle_reply(reply);
+                    if self.phase != Phase::Talking {
+                        if self.phase == Phase::TlsHandshake && self.parser.has_buffered() {
+                            // RFC 3207 §4.2 / CVE-2011-0411: bytes after the 220 were sent
+                            // in cleartext and must never be read as replies.
+                            self.fail(SessionError::Protocol(
+                                "STARTTLS: server sent data after its 220 reply, before the \
+                                 TLS handshake (response injection)"
+                                    .into(),
+                            ));
+                        }
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    let command = self.current_command();
+                    self.fail(SessionError::BadReply { command, error });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The server closed the connection (read returned 0).
+    pub fn handle_eof(&mut self) {
+        if self.phase != Phase::Finished {
+            let command = self.current_command();
+            self.fail(SessionError::Closed(command));
+        }
+    }
+
+    /// Bytes to write next: everything queued so far, one flight.
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        (self.out_pos < self.out.len()).then(|| &self.out[self.out_pos..])
+    }
+
+    /// `n` bytes of [`Self::poll_transmit`] were written.
+    pub fn consume(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_trace(&mut self) -> Option<TraceLine> {
+        self.trace.pop_front()
+    }
+
+    /// Whether the session waits for bytes from the server.
+    pub fn wants_input(&self) -> bool {
+        self.phase == Phase::Talking && !self.pending.is_empty()
+    }
+
+    /// The timeout that applies now: to the reply awaited, or to the body being sent.
+    pub fn wait(&self) -> Wait {
+        if self.phase == Phase::Body {
+            return Wait::DataBlock;
+        }
+        match self.pending.front().map(|p| p.0) {
+            Some(Awaiting::Greeting) => Wait::Greeting,
+            Some(Awaiting::Mail) => Wait::Mail,
+            Some(Awaiting::Rcpt(_)) => Wait::Rcpt,
+            Some(Awaiting::Data) => Wait::DataInit,
+            Some(Awaiting::DataEnd) => Wait::DataTermination,
+            _ => Wait::Command,
+        }
+    }
+
+    /// Whether TLS is active on this session.
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The capabilities of the last EHLO.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Whether the session ended, delivered or failed.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The TLS handshake after STARTTLS succeeded. Everything learned before it is
+    /// forgotten (RFC 3207 §4.2) and EHLO is sent again.
+    pub fn tls_established(&mut self) {
+        if self.phase != Phase::TlsHandshake {
+            return;
+        }
+        self.parser.clear();
+        self.caps = Capabilities::default();
+        self.tls_active = true;
+        self.phase = Phase::Talking;
+        self.trace_note("TLS established; capabilities from before TLS discarded");
+        self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo);
+    }
+
+    /// The whole body, terminator included, was written after [`Event::SendBody`].
+    pub fn body_sent(&mut self) {
+        if self.phase != Phase::Body {
+            return;
+        }
+        self.phase = Phase::Talking;
+        self.trace_note("<message body sent>");
+        self.pending
+            .push_back((Awaiting::DataEnd, "end of DATA".into()));
+        if self.caps.pipelining && self.opts.pipelining {
+            // RFC 2920 §3.2 example: the body, "." and QUIT in one flight; the 221 is
+            // never waited for.
+            self.send_unawaited(Command::Quit);
+        }
+    }
+
+    fn send(&mut self, command: Command, awaiting: Awaiting) {
+        let label = command.redacted();
+        if self.send_unawaited(command) {
+            self.pending.push_back((awaiting, label));
+        }
+    }
+
+    /// Queue a command whose reply is not waited for. False if it was refused as unsafe.
+    fn send_unawaited(&mut self, command: Command) -> bool {
+        match command.encode(&mut self.out) {
+            Ok(()) => {
+                if self.opts.trace {
+                    self.trace.push_back(TraceLine {
+                        client: true,
+                        text: command.redacted(),
+                    });
+                }
+                true
+            }
+            Err(e) => {
+                self.fail(SessionError::UnsafeArgument(e.to_string()));
+                false
+            }
+        }
+    }
+
+    fn trace_reply(&mut self, reply: &Reply) {
+        if !self.opts.trace {
+            return;
+        }
+        let n = reply.lines.len();
+        for (i, line) in reply.lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            self.trace.push_back(TraceLine {
+                client: false,
+                text: format!("{}{}{}", reply.code, sep, line),
+            });
+        }
+    }
+
+    fn trace_note(&mut self, note: &str) {
+        if self.opts.trace {
+            self.trace.push_back(TraceLine {
+                client: true,
+                text: note.into(),
+            });
+        }
+    }
+
+    fn current_command(&self) -> String {
+        self.pending
+            .front()
+            .map(|p| p.1.clone())
+            .unwrap_or_else(|| "after QUIT".into())
+    }
+
+    fn fail(&mut self, error: SessionError) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        let polite = self.phase == Phase::Talking && !self.pending.is_empty();
+        self.phase = Phase::Finished;
+        self.pending.clear();
+        if polite {
+            // Best effort; a failure to encode QUIT is impossible.
+            let _ = Command::Quit.encode(&mut self.out);
+        }
+        self.events.push_back(Event::Failed(error));
+    }
+
+    fn finish(&mut self, reply: Reply) {
+        self.phase = Phase::Finished;
+        self.pending.clear();
+        self.events.push_back(Event::Done(Report {
+            accepted: std::mem::take(&mut self.accepted),
+            rejected: std::mem::take(&mut self.rejected),
+            reply,
+            tls: self.tls_active,
+            authenticated: self.authenticated,
+        }));
+    }
+
+    fn refused(&mut self, command: String, reply: Reply) {
+        self.fail(SessionError::Refused {
+            command,
+            reply,
+            at_rcpt: false,
+        });
+    }
+
+    fn handle_reply(&mut self, reply: Reply) {
+        let Some((awaiting, command)) = self.pending.pop_front() else {
+            self.fail(SessionError::Protocol(format!(
+                "unexpected reply with no command outstanding: {reply}"
+            )));
+            return;
+        };
+        match awaiting {
+            Awaiting::Greeting => match reply.code {
+                220 => self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo),
+                _ if reply.is_transient() || reply.is_permanent() => {
+                    self.refused(command, reply)
+                }
+                _ => self.unexpected(command, reply),
+            },
+            Awaiting::Ehlo => match reply.code {
+                250 => {
+                    self.caps = Capabilities::from_ehlo(&reply);
+                    self.after_hello();
+                }
+                // RFC 5321 §3.2: a server that does not know EHLO gets HELO.
+                500 | 501 | 502 | 504 => {
+                    self.send(Command::Helo(self.opts.ehlo_name.clone()), Awaiting::Helo)
+                }
+                _ if reply.is_transient() || reply.is_permanent() => {
+                    self.refused(command, reply)
+                }
+                _ => self.unexpected(command, reply),
+            },
+            Awaiting::Helo => match reply.code {
+                250 => {
+                    self.caps = Capabilities::default();
+                    self.after_hello();
+                }
+                _ if reply.is_transient() || reply.is_permanent() => {
+                    self.refused(command, reply)
+                }
+                _ => self.unexpected(command, reply),
+            },
+            Awaiting::StartTls => match reply.code {
+                220 => {
+                    self.phase = Phase::TlsHandshake;
+                    self.events.push_back(Event::StartTls);
+                }
+                _ if reply.is_transient() || reply.is_permanent() => {
+                    if self.opts.tls == TlsPolicy::Required {
+                        self.fail(SessionError::TlsUnavailable(format!(
+                            "{command}: {reply} (TLS is required)"
+                        )));
+                    } else {
+                        self.trace_note("STARTTLS refused; continuing without TLS");
+                        self.begin_auth_or_transaction();
+                    }
+                }
+                _ => self.unexpected(command, reply),
+            },
+            Awaiting::AuthPlain { pipelined } => match reply.code {
+                235 => {
+                    self.authenticated = true;
+                    if !pipelined {
+                        self.send_transaction();
+                    }
+                }
+                _ if reply.is_transient() || reply.is_permanent() => {
+                    self.fail(SessionError::AuthFailed { command, reply })
+                }
+                // A 334 after an initial response would make the server read the next
+                // command as SASL data.
+                _ => self.unexpected(command, reply),
+            },
+            Awaiting::AuthLogin { step } => match reply.code {
+                235 => {
+                    self.authenticated = true;
+                    self.send_transaction();
+                }
+                334 if step < 2 => {
+                    let Some(creds) = self.opts.credentials.clone() else {
+                        return self.unexpected(command, reply);
+                    };
+                    let secret = if step == 0 {
+                        creds.user
+                    } else {
+                        creds.password
+                    };
+                    self.send(
+                        Command::AuthResponse(B64.encode(secret)),
+                        Awaiting::AuthLogin { step: step + 1 },
+                    );
+                }
+                _ if reply.is_transient() || reply.is_permanent() => {
+                    self.fail(SessionError::AuthFailed { command, reply })
+                }
+                _ => self.unexpected(command, reply),
+            },
+            Awaiting::Mail => {
+                if reply.is_positive() {
+                    if !self.pipelined() {
+                        self.send_rcpt(0);
+                    }
+                } else if reply.is_transient() || reply.is_permanent() {
+                    self.refused(command, reply);
+                } else {
+                    self.unexpected(command, reply);
+                }
+            }
+            Awaiting::Rcpt(i) => {
+                let recipient = self.envelope.recipients[i].clone();
+                if reply.is_positive() {
+                    self.accepted.push(recipient);
+                } else if reply.is_transient() || reply.is_permanent() {
+                    self.rejected.push(RcptFailure { recipient, reply });
+                } else {
+                    return self.unexpected(command, reply);
+                }
+                if !self.pipelined() {
+                    if i + 1 < self.envelope.recipients.len() {
+                        self.send_rcpt(i + 1);
+                    } else if self.accepted.is_empty() {
+                        self.fail_no_recipients();
+                    } else {
+                        self.send(Command::Data, Awaiting::Data);
+                    }
+                }
+            }
+            Awaiting::Data => {
+                if reply.code == 354 {
+                    if self.accepted.is_empty() {
+                        // RFC 2920 §3.1: DATA accepted although every RCPT failed; end
+                        // the empty message at once.
+                        self.out.extend_from_slice(b".\r\n");
+                        self.fail_no_recipients();
+                    } else {
+                        self.phase = Phase::Body;
+                        self.events.push_back(Event::SendBody);
+                    }
+                } else if self.accepted.is_empty() {
+                    self.fail_no_recipients();
+                } else if reply.is_transient() || reply.is_permanent() {
+                    self.refused(command, reply);
+                } else {
+                    self.unexpected(command, reply);
+                }
+            }
+            Awaiting::DataEnd => {
+                if reply.is_positive() {
+                    if !(self.caps.pipelining && self.opts.pipelining) {
+                        self.send_unawaited(Command::Quit);
+                    }
+                    self.finish(reply);
+                } else if reply.is_transient() || reply.is_permanent() {
+                    self.refused(command, reply);
+                } else {
+                    self.unexpected(command, reply);
+                }
+            }
+        }
+    }
+
+    fn unexpected(&mut self, command: String, reply: Reply) {
+        self.fail(SessionError::Protocol(format!(
+            "{command}: unexpected reply {reply}"
+        )));
+    }
+
+    fn fail_no_recipients(&mut self) {
+        let rejected = std::mem::take(&mut self.rejected);
+        self.fail(SessionError::NoRecipientAccepted(rejected));
+    }
+
+    fn pipelined(&self) -> bool {
+        self.opts.pipelining && self.caps.pipelining
+    }
+
+    fn after_hello(&mut self) {
+        if !self.tls_active {
+            match self.opts.tls {
+                TlsPolicy::Required | TlsPolicy::Opportunistic if self.caps.starttls => {
+                    self.send(Command::StartTls, Awaiting::StartTls);
+                    return;
+                }
+                TlsPolicy::Required => {
+                    self.fail(SessionError::TlsUnavailable(
+                        "server does not offer STARTTLS and TLS is required".into(),
+                    ));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.begin_auth_or_transaction();
+    }
+
+    fn begin_auth_or_transaction(&mut self) {
+        let Some(creds) = self.opts.credentials.clone() else {
+            return self.send_transaction();
+        };
+        if !self.tls_active && !self.opts.allow_plaintext_auth {
+            return self.fail(SessionError::AuthUnavailable(
+                "refusing to send credentials over a connection without TLS".into(),
+            ));
+        }
+        let offered = if self.caps.auth.is_empty() {
+            "nothing".to_string()
+        } else {
+            self.caps.auth.join(" ")
+        };
+        let mechanism = match self.opts.mechanism {
+            Some(m) if self.caps.offers_auth(m.name()) => m,
+            Some(m) => {
+                return self.fail(SessionError::AuthUnavailable(format!(
+                    "AUTH {} is not offered by the server (it offers {offered})",
+                    m.name()
+                )));
+            }
+            None => match Mechanism::PREFERENCE
+                .into_iter()
+                .find(|m| self.caps.offers_auth(m.name()))
+            {
+                Some(m) => m,
+                None => {
+                    return self.fail(SessionError::AuthUnavailable(format!(
+                        "no authentication mechanism in common (server offers {offered})"
+                    )));
+                }
+            },
+        };
+        match mechanism {
+            Mechanism::Plain => {
+                let mut ir = Vec::with_capacity(creds.user.len() + creds.password.len() + 2);
+                ir.push(0);
+                ir.extend_from_slice(creds.user.as_bytes());
+                ir.push(0);
+                ir.extend_from_slice(creds.password.as_bytes());
+                let pipelined = self.pipelined();
+                self.send(
+                    Command::Auth {
+                        mechanism: "PLAIN".into(),
+                        initial: Some(B64.encode(ir)),
+                    },
+                    Awaiting::AuthPlain { pipelined },
+                );
+                if pipelined {
+                    // RFC 4954 §4: AUTH with an initial response for a one-step mechanism
+                    // may be followed by other commands in the same flight.
+                    self.send_transaction();
+                }
+            }
+            Mechanism::Login => self.send(
+                Command::Auth {
+                    mechanism: "LOGIN".into(),
+                    initial: None,
+                },
+                Awaiting::AuthLogin { step: 0 },
+            ),
+        }
+    }
+
+    fn send_transaction(&mut self) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        if self.envelope.recipients.is_empty() {
+            return self.fail(SessionError::Protocol("no recipients to send to".into()));
+        }
+        let mut params = Vec::new();
+        if let (Some(size), Some(limit)) = (self.opts.size, self.caps.size) {
+            if limit > 0 && size > limit {
+                return self.fail(SessionError::Unsupported(format!(
+                    "message of {size} bytes exceeds the server's SIZE limit of {limit}"
+                )));
+            }
+            params.push(format!("SIZE={size}"));
+        }
+        if self.caps.eightbitmime {
+            if self.opts.eight_bit != Some(false) {
+                params.push("BODY=8BITMIME".into());
+            }
+        } else if self.opts.eight_bit == Some(true) {
+            return self.fail(SessionError::Unsupported(
+                "the message has 8-bit data and the server does not offer 8BITMIME".into(),
+            ));
+        }
+        let needs_utf8 = !self.envelope.from.is_ascii()
+            || self.envelope.recipients.iter().any(|r| !r.is_ascii());
+        if needs_utf8 {
+            if !self.caps.smtputf8 {
+                return self.fail(SessionError::Unsupported(
+                    "an address is not ASCII and the server does not offer SMTPUTF8".into(),
+                ));
+            }
+            params.push("SMTPUTF8".into());
+        }
+        self.send(
+            Command::Mail {
+                from: self.envelope.from.clone(),
+                params,
+            },
+            Awaiting::Mail,
+        );
+        if self.pipelined() {
+            for i in 0..self.envelope.recipients.len() {
+                self.send_rcpt(i);
+            }
+            self.send(Command::Data, Awaiting::Data);
+        }
+    }
+
+    fn send_rcpt(&mut self, i: usize) {
+        let to = self.envelope.recipients[i].clone();
+        self.send(
+            Command::Rcpt {
+                to,
+                params: vec![],
+            },
+            Awaiting::Rcpt(i),
+        );
+    }
+}
