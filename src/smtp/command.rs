@@ -170,7 +170,10 @@ mod tests {
 
     #[test]
     fn commands_encode_as_rfc5321_shows() {
-        assert_eq!(wire(Command::Ehlo("client.example".into())), "EHLO client.example\r\n");
+        assert_eq!(
+            wire(Command::Ehlo("client.example".into())),
+            "EHLO client.example\r\n"
+        );
         assert_eq!(
             wire(Command::Mail {
                 from: "a@b.example".into(),

@@ -66,9 +66,7 @@ impl SessionError {
             SessionError::NoRecipientAccepted(failures) => rcpt_failures_status(failures),
             SessionError::BadReply { .. } | SessionError::Protocol(_) => ExitStatus::Protocol,
             SessionError::TlsUnavailable(_) | SessionError::Closed(_) => ExitStatus::TempFail,
-            SessionError::AuthFailed { reply, .. } if reply.is_transient() => {
-                ExitStatus::TempFail
-            }
+            SessionError::AuthFailed { reply, .. } if reply.is_transient() => ExitStatus::TempFail,
             SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_) => {
                 ExitStatus::NoPerm
             }

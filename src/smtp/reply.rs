@@ -50,8 +50,7 @@ impl Reply {
         let class: u8 = parts.next()?.parse().ok()?;
         let subject: u16 = parts.next()?.parse().ok()?;
         let detail: u16 = parts.next()?.parse().ok()?;
-        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) || subject > 999 || detail > 999
-        {
+        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) || subject > 999 || detail > 999 {
             return None;
         }
         Some((class, subject, detail))

@@ -65,7 +65,11 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
+        write!(
+            f,
+            "Credentials {{ user: {:?}, password: <redacted> }}",
+            self.user
+        )
     }
 }
 
@@ -262,15 +266,6 @@ impl Session {
                     self.trace_reply(&reply);
                     self.handle_reply(reply);
                     if self.phase != Phase::Talking {
-                        if self.phase == Phase::TlsHandshake && self.parser.has_buffered() {
-                            // RFC 3207 §4.2 / CVE-2011-0411: bytes after the 220 were sent
-                            // in cleartext and must never be read as replies.
-                            self.fail(SessionError::Protocol(
-                                "STARTTLS: server sent data after its 220 reply, before the \
-                                 TLS handshake (response injection)"
-                                    .into(),
-                            ));
-                        }
                         return;
                     }
                 }
@@ -439,7 +434,7 @@ impl Session {
         if self.phase == Phase::Finished {
             return;
         }
-        let polite = self.phase == Phase::Talking && !self.pending.is_empty();
+        let polite = self.phase == Phase::Talking;
         self.phase = Phase::Finished;
         self.pending.clear();
         if polite {
@@ -479,9 +474,7 @@ impl Session {
         match awaiting {
             Awaiting::Greeting => match reply.code {
                 220 => self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo),
-                _ if reply.is_transient() || reply.is_permanent() => {
-                    self.refused(command, reply)
-                }
+                _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
                 _ => self.unexpected(command, reply),
             },
             Awaiting::Ehlo => match reply.code {
@@ -493,9 +486,7 @@ impl Session {
                 500 | 501 | 502 | 504 => {
                     self.send(Command::Helo(self.opts.ehlo_name.clone()), Awaiting::Helo)
                 }
-                _ if reply.is_transient() || reply.is_permanent() => {
-                    self.refused(command, reply)
-                }
+                _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
                 _ => self.unexpected(command, reply),
             },
             Awaiting::Helo => match reply.code {
@@ -503,12 +494,18 @@ impl Session {
                     self.caps = Capabilities::default();
                     self.after_hello();
                 }
-                _ if reply.is_transient() || reply.is_permanent() => {
-                    self.refused(command, reply)
-                }
+                _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
                 _ => self.unexpected(command, reply),
             },
             Awaiting::StartTls => match reply.code {
+                220 if self.parser.has_buffered() => {
+                    // RFC 3207 §4.2, CVE-2011-0411: bytes after the 220 came in cleartext
+                    // and must never be read as replies after the handshake.
+                    self.fail(SessionError::Protocol(format!(
+                        "{command}: server sent data after its 220 reply, before the TLS \
+                         handshake (response injection)"
+                    )));
+                }
                 220 => {
                     self.phase = Phase::TlsHandshake;
                     self.events.push_back(Event::StartTls);
@@ -778,12 +775,6 @@ impl Session {
 
     fn send_rcpt(&mut self, i: usize) {
         let to = self.envelope.recipients[i].clone();
-        self.send(
-            Command::Rcpt {
-                to,
-                params: vec![],
-            },
-            Awaiting::Rcpt(i),
-        );
+        self.send(Command::Rcpt { to, params: vec![] }, Awaiting::Rcpt(i));
     }
 }

@@ -1,0 +1,771 @@
+//! Session tests: a scripted server answers each flight; waits are counted as the
+//! bench counts them (each time the client must read before it can go on).
+
+use super::body::encode_all;
+use super::*;
+
+/// A scripted server: answers commands with canned replies, collects the body.
+struct FakeServer {
+    ehlo: Vec<&'static str>,
+    ehlo_tls: Vec<&'static str>,
+    tls: bool,
+    in_data: bool,
+    /// (command prefix, reply) overrides, checked in order.
+    overrides: Vec<(String, String)>,
+    commands: Vec<String>,
+    data: Vec<u8>,
+    partial: Vec<u8>,
+}
+
+impl FakeServer {
+    fn new(ehlo: &[&'static str]) -> Self {
+        FakeServer {
+            ehlo: ehlo.to_vec(),
+            ehlo_tls: ehlo.iter().copied().filter(|c| *c != "STARTTLS").collect(),
+            tls: false,
+            in_data: false,
+            overrides: vec![],
+            commands: vec![],
+            data: vec![],
+            partial: vec![],
+        }
+    }
+
+    fn on(mut self, prefix: &str, reply: &str) -> Self {
+        self.overrides.push((prefix.into(), reply.into()));
+        self
+    }
+
+    fn reply_for(&self, line: &str) -> String {
+        for (prefix, reply) in &self.overrides {
+            if line.starts_with(prefix.as_str()) {
+                return format!("{reply}\r\n");
+            }
+        }
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => {
+                let caps = if self.tls { &self.ehlo_tls } else { &self.ehlo };
+                let mut out = String::new();
+                let mut lines = vec!["server.example"];
+                lines.extend(caps.iter().copied());
+                for (i, l) in lines.iter().enumerate() {
+                    let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+                    out.push_str(&format!("250{sep}{l}\r\n"));
+                }
+                out
+            }
+            "HELO" => "250 server.example\r\n".into(),
+            "STARTTLS" => "220 2.0.0 go ahead\r\n".into(),
+            "AUTH" => "235 2.7.0 ok\r\n".into(),
+            "MAIL" | "RCPT" => "250 2.1.0 ok\r\n".into(),
+            "DATA" => "354 go on\r\n".into(),
+            "QUIT" => "221 bye\r\n".into(),
+            _ => "500 5.5.1 unknown\r\n".into(),
+        }
+    }
+
+    /// Answer one flight from the client.
+    fn respond(&mut self, flight: &[u8]) -> Vec<u8> {
+        self.partial.extend_from_slice(flight);
+        let mut out = Vec::new();
+        loop {
+            if self.in_data {
+                let Some(end) = find(&self.partial, b"\r\n.\r\n") else {
+                    break;
+                };
+                self.data = self.partial[..end + 5].to_vec();
+                self.partial.drain(..end + 5);
+                self.in_data = false;
+                let reply = self
+                    .overrides
+                    .iter()
+                    .find(|(p, _)| p == ".")
+                    .map(|(_, r)| format!("{r}\r\n"))
+                    .unwrap_or_else(|| "250 2.0.0 queued\r\n".into());
+                out.extend_from_slice(reply.as_bytes());
+                continue;
+            }
+            let Some(end) = find(&self.partial, b"\r\n") else {
+                break;
+            };
+            let line = String::from_utf8_lossy(&self.partial[..end]).into_owned();
+            self.partial.drain(..end + 2);
+            let reply = self.reply_for(&line);
+            if line == "DATA" && reply.starts_with("354") {
+                self.in_data = true;
+            }
+            self.commands.push(line);
+            out.extend_from_slice(reply.as_bytes());
+        }
+        out
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+struct Outcome {
+    trace: Vec<String>,
+    waits: usize,
+    flights: Vec<Vec<u8>>,
+    result: Event,
+    server: FakeServer,
+}
+
+/// Drive a session against the fake server until it is done or failed.
+fn run(mut s: Session, mut server: FakeServer, body: &[u8], banner: &str) -> Outcome {
+    let mut waits = 0;
+    let mut flights = vec![];
+    let mut inbox = banner.as_bytes().to_vec();
+    let mut result = None;
+    let mut trace = vec![];
+    for _ in 0..100 {
+        let mut flight = Vec::new();
+        loop {
+            while let Some(buf) = s.poll_transmit() {
+                let n = buf.len();
+                flight.extend_from_slice(buf);
+                s.consume(n);
+            }
+            match s.poll_event() {
+                Some(Event::StartTls) => {
+                    assert!(flight.is_empty(), "nothing may follow STARTTLS");
+                    // The handshake is one more wait for the server.
+                    waits += 1;
+                    server.tls = true;
+                    s.tls_established();
+                }
+                Some(Event::SendBody) => {
+                    flight.extend_from_slice(&encode_all(body, false));
+                    s.body_sent();
+                }
+                Some(e) => {
+                    result = Some(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        while let Some(t) = s.poll_trace() {
+            trace.push(format!("{}: {}", if t.client { "C" } else { "S" }, t.text));
+        }
+        if !flight.is_empty() {
+            inbox.extend_from_slice(&server.respond(&flight));
+            flights.push(flight);
+        }
+        if let Some(r) = result {
+            return Outcome {
+                trace,
+                waits,
+                flights,
+                result: r,
+                server,
+            };
+        }
+        assert!(s.wants_input(), "session neither finished nor waiting");
+        waits += 1;
+        let input = std::mem::take(&mut inbox);
+        s.handle_input(&input);
+    }
+    panic!("session did not finish");
+}
+
+fn env(rcpts: &[&str]) -> Envelope {
+    Envelope {
+        from: "alice@example.org".into(),
+        recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+fn plain_opts() -> SessionOptions {
+    SessionOptions {
+        tls: TlsPolicy::Off,
+        ehlo_name: "client.example".into(),
+        ..SessionOptions::default()
+    }
+}
+
+fn creds() -> Option<Credentials> {
+    Some(Credentials {
+        user: "alice".into(),
+        password: "s3cret".into(),
+    })
+}
+
+const BANNER: &str = "220 server.example ESMTP\r\n";
+const FULL: &[&str] = &[
+    "PIPELINING",
+    "SIZE 1000000",
+    "8BITMIME",
+    "STARTTLS",
+    "AUTH PLAIN LOGIN",
+    "ENHANCEDSTATUSCODES",
+];
+
+fn done(o: &Outcome) -> &Report {
+    match &o.result {
+        Event::Done(r) => r,
+        other => panic!("expected Done, got {other:?}"),
+    }
+}
+
+fn failed(o: &Outcome) -> &SessionError {
+    match &o.result {
+        Event::Failed(e) => e,
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[test]
+fn plain_pipelined_send_takes_four_waits() {
+    for n in [1, 10] {
+        let rcpts: Vec<String> = (0..n).map(|i| format!("r{i}@example.net")).collect();
+        let rcpts: Vec<&str> = rcpts.iter().map(|s| s.as_str()).collect();
+        let o = run(
+            Session::new(env(&rcpts), plain_opts()),
+            FakeServer::new(&["PIPELINING", "8BITMIME"]),
+            b"Subject: hi\n\nbody\n",
+            BANNER,
+        );
+        assert_eq!(done(&o).accepted.len(), n);
+        assert_eq!(o.waits, 4, "{n} recipients");
+        // EHLO; MAIL+RCPTs+DATA; body+QUIT.
+        assert_eq!(o.flights.len(), 3);
+        let second = String::from_utf8_lossy(&o.flights[1]);
+        assert!(second.starts_with("MAIL FROM:<alice@example.org> BODY=8BITMIME\r\n"));
+        assert!(second.ends_with("DATA\r\n"));
+        assert_eq!(second.matches("RCPT TO:").count(), n);
+        assert!(o.flights[2].ends_with(b"\r\n.\r\nQUIT\r\n"));
+    }
+}
+
+#[test]
+fn starttls_and_auth_plain_take_seven_waits() {
+    let opts = SessionOptions {
+        tls: TlsPolicy::Required,
+        credentials: creds(),
+        ..plain_opts()
+    };
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        FakeServer::new(FULL),
+        b"x\n",
+        BANNER,
+    );
+    let r = done(&o);
+    assert!(r.tls && r.authenticated);
+    assert_eq!(o.waits, 7);
+    let cmds = &o.server.commands;
+    assert_eq!(cmds[0], "EHLO client.example");
+    assert_eq!(cmds[1], "STARTTLS");
+    assert_eq!(cmds[2], "EHLO client.example");
+    // \0alice\0s3cret
+    assert_eq!(cmds[3], "AUTH PLAIN AGFsaWNlAHMzY3JldA==");
+    assert!(cmds[4].starts_with("MAIL FROM:"));
+}
+
+#[test]
+fn implicit_tls_with_auth_plain_takes_four_waits_after_the_handshake() {
+    let opts = SessionOptions {
+        tls: TlsPolicy::Required,
+        implicit_tls: true,
+        credentials: creds(),
+        ..plain_opts()
+    };
+    let mut server = FakeServer::new(FULL);
+    server.tls = true;
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    // banner, EHLO, AUTH+MAIL+RCPT+DATA, body+QUIT; the handshake is the transport's.
+    assert_eq!(o.waits, 4);
+}
+
+#[test]
+fn lockstep_without_pipelining() {
+    let o = run(
+        Session::new(env(&["a@x.example", "b@x.example"]), plain_opts()),
+        FakeServer::new(&["8BITMIME"]),
+        b"x\n",
+        BANNER,
+    );
+    done(&o);
+    // banner, EHLO, MAIL, RCPT, RCPT, DATA, end of data.
+    assert_eq!(o.waits, 7);
+    assert!(o.flights.iter().skip(1).take(4).all(|f| {
+        let t = String::from_utf8_lossy(f);
+        t.matches("\r\n").count() == 1
+    }));
+    assert_eq!(o.server.commands.last().map(String::as_str), Some("QUIT"));
+}
+
+#[test]
+fn auth_login_is_lockstep_and_redacted() {
+    let opts = SessionOptions {
+        tls: TlsPolicy::Required,
+        credentials: creds(),
+        mechanism: Some(Mechanism::Login),
+        trace: true,
+        ..plain_opts()
+    };
+    let server = FakeServer::new(FULL)
+        .on("AUTH LOGIN", "334 VXNlcm5hbWU6")
+        .on("YWxpY2U=", "334 UGFzc3dvcmQ6")
+        .on("czNjcmV0", "235 2.7.0 ok");
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    assert!(o.server.commands.contains(&"YWxpY2U=".to_string()));
+    let joined = o.trace.join("\n");
+    assert!(!joined.contains("czNjcmV0"), "password must not be traced");
+    assert!(!joined.contains("YWxpY2U="), "user must not be traced");
+    assert!(joined.contains("C: <redacted>"));
+    assert!(joined.contains("S: 334 VXNlcm5hbWU6"));
+}
+
+#[test]
+fn failed_pipelined_auth_reports_the_535() {
+    let opts = SessionOptions {
+        tls: TlsPolicy::Required,
+        credentials: creds(),
+        ..plain_opts()
+    };
+    let server = FakeServer::new(FULL)
+        .on("AUTH", "535 5.7.8 bad credentials")
+        .on("MAIL", "530 5.7.0 authentication required")
+        .on("RCPT", "503 5.5.1 need MAIL")
+        .on("DATA", "503 5.5.1 need RCPT");
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    let e = failed(&o);
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert!(e.to_string().contains("535 5.7.8"), "{e}");
+    assert!(e.to_string().starts_with("AUTH PLAIN <redacted>"), "{e}");
+}
+
+#[test]
+fn starttls_required_but_not_offered_sends_nothing_more() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Required,
+                credentials: creds(),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING", "AUTH PLAIN"]),
+        b"x\n",
+        BANNER,
+    );
+    assert!(matches!(failed(&o), SessionError::TlsUnavailable(_)));
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::TempFail);
+    assert!(
+        o.server
+            .commands
+            .iter()
+            .all(|c| !c.starts_with("MAIL") && !c.starts_with("AUTH"))
+    );
+}
+
+#[test]
+fn starttls_refused_when_required_is_a_temporary_failure() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Required,
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(FULL).on("STARTTLS", "454 4.7.0 TLS not available"),
+        b"x\n",
+        BANNER,
+    );
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::TempFail);
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("MAIL")));
+}
+
+#[test]
+fn starttls_refused_when_opportunistic_goes_on_in_cleartext() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Opportunistic,
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(FULL).on("STARTTLS", "454 4.7.0 TLS not available"),
+        b"x\n",
+        BANNER,
+    );
+    assert!(!done(&o).tls);
+}
+
+#[test]
+fn bytes_after_starttls_reply_abort_the_session() {
+    let mut s = Session::new(
+        env(&["bob@example.net"]),
+        SessionOptions {
+            tls: TlsPolicy::Required,
+            ..plain_opts()
+        },
+    );
+    s.handle_input(BANNER.as_bytes());
+    s.consume(s.poll_transmit().unwrap().len());
+    s.handle_input(b"250-server.example\r\n250 STARTTLS\r\n");
+    assert_eq!(s.poll_transmit(), Some(&b"STARTTLS\r\n"[..]));
+    s.consume(10);
+    s.handle_input(b"220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n");
+    match s.poll_event() {
+        Some(Event::Failed(SessionError::Protocol(m))) => assert!(m.contains("injection")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.poll_event(), None, "no StartTls event after injection");
+}
+
+#[test]
+fn capabilities_from_before_tls_are_forgotten() {
+    // Before TLS the server offers AUTH PLAIN; after TLS it offers nothing.
+    let mut server = FakeServer::new(FULL);
+    server.ehlo_tls = vec!["PIPELINING"];
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Required,
+                credentials: creds(),
+                ..plain_opts()
+            },
+        ),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(matches!(failed(&o), SessionError::AuthUnavailable(_)));
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("AUTH")));
+}
+
+#[test]
+fn no_credentials_over_cleartext() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Off,
+                credentials: creds(),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(FULL),
+        b"x\n",
+        BANNER,
+    );
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoPerm);
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("AUTH")));
+}
+
+#[test]
+fn cleartext_auth_when_the_user_insists() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Off,
+                credentials: creds(),
+                allow_plaintext_auth: true,
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(FULL),
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+}
+
+#[test]
+fn helo_fallback_on_502() {
+    for code in ["500", "502"] {
+        let o = run(
+            Session::new(env(&["bob@example.net"]), plain_opts()),
+            FakeServer::new(&[]).on("EHLO", &format!("{code} 5.5.1 what?")),
+            b"x\n",
+            BANNER,
+        );
+        done(&o);
+        assert_eq!(o.server.commands[1], "HELO client.example");
+    }
+}
+
+#[test]
+fn partial_recipient_failure_delivers_to_the_rest() {
+    let o = run(
+        Session::new(
+            env(&["good@x.example", "bad@x.example", "later@x.example"]),
+            plain_opts(),
+        ),
+        FakeServer::new(&["PIPELINING"]).on("RCPT TO:<bad@", "550 5.1.1 user unknown"),
+        b"x\n",
+        BANNER,
+    );
+    let r = done(&o);
+    assert_eq!(r.accepted, vec!["good@x.example", "later@x.example"]);
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].reply.code, 550);
+}
+
+#[test]
+fn every_recipient_refused_sends_no_body() {
+    for pipelining in [true, false] {
+        let caps: &[&'static str] = if pipelining { &["PIPELINING"] } else { &[] };
+        let o = run(
+            Session::new(env(&["a@x.example", "b@x.example"]), plain_opts()),
+            FakeServer::new(caps)
+                .on("RCPT", "550 5.1.1 user unknown")
+                .on("DATA", "554 5.5.1 no valid recipients"),
+            b"secret body\n",
+            BANNER,
+        );
+        let e = failed(&o);
+        assert_eq!(e.exit_status(), crate::ExitStatus::NoUser);
+        assert!(o.server.data.is_empty());
+        assert!(!o.flights.concat().windows(6).any(|w| w == b"secret"));
+    }
+}
+
+#[test]
+fn data_accepted_after_every_rcpt_failed_gets_an_empty_message() {
+    let o = run(
+        Session::new(env(&["a@x.example"]), plain_opts()),
+        FakeServer::new(&["PIPELINING"]).on("RCPT", "550 5.1.1 no"),
+        b"secret body\n",
+        BANNER,
+    );
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoUser);
+    assert!(!o.flights.concat().windows(6).any(|w| w == b"secret"));
+    assert!(o.flights.last().unwrap().starts_with(b".\r\nQUIT\r\n"));
+}
+
+#[test]
+fn reply_codes_at_each_stage_map_to_exit_statuses() {
+    use crate::ExitStatus as X;
+    let cases: &[(&str, &str, X)] = &[
+        ("MAIL", "421 4.3.2 shutting down", X::TempFail),
+        ("MAIL", "451 4.3.0 try later", X::TempFail),
+        ("MAIL", "452 4.3.1 full", X::TempFail),
+        ("MAIL", "455 4.5.4 params", X::TempFail),
+        ("MAIL", "501 5.1.7 bad sender", X::Unavailable),
+        ("MAIL", "503 5.5.1 sequence", X::Unavailable),
+        ("MAIL", "550 5.7.1 no", X::Unavailable),
+        ("MAIL", "552 5.3.4 too big", X::Unavailable),
+        ("MAIL", "553 5.1.8 bad", X::Unavailable),
+        ("MAIL", "555 5.5.4 param", X::Unavailable),
+        ("RCPT", "450 4.2.0 busy", X::TempFail),
+        ("RCPT", "550 5.1.1 unknown", X::NoUser),
+        ("RCPT", "551 5.1.6 moved", X::NoUser),
+        ("RCPT", "553 5.1.3 bad", X::NoUser),
+        ("RCPT", "552 5.2.2 quota", X::Unavailable),
+        ("RCPT", "521 5.3.2 no mail", X::Unavailable),
+        ("DATA", "451 4.3.0 later", X::TempFail),
+        ("DATA", "554 5.5.1 no", X::Unavailable),
+        (".", "552 5.3.4 too big", X::Unavailable),
+        (".", "451 4.3.0 later", X::TempFail),
+        (".", "554 5.7.1 spam", X::Unavailable),
+        ("EHLO", "421 4.3.2 bye", X::TempFail),
+        ("EHLO", "554 5.7.1 go away", X::Unavailable),
+        ("MAIL", "250 ok", X::Ok),
+        ("RCPT", "251 will forward", X::Ok),
+        ("RCPT", "252 cannot verify", X::Ok),
+        ("MAIL", "211 status", X::Ok),
+        ("MAIL", "214 help", X::Ok),
+        ("MAIL", "220 odd", X::Ok),
+        ("MAIL", "221 odd", X::Ok),
+        ("MAIL", "354 odd", X::Protocol),
+        ("MAIL", "504 5.5.4 param", X::Unavailable),
+        ("MAIL", "502 5.5.1 no", X::Unavailable),
+    ];
+    for pipelining in [true, false] {
+        for (stage, reply, want) in cases {
+            let caps: &[&'static str] = if pipelining { &["PIPELINING"] } else { &[] };
+            let mut server = FakeServer::new(caps);
+            if *stage == "RCPT" {
+                // Keep one recipient good so DATA follows a rejected one.
+                server = server.on("RCPT TO:<a@", reply);
+            } else {
+                server = server.on(stage, reply);
+            }
+            let o = run(
+                Session::new(env(&["a@x.example", "b@x.example"]), plain_opts()),
+                server,
+                b"x\n",
+                BANNER,
+            );
+            let got = match &o.result {
+                Event::Done(r) if r.rejected.is_empty() => X::Ok,
+                Event::Done(r) => crate::smtp::error::rcpt_failures_status(&r.rejected),
+                Event::Failed(e) => e.exit_status(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, *want, "{stage} {reply} pipelining={pipelining}");
+        }
+    }
+}
+
+#[test]
+fn greeting_codes() {
+    use crate::ExitStatus as X;
+    for (banner, want) in [
+        ("421 4.3.2 busy\r\n", X::TempFail),
+        ("554 5.7.1 go away\r\n", X::Unavailable),
+        ("250 odd\r\n", X::Protocol),
+        ("garbage\r\n", X::Protocol),
+        ("600 x\r\n", X::Protocol),
+    ] {
+        let o = run(
+            Session::new(env(&["a@x.example"]), plain_opts()),
+            FakeServer::new(&[]),
+            b"x\n",
+            banner,
+        );
+        assert_eq!(failed(&o).exit_status(), want, "{banner}");
+    }
+}
+
+#[test]
+fn size_is_declared_and_enforced() {
+    let o = run(
+        Session::new(
+            env(&["a@x.example"]),
+            SessionOptions {
+                size: Some(500),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING", "SIZE 1000"]),
+        b"x\n",
+        BANNER,
+    );
+    done(&o);
+    assert!(o.server.commands[1].contains(" SIZE=500"));
+    let o = run(
+        Session::new(
+            env(&["a@x.example"]),
+            SessionOptions {
+                size: Some(5000),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING", "SIZE 1000"]),
+        b"x\n",
+        BANNER,
+    );
+    assert!(matches!(failed(&o), SessionError::Unsupported(_)));
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("MAIL")));
+}
+
+#[test]
+fn eight_bit_needs_8bitmime_and_utf8_needs_smtputf8() {
+    let o = run(
+        Session::new(
+            env(&["a@x.example"]),
+            SessionOptions {
+                eight_bit: Some(true),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING"]),
+        b"x\n",
+        BANNER,
+    );
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::Unavailable);
+    let o = run(
+        Session::new(env(&["j\u{f6}rg@x.example"]), plain_opts()),
+        FakeServer::new(&["PIPELINING", "SMTPUTF8", "8BITMIME"]),
+        b"x\n",
+        BANNER,
+    );
+    done(&o);
+    assert!(o.server.commands[1].ends_with(" SMTPUTF8"));
+    let o = run(
+        Session::new(env(&["j\u{f6}rg@x.example"]), plain_opts()),
+        FakeServer::new(&["PIPELINING"]),
+        b"x\n",
+        BANNER,
+    );
+    assert!(matches!(failed(&o), SessionError::Unsupported(_)));
+}
+
+#[test]
+fn unsafe_address_never_reaches_the_wire() {
+    let o = run(
+        Session::new(
+            Envelope {
+                from: "a@x.example>\r\nRCPT TO:<evil@y.example".into(),
+                recipients: vec!["b@x.example".into()],
+            },
+            plain_opts(),
+        ),
+        FakeServer::new(&["PIPELINING"]),
+        b"x\n",
+        BANNER,
+    );
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::DataErr);
+    assert!(!o.server.commands.iter().any(|c| c.contains("evil")));
+}
+
+#[test]
+fn server_closing_mid_session_is_temporary() {
+    let mut s = Session::new(env(&["a@x.example"]), plain_opts());
+    s.handle_input(BANNER.as_bytes());
+    s.handle_eof();
+    match s.poll_event() {
+        Some(Event::Failed(e)) => {
+            assert_eq!(e.exit_status(), crate::ExitStatus::TempFail);
+            assert!(e.to_string().starts_with("EHLO client.example"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reply_while_the_body_is_sent_is_a_protocol_error() {
+    let mut s = Session::new(env(&["a@x.example"]), plain_opts());
+    s.handle_input(BANNER.as_bytes());
+    s.handle_input(b"250-server.example\r\n250 PIPELINING\r\n");
+    s.handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    assert_eq!(s.poll_event(), Some(Event::SendBody));
+    assert_eq!(s.wait(), Wait::DataBlock);
+    s.handle_input(b"250 early\r\n");
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Failed(SessionError::Protocol(_)))
+    ));
+}
+
+#[test]
+fn waits_use_rfc5321_timeouts() {
+    let mut s = Session::new(env(&["a@x.example"]), plain_opts());
+    assert_eq!(s.wait(), Wait::Greeting);
+    assert_eq!(Wait::Greeting.default_timeout().as_secs(), 300);
+    assert_eq!(Wait::DataInit.default_timeout().as_secs(), 120);
+    assert_eq!(Wait::DataBlock.default_timeout().as_secs(), 180);
+    assert_eq!(Wait::DataTermination.default_timeout().as_secs(), 600);
+    s.handle_input(BANNER.as_bytes());
+    assert_eq!(s.wait(), Wait::Command);
+}
