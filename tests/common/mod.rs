@@ -1,0 +1,118 @@
+//! Shared test infrastructure: a scriptable SMTP server, test certificates, and the
+//! binary pre-configured to talk to them and nothing else.
+
+// Each integration test crate uses a different part of this module.
+#![allow(dead_code)]
+
+pub mod pki;
+pub mod server;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+pub use pki::Pki;
+pub use server::{Rule, TestServer, Transcript};
+
+/// The longest a run of the binary may take before the test fails.
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(10);
+
+/// A complete message: every header a sendmail might add is already there, so what the
+/// client sends must be exactly this.
+pub const MESSAGE: &str = "From: Alice <alice@example.org>\r\n\
+To: Bob <bob@example.org>\r\n\
+Subject: test\r\n\
+Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+Message-ID: <test-1@example.org>\r\n\
+\r\n\
+Hello, Bob.\r\n";
+
+pub const SENDER: &str = "alice@example.org";
+pub const RECIPIENT: &str = "bob@example.org";
+
+/// An empty configuration file and a home directory of our own, so that nothing on the
+/// machine changes what the binary does.
+fn isolation() -> (PathBuf, PathBuf) {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smtpsend-tests");
+    let home = base.join("home");
+    std::fs::create_dir_all(&home).expect("create test home");
+    let config = base.join("empty-config.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").expect("write empty config");
+    }
+    (config, home)
+}
+
+/// The binary, isolated from the machine's configuration, pointed at 127.0.0.1:`port`,
+/// with a kill deadline. The caller adds `--tls`, `-f`, recipients and stdin.
+pub fn smtpsend(port: u16) -> Command {
+    let (config, home) = isolation();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .env_remove("SMTPSEND_PASSWORD")
+        .timeout(CLIENT_LIMIT);
+    cmd
+}
+
+/// [`smtpsend`] on a cleartext connection, with the usual sender.
+pub fn smtpsend_plain(port: u16) -> Command {
+    let mut cmd = smtpsend(port);
+    cmd.args(["--tls", "off", "-f", SENDER]);
+    cmd
+}
+
+/// [`smtpsend`] with STARTTLS required and the test certificate trusted.
+pub fn smtpsend_starttls(port: u16, pki: &Pki) -> Command {
+    let mut cmd = smtpsend(port);
+    cmd.args(["--tls", "required", "--tls-trust-file"])
+        .arg(&pki.trust_file)
+        .args(["-f", SENDER]);
+    cmd
+}
+
+/// The exit status, failing the test with the binary's stderr if it was killed.
+pub fn code(output: &Output) -> i32 {
+    match output.status.code() {
+        Some(code) => code,
+        None => panic!(
+            "smtpsend was killed ({:?}); stderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Run the command with this input; never fails on a non-zero status (the test asserts it).
+pub fn run(mut cmd: Command, stdin: impl Into<Vec<u8>>) -> Output {
+    cmd.write_stdin(stdin.into())
+        .output()
+        .expect("run smtpsend (did it exceed the time limit?)")
+}
+
+/// Assert the exit status, showing stderr and the server's view on failure.
+#[track_caller]
+pub fn assert_exit(output: &Output, expected: i32, transcript: &Transcript) {
+    let actual = code(output);
+    assert_eq!(
+        actual,
+        expected,
+        "exit status {actual}, expected {expected}\nstderr:\n{}\nserver saw: {:#?}",
+        stderr(output),
+        transcript
+            .connections
+            .iter()
+            .map(|c| (c.verbs(), &c.end, &c.tls_error))
+            .collect::<Vec<_>>()
+    );
+}

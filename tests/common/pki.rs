@@ -1,0 +1,97 @@
+//! Certificates made in the test with rcgen: nothing is read from the machine's trust store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use tempfile::TempDir;
+
+/// The names every test certificate is valid for: the tests only ever dial 127.0.0.1.
+const NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+
+/// A server certificate, its key, and a PEM file a client can be told to trust.
+pub struct Pki {
+    /// The chain the server presents, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    key_pkcs8: Vec<u8>,
+    /// A PEM file holding the certificate a client should trust: the leaf itself when
+    /// self-signed, otherwise the CA that issued it.
+    pub trust_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl Pki {
+    /// A self-signed certificate for localhost and 127.0.0.1, trusted by pinning the file.
+    pub fn self_signed() -> Pki {
+        let key = KeyPair::generate().expect("generate key");
+        let params = leaf_params();
+        let cert = params.self_signed(&key).expect("self-sign certificate");
+        let pem = cert.pem();
+        Pki::assemble(vec![cert.der().clone()], &key, &pem)
+    }
+
+    /// A leaf for localhost and 127.0.0.1 issued by a throw-away CA; the trust file holds
+    /// the CA only, so the client has to verify a real chain.
+    pub fn ca_signed() -> Pki {
+        let ca_key = KeyPair::generate().expect("generate CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "smtpsend test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
+        let ca_pem = ca_cert.pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let leaf_key = KeyPair::generate().expect("generate leaf key");
+        let leaf = leaf_params()
+            .signed_by(&leaf_key, &issuer)
+            .expect("sign leaf");
+        Pki::assemble(
+            vec![leaf.der().clone(), ca_cert.der().clone()],
+            &leaf_key,
+            &ca_pem,
+        )
+    }
+
+    fn assemble(chain: Vec<CertificateDer<'static>>, key: &KeyPair, trust_pem: &str) -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir for certificates");
+        let trust_file = dir.path().join("trust.pem");
+        std::fs::write(&trust_file, trust_pem).expect("write trust file");
+        Pki {
+            chain,
+            key_pkcs8: key.serialize_der(),
+            trust_file,
+            _dir: dir,
+        }
+    }
+
+    /// SHA-256 of the leaf certificate's DER, lowercase hex: what `--tls-fingerprint` pins.
+    pub fn fingerprint(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.chain[0].as_ref());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A rustls server configuration presenting this chain.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()));
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), key)
+            .expect("server certificate");
+        Arc::new(config)
+    }
+}
+
+fn leaf_params() -> CertificateParams {
+    let mut params =
+        CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("leaf params");
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+}
