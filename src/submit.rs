@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use crate::cli::{Cli, Mode};
+use crate::config::{self, Account};
 use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -62,40 +63,59 @@ pub fn split_recipients(args: &[String]) -> Vec<String> {
 
 fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let verbose = cli.verbose > 0;
-    let host = cli.host.clone().ok_or_else(|| {
-        Error::Config("no relay host: pass --host or set host in the config file".into())
-    })?;
-    let tls_mode = cli.tls.unwrap_or_default();
-    let port = cli.port.unwrap_or(match tls_mode {
-        TlsMode::Off => 25,
-        m => m.default_port(),
-    });
+    let account = load_account(cli)?;
+    let acct = account.as_ref();
+    let host = cli
+        .host
+        .clone()
+        .or_else(|| acct.and_then(|a| a.host.clone()))
+        .ok_or_else(|| {
+            Error::Config("no relay host: pass --host or set host in the config file".into())
+        })?;
+    let tls_mode = cli.tls.or(acct.and_then(|a| a.tls)).unwrap_or_default();
+    let port = cli
+        .port
+        .or(acct.and_then(|a| a.port))
+        .unwrap_or(match tls_mode {
+            TlsMode::Off => 25,
+            m => m.default_port(),
+        });
     let fingerprint = cli
         .tls_fingerprint
+        .clone()
+        .or_else(|| acct.and_then(|a| a.tls_fingerprint.clone()))
         .as_deref()
         .map(tls::parse_fingerprint)
         .transpose()
         .map_err(Error::Usage)?;
+    let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
     let route = Route {
         host,
         port,
         tls: tls_mode,
         tls_settings: TlsSettings {
-            trust_file: cli.tls_trust_file.clone(),
+            trust_file: cli
+                .tls_trust_file
+                .clone()
+                .or_else(|| acct.and_then(|a| a.tls_trust_file.clone())),
             fingerprint,
             verify: true,
         },
         timeouts: Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
-            command: cli.timeout.map(Duration::from_secs),
+            command: timeout.map(Duration::from_secs),
             total: None,
         },
     };
 
-    let from = match cli.envelope_from() {
+    let from = match cli
+        .envelope_from()
+        .map(str::to_string)
+        .or_else(|| acct.and_then(|a| a.from.clone()))
+    {
         Some(f) if f.is_empty() || f == "<>" => String::new(),
         Some(f) => {
-            crate::smtp::command::check_address(f).map_err(|e| Error::Usage(e.to_string()))?
+            crate::smtp::command::check_address(&f).map_err(|e| Error::Usage(e.to_string()))?
         }
         None => format!("{}@{}", identity::user_name(), identity::mail_name()),
     };
@@ -113,17 +133,25 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         ));
     }
 
-    let credentials = match &cli.user {
+    let credentials = match cli
+        .user
+        .clone()
+        .or_else(|| acct.and_then(|a| a.user.clone()))
+    {
         Some(user) => {
-            let password = std::env::var(PASSWORD_ENV).map_err(|_| {
+            let password = match std::env::var(PASSWORD_ENV) {
+                Ok(p) => Some(p),
+                Err(_) => match acct {
+                    Some(a) => a.password.resolve()?,
+                    None => None,
+                },
+            };
+            let password = password.ok_or_else(|| {
                 Error::Config(format!(
                     "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
                 ))
             })?;
-            Some(Credentials {
-                user: user.clone(),
-                password,
-            })
+            Some(Credentials { user, password })
         }
         None => None,
     };
@@ -137,10 +165,14 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
     let whole = head.len() < deliver::BLOCK;
 
     let opts = SessionOptions {
-        ehlo_name: cli.ehlo.clone().unwrap_or_else(identity::mail_name),
+        ehlo_name: cli
+            .ehlo
+            .clone()
+            .or_else(|| acct.and_then(|a| a.ehlo.clone()))
+            .unwrap_or_else(identity::mail_name),
         credentials,
-        mechanism: cli.auth,
-        allow_plaintext_auth: cli.insecure_auth,
+        mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
+        allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
         pipelining: !cli.no_pipelining,
         eight_bit: whole.then(|| !head.is_ascii()),
         trace: verbose,
@@ -165,6 +197,17 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         &mut trace,
     )?;
     report(delivered)
+}
+
+/// The account to use: from the config file, if there is one.
+fn load_account(cli: &Cli) -> Result<Option<Account>, Error> {
+    match (config::load(cli.config.as_deref())?, &cli.account) {
+        (Some(config), name) => config.account(name.as_deref()).map(Some),
+        (None, Some(name)) => Err(Error::Usage(format!(
+            "account {name:?} was asked for, but there is no config file"
+        ))),
+        (None, None) => Ok(None),
+    }
 }
 
 fn report(delivered: Delivered) -> Result<ExitStatus, Error> {
