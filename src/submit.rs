@@ -1,0 +1,222 @@
+//! Submitting one message: the envelope from the command line, the config and the message,
+//! a route, one delivery, and the report.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use crate::cli::{Cli, Mode};
+use crate::config::{self, Account};
+use crate::deliver::{self, Body, Delivered, Route, Timeouts};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::identity;
+use crate::smtp::{Credentials, Envelope, SessionOptions, TraceLine};
+use crate::transport::{TlsMode, TlsSettings, tls};
+
+/// Environment variable holding the SMTP password (never a command-line argument).
+pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
+
+/// Run what the command line asks for. Diagnostics go to `err`.
+pub fn run(
+    cli: &Cli,
+    mode: Mode,
+    input: &mut dyn Read,
+    err: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let verbose = cli.verbose > 0;
+    if verbose {
+        for opt in cli.ignored_options() {
+            let _ = writeln!(err, "smtpsend: note: sendmail option {opt} ignored");
+        }
+    }
+    match mode {
+        Mode::Deliver => send(cli, input, err),
+        Mode::ListQueue => {
+            // No spool exists yet, so nothing can be queued.
+            let _ = writeln!(io::stdout(), "Mail queue is empty");
+            Ok(ExitStatus::Ok)
+        }
+        Mode::RunQueue | Mode::RebuildAliases => Ok(ExitStatus::Ok),
+        Mode::VerifyAddresses => {
+            for r in split_recipients(&cli.recipients) {
+                let addr = crate::smtp::command::check_address(&r)
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+                let _ = writeln!(io::stdout(), "{addr}... deliverable: syntax is valid");
+            }
+            Ok(ExitStatus::Ok)
+        }
+        Mode::SmtpOnStdio => Err(Error::Unavailable(
+            "-bs (SMTP on standard input) is not supported yet".into(),
+        )),
+    }
+}
+
+/// Split sendmail-style recipient arguments: `"a@x, b@y"` is two recipients.
+pub fn split_recipients(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let verbose = cli.verbose > 0;
+    let account = load_account(cli)?;
+    let acct = account.as_ref();
+    let host = cli
+        .host
+        .clone()
+        .or_else(|| acct.and_then(|a| a.host.clone()))
+        .ok_or_else(|| {
+            Error::Config("no relay host: pass --host or set host in the config file".into())
+        })?;
+    let tls_mode = cli.tls.or(acct.and_then(|a| a.tls)).unwrap_or_default();
+    let port = cli
+        .port
+        .or(acct.and_then(|a| a.port))
+        .unwrap_or(match tls_mode {
+            TlsMode::Off => 25,
+            m => m.default_port(),
+        });
+    let fingerprint = cli
+        .tls_fingerprint
+        .clone()
+        .or_else(|| acct.and_then(|a| a.tls_fingerprint.clone()))
+        .as_deref()
+        .map(tls::parse_fingerprint)
+        .transpose()
+        .map_err(Error::Usage)?;
+    let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
+    let route = Route {
+        host,
+        port,
+        tls: tls_mode,
+        tls_settings: TlsSettings {
+            trust_file: cli
+                .tls_trust_file
+                .clone()
+                .or_else(|| acct.and_then(|a| a.tls_trust_file.clone())),
+            fingerprint,
+            verify: true,
+        },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
+            command: timeout.map(Duration::from_secs),
+            total: None,
+        },
+    };
+
+    let from = match cli
+        .envelope_from()
+        .map(str::to_string)
+        .or_else(|| acct.and_then(|a| a.from.clone()))
+    {
+        Some(f) if f.is_empty() || f == "<>" => String::new(),
+        Some(f) => {
+            crate::smtp::command::check_address(&f).map_err(|e| Error::Usage(e.to_string()))?
+        }
+        None => format!("{}@{}", identity::user_name(), identity::mail_name()),
+    };
+    let mut recipients = Vec::new();
+    for r in split_recipients(&cli.recipients) {
+        let addr =
+            crate::smtp::command::check_address(&r).map_err(|e| Error::Usage(e.to_string()))?;
+        if !recipients.contains(&addr) {
+            recipients.push(addr);
+        }
+    }
+    if recipients.is_empty() {
+        return Err(Error::Usage(
+            "no recipients: name them as arguments or use -t".into(),
+        ));
+    }
+
+    let credentials = match cli
+        .user
+        .clone()
+        .or_else(|| acct.and_then(|a| a.user.clone()))
+    {
+        Some(user) => {
+            let password = match std::env::var(PASSWORD_ENV) {
+                Ok(p) => Some(p),
+                Err(_) => match acct {
+                    Some(a) => a.password.resolve()?,
+                    None => None,
+                },
+            };
+            let password = password.ok_or_else(|| {
+                Error::Config(format!(
+                    "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
+                ))
+            })?;
+            Some(Credentials { user, password })
+        }
+        None => None,
+    };
+
+    // Read ahead: an empty or unreadable input fails before any connection is made.
+    let mut head = Vec::new();
+    input
+        .take(deliver::BLOCK as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
+    let whole = head.len() < deliver::BLOCK;
+
+    let opts = SessionOptions {
+        ehlo_name: cli
+            .ehlo
+            .clone()
+            .or_else(|| acct.and_then(|a| a.ehlo.clone()))
+            .unwrap_or_else(identity::mail_name),
+        credentials,
+        mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
+        allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
+        pipelining: !cli.no_pipelining,
+        eight_bit: whole.then(|| !head.is_ascii()),
+        trace: verbose,
+        ..SessionOptions::default()
+    };
+    let envelope = Envelope { from, recipients };
+    let mut trace = |line: &TraceLine| {
+        if verbose {
+            let side = if line.client { "C" } else { "S" };
+            let _ = writeln!(err, "{side}: {}", line.text);
+        }
+    };
+    let delivered = deliver::deliver(
+        &route,
+        envelope,
+        opts,
+        Body {
+            head,
+            rest: input,
+            dot_ends_input: !cli.ignore_dots(),
+        },
+        &mut trace,
+    )?;
+    report(delivered)
+}
+
+/// The account to use: from the config file, if there is one.
+fn load_account(cli: &Cli) -> Result<Option<Account>, Error> {
+    match (config::load(cli.config.as_deref())?, &cli.account) {
+        (Some(config), name) => config.account(name.as_deref()).map(Some),
+        (None, Some(name)) => Err(Error::Usage(format!(
+            "account {name:?} was asked for, but there is no config file"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn report(delivered: Delivered) -> Result<ExitStatus, Error> {
+    if delivered.report.rejected.is_empty() {
+        Ok(ExitStatus::Ok)
+    } else {
+        Err(Error::PartialDelivery {
+            host: delivered.host,
+            rejected: delivered.report.rejected,
+        })
+    }
+}
