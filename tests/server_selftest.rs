@@ -159,7 +159,11 @@ fn pipelined_session_is_recorded_by_flight() {
 fn lockstep_commands_are_separate_flights_and_rules_apply() {
     let server = TestServer::builder()
         .capabilities(&[])
-        .rule(Rule::on("RCPT").arg("<nobody@").reply("550 5.1.1 user unknown"))
+        .rule(
+            Rule::on("RCPT")
+                .arg("<nobody@")
+                .reply("550 5.1.1 user unknown"),
+        )
         .start();
     let mut c = Raw::connect(server.port());
     c.reply();
@@ -189,7 +193,10 @@ fn starttls_then_auth_plain_is_recorded_in_tls() {
     c.reply();
     c.send(b"EHLO x\r\n");
     let caps = c.reply();
-    assert!(caps.contains("STARTTLS") && !caps.contains("AUTH"), "{caps}");
+    assert!(
+        caps.contains("STARTTLS") && !caps.contains("AUTH"),
+        "{caps}"
+    );
     c.send(b"STARTTLS\r\n");
     assert!(c.reply().starts_with("220"));
     c.upgrade(&pki);
@@ -252,7 +259,10 @@ fn injected_bytes_ride_in_the_same_write_as_the_starttls_reply() {
     c.reply();
     c.send(b"STARTTLS\r\n");
     c.read_some();
-    assert_eq!(c.pending, b"220 2.0.0 Ready to start TLS\r\n250 injected\r\n");
+    assert_eq!(
+        c.pending,
+        b"220 2.0.0 Ready to start TLS\r\n250 injected\r\n"
+    );
     drop(c);
     let t = server.finish();
     assert!(!t.only().tls_established);
@@ -274,7 +284,10 @@ fn client_plaintext_after_starttls_is_recorded_and_discarded() {
     c.reply();
     let t = server.finish();
     let conn = t.only();
-    assert_eq!(conn.plaintext_after_starttls, b"MAIL FROM:<evil@example.org>\r\n");
+    assert_eq!(
+        conn.plaintext_after_starttls,
+        b"MAIL FROM:<evil@example.org>\r\n"
+    );
     assert!(!conn.saw("MAIL"));
     assert_eq!(conn.pipelining_violations.len(), 1);
 }
@@ -409,4 +422,3 @@ fn stuffing_round_trips() {
     assert_eq!(stuff(content), b"..\r\n...\r\na.b\r\n..x\r\n");
     assert_eq!(unstuff(&stuff(content)), content);
 }
-

@@ -92,6 +92,8 @@ fn leaf_params() -> CertificateParams {
     let mut params =
         CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("leaf params");
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     params
 }

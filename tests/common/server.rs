@@ -279,8 +279,16 @@ impl TestServer {
     pub fn builder() -> Builder {
         Builder {
             banner: "220 localhost ESMTP test".into(),
-            caps: vec!["PIPELINING".into(), "8BITMIME".into(), "ENHANCEDSTATUSCODES".into()],
-            caps_tls: vec!["PIPELINING".into(), "8BITMIME".into(), "ENHANCEDSTATUSCODES".into()],
+            caps: vec![
+                "PIPELINING".into(),
+                "8BITMIME".into(),
+                "ENHANCEDSTATUSCODES".into(),
+            ],
+            caps_tls: vec![
+                "PIPELINING".into(),
+                "8BITMIME".into(),
+                "ENHANCEDSTATUSCODES".into(),
+            ],
             tls: None,
             implicit_tls: false,
             credentials: None,
@@ -453,7 +461,9 @@ impl Connection {
 
     /// Whether this verb was received at all.
     pub fn saw(&self, verb: &str) -> bool {
-        self.commands.iter().any(|c| c.verb.eq_ignore_ascii_case(verb))
+        self.commands
+            .iter()
+            .any(|c| c.verb.eq_ignore_ascii_case(verb))
     }
 
     /// Whether this verb was received inside TLS.
@@ -499,7 +509,9 @@ fn serve(listener: TcpListener, script: Builder, stop: &AtomicBool) -> Vec<Conne
                 session.run();
                 connections.push(session.rec);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5))
+            }
             Err(e) => panic!("accept failed: {e}"),
         }
     }
@@ -863,7 +875,11 @@ impl<'a> Session<'a> {
         }
         match verb.as_str() {
             "EHLO" => {
-                let caps = if tls { &self.script.caps_tls } else { &self.script.caps };
+                let caps = if tls {
+                    &self.script.caps_tls
+                } else {
+                    &self.script.caps
+                };
                 let mut reply = String::new();
                 let mut lines = vec![format!("localhost greets {arg}")];
                 lines.extend(caps.iter().cloned());
@@ -959,7 +975,11 @@ impl<'a> Session<'a> {
                 self.close()?;
             }
             _ => {
-                self.respond(&verb, &arg, b"502 5.5.2 Command not recognized\r\n".to_vec())?;
+                self.respond(
+                    &verb,
+                    &arg,
+                    b"502 5.5.2 Command not recognized\r\n".to_vec(),
+                )?;
             }
         }
         Ok(())
@@ -967,10 +987,14 @@ impl<'a> Session<'a> {
 
     fn handshake(&mut self) -> Step<()> {
         let Some(config) = self.script.tls.clone() else {
-            return Err(Stop::Ended(End::Error("TLS requested without a certificate".into())));
+            return Err(Stop::Ended(End::Error(
+                "TLS requested without a certificate".into(),
+            )));
         };
         let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
-            return Err(Stop::Ended(End::Error("TLS on a connection that has it".into())));
+            return Err(Stop::Ended(End::Error(
+                "TLS on a connection that has it".into(),
+            )));
         };
         let mut conn = match rustls::ServerConnection::new(config) {
             Ok(c) => c,
@@ -1058,7 +1082,11 @@ impl<'a> Session<'a> {
                 )
             }
             _ => {
-                self.respond("AUTH", arg, b"504 5.5.4 Unrecognized authentication type\r\n".to_vec())?;
+                self.respond(
+                    "AUTH",
+                    arg,
+                    b"504 5.5.4 Unrecognized authentication type\r\n".to_vec(),
+                )?;
                 return Ok(());
             }
         };
@@ -1094,7 +1122,11 @@ impl<'a> Session<'a> {
             return Err(Stop::Ended(End::ClientClosed));
         };
         if line == "*" {
-            self.respond("AUTH", "", b"501 5.7.0 Authentication cancelled\r\n".to_vec())?;
+            self.respond(
+                "AUTH",
+                "",
+                b"501 5.7.0 Authentication cancelled\r\n".to_vec(),
+            )?;
             return Ok(None);
         }
         Ok(Some(line))
@@ -1163,7 +1195,9 @@ fn path_of(arg: &str, prefix: &str) -> String {
 }
 
 fn decode(b64: &str) -> Vec<u8> {
-    BASE64.decode(b64.trim()).unwrap_or_else(|_| b64.as_bytes().to_vec())
+    BASE64
+        .decode(b64.trim())
+        .unwrap_or_else(|_| b64.as_bytes().to_vec())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
