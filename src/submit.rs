@@ -10,7 +10,7 @@ use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
-use crate::smtp::{Credentials, Envelope, SessionOptions, TraceLine};
+use crate::smtp::{Credentials, Dsn, Envelope, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings, tls};
 
 /// Environment variable holding the SMTP password (never a command-line argument).
@@ -174,7 +174,27 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
         allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
         pipelining: !cli.no_pipelining,
-        eight_bit: whole.then(|| !head.is_ascii()),
+        eight_bit: match cli
+            .body_type
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("8BITMIME") => Some(true),
+            Some("7BIT") => Some(false),
+            Some(other) => {
+                return Err(Error::Usage(format!(
+                    "-B {other}: body type must be 7BIT or 8BITMIME"
+                )));
+            }
+            None => whole.then(|| !head.is_ascii()),
+        },
+        dsn: Dsn::new(
+            cli.dsn_notify.as_deref(),
+            cli.dsn_return.as_deref(),
+            cli.dsn_envid.as_deref(),
+        )
+        .map_err(Error::Usage)?,
         trace: verbose,
         ..SessionOptions::default()
     };

@@ -92,8 +92,83 @@ pub struct SessionOptions {
     pub size: Option<u64>,
     /// Whether the body has 8-bit bytes: `None` when not known before it is sent.
     pub eight_bit: Option<bool>,
+    /// Delivery status notification requests (RFC 3461), sent when the server offers DSN.
+    pub dsn: Dsn,
     /// Record a `C:`/`S:` trace of the dialogue.
     pub trace: bool,
+}
+
+/// RFC 3461 parameters, from sendmail's `-N`, `-R` and `-V`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dsn {
+    /// `NEVER` or a comma list of `SUCCESS`, `FAILURE`, `DELAY`.
+    pub notify: Option<String>,
+    /// `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    /// The envelope identifier, sent as xtext.
+    pub envid: Option<String>,
+}
+
+impl Dsn {
+    /// Validate and normalise sendmail-style values (`-N success,failure`, `-R hdrs`).
+    pub fn new(
+        notify: Option<&str>,
+        ret: Option<&str>,
+        envid: Option<&str>,
+    ) -> Result<Dsn, String> {
+        let notify = match notify {
+            None => None,
+            Some(n) => {
+                let parts: Vec<String> = n
+                    .split(',')
+                    .map(|p| p.trim().to_ascii_uppercase())
+                    .collect();
+                let valid = if parts.iter().any(|p| p == "NEVER") {
+                    parts.len() == 1
+                } else {
+                    parts
+                        .iter()
+                        .all(|p| matches!(p.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
+                };
+                if !valid || parts.is_empty() {
+                    return Err(format!(
+                        "DSN notify {n:?} must be never or a list of success, failure, delay"
+                    ));
+                }
+                Some(parts.join(","))
+            }
+        };
+        let ret = match ret.map(str::to_ascii_uppercase) {
+            None => None,
+            Some(r) if r == "FULL" || r == "HDRS" => Some(r),
+            Some(r) => return Err(format!("DSN return {r:?} must be full or hdrs")),
+        };
+        if let Some(e) = envid {
+            if e.len() > 100 || e.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+                return Err(format!(
+                    "DSN envelope id {e:?} must be printable ASCII, at most 100"
+                ));
+            }
+        }
+        Ok(Dsn {
+            notify,
+            ret,
+            envid: envid.map(String::from),
+        })
+    }
+}
+
+/// RFC 3461 §4 xtext: printable ASCII except `+` and `=`, everything else as `+HH`.
+pub fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Default for SessionOptions {
@@ -108,6 +183,7 @@ impl Default for SessionOptions {
             pipelining: true,
             size: None,
             eight_bit: None,
+            dsn: Dsn::default(),
             trace: false,
         }
     }
@@ -758,6 +834,14 @@ impl Session {
             }
             params.push("SMTPUTF8".into());
         }
+        if self.caps.dsn {
+            if let Some(ret) = &self.opts.dsn.ret {
+                params.push(format!("RET={ret}"));
+            }
+            if let Some(envid) = &self.opts.dsn.envid {
+                params.push(format!("ENVID={}", xtext(envid)));
+            }
+        }
         self.send(
             Command::Mail {
                 from: self.envelope.from.clone(),
@@ -775,6 +859,10 @@ impl Session {
 
     fn send_rcpt(&mut self, i: usize) {
         let to = self.envelope.recipients[i].clone();
-        self.send(Command::Rcpt { to, params: vec![] }, Awaiting::Rcpt(i));
+        let params = match (&self.opts.dsn.notify, self.caps.dsn) {
+            (Some(n), true) => vec![format!("NOTIFY={n}")],
+            _ => vec![],
+        };
+        self.send(Command::Rcpt { to, params }, Awaiting::Rcpt(i));
     }
 }

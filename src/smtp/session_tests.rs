@@ -769,3 +769,45 @@ fn waits_use_rfc5321_timeouts() {
     s.handle_input(BANNER.as_bytes());
     assert_eq!(s.wait(), Wait::Command);
 }
+
+#[test]
+fn dsn_parameters_are_sent_when_offered() {
+    let dsn = Dsn::new(Some("success,failure"), Some("hdrs"), Some("id+1 x")).unwrap();
+    let opts = SessionOptions {
+        dsn: dsn.clone(),
+        ..plain_opts()
+    };
+    let o = run(
+        Session::new(env(&["a@x.example"]), opts.clone()),
+        FakeServer::new(&["PIPELINING", "DSN"]),
+        b"x\n",
+        BANNER,
+    );
+    done(&o);
+    assert_eq!(
+        o.server.commands[1],
+        "MAIL FROM:<alice@example.org> RET=HDRS ENVID=id+2B1+20x"
+    );
+    assert_eq!(
+        o.server.commands[2],
+        "RCPT TO:<a@x.example> NOTIFY=SUCCESS,FAILURE"
+    );
+    // Without DSN offered, nothing is sent (sendmail does the same).
+    let o = run(
+        Session::new(env(&["a@x.example"]), opts),
+        FakeServer::new(&["PIPELINING"]),
+        b"x\n",
+        BANNER,
+    );
+    done(&o);
+    assert_eq!(o.server.commands[2], "RCPT TO:<a@x.example>");
+}
+
+#[test]
+fn dsn_values_are_validated() {
+    assert!(Dsn::new(Some("never"), None, None).is_ok());
+    assert!(Dsn::new(Some("never,success"), None, None).is_err());
+    assert!(Dsn::new(Some("sometimes"), None, None).is_err());
+    assert!(Dsn::new(None, Some("all"), None).is_err());
+    assert!(Dsn::new(None, None, Some("a\r\nb")).is_err());
+}
