@@ -92,6 +92,10 @@ pub struct SessionOptions {
     pub size: Option<u64>,
     /// Whether the body has 8-bit bytes: `None` when not known before it is sent.
     pub eight_bit: Option<bool>,
+    /// The whole message, CRLF-normalised and not dot-stuffed, when it is small enough to
+    /// go in one `BDAT n LAST` chunk pipelined with MAIL and RCPT (RFC 3030): one round
+    /// trip fewer than DATA. Used only when the server offers CHUNKING and PIPELINING.
+    pub chunk: Option<Vec<u8>>,
     /// Delivery status notification requests (RFC 3461), sent when the server offers DSN.
     pub dsn: Dsn,
     /// Record a `C:`/`S:` trace of the dialogue.
@@ -183,6 +187,7 @@ impl Default for SessionOptions {
             pipelining: true,
             size: None,
             eight_bit: None,
+            chunk: None,
             dsn: Dsn::default(),
             trace: false,
         }
@@ -267,6 +272,7 @@ enum Awaiting {
     Rcpt(usize),
     Data,
     DataEnd,
+    Bdat,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -400,7 +406,7 @@ impl Session {
             Some(Awaiting::Mail) => Wait::Mail,
             Some(Awaiting::Rcpt(_)) => Wait::Rcpt,
             Some(Awaiting::Data) => Wait::DataInit,
-            Some(Awaiting::DataEnd) => Wait::DataTermination,
+            Some(Awaiting::DataEnd | Awaiting::Bdat) => Wait::DataTermination,
             _ => Wait::Command,
         }
     }
@@ -685,6 +691,17 @@ impl Session {
                     self.unexpected(command, reply);
                 }
             }
+            Awaiting::Bdat => {
+                if reply.is_positive() && !self.accepted.is_empty() {
+                    self.finish(reply);
+                } else if self.accepted.is_empty() {
+                    self.fail_no_recipients();
+                } else if reply.is_transient() || reply.is_permanent() {
+                    self.refused(command, reply);
+                } else {
+                    self.unexpected(command, reply);
+                }
+            }
             Awaiting::DataEnd => {
                 if reply.is_positive() {
                     if !(self.caps.pipelining && self.opts.pipelining) {
@@ -853,7 +870,24 @@ impl Session {
             for i in 0..self.envelope.recipients.len() {
                 self.send_rcpt(i);
             }
-            self.send(Command::Data, Awaiting::Data);
+            match self.opts.chunk.take() {
+                Some(chunk) if self.caps.chunking => {
+                    let label = format!("BDAT {} LAST", chunk.len());
+                    self.out.extend_from_slice(label.as_bytes());
+                    self.out.extend_from_slice(b"\r\n");
+                    self.out.extend_from_slice(&chunk);
+                    if self.opts.trace {
+                        self.trace.push_back(TraceLine {
+                            client: true,
+                            text: format!("{label} <message body>"),
+                        });
+                    }
+                    self.pending.push_back((Awaiting::Bdat, label));
+                    // RFC 2920 §3.1 allows QUIT to follow; its 221 is never awaited.
+                    self.send_unawaited(Command::Quit);
+                }
+                _ => self.send(Command::Data, Awaiting::Data),
+            }
         }
     }
 

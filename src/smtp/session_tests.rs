@@ -15,6 +15,7 @@ struct FakeServer {
     commands: Vec<String>,
     data: Vec<u8>,
     partial: Vec<u8>,
+    bdat_left: usize,
 }
 
 impl FakeServer {
@@ -28,6 +29,7 @@ impl FakeServer {
             commands: vec![],
             data: vec![],
             partial: vec![],
+            bdat_left: 0,
         }
     }
 
@@ -70,6 +72,21 @@ impl FakeServer {
         self.partial.extend_from_slice(flight);
         let mut out = Vec::new();
         loop {
+            if self.bdat_left > 0 {
+                if self.partial.len() < self.bdat_left {
+                    break;
+                }
+                self.data = self.partial.drain(..self.bdat_left).collect();
+                self.bdat_left = 0;
+                let reply = self
+                    .overrides
+                    .iter()
+                    .find(|(p, _)| p == "BDAT")
+                    .map(|(_, r)| format!("{r}\r\n"))
+                    .unwrap_or_else(|| "250 2.0.0 queued\r\n".into());
+                out.extend_from_slice(reply.as_bytes());
+                continue;
+            }
             if self.in_data {
                 let Some(end) = find(&self.partial, b"\r\n.\r\n") else {
                     break;
@@ -94,6 +111,15 @@ impl FakeServer {
             let reply = self.reply_for(&line);
             if line == "DATA" && reply.starts_with("354") {
                 self.in_data = true;
+            }
+            if let Some(rest) = line.strip_prefix("BDAT ") {
+                self.bdat_left = rest
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                self.commands.push(line);
+                continue;
             }
             self.commands.push(line);
             out.extend_from_slice(reply.as_bytes());
@@ -810,4 +836,64 @@ fn dsn_values_are_validated() {
     assert!(Dsn::new(Some("sometimes"), None, None).is_err());
     assert!(Dsn::new(None, Some("all"), None).is_err());
     assert!(Dsn::new(None, None, Some("a\r\nb")).is_err());
+}
+
+#[test]
+fn small_message_with_chunking_takes_three_waits() {
+    let body = b"Subject: x\r\n\r\n.dot stays single\r\n".to_vec();
+    let o = run(
+        Session::new(
+            env(&["a@x.example", "b@x.example"]),
+            SessionOptions {
+                chunk: Some(body.clone()),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING", "CHUNKING"]),
+        b"unused",
+        BANNER,
+    );
+    assert_eq!(done(&o).accepted.len(), 2);
+    assert_eq!(o.waits, 3);
+    assert_eq!(o.flights.len(), 2);
+    assert_eq!(o.server.data, body);
+    assert!(o.flights[1].ends_with(b"QUIT\r\n"));
+}
+
+#[test]
+fn chunk_is_not_used_without_chunking() {
+    let o = run(
+        Session::new(
+            env(&["a@x.example"]),
+            SessionOptions {
+                chunk: Some(b"x\r\n".to_vec()),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING"]),
+        b"x\n",
+        BANNER,
+    );
+    done(&o);
+    assert_eq!(o.waits, 4);
+    assert!(o.server.commands.contains(&"DATA".to_string()));
+}
+
+#[test]
+fn bdat_with_every_recipient_refused_is_no_user() {
+    let o = run(
+        Session::new(
+            env(&["a@x.example"]),
+            SessionOptions {
+                chunk: Some(b"x\r\n".to_vec()),
+                ..plain_opts()
+            },
+        ),
+        FakeServer::new(&["PIPELINING", "CHUNKING"])
+            .on("RCPT", "550 5.1.1 no")
+            .on("BDAT", "554 5.5.1 no valid recipients"),
+        b"x\n",
+        BANNER,
+    );
+    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoUser);
 }
