@@ -897,3 +897,124 @@ fn bdat_with_every_recipient_refused_is_no_user() {
     );
     assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoUser);
 }
+
+/// Drive a kept-open session through several envelopes, then QUIT; returns each
+/// transaction's outcome.
+fn run_many(
+    envelopes: Vec<Envelope>,
+    opts: SessionOptions,
+    mut server: FakeServer,
+) -> (Vec<Event>, FakeServer, usize) {
+    let mut envelopes = envelopes.into_iter();
+    let first = envelopes.next().unwrap();
+    let mut s = Session::new(
+        first,
+        SessionOptions {
+            keep_open: true,
+            ..opts
+        },
+    );
+    let mut inbox = BANNER.as_bytes().to_vec();
+    let mut results = vec![];
+    let mut waits = 0;
+    for _ in 0..200 {
+        let mut flight = Vec::new();
+        loop {
+            while let Some(buf) = s.poll_transmit() {
+                let n = buf.len();
+                flight.extend_from_slice(buf);
+                s.consume(n);
+            }
+            match s.poll_event() {
+                Some(Event::SendBody) => {
+                    flight.extend_from_slice(&encode_all(b"body\n", false));
+                    s.body_sent();
+                }
+                Some(e @ (Event::Done(_) | Event::TransactionFailed(_))) => {
+                    results.push(e);
+                    match envelopes.next() {
+                        Some(env) => s.start_transaction(env, MessageInfo::default()),
+                        None => s.quit(),
+                    }
+                }
+                Some(e) => {
+                    results.push(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !flight.is_empty() {
+            inbox.extend_from_slice(&server.respond(&flight));
+        }
+        if s.is_finished() {
+            return (results, server, waits);
+        }
+        assert!(s.wants_input(), "neither finished nor waiting");
+        waits += 1;
+        let input = std::mem::take(&mut inbox);
+        s.handle_input(&input);
+    }
+    panic!("did not finish");
+}
+
+#[test]
+fn several_transactions_over_one_connection() {
+    let envs = vec![
+        env(&["a@x.example"]),
+        Envelope {
+            from: "refused@example.org".into(),
+            recipients: vec!["b@x.example".into()],
+        },
+        env(&["c@x.example", "nobody@x.example"]),
+        env(&["nobody@x.example"]),
+        env(&["d@x.example"]),
+    ];
+    for pipelining in [true, false] {
+        let caps: &[&'static str] = if pipelining { &["PIPELINING"] } else { &[] };
+        let server = FakeServer::new(caps)
+            .on("MAIL FROM:<refused@", "550 5.7.1 sender refused")
+            .on("RCPT TO:<nobody@", "550 5.1.1 no such user")
+            .on("DATA", "554 5.5.1 no valid recipients")
+            .on("RSET", "250 2.0.0 ok");
+        // The DATA override applies only when no recipient was accepted (the fake server
+        // answers DATA by override), so keep it to the all-refused transaction by checking
+        // outcomes rather than DATA replies.
+        let (results, server, _) = run_many(envs.clone(), plain_opts(), server);
+        assert_eq!(results.len(), 5, "pipelining={pipelining}");
+        assert!(matches!(
+            results[0],
+            Event::TransactionFailed(_) | Event::Done(_)
+        ));
+        assert!(matches!(
+            &results[1],
+            Event::TransactionFailed(SessionError::Refused { reply, .. }) if reply.code == 550
+        ));
+        assert!(matches!(
+            &results[3],
+            Event::TransactionFailed(SessionError::NoRecipientAccepted(_))
+        ));
+        // A failed transaction is followed by RSET before the next MAIL.
+        let cmds = &server.commands;
+        let mails: Vec<usize> = cmds
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.starts_with("MAIL"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(mails.len(), 5);
+        assert_eq!(cmds[mails[2] - 1], "RSET", "{cmds:?}");
+        assert_eq!(cmds.last().map(String::as_str), Some("QUIT"));
+        assert_eq!(cmds.iter().filter(|c| *c == "QUIT").count(), 1);
+    }
+}
+
+#[test]
+fn kept_open_transactions_deliver_every_body() {
+    let envs: Vec<Envelope> = (0..5).map(|i| env(&[&format!("r{i}@x.example")])).collect();
+    let (results, server, waits) = run_many(envs, plain_opts(), FakeServer::new(&["PIPELINING"]));
+    assert!(results.iter().all(|r| matches!(r, Event::Done(_))));
+    assert_eq!(server.commands.iter().filter(|c| *c == "DATA").count(), 5);
+    // banner, EHLO, then two waits per message (envelope flight, body).
+    assert_eq!(waits, 2 + 2 * 5);
+}
