@@ -916,8 +916,7 @@ fn run_many(
     );
     let mut inbox = BANNER.as_bytes().to_vec();
     let mut results = vec![];
-    let mut waits = 0;
-    for _ in 0..200 {
+    for waits in 0..200 {
         let mut flight = Vec::new();
         loop {
             while let Some(buf) = s.poll_transmit() {
@@ -951,7 +950,6 @@ fn run_many(
             return (results, server, waits);
         }
         assert!(s.wants_input(), "neither finished nor waiting");
-        waits += 1;
         let input = std::mem::take(&mut inbox);
         s.handle_input(&input);
     }
