@@ -176,7 +176,7 @@ pub fn deliver(
                     tls_verified: tls.as_ref().is_some_and(|t| t.verified()),
                 });
             }
-            Some(Event::Failed(error)) => {
+            Some(Event::Failed(error) | Event::TransactionFailed(error)) => {
                 if let Some(out) = session.poll_transmit() {
                     let _ = stream.write_all(out, Instant::now() + Duration::from_secs(2));
                 }

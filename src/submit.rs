@@ -10,11 +10,15 @@ use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
-use crate::smtp::{Credentials, Envelope, SessionOptions, TraceLine};
+use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings, tls};
 
 /// Environment variable holding the SMTP password (never a command-line argument).
 pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
+
+/// The largest message sent as one `BDAT LAST` chunk pipelined with the envelope: small
+/// enough that sending it to a server that then refuses every recipient costs little.
+pub const CHUNK_MAX: usize = 64 * 1024;
 
 /// Run what the command line asks for. Diagnostics go to `err`.
 pub fn run(
@@ -163,6 +167,18 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         .read_to_end(&mut head)
         .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
     let whole = head.len() < deliver::BLOCK;
+    let dot_ends_input = !cli.ignore_dots();
+    // A message read whole has a known size; a small one can go as one BDAT chunk.
+    let (chunk, size) = if whole {
+        let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
+        let mut chunk = Vec::with_capacity(head.len() + head.len() / 16 + 2);
+        encoder.encode(&head, &mut chunk);
+        encoder.finish(&mut chunk);
+        let size = chunk.len() as u64;
+        ((chunk.len() <= CHUNK_MAX).then_some(chunk), Some(size))
+    } else {
+        (None, None)
+    };
 
     let opts = SessionOptions {
         ehlo_name: cli
@@ -174,7 +190,29 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
         allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
         pipelining: !cli.no_pipelining,
-        eight_bit: whole.then(|| !head.is_ascii()),
+        eight_bit: match cli
+            .body_type
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("8BITMIME") => Some(true),
+            Some("7BIT") => Some(false),
+            Some(other) => {
+                return Err(Error::Usage(format!(
+                    "-B {other}: body type must be 7BIT or 8BITMIME"
+                )));
+            }
+            None => whole.then(|| !head.is_ascii()),
+        },
+        dsn: Dsn::new(
+            cli.dsn_notify.as_deref(),
+            cli.dsn_return.as_deref(),
+            cli.dsn_envid.as_deref(),
+        )
+        .map_err(Error::Usage)?,
+        chunk,
+        size,
         trace: verbose,
         ..SessionOptions::default()
     };
@@ -192,7 +230,7 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         Body {
             head,
             rest: input,
-            dot_ends_input: !cli.ignore_dots(),
+            dot_ends_input,
         },
         &mut trace,
     )?;
