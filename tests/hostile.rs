@@ -387,3 +387,50 @@ fn coalesced_pipelined_replies_are_matched_in_order() {
         "an accepted recipient reported as failed: {err}"
     );
 }
+
+#[test]
+fn server_closes_mid_bdat_exits_75() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING"])
+        .close_mid_data_after(40)
+        .start();
+    let out = run(plain(&server), MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    assert!(t.only().messages.is_empty());
+}
+
+#[test]
+fn stalled_reply_to_bdat_times_out_exits_75() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING"])
+        .rule(Rule::on("BDAT").stall(Duration::from_secs(30)))
+        .start();
+    let mut cmd = plain(&server);
+    cmd.args(["--timeout", "2"]);
+    let (out, took) = timed(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    assert!(took < Duration::from_secs(2) + SLACK, "took {took:?}");
+}
+
+#[test]
+fn coalesced_replies_with_bdat_are_matched_in_order() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING"])
+        .coalesce_replies()
+        .rule(
+            Rule::on("RCPT")
+                .arg("<eve@")
+                .reply("550 5.1.1 no such user"),
+        )
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.args([RECIPIENT, "eve@example.org"]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 67, &t);
+    let m = t.only().message();
+    assert!(m.chunked && m.accepted);
+    assert_eq!(m.rcpt_to, vec![RECIPIENT]);
+}

@@ -920,3 +920,199 @@ fn trace_redacts_auth_login() {
     assert!(!err.contains(&encoded), "LOGIN password on stderr: {err}");
     assert!(!err.contains(PASSWORD), "password on stderr: {err}");
 }
+
+#[test]
+fn chunking_sends_a_small_message_in_one_bdat_without_dot_stuffing() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING", "8BITMIME"])
+        .start();
+    let input = "Subject: chunk\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n\
+Message-ID: <chunk@example.org>\nFrom: alice@example.org\nTo: bob@example.org\n\n\
+.dot\nbare CR\rend";
+    let expected = "Subject: chunk\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+Message-ID: <chunk@example.org>\r\nFrom: alice@example.org\r\nTo: bob@example.org\r\n\r\n\
+.dot\r\nbare CR\r\nend\r\n";
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, input);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let conn = t.only();
+    assert_well_formed(conn);
+    let m = conn.message();
+    assert!(m.chunked && m.accepted);
+    assert_eq!(String::from_utf8_lossy(&m.wire), expected);
+    let bdat = conn.commands_for("BDAT");
+    assert_eq!(bdat.len(), 1);
+    assert_eq!(bdat[0].arg, format!("{} LAST", expected.len()));
+    assert_eq!(
+        conn.flight_shape(),
+        shape(&[&["EHLO"], &["MAIL", "RCPT", "BDAT", "<data>", "QUIT"]])
+    );
+}
+
+#[test]
+fn chunking_is_not_used_without_pipelining() {
+    let server = TestServer::builder().capabilities(&["CHUNKING"]).start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let m = t.only().message();
+    assert!(!m.chunked);
+    assert_eq!(String::from_utf8_lossy(&m.wire), MESSAGE);
+}
+
+#[test]
+fn bdat_refused_at_end_exits_69() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING"])
+        .rule(Rule::on("BDAT").reply("554 5.7.1 message refused"))
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 69, &t);
+    assert!(!t.only().message().accepted);
+    assert!(stderr(&out).contains("554 5.7.1"), "{}", stderr(&out));
+}
+
+#[test]
+fn bdat_with_every_recipient_rejected_exits_67() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING"])
+        .rule(Rule::on("RCPT").reply("550 5.1.1 user unknown"))
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 67, &t);
+    assert!(t.only().messages.iter().all(|m| !m.accepted));
+}
+
+#[test]
+fn lone_dot_ends_input_with_chunking_too() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING"])
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, LONE_DOT_INPUT);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let m = t.only().message();
+    assert!(m.chunked);
+    let content = String::from_utf8_lossy(&m.content).into_owned();
+    assert!(content.ends_with("\r\nbefore\r\n"), "{content:?}");
+}
+
+#[test]
+fn message_size_is_declared_when_offered() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "SIZE 1000000"])
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let mail = &t.only().commands_for("MAIL")[0].arg;
+    let declared: usize = mail
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("SIZE="))
+        .unwrap_or_else(|| panic!("no SIZE= in {mail}"))
+        .parse()
+        .expect("SIZE is a number");
+    assert!(
+        declared >= MESSAGE.len(),
+        "SIZE={declared} for {} bytes",
+        MESSAGE.len()
+    );
+}
+
+#[test]
+fn message_larger_than_the_size_limit_is_not_sent_exits_69() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "SIZE 100"])
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 69, &t);
+    assert!(t.connections.iter().all(|c| c.messages.is_empty()));
+}
+
+const EIGHT_BIT: &str = "From: alice@example.org\r\nTo: bob@example.org\r\n\
+Subject: 8bit\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <8@example.org>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n";
+
+#[test]
+fn eight_bit_body_is_declared_with_body_8bitmime() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "8BITMIME"])
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, EIGHT_BIT);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let conn = t.only();
+    let mail = &conn.commands_for("MAIL")[0].arg;
+    assert!(mail.contains("BODY=8BITMIME"), "{mail}");
+    assert_eq!(conn.message().wire, EIGHT_BIT.as_bytes());
+}
+
+#[test]
+fn eight_bit_body_is_not_sent_to_a_seven_bit_server() {
+    let server = TestServer::builder().capabilities(&["PIPELINING"]).start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, EIGHT_BIT);
+    let t = server.finish();
+    assert_ne!(code(&out), 0);
+    assert!(t.connections.iter().all(|c| c.messages.is_empty()));
+}
+
+#[test]
+fn dsn_parameters_are_sent_when_offered() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "DSN"])
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.args([
+        "-N",
+        "success,failure",
+        "-R",
+        "hdrs",
+        "-V",
+        "env-42",
+        RECIPIENT,
+    ]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let conn = t.only();
+    let mail = &conn.commands_for("MAIL")[0].arg;
+    assert!(mail.contains("RET=HDRS"), "{mail}");
+    assert!(mail.contains("ENVID=env-42"), "{mail}");
+    let rcpt = &conn.commands_for("RCPT")[0].arg;
+    assert!(rcpt.contains("NOTIFY=SUCCESS,FAILURE"), "{rcpt}");
+}
+
+#[test]
+fn dsn_parameters_are_dropped_when_not_offered() {
+    let server = TestServer::builder().start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.args(["-N", "never", "-R", "full", RECIPIENT]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let conn = t.only();
+    assert!(!conn.commands_for("MAIL")[0].arg.contains("RET="));
+    assert!(!conn.commands_for("RCPT")[0].arg.contains("NOTIFY="));
+}

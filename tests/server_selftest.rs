@@ -422,3 +422,55 @@ fn stuffing_round_trips() {
     assert_eq!(stuff(content), b"..\r\n...\r\na.b\r\n..x\r\n");
     assert_eq!(unstuff(&stuff(content)), content);
 }
+
+#[test]
+fn bdat_chunks_are_recorded_without_unstuffing() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING", "SIZE 1000"])
+        .start();
+    let mut c = Raw::connect(server.port());
+    c.reply();
+    c.send(b"EHLO x\r\n");
+    assert!(c.reply().contains("250-CHUNKING"));
+    c.send(b"MAIL FROM:<a@x> SIZE=20\r\nRCPT TO:<b@x>\r\nBDAT 8\r\n.a\r\n.b\r\nBDAT 3 LAST\r\nc\r\nQUIT\r\n");
+    assert!(c.reply().starts_with("250 2.1.0"));
+    assert!(c.reply().starts_with("250 2.1.5"));
+    assert_eq!(c.reply(), "250 2.0.0 Chunk received\r\n");
+    assert_eq!(c.reply(), "250 2.0.0 Ok: queued\r\n");
+    assert!(c.reply().starts_with("221"));
+    let t = server.finish();
+    let conn = t.only();
+    let m = conn.message();
+    assert!(m.chunked && m.accepted);
+    assert_eq!(m.wire, b".a\r\n.b\r\nc\r\n");
+    assert_eq!(m.content, m.wire);
+    assert_eq!(
+        conn.flight_shape(),
+        vec![
+            vec!["EHLO"],
+            vec!["MAIL", "RCPT", "BDAT", "<data>", "BDAT", "<data>", "QUIT"]
+        ]
+    );
+}
+
+#[test]
+fn size_limit_is_enforced_at_mail_and_after_data() {
+    let server = TestServer::builder().capabilities(&["SIZE 10"]).start();
+    let mut c = Raw::connect(server.port());
+    c.reply();
+    c.send(b"EHLO x\r\n");
+    c.reply();
+    c.send(b"MAIL FROM:<a@x> SIZE=11\r\n");
+    assert!(c.reply().starts_with("552 5.3.4"));
+    c.send(b"MAIL FROM:<a@x>\r\n");
+    assert!(c.reply().starts_with("250"));
+    c.send(b"RCPT TO:<b@x>\r\n");
+    c.reply();
+    c.send(b"DATA\r\n");
+    c.reply();
+    c.send(b"0123456789\r\n.\r\n");
+    assert!(c.reply().starts_with("552 5.3.4"));
+    drop(c);
+    let t = server.finish();
+    assert!(!t.only().message().accepted);
+}

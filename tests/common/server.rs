@@ -398,10 +398,12 @@ pub struct Message {
     pub wire: Vec<u8>,
     /// The data with the dot-stuffing removed (RFC 5321 §4.5.2).
     pub content: Vec<u8>,
-    /// Whether the server answered the final dot with 2xx.
+    /// Whether the server answered the final dot (or the last BDAT chunk) with 2xx.
     pub accepted: bool,
     /// Whether TLS was active.
     pub tls: bool,
+    /// Whether it came in BDAT chunks (RFC 3030); `wire` and `content` are then the same.
+    pub chunked: bool,
 }
 
 /// One AUTH exchange.
@@ -596,6 +598,8 @@ struct Envelope {
     authenticated: bool,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
+    /// BDAT data so far in this transaction.
+    chunks: Option<Vec<u8>>,
 }
 
 struct Session<'a> {
@@ -930,6 +934,11 @@ impl<'a> Session<'a> {
                     b"503 5.5.1 Nested MAIL command\r\n"
                 } else if self.script.credentials.is_some() && !self.env.authenticated {
                     b"530 5.7.0 Authentication required\r\n"
+                } else if self
+                    .size_limit()
+                    .is_some_and(|limit| declared_size(&arg).is_some_and(|size| size > limit))
+                {
+                    b"552 5.3.4 Message size exceeds fixed limit\r\n"
                 } else {
                     b"250 2.1.0 Ok\r\n"
                 };
@@ -962,10 +971,12 @@ impl<'a> Session<'a> {
                     self.data()?;
                 }
             }
+            "BDAT" => self.bdat(&arg)?,
             "RSET" => {
                 self.respond("RSET", &arg, b"250 2.0.0 Ok\r\n".to_vec())?;
                 self.env.mail_from = None;
                 self.env.rcpt_to.clear();
+                self.env.chunks = None;
             }
             "NOOP" => {
                 self.respond("NOOP", &arg, b"250 2.0.0 Ok\r\n".to_vec())?;
@@ -1163,7 +1174,12 @@ impl<'a> Session<'a> {
             }
         }
         let content = unstuff(&wire);
-        let sent = self.respond(DATA_END, "", b"250 2.0.0 Ok: queued\r\n".to_vec())?;
+        let default: &[u8] = if self.size_limit().is_some_and(|limit| content.len() > limit) {
+            b"552 5.3.4 Message size exceeds fixed limit\r\n"
+        } else {
+            b"250 2.0.0 Ok: queued\r\n"
+        };
+        let sent = self.respond(DATA_END, "", default.to_vec())?;
         self.rec.messages.push(Message {
             mail_from: self.env.mail_from.take().unwrap_or_default(),
             rcpt_to: std::mem::take(&mut self.env.rcpt_to),
@@ -1171,9 +1187,111 @@ impl<'a> Session<'a> {
             content,
             accepted: positive(&sent),
             tls,
+            chunked: false,
         });
         Ok(())
     }
+
+    /// The SIZE limit offered in the current EHLO keywords (RFC 1870), if any.
+    fn size_limit(&self) -> Option<usize> {
+        let caps = if self.tls() {
+            &self.script.caps_tls
+        } else {
+            &self.script.caps
+        };
+        caps.iter().find_map(|c| {
+            let mut words = c.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(k), Some(n)) if k.eq_ignore_ascii_case("SIZE") => {
+                    n.parse().ok().filter(|&n| n > 0)
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// BDAT (RFC 3030 §2): exactly `size` octets follow the command line, whatever the
+    /// reply will be; the last chunk ends the transaction.
+    fn bdat(&mut self, arg: &str) -> Step<()> {
+        let tls = self.tls();
+        let mut words = arg.split_whitespace();
+        let size: Option<usize> = words.next().and_then(|w| w.parse().ok());
+        let last = words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST"));
+        let Some(size) = size else {
+            self.respond(
+                "BDAT",
+                arg,
+                b"501 5.5.4 Syntax: BDAT size [LAST]\r\n".to_vec(),
+            )?;
+            return Ok(());
+        };
+        loop {
+            let arrived = self.buf.len().min(size);
+            if self
+                .script
+                .close_mid_data
+                .is_some_and(|limit| arrived >= limit)
+            {
+                self.close()?;
+            }
+            if arrived == size {
+                break;
+            }
+            self.read_flight()?;
+        }
+        let (chunk, flights) = self.consume(size);
+        for f in flights {
+            if let Some(flight) = self.rec.flights.get_mut(f) {
+                flight.items.push("<data>".into());
+            }
+        }
+        let so_far = self.env.chunks.as_ref().map_or(0, Vec::len) + chunk.len();
+        let default: &[u8] = if self.env.mail_from.is_none() {
+            b"503 5.5.1 Need MAIL first\r\n"
+        } else if self.env.rcpt_to.is_empty() {
+            b"554 5.5.1 No valid recipients\r\n"
+        } else if self.size_limit().is_some_and(|limit| so_far > limit) {
+            b"552 5.3.4 Message size exceeds fixed limit\r\n"
+        } else if last {
+            b"250 2.0.0 Ok: queued\r\n"
+        } else {
+            b"250 2.0.0 Chunk received\r\n"
+        };
+        let stage = if last && self.rule("BDAT", arg).is_none() {
+            DATA_END
+        } else {
+            "BDAT"
+        };
+        let sent = self.respond(stage, arg, default.to_vec())?;
+        let valid = positive(&sent) && self.env.mail_from.is_some();
+        let chunks = self.env.chunks.get_or_insert_with(Vec::new);
+        chunks.extend_from_slice(&chunk);
+        if last || !valid {
+            let wire = self.env.chunks.take().unwrap_or_default();
+            if self.env.mail_from.is_some() {
+                self.rec.messages.push(Message {
+                    mail_from: self.env.mail_from.take().unwrap_or_default(),
+                    rcpt_to: std::mem::take(&mut self.env.rcpt_to),
+                    content: wire.clone(),
+                    wire,
+                    accepted: valid && last,
+                    tls,
+                    chunked: true,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The SIZE= parameter of MAIL FROM (RFC 1870 §6).
+fn declared_size(arg: &str) -> Option<usize> {
+    arg.split_whitespace().find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.eq_ignore_ascii_case("SIZE")
+            .then(|| v.parse().ok())
+            .flatten()
+    })
 }
 
 fn positive(reply: &[u8]) -> bool {
