@@ -3,6 +3,7 @@
 //! The SMTP protocol lives in [`smtp`], sans-IO; [`transport`] owns sockets and TLS;
 //! [`deliver`] runs sessions; [`cli`] and `main` are a thin layer over them.
 
+pub mod address;
 pub mod cli;
 pub mod config;
 pub mod deliver;
