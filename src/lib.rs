@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod error;
 pub mod exit;
 pub mod identity;
+pub mod message;
 pub mod smtp;
 pub mod submit;
 pub mod transport;
