@@ -70,11 +70,15 @@ pub struct Prepared {
 /// an unusable address in a recipient field, no recipient with `-t`), [`Error::Usage`] for
 /// an unusable `envelope_from`, [`Error::Config`] for a host name that cannot be put in a
 /// Message-ID, [`Error::Io`] when reading fails.
-pub fn prepare<R: Read>(input: &mut R, opts: &PrepareOptions) -> Result<Prepared> {
+pub fn prepare<R: Read + ?Sized>(input: &mut R, opts: &PrepareOptions) -> Result<Prepared> {
     prepare_at(input, opts, &Stamp::now())
 }
 
-fn prepare_at<R: Read>(input: &mut R, opts: &PrepareOptions, stamp: &Stamp) -> Result<Prepared> {
+fn prepare_at<R: Read + ?Sized>(
+    input: &mut R,
+    opts: &PrepareOptions,
+    stamp: &Stamp,
+) -> Result<Prepared> {
     let section = scan::read_section(input)?;
     let resent = section.fields.iter().any(|f| {
         f.name
@@ -875,6 +879,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn prepare_takes_a_trait_object_reader() {
+        let mut stdin_like: &mut dyn Read = &mut &b"To: a@example.org\n\nbody\n"[..];
+        let p = prepare(&mut stdin_like, &extract()).unwrap();
+        assert_eq!(p.recipients, vec!["a@example.org"]);
+        let dyn_reader: &mut dyn Read = &mut &b"To: b@example.org\n\n"[..];
+        let p = prepare(dyn_reader, &extract()).unwrap();
+        assert_eq!(p.recipients, vec!["b@example.org"]);
     }
 
     #[test]

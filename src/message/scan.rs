@@ -126,7 +126,7 @@ fn next_line(rest: &[u8], clean: usize, eof: bool) -> Option<(usize, usize)> {
 }
 
 /// Read until the end of the header section is known.
-pub(super) fn read_section<R: Read>(input: &mut R) -> crate::Result<Section> {
+pub(super) fn read_section<R: Read + ?Sized>(input: &mut R) -> crate::Result<Section> {
     let mut buf = Vec::new();
     let mut eof = false;
     let mut pos = 0;
@@ -207,7 +207,7 @@ pub(super) fn read_section<R: Read>(input: &mut R) -> crate::Result<Section> {
 }
 
 /// Append one read's worth of input to `buf`; true at end of input.
-fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>) -> crate::Result<bool> {
+fn fill<R: Read + ?Sized>(input: &mut R, buf: &mut Vec<u8>) -> crate::Result<bool> {
     let mut chunk = [0u8; CHUNK];
     loop {
         match input.read(&mut chunk) {
