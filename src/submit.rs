@@ -4,12 +4,14 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use crate::address::{self, AddressError, Origin};
 use crate::cli::{Cli, Mode};
 use crate::config::{self, Account};
 use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
+use crate::message::{self, PrepareOptions};
 use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings, tls};
 
@@ -43,8 +45,8 @@ pub fn run(
         Mode::RunQueue | Mode::RebuildAliases => Ok(ExitStatus::Ok),
         Mode::VerifyAddresses => {
             for r in split_recipients(&cli.recipients) {
-                let addr = crate::smtp::command::check_address(&r)
-                    .map_err(|e| Error::Usage(e.to_string()))?;
+                let addr =
+                    address::envelope_address(&r).map_err(|e| e.into_error(Origin::CommandLine))?;
                 let _ = writeln!(io::stdout(), "{addr}... deliverable: syntax is valid");
             }
             Ok(ExitStatus::Ok)
@@ -112,29 +114,24 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         },
     };
 
+    let local_domain = acct
+        .and_then(|a| a.local_domain.clone())
+        .unwrap_or_else(identity::mail_name);
     let from = match cli
         .envelope_from()
         .map(str::to_string)
         .or_else(|| acct.and_then(|a| a.from.clone()))
     {
-        Some(f) if f.is_empty() || f == "<>" => String::new(),
-        Some(f) => {
-            crate::smtp::command::check_address(&f).map_err(|e| Error::Usage(e.to_string()))?
-        }
+        Some(f) if address::is_null_sender(&f) => String::new(),
+        // sendmail qualifies a bare -f name with the local domain.
+        Some(f) => qualify(&f, Some(&local_domain), Origin::CommandLine)?,
         None => format!("{}@{}", identity::user_name(), identity::mail_name()),
     };
+    let configured_domain = acct.and_then(|a| a.local_domain.clone());
     let mut recipients = Vec::new();
     for r in split_recipients(&cli.recipients) {
-        let addr =
-            crate::smtp::command::check_address(&r).map_err(|e| Error::Usage(e.to_string()))?;
-        if !recipients.contains(&addr) {
-            recipients.push(addr);
-        }
-    }
-    if recipients.is_empty() {
-        return Err(Error::Usage(
-            "no recipients: name them as arguments or use -t".into(),
-        ));
+        let addr = qualify(&r, configured_domain.as_deref(), Origin::CommandLine)?;
+        push_unique(&mut recipients, addr);
     }
 
     let credentials = match cli
@@ -160,13 +157,40 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         None => None,
     };
 
-    // Read ahead: an empty or unreadable input fails before any connection is made.
-    let mut head = Vec::new();
-    input
-        .take(deliver::BLOCK as u64)
+    // Headers are read (and rewritten: Bcc removed, missing From/Date/Message-ID added)
+    // before any connection is made; the body streams later.
+    let prepared = message::prepare(
+        input,
+        &PrepareOptions {
+            extract_recipients: cli.read_recipients,
+            add_missing_headers: true,
+            envelope_from: from.clone(),
+            full_name: cli.full_name.clone(),
+            hostname: identity::mail_name(),
+        },
+    )?;
+    for r in prepared.recipients {
+        let addr = qualify(&r, configured_domain.as_deref(), Origin::Message)?;
+        push_unique(&mut recipients, addr);
+    }
+    if recipients.is_empty() {
+        return Err(if cli.read_recipients {
+            Error::Data(
+                "no recipients: none in the To, Cc or Bcc headers (-t) nor as arguments".into(),
+            )
+        } else {
+            Error::Usage("no recipients: name them as arguments or use -t".into())
+        });
+    }
+    // Read ahead so that a small message's size is known and it can go as one chunk.
+    let mut head = prepared.head;
+    let want = deliver::BLOCK.saturating_sub(head.len());
+    let got = input
+        .take(want as u64)
         .read_to_end(&mut head)
         .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
-    let whole = head.len() < deliver::BLOCK;
+    let whole = got < want;
+
     let dot_ends_input = !cli.ignore_dots();
     // A message read whole has a known size; a small one can go as one BDAT chunk.
     let (chunk, size) = if whole {
@@ -235,6 +259,34 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         &mut trace,
     )?;
     report(delivered)
+}
+
+/// An envelope address, with a bare local name (`root`) qualified by `domain`.
+fn qualify(input: &str, domain: Option<&str>, origin: Origin) -> Result<String, Error> {
+    match address::envelope_address(input) {
+        Ok(a) => Ok(a),
+        Err(AddressError::NoDomain(_)) => match domain {
+            Some(d) => address::envelope_address(&format!("{}@{d}", input.trim()))
+                .map_err(|e| e.into_error(origin)),
+            None => Err(Error::Usage(format!(
+                "{input:?} has no domain: set local_domain in the config to qualify local names"
+            ))),
+        },
+        Err(e) => Err(e.into_error(origin)),
+    }
+}
+
+/// Add a recipient unless it is already there: nobody gets the message twice.
+/// Local parts are compared exactly, domains without case (RFC 5321 §2.4).
+fn push_unique(list: &mut Vec<String>, addr: String) {
+    let key = |a: &str| match a.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => a.to_string(),
+    };
+    let k = key(&addr);
+    if !list.iter().any(|a| key(a) == k) {
+        list.push(addr);
+    }
 }
 
 /// The account to use: from the config file, if there is one.

@@ -39,26 +39,6 @@ pub enum Command {
 #[error("refusing to send {0:?}: it contains CR, LF or NUL")]
 pub struct UnsafeArgument(pub String);
 
-/// A minimal envelope address check until the address module lands: no CR/LF/NUL, no
-/// angle brackets or spaces, an `@` with text on both sides, at most 256 octets.
-pub fn check_address(input: &str) -> Result<String, UnsafeArgument> {
-    let a = input.trim();
-    let a = a
-        .strip_prefix('<')
-        .and_then(|x| x.strip_suffix('>'))
-        .unwrap_or(a);
-    let ok = a.len() <= 256
-        && a.bytes()
-            .all(|b| b > b' ' && b != b'<' && b != b'>' && b != 0x7f)
-        && a.rsplit_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty());
-    if ok {
-        Ok(a.to_string())
-    } else {
-        Err(UnsafeArgument(input.escape_debug().to_string()))
-    }
-}
-
 fn check(arg: &str) -> Result<&str, UnsafeArgument> {
     if arg.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
         Err(UnsafeArgument(arg.escape_debug().to_string()))
