@@ -1116,3 +1116,28 @@ fn dsn_parameters_are_dropped_when_not_offered() {
     assert!(!conn.commands_for("MAIL")[0].arg.contains("RET="));
     assert!(!conn.commands_for("RCPT")[0].arg.contains("NOTIFY="));
 }
+
+#[test]
+fn missing_from_date_and_message_id_are_added() {
+    let server = TestServer::builder().start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, "To: bob@example.org\nSubject: bare\n\nbody\n");
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let content = String::from_utf8_lossy(&t.only().message().content).into_owned();
+    let (head, body) = content
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header/body separator: {content:?}"));
+    let has = |name: &str| {
+        head.split("\r\n")
+            .any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+    };
+    assert!(has("from") && has("date") && has("message-id"), "{head}");
+    assert!(
+        head.contains(SENDER),
+        "From is not the envelope sender: {head}"
+    );
+    assert!(head.contains("Subject: bare"), "{head}");
+    assert_eq!(body, "body\r\n");
+}
