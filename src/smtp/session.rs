@@ -702,7 +702,9 @@ impl Session {
             Awaiting::StartTls => match reply.code {
                 220 if self.parser.has_buffered() => {
                     // RFC 3207 §4.2, CVE-2011-0411: bytes after the 220 came in cleartext
-                    // and must never be read as replies after the handshake.
+                    // and must never be read as replies after the handshake. Nothing more
+                    // is said on a connection that is being tampered with, not even QUIT.
+                    self.phase = Phase::TlsHandshake;
                     self.fail(SessionError::Protocol(format!(
                         "{command}: server sent data after its 220 reply, before the TLS \
                          handshake (response injection)"

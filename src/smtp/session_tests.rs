@@ -463,6 +463,11 @@ fn bytes_after_starttls_reply_abort_the_session() {
         other => panic!("{other:?}"),
     }
     assert_eq!(s.poll_event(), None, "no StartTls event after injection");
+    assert_eq!(
+        s.poll_transmit(),
+        None,
+        "not even QUIT on a tampered connection"
+    );
 }
 
 #[test]
