@@ -715,6 +715,49 @@ fn lone_dot_line_ends_input_without_dash_i() {
 }
 
 #[test]
+fn dash_t_takes_recipients_from_headers_and_drops_bcc() {
+    if !have_smtp_sink() {
+        return;
+    }
+    let sink = SmtpSink::start(LOOPBACK_V4);
+    let head = format!(
+        "From: Alice <{SENDER}>\nTo: Bob <bob@example.net>, carol@example.com\n\
+         Cc: \"Dave, Jr.\" <dave@example.org>\nBcc: eve@example.net\n\
+         Subject: dash-t\nDate: Tue, 25 Nov 2025 13:00:00 +0000\n\
+         Message-ID: <dash-t@smtpsend.test>\n"
+    );
+    let input = format!("{head}\nrecipients from the header\n").into_bytes();
+    let out = smtpsend(
+        &sink.host(),
+        sink.port,
+        &["--tls", "off", "-t", "-f", SENDER],
+        None,
+        &input,
+    );
+    assert_exit(&out, 0, &sink.proc.log_text());
+    let dump = sink.only_dump();
+    let mut got: Vec<&str> = dump.rcpt_args.iter().map(|a| path_of(a)).collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "<bob@example.net>",
+            "<carol@example.com>",
+            "<dave@example.org>",
+            "<eve@example.net>"
+        ]
+    );
+    // RFC 5322 §3.6.3: Bcc recipients are not disclosed to the others.
+    let without_bcc = String::from_utf8_lossy(&input).replace("Bcc: eve@example.net\n", "");
+    assert_eq!(
+        String::from_utf8_lossy(&dump.message),
+        String::from_utf8_lossy(&as_smtp_sink_dumps_it(&crlf_normalise(
+            without_bcc.as_bytes()
+        )))
+    );
+}
+
+#[test]
 fn smuggling_variants_arrive_as_one_message() {
     if !have_smtp_sink() {
         return;
