@@ -3,9 +3,16 @@
 //! The SMTP protocol lives in [`smtp`], sans-IO; [`transport`] owns sockets and TLS;
 //! [`deliver`] runs sessions; [`cli`] and `main` are a thin layer over them.
 
+pub mod address;
+pub mod cli;
+pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod exit;
+pub mod identity;
+pub mod message;
 pub mod smtp;
+pub mod submit;
 pub mod transport;
 
 pub use error::{Error, Result};

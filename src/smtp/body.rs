@@ -20,6 +20,8 @@ pub struct BodyEncoder {
     ended: bool,
     /// Body bytes seen with the high bit set (for BODY=8BITMIME).
     eight_bit: bool,
+    /// DATA needs leading dots doubled and a final `.`; BDAT (RFC 3030) sends octets as they are.
+    dot_stuffing: bool,
 }
 
 impl BodyEncoder {
@@ -32,6 +34,15 @@ impl BodyEncoder {
             dot_pending: false,
             ended: false,
             eight_bit: false,
+            dot_stuffing: true,
+        }
+    }
+
+    /// An encoder for BDAT chunks: CRLF line ends, but no dot-stuffing and no terminator.
+    pub fn for_bdat(dot_ends_input: bool) -> Self {
+        BodyEncoder {
+            dot_stuffing: false,
+            ..BodyEncoder::new(dot_ends_input)
         }
     }
 
@@ -62,14 +73,14 @@ impl BodyEncoder {
                     self.ended = true;
                     return;
                 }
-                out.extend_from_slice(b"..");
+                out.extend_from_slice(self.leading_dot());
                 self.line_start = false;
             } else if self.line_start && input[0] == b'.' {
                 input = &input[1..];
                 if self.dot_ends_input {
                     self.dot_pending = true;
                 } else {
-                    out.extend_from_slice(b"..");
+                    out.extend_from_slice(self.leading_dot());
                     self.line_start = false;
                 }
                 continue;
@@ -98,7 +109,12 @@ impl BodyEncoder {
         }
     }
 
-    /// Append the end of data: a CRLF if the last line was unterminated, then `.CRLF`.
+    fn leading_dot(&self) -> &'static [u8] {
+        if self.dot_stuffing { b".." } else { b"." }
+    }
+
+    /// Append the end of data: a CRLF if the last line was unterminated, then `.CRLF`
+    /// (only the CRLF for BDAT).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.dot_pending {
             // A lone `.` as the very last line is an end-of-input line too.
@@ -108,7 +124,9 @@ impl BodyEncoder {
         if !self.line_start {
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b".\r\n");
+        if self.dot_stuffing {
+            out.extend_from_slice(b".\r\n");
+        }
     }
 }
 
@@ -189,6 +207,20 @@ mod tests {
     #[test]
     fn with_dash_i_a_lone_dot_is_data() {
         assert_eq!(encode_all(b"a\n.\nb\n", false), b"a\r\n..\r\nb\r\n.\r\n");
+    }
+
+    #[test]
+    fn bdat_encoding_normalises_lines_without_stuffing() {
+        let mut e = BodyEncoder::for_bdat(false);
+        let mut out = vec![];
+        e.encode(b".a\n.\nb", &mut out);
+        e.finish(&mut out);
+        assert_eq!(out, b".a\r\n.\r\nb\r\n");
+        let mut e = BodyEncoder::for_bdat(true);
+        let mut out = vec![];
+        e.encode(b"a\n.\nb", &mut out);
+        e.finish(&mut out);
+        assert_eq!(out, b"a\r\n");
     }
 
     #[test]

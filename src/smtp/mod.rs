@@ -18,6 +18,6 @@ pub use command::Command;
 pub use error::{RcptFailure, SessionError};
 pub use reply::{Reply, ReplyError, ReplyParser};
 pub use session::{
-    Credentials, Envelope, Event, Mechanism, Report, Session, SessionOptions, TlsPolicy, TraceLine,
-    Wait,
+    Credentials, Dsn, Envelope, Event, Mechanism, MessageInfo, Report, Session, SessionOptions,
+    TlsPolicy, TraceLine, Wait,
 };

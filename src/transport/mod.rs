@@ -1,5 +1,13 @@
 //! Connections: TCP with deadlines, TLS with rustls (STARTTLS upgrade and implicit TLS).
 
+pub mod connect;
+pub mod stream;
+pub mod tls;
+
+pub use connect::{connect, connect_addrs, describe_io};
+pub use stream::Stream;
+pub use tls::{Tls, TlsSettings};
+
 use std::fmt;
 use std::str::FromStr;
 

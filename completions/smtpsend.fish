@@ -1,0 +1,40 @@
+complete -c smtpsend -s f -d 'Envelope sender address (MAIL FROM)' -r
+complete -c smtpsend -s r -d 'Same as -f' -r
+complete -c smtpsend -s F -d 'Full name of the sender, used when a From header is added' -r
+complete -c smtpsend -s o -d 'Sendmail option: -oi is -i, -odq queues; others are accepted and ignored' -r
+complete -c smtpsend -s O -d 'Sendmail long option (-O Name=value); accepted and ignored' -r
+complete -c smtpsend -s b -d 'Mode: m deliver (default), p list queue, s SMTP on stdin, i rebuild aliases, v verify' -r
+complete -c smtpsend -s q -d 'Process the queue (an interval argument is accepted and ignored)' -r
+complete -c smtpsend -s N -d 'DSN: when to notify (never, or success,failure,delay)' -r
+complete -c smtpsend -s R -d 'DSN: return full message or headers only (full|hdrs)' -r
+complete -c smtpsend -s V -d 'DSN: envelope identifier' -r
+complete -c smtpsend -s B -d 'Body type: 7BIT or 8BITMIME' -r
+complete -c smtpsend -s C -d 'Sendmail flags taking a value that smtpsend ignores (-C -X -L -h -A -d)' -r
+complete -c smtpsend -s X -r
+complete -c smtpsend -s L -r
+complete -c smtpsend -s h -r
+complete -c smtpsend -s A -r
+complete -c smtpsend -s d -r
+complete -c smtpsend -l host -d 'SMTP relay host' -r
+complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
+complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r
+complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
+complete -c smtpsend -l tls-fingerprint -d 'Trust the server only if its certificate has this SHA-256 fingerprint (hex)' -r
+complete -c smtpsend -l user -d 'User name for SMTP AUTH; the password comes from the config or $SMTPSEND_PASSWORD' -r
+complete -c smtpsend -l auth -d 'Force an AUTH mechanism: plain or login' -r
+complete -c smtpsend -l config -d 'Config file (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf)' -r -F
+complete -c smtpsend -s a -l account -d 'Account from the config file' -r
+complete -c smtpsend -l ehlo -d 'Name to send with EHLO (default: /etc/mailname or the host name)' -r
+complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of RFC 5321\'s per-command timeouts' -r
+complete -c smtpsend -l connect-timeout -d 'Seconds to wait for the TCP connection (default 30)' -r
+complete -c smtpsend -s t -d 'Read recipients from the To, Cc and Bcc headers (and remove Bcc)'
+complete -c smtpsend -s i -d 'Do not treat a line with a single dot as the end of the message'
+complete -c smtpsend -s v -l verbose -d 'Print the SMTP dialogue on stderr (passwords are never shown)'
+complete -c smtpsend -s U -d 'Sendmail flags without a value that smtpsend ignores (-U -G -n -m -e)'
+complete -c smtpsend -s G
+complete -c smtpsend -s n
+complete -c smtpsend -s m
+complete -c smtpsend -l insecure-auth -d 'Allow AUTH over a connection without TLS (credentials in cleartext)'
+complete -c smtpsend -l no-pipelining -d 'Do not use PIPELINING even when offered'
+complete -c smtpsend -l help -d 'Print help'
+complete -c smtpsend -l version -d 'Print version'

@@ -1,0 +1,474 @@
+//! Command-line definitions (clap) and sendmail compatibility.
+//!
+//! Called as `sendmail` by cron, PHP `mail()`, git send-email, mutt, logwatch, smartd and
+//! mdadm, smtpsend takes their flags. A flag that would be harmless to ignore is ignored
+//! (with a note under `-v`), never an error.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::smtp::Mechanism;
+use crate::transport::TlsMode;
+
+/// What the program was asked to do, from the name it was called by and `-b`/`-q`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Deliver one message (`-bm`, the default).
+    Deliver,
+    /// List the queue (`-bp`, `mailq`).
+    ListQueue,
+    /// Rebuild the aliases database (`-bi`, `newaliases`).
+    RebuildAliases,
+    /// Process the queue (`-q`).
+    RunQueue,
+    /// Speak SMTP on stdin/stdout (`-bs`).
+    SmtpOnStdio,
+    /// Verify addresses only (`-bv`).
+    VerifyAddresses,
+}
+
+/// smtpsend: send one message from stdin through an SMTP relay.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "smtpsend",
+    version,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    after_help = "Exit statuses follow sysexits.h: 0 sent, 64 usage, 65 bad data, 67 recipient \
+                  refused, 68 unknown host, 69 refused, 75 try again later, 76 protocol error, \
+                  77 authentication failed, 78 configuration error."
+)]
+pub struct Cli {
+    /// Recipient addresses (comma-separated lists are split).
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Read recipients from the To, Cc and Bcc headers (and remove Bcc).
+    #[arg(short = 't', help_heading = "Sendmail")]
+    pub read_recipients: bool,
+
+    /// Do not treat a line with a single dot as the end of the message.
+    #[arg(short = 'i', help_heading = "Sendmail")]
+    pub ignore_dots: bool,
+
+    /// Envelope sender address (MAIL FROM).
+    #[arg(
+        short = 'f',
+        allow_hyphen_values = true,
+        value_name = "ADDRESS",
+        help_heading = "Sendmail"
+    )]
+    pub from: Option<String>,
+
+    /// Same as -f.
+    #[arg(
+        short = 'r',
+        allow_hyphen_values = true,
+        value_name = "ADDRESS",
+        hide = true
+    )]
+    pub from_r: Option<String>,
+
+    /// Full name of the sender, used when a From header is added.
+    #[arg(
+        short = 'F',
+        allow_hyphen_values = true,
+        value_name = "NAME",
+        help_heading = "Sendmail"
+    )]
+    pub full_name: Option<String>,
+
+    /// Print the SMTP dialogue on stderr (passwords are never shown).
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Sendmail option: -oi is -i, -odq queues; others are accepted and ignored.
+    #[arg(short = 'o', allow_hyphen_values = true, value_name = "OPTION", action = ArgAction::Append, help_heading = "Sendmail")]
+    pub sendmail_options: Vec<String>,
+
+    /// Sendmail long option (-O Name=value); accepted and ignored.
+    #[arg(short = 'O', allow_hyphen_values = true, value_name = "OPTION=VALUE", action = ArgAction::Append, hide = true)]
+    pub sendmail_long_options: Vec<String>,
+
+    /// Mode: m deliver (default), p list queue, s SMTP on stdin, i rebuild aliases, v verify.
+    #[arg(
+        short = 'b',
+        allow_hyphen_values = true,
+        value_name = "MODE",
+        help_heading = "Sendmail"
+    )]
+    pub mode: Option<String>,
+
+    /// Process the queue (an interval argument is accepted and ignored).
+    #[arg(short = 'q', value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "", help_heading = "Sendmail")]
+    pub queue_run: Option<String>,
+
+    /// DSN: when to notify (never, or success,failure,delay).
+    #[arg(
+        short = 'N',
+        allow_hyphen_values = true,
+        value_name = "DSN",
+        help_heading = "Sendmail"
+    )]
+    pub dsn_notify: Option<String>,
+
+    /// DSN: return full message or headers only (full|hdrs).
+    #[arg(
+        short = 'R',
+        allow_hyphen_values = true,
+        value_name = "RET",
+        help_heading = "Sendmail"
+    )]
+    pub dsn_return: Option<String>,
+
+    /// DSN: envelope identifier.
+    #[arg(
+        short = 'V',
+        allow_hyphen_values = true,
+        value_name = "ENVID",
+        help_heading = "Sendmail"
+    )]
+    pub dsn_envid: Option<String>,
+
+    /// Body type: 7BIT or 8BITMIME.
+    #[arg(
+        short = 'B',
+        allow_hyphen_values = true,
+        value_name = "TYPE",
+        help_heading = "Sendmail"
+    )]
+    pub body_type: Option<String>,
+
+    /// Sendmail flags taking a value that smtpsend ignores (-C -X -L -h -A -d).
+    #[arg(short = 'C', allow_hyphen_values = true, hide = true)]
+    pub ignored_c: Option<String>,
+    #[arg(short = 'X', allow_hyphen_values = true, hide = true)]
+    pub ignored_x: Option<String>,
+    #[arg(short = 'L', allow_hyphen_values = true, hide = true)]
+    pub ignored_l: Option<String>,
+    #[arg(short = 'h', allow_hyphen_values = true, hide = true)]
+    pub ignored_h: Option<String>,
+    #[arg(short = 'A', allow_hyphen_values = true, hide = true)]
+    pub ignored_a: Option<String>,
+    #[arg(short = 'd', allow_hyphen_values = true, hide = true)]
+    pub ignored_d: Option<String>,
+    /// Sendmail flags without a value that smtpsend ignores (-U -G -n -m -e).
+    #[arg(short = 'U', hide = true)]
+    pub ignored_u: bool,
+    #[arg(short = 'G', hide = true)]
+    pub ignored_g: bool,
+    #[arg(short = 'n', hide = true)]
+    pub ignored_n: bool,
+    #[arg(short = 'm', hide = true)]
+    pub ignored_m: bool,
+
+    /// SMTP relay host.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off.
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<TlsMode>,
+
+    /// PEM file with certificates to trust besides the system's web PKI roots.
+    #[arg(long, value_name = "FILE")]
+    pub tls_trust_file: Option<PathBuf>,
+
+    /// Trust the server only if its certificate has this SHA-256 fingerprint (hex).
+    #[arg(long, value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+
+    /// User name for SMTP AUTH; the password comes from the config or $SMTPSEND_PASSWORD.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Force an AUTH mechanism: plain or login.
+    #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
+    pub auth: Option<Mechanism>,
+
+    /// Allow AUTH over a connection without TLS (credentials in cleartext).
+    #[arg(long)]
+    pub insecure_auth: bool,
+
+    /// Config file (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Account from the config file.
+    #[arg(short = 'a', long, value_name = "NAME")]
+    pub account: Option<String>,
+
+    /// Name to send with EHLO (default: /etc/mailname or the host name).
+    #[arg(long, value_name = "NAME")]
+    pub ehlo: Option<String>,
+
+    /// Seconds to wait for each reply, instead of RFC 5321's per-command timeouts.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Seconds to wait for the TCP connection (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Do not use PIPELINING even when offered.
+    #[arg(long)]
+    pub no_pipelining: bool,
+
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+
+    /// Print version.
+    #[arg(long, action = ArgAction::Version)]
+    pub version: Option<bool>,
+}
+
+fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
+    Mechanism::from_name(s).ok_or_else(|| format!("unknown AUTH mechanism {s:?} (plain, login)"))
+}
+
+/// Single-letter flags the parser knows, and whether each takes a value.
+const KNOWN_SHORT: &[(char, bool)] = &[
+    ('t', false),
+    ('i', false),
+    ('v', false),
+    ('U', false),
+    ('G', false),
+    ('n', false),
+    ('m', false),
+    ('f', true),
+    ('r', true),
+    ('F', true),
+    ('o', true),
+    ('O', true),
+    ('b', true),
+    ('q', true),
+    ('N', true),
+    ('R', true),
+    ('V', true),
+    ('B', true),
+    ('C', true),
+    ('X', true),
+    ('L', true),
+    ('h', true),
+    ('A', true),
+    ('d', true),
+    ('a', true),
+];
+
+/// Drop single-letter flags no sendmail caller depends on and smtpsend does not know, so
+/// that an old script's flag never turns into a failed delivery. Returns the kept
+/// arguments and the dropped ones (for a note under `-v`).
+pub fn filter_unknown_flags(args: Vec<OsString>) -> (Vec<OsString>, Vec<String>) {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut dropped = Vec::new();
+    let mut iter = args.into_iter();
+    if let Some(argv0) = iter.next() {
+        kept.push(argv0);
+    }
+    let mut takes_value_next = false;
+    for arg in iter.by_ref() {
+        if takes_value_next {
+            takes_value_next = false;
+            kept.push(arg);
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            kept.push(arg);
+            continue;
+        };
+        if text == "--" {
+            kept.push(arg);
+            break;
+        }
+        if text.starts_with("--") || !text.starts_with('-') || text.len() < 2 {
+            // A long option taking a separate value is handled by clap itself.
+            kept.push(arg);
+            continue;
+        }
+        // A cluster of short flags: "-ti", "-oi", "-fuser".
+        let mut keep = true;
+        for (i, c) in text[1..].char_indices() {
+            match KNOWN_SHORT.iter().find(|(k, _)| *k == c) {
+                Some((_, true)) => {
+                    // The rest of the cluster, or the next argument, is the value.
+                    // `-q` takes an optional value and never the next argument.
+                    if i + 1 + c.len_utf8() == text.len() && c != 'q' {
+                        takes_value_next = true;
+                    }
+                    break;
+                }
+                Some((_, false)) => {}
+                None => {
+                    keep = false;
+                    break;
+                }
+            }
+        }
+        if keep {
+            kept.push(arg);
+        } else {
+            dropped.push(text.to_string());
+        }
+    }
+    kept.extend(iter);
+    (kept, dropped)
+}
+
+impl Cli {
+    /// The mode, from argv[0] (`mailq`, `newaliases`) and the `-b`/`-q` flags.
+    pub fn mode(&self, argv0: &str) -> Result<Mode, String> {
+        let name = std::path::Path::new(argv0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("smtpsend");
+        match name {
+            "mailq" => return Ok(Mode::ListQueue),
+            "newaliases" => return Ok(Mode::RebuildAliases),
+            _ => {}
+        }
+        if self.queue_run.is_some() {
+            return Ok(Mode::RunQueue);
+        }
+        match self.mode.as_deref() {
+            None | Some("m") => Ok(Mode::Deliver),
+            Some("p") => Ok(Mode::ListQueue),
+            Some("i") => Ok(Mode::RebuildAliases),
+            Some("s") => Ok(Mode::SmtpOnStdio),
+            Some("v") => Ok(Mode::VerifyAddresses),
+            Some(other) => Err(format!(
+                "-b{other} is not supported (smtpsend knows -bm, -bp, -bs, -bi, -bv)"
+            )),
+        }
+    }
+
+    /// `-i` or `-oi`: a lone dot does not end the input.
+    pub fn ignore_dots(&self) -> bool {
+        self.ignore_dots
+            || self
+                .sendmail_options
+                .iter()
+                .any(|o| o == "i" || o.eq_ignore_ascii_case("ignoredots"))
+    }
+
+    /// `-f` or `-r`.
+    pub fn envelope_from(&self) -> Option<&str> {
+        self.from.as_deref().or(self.from_r.as_deref())
+    }
+
+    /// Sendmail options that were ignored, for a note under `-v`.
+    pub fn ignored_options(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .sendmail_options
+            .iter()
+            .filter(|o| *o != "i")
+            .map(|o| format!("-o{o}"))
+            .collect();
+        out.extend(self.sendmail_long_options.iter().map(|o| format!("-O {o}")));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> (Cli, Vec<String>) {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let (kept, dropped) = filter_unknown_flags(args);
+        (Cli::try_parse_from(kept).unwrap(), dropped)
+    }
+
+    #[test]
+    fn cron_style_invocation() {
+        let (cli, _) = parse(&[
+            "sendmail",
+            "-FCronDaemon",
+            "-i",
+            "-B8BITMIME",
+            "-oem",
+            "root",
+        ]);
+        assert_eq!(cli.full_name.as_deref(), Some("CronDaemon"));
+        assert!(cli.ignore_dots());
+        assert_eq!(cli.recipients, vec!["root"]);
+        assert_eq!(cli.body_type.as_deref(), Some("8BITMIME"));
+    }
+
+    #[test]
+    fn php_mail_style_invocation() {
+        let (cli, _) = parse(&["sendmail", "-t", "-i", "-f", "www@example.org"]);
+        assert!(cli.read_recipients && cli.ignore_dots());
+        assert_eq!(cli.envelope_from(), Some("www@example.org"));
+    }
+
+    #[test]
+    fn bundled_and_attached_values() {
+        let (cli, _) = parse(&["sendmail", "-ti", "-oi", "-fbob@example.org", "a@b.example"]);
+        assert!(cli.read_recipients && cli.ignore_dots());
+        assert_eq!(cli.envelope_from(), Some("bob@example.org"));
+        let (cli, _) = parse(&["sendmail", "-r", "x@y.example", "-N", "success,failure"]);
+        assert_eq!(cli.envelope_from(), Some("x@y.example"));
+        assert_eq!(cli.dsn_notify.as_deref(), Some("success,failure"));
+    }
+
+    #[test]
+    fn modes() {
+        let (cli, _) = parse(&["sendmail", "-bp"]);
+        assert_eq!(cli.mode("sendmail"), Ok(Mode::ListQueue));
+        let (cli, _) = parse(&["sendmail", "-bs"]);
+        assert_eq!(cli.mode("sendmail"), Ok(Mode::SmtpOnStdio));
+        let (cli, _) = parse(&["sendmail", "-q"]);
+        assert_eq!(cli.mode("sendmail"), Ok(Mode::RunQueue));
+        let (cli, _) = parse(&["sendmail", "-q30m"]);
+        assert_eq!(cli.mode("sendmail"), Ok(Mode::RunQueue));
+        let (cli, _) = parse(&["x"]);
+        assert_eq!(cli.mode("/usr/bin/mailq"), Ok(Mode::ListQueue));
+        assert_eq!(cli.mode("newaliases"), Ok(Mode::RebuildAliases));
+        assert_eq!(cli.mode("sendmail"), Ok(Mode::Deliver));
+        let (cli, _) = parse(&["sendmail", "-bd"]);
+        assert!(cli.mode("sendmail").is_err());
+    }
+
+    #[test]
+    fn unknown_single_letter_flags_are_dropped_not_fatal() {
+        let (cli, dropped) = parse(&["sendmail", "-Y", "-i", "-Zfoo", "root"]);
+        assert_eq!(dropped, vec!["-Y", "-Zfoo"]);
+        assert_eq!(cli.recipients, vec!["root"]);
+    }
+
+    #[test]
+    fn value_of_a_flag_is_never_taken_for_a_flag() {
+        let (cli, dropped) = parse(&["sendmail", "-F", "-weird-name-", "root"]);
+        assert!(dropped.is_empty());
+        assert_eq!(cli.full_name.as_deref(), Some("-weird-name-"));
+    }
+
+    #[test]
+    fn long_options() {
+        let (cli, _) = parse(&[
+            "smtpsend",
+            "--host",
+            "mail.example.org",
+            "--port",
+            "2525",
+            "--tls",
+            "implicit",
+            "--auth",
+            "login",
+            "--user",
+            "me",
+            "a@b.example",
+        ]);
+        assert_eq!(cli.host.as_deref(), Some("mail.example.org"));
+        assert_eq!(cli.port, Some(2525));
+        assert_eq!(cli.tls, Some(TlsMode::Implicit));
+        assert_eq!(cli.auth, Some(Mechanism::Login));
+    }
+}

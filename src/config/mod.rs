@@ -1,0 +1,737 @@
+//! Accounts from a TOML file: top-level keys are defaults that every `[accounts.NAME]`
+//! table inherits; a file with no account tables is itself the one account, "default".
+//!
+//! Parsing is strict (unknown keys are errors, with their line) because a misspelt
+//! `tls` or `host` would otherwise send mail somewhere, or in a way, nobody chose.
+
+mod file;
+mod password;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+pub use file::SYSTEM_CONFIG;
+pub use password::PasswordSource;
+
+use crate::smtp::session::Mechanism;
+use crate::transport::TlsMode;
+use crate::{Error, Result};
+
+/// The name of the account a file without `[accounts.*]` tables defines.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// One way of sending: a relay (or, with no `host`, direct delivery) and how to talk to it.
+/// `None` fields are left to the caller's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    /// The relay; `None` means no relay was configured.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<TlsMode>,
+    /// A forced SASL mechanism; otherwise one is chosen from the server's offer.
+    pub auth: Option<Mechanism>,
+    pub user: Option<String>,
+    pub password: PasswordSource,
+    pub from: Option<String>,
+    pub ehlo: Option<String>,
+    pub tls_trust_file: Option<PathBuf>,
+    /// A SHA-256 certificate fingerprint as written (64 hex digits, colons allowed).
+    pub tls_fingerprint: Option<String>,
+    /// Seconds, overriding the per-command timeouts.
+    pub timeout: Option<u64>,
+    /// Allow AUTH on a connection without TLS.
+    pub insecure_auth: bool,
+    /// Qualifies bare local recipients such as `root`.
+    pub local_domain: Option<String>,
+}
+
+/// A parsed config file and where it came from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    origin: PathBuf,
+    default_account: Option<String>,
+    accounts: BTreeMap<String, Account>,
+    holds_password: bool,
+    runs_command: bool,
+}
+
+/// Finds and loads the config: `explicit` (`--config`) or `$SMTPSEND_CONFIG` if set (either
+/// must exist), else `$XDG_CONFIG_HOME/smtpsend/config.toml` (or
+/// `~/.config/smtpsend/config.toml`), else [`SYSTEM_CONFIG`]. The first file found is the
+/// whole config; files are never merged. `Ok(None)` when there is none.
+///
+/// A file that exists but this user may not read is [`Error::TempFail`], so a sendmail
+/// caller keeps the message instead of losing it to a permanent error.
+pub fn load(explicit: Option<&Path>) -> Result<Option<Config>> {
+    let env = |name: &str| std::env::var_os(name);
+    let home = env("HOME").map(PathBuf::from);
+    file::load_first(&file::search_path(explicit, &env), home.as_deref())
+}
+
+impl Config {
+    /// Parses `text`; `origin` names the file in messages and anchors relative paths.
+    /// File permissions are checked by [`load`], which knows the file.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        Config::parse_with_home(text, origin, home.as_deref())
+    }
+
+    fn parse_with_home(text: &str, origin: &Path, home: Option<&Path>) -> Result<Config> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, origin, &e))?;
+        let shown = origin.display();
+        let holds_password = raw.password.is_some()
+            || raw
+                .accounts
+                .values()
+                .any(|a| a.get_ref().password.is_some());
+        let runs_command = raw.password_command.is_some()
+            || raw
+                .accounts
+                .values()
+                .any(|a| a.get_ref().password_command.is_some());
+        let defaults = raw.defaults();
+        let mut accounts = BTreeMap::new();
+        if raw.accounts.is_empty() {
+            let account = defaults
+                .clone()
+                .build(DEFAULT_ACCOUNT, origin, home)
+                .map_err(|e| Error::Config(format!("{shown}: {e}")))?;
+            accounts.insert(DEFAULT_ACCOUNT.to_string(), account);
+        }
+        for (name, table) in raw.accounts {
+            let line = line_of(text, table.span().start);
+            if name.is_empty() {
+                return Err(Error::Config(format!(
+                    "{shown}: line {line}: an account name is empty"
+                )));
+            }
+            let account = table
+                .into_inner()
+                .inherit(&defaults)
+                .build(&name, origin, home)
+                .map_err(|e| Error::Config(format!("{shown}: line {line}: account {name}: {e}")))?;
+            accounts.insert(name, account);
+        }
+        let default_account = raw.default_account.map(|t| t.0);
+        if let Some(name) = &default_account {
+            if !accounts.contains_key(name) {
+                return Err(Error::Config(format!(
+                    "{shown}: default_account {name:?} is not an account here (known: {})",
+                    names(&accounts)
+                )));
+            }
+        }
+        Ok(Config {
+            origin: origin.to_path_buf(),
+            default_account,
+            accounts,
+            holds_password,
+            runs_command,
+        })
+    }
+
+    /// The account named on the command line, or the default one: `default_account`, or
+    /// the only account there is.
+    pub fn account(&self, name: Option<&str>) -> Result<Account> {
+        let shown = self.origin.display();
+        let name = match (name, &self.default_account) {
+            (Some(name), _) => name,
+            (None, Some(default)) => default.as_str(),
+            (None, None) => match self.accounts.keys().next() {
+                Some(only) if self.accounts.len() == 1 => only.as_str(),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{shown}: several accounts ({}) and no default_account; \
+                         set one, or choose with -a",
+                        names(&self.accounts)
+                    )));
+                }
+            },
+        };
+        self.accounts.get(name).cloned().ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown account {name:?}; {shown} defines: {}",
+                names(&self.accounts)
+            ))
+        })
+    }
+
+    /// The file this came from.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The accounts' names, sorted.
+    pub fn account_names(&self) -> impl Iterator<Item = &str> {
+        self.accounts.keys().map(String::as_str)
+    }
+
+    fn holds_password(&self) -> bool {
+        self.holds_password
+    }
+
+    fn runs_command(&self) -> bool {
+        self.runs_command
+    }
+}
+
+fn names(accounts: &BTreeMap<String, Account>) -> String {
+    accounts
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = text.as_bytes().get(..offset).unwrap_or(text.as_bytes());
+    before.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// One line for stderr: toml's own rendering draws the source over several.
+fn toml_error(text: &str, origin: &Path, e: &toml::de::Error) -> Error {
+    let message = e.message().trim_end().replace('\n', "; ");
+    match e.span() {
+        Some(span) => Error::Config(format!(
+            "{}: line {}: {message}",
+            origin.display(),
+            line_of(text, span.start)
+        )),
+        None => Error::Config(format!("{}: {message}", origin.display())),
+    }
+}
+
+/// Declares the account keys once, for both an account table and the top level, and the
+/// field-by-field inheritance between them.
+macro_rules! account_keys {
+    ($($key:ident: $ty:ty,)*) => {
+        /// The keys of an `[accounts.NAME]` table, each optional.
+        #[derive(Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawAccount {
+            $($key: Option<$ty>,)*
+        }
+
+        /// The whole file. `#[serde(flatten)]` would be shorter but cannot be combined
+        /// with `deny_unknown_fields`.
+        #[derive(Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawFile {
+            $($key: Option<$ty>,)*
+            default_account: Option<Text>,
+            #[serde(default)]
+            accounts: BTreeMap<String, toml::Spanned<RawAccount>>,
+        }
+
+        impl RawFile {
+            fn defaults(&self) -> RawAccount {
+                RawAccount { $($key: self.$key.clone(),)* }
+            }
+        }
+
+        impl RawAccount {
+            fn or(self, defaults: RawAccount) -> RawAccount {
+                RawAccount { $($key: self.$key.or(defaults.$key),)* }
+            }
+        }
+    };
+}
+
+account_keys! {
+    host: Text,
+    port: Port,
+    tls: Tls,
+    auth: Auth,
+    user: Text,
+    password: Text,
+    password_env: Text,
+    password_command: Text,
+    password_file: Text,
+    from: Text,
+    ehlo: Text,
+    tls_trust_file: Text,
+    tls_fingerprint: Fingerprint,
+    timeout: Seconds,
+    insecure_auth: bool,
+    local_domain: Text,
+}
+
+impl RawAccount {
+    fn has_password_source(&self) -> bool {
+        self.password.is_some()
+            || self.password_env.is_some()
+            || self.password_command.is_some()
+            || self.password_file.is_some()
+    }
+
+    /// Fills unset keys from the top level. The password keys go as a group: an account
+    /// with its own `password_command` must not also inherit a top-level `password`.
+    fn inherit(self, defaults: &RawAccount) -> RawAccount {
+        let mut defaults = defaults.clone();
+        if self.has_password_source() {
+            defaults.password = None;
+            defaults.password_env = None;
+            defaults.password_command = None;
+            defaults.password_file = None;
+        }
+        self.or(defaults)
+    }
+
+    fn build(
+        self,
+        name: &str,
+        origin: &Path,
+        home: Option<&Path>,
+    ) -> std::result::Result<Account, String> {
+        let mut sources = Vec::new();
+        if let Some(Text(p)) = self.password {
+            sources.push(("password", PasswordSource::Inline(p)));
+        }
+        if let Some(Text(var)) = self.password_env {
+            sources.push(("password_env", PasswordSource::Env(var)));
+        }
+        if let Some(Text(cmd)) = self.password_command {
+            sources.push(("password_command", PasswordSource::Command(cmd)));
+        }
+        if let Some(Text(path)) = self.password_file {
+            sources.push((
+                "password_file",
+                PasswordSource::File(local_path(&path, origin, home)?),
+            ));
+        }
+        if sources.len() > 1 {
+            let keys: Vec<&str> = sources.iter().map(|(key, _)| *key).collect();
+            return Err(format!("set only one of {}", keys.join(", ")));
+        }
+        let password = sources.pop().map(|(_, s)| s).unwrap_or_default();
+        if password != PasswordSource::None && self.user.is_none() {
+            return Err("a password is set but no user".into());
+        }
+        let tls_trust_file = match self.tls_trust_file {
+            Some(Text(path)) => Some(local_path(&path, origin, home)?),
+            None => None,
+        };
+        Ok(Account {
+            name: name.to_string(),
+            host: self.host.map(|t| t.0),
+            port: self.port.map(|p| p.0),
+            tls: self.tls.map(|t| t.0),
+            auth: self.auth.map(|a| a.0),
+            user: self.user.map(|t| t.0),
+            password,
+            from: self.from.map(|t| t.0),
+            ehlo: self.ehlo.map(|t| t.0),
+            tls_trust_file,
+            tls_fingerprint: self.tls_fingerprint.map(|f| f.0),
+            timeout: self.timeout.map(|s| s.0),
+            insecure_auth: self.insecure_auth.unwrap_or(false),
+            local_domain: self.local_domain.map(|t| t.0),
+        })
+    }
+}
+
+/// `~/x` is under `$HOME`; a relative path is relative to the config file, not to
+/// wherever cron happened to start us.
+fn local_path(
+    text: &str,
+    origin: &Path,
+    home: Option<&Path>,
+) -> std::result::Result<PathBuf, String> {
+    if let Some(rest) = text.strip_prefix("~/") {
+        return home
+            .map(|h| h.join(rest))
+            .ok_or_else(|| format!("{text}: ~ used but $HOME is not set"));
+    }
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    Ok(origin.parent().unwrap_or(Path::new("")).join(path))
+}
+
+/// A string that must not be empty: an empty host or user is a mistake, not a choice.
+#[derive(Clone)]
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Err(de::Error::custom("empty string"));
+        }
+        Ok(Text(s))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Port(u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u16::try_from(n)
+            .ok()
+            .filter(|&p| p != 0)
+            .map(Port)
+            .ok_or_else(|| de::Error::custom(format!("port {n} is not between 1 and 65535")))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Seconds(u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u64::try_from(n)
+            .ok()
+            .filter(|&s| s != 0)
+            .map(Seconds)
+            .ok_or_else(|| {
+                de::Error::custom(format!("timeout {n} is not a positive number of seconds"))
+            })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Tls(TlsMode);
+
+impl<'de> Deserialize<'de> for Tls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Tls).map_err(de::Error::custom)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Auth(Mechanism);
+
+impl<'de> Deserialize<'de> for Auth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Mechanism::from_name(&s).map(Auth).ok_or_else(|| {
+            de::Error::custom(format!("unknown auth {s:?} (expected plain or login)"))
+        })
+    }
+}
+
+/// Checked here so a typo fails when the file is read, not at the first TLS handshake.
+#[derive(Clone)]
+struct Fingerprint(String);
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let digits: Vec<char> = s.chars().filter(|&c| c != ':').collect();
+        if digits.len() != 64 || !digits.iter().all(char::is_ascii_hexdigit) {
+            return Err(de::Error::custom(format!(
+                "tls_fingerprint {s:?} is not a SHA-256 digest (64 hex digits, colons allowed)"
+            )));
+        }
+        Ok(Fingerprint(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExitStatus;
+
+    const FILE: &str = "/home/me/.config/smtpsend/config.toml";
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse_with_home(text, Path::new(FILE), Some(Path::new("/home/me")))
+    }
+
+    fn config_error(text: &str) -> String {
+        match parse(text) {
+            Err(Error::Config(msg)) => msg,
+            other => panic!("expected Error::Config, got {other:?}"),
+        }
+    }
+
+    const FULL: &str = r#"
+tls = "required"
+from = "me@example.org"
+default_account = "work"
+
+[accounts.work]
+host = "smtp.example.org"
+port = 587
+tls = "required"
+auth = "plain"
+user = "me@example.org"
+password_command = "pass show mail/work"
+from = "me@example.org"
+ehlo = "client.example.org"
+tls_trust_file = "/etc/ssl/my-ca.pem"
+tls_fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+timeout = 300
+insecure_auth = false
+local_domain = "example.org"
+
+[accounts.home]
+host = "mail.example.net"
+tls = "implicit"
+auth = "LOGIN"
+user = "me"
+password_env = "HOME_PW"
+insecure_auth = true
+"#;
+
+    #[test]
+    fn every_key_is_parsed() {
+        let work = parse(FULL).unwrap().account(Some("work")).unwrap();
+        assert_eq!(
+            work,
+            Account {
+                name: "work".into(),
+                host: Some("smtp.example.org".into()),
+                port: Some(587),
+                tls: Some(TlsMode::Required),
+                auth: Some(Mechanism::Plain),
+                user: Some("me@example.org".into()),
+                password: PasswordSource::Command("pass show mail/work".into()),
+                from: Some("me@example.org".into()),
+                ehlo: Some("client.example.org".into()),
+                tls_trust_file: Some(PathBuf::from("/etc/ssl/my-ca.pem")),
+                tls_fingerprint: Some(
+                    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:\
+                     AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+                        .into()
+                ),
+                timeout: Some(300),
+                insecure_auth: false,
+                local_domain: Some("example.org".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn accounts_inherit_top_level_keys() {
+        let home = parse(FULL).unwrap().account(Some("home")).unwrap();
+        assert_eq!(home.from.as_deref(), Some("me@example.org"));
+        assert_eq!(home.tls, Some(TlsMode::Implicit), "own key wins");
+        assert_eq!(home.auth, Some(Mechanism::Login));
+        assert_eq!(home.password, PasswordSource::Env("HOME_PW".into()));
+        assert_eq!(home.port, None, "left to the caller: TlsMode::default_port");
+        assert!(home.insecure_auth);
+    }
+
+    #[test]
+    fn password_source_is_inherited_as_a_whole() {
+        let config = parse(
+            r#"
+            user = "me"
+            password_env = "PW"
+            [accounts.a]
+            host = "a.example"
+            [accounts.b]
+            host = "b.example"
+            password_command = "pass b"
+            "#,
+        )
+        .unwrap();
+        let a = config.account(Some("a")).unwrap();
+        assert_eq!(a.password, PasswordSource::Env("PW".into()));
+        assert_eq!(a.user.as_deref(), Some("me"));
+        let b = config.account(Some("b")).unwrap();
+        assert_eq!(b.password, PasswordSource::Command("pass b".into()));
+    }
+
+    #[test]
+    fn default_account_key_picks_the_account() {
+        let config = parse(FULL).unwrap();
+        assert_eq!(config.account(None).unwrap().name, "work");
+        assert_eq!(config.account(Some("home")).unwrap().name, "home");
+    }
+
+    #[test]
+    fn single_account_is_the_default() {
+        let config = parse("[accounts.only]\nhost = \"x.example\"\n").unwrap();
+        assert_eq!(config.account(None).unwrap().name, "only");
+    }
+
+    #[test]
+    fn top_level_alone_is_the_default_account() {
+        let config = parse("host = \"relay.example\"\nport = 2525\ntls = \"off\"\n").unwrap();
+        let account = config.account(None).unwrap();
+        assert_eq!(account.name, DEFAULT_ACCOUNT);
+        assert_eq!(account.host.as_deref(), Some("relay.example"));
+        assert_eq!(account.port, Some(2525));
+        assert_eq!(account.tls, Some(TlsMode::Off));
+        assert_eq!(config.account(Some("default")).unwrap(), account);
+        assert_eq!(config.account_names().collect::<Vec<_>>(), ["default"]);
+    }
+
+    #[test]
+    fn top_level_is_not_an_account_when_tables_exist() {
+        let config = parse("host = \"relay\"\n[accounts.a]\n[accounts.b]\n").unwrap();
+        assert_eq!(config.account_names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            config.account(Some("a")).unwrap().host.as_deref(),
+            Some("relay")
+        );
+        assert!(matches!(
+            config.account(Some("default")),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn several_accounts_without_default_is_a_config_error() {
+        let config = parse("[accounts.a]\n[accounts.b]\n").unwrap();
+        match config.account(None) {
+            Err(e @ Error::Config(_)) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("a, b") && msg.contains("default_account"),
+                    "{msg}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_account_is_a_usage_error_listing_known_ones() {
+        let err = parse(FULL).unwrap().account(Some("play")).unwrap_err();
+        assert_eq!(err.exit_status(), ExitStatus::Usage);
+        let msg = err.to_string();
+        assert!(msg.contains("\"play\""), "{msg}");
+        assert!(msg.contains("home, work"), "{msg}");
+        assert!(msg.contains(FILE), "{msg}");
+    }
+
+    #[test]
+    fn default_account_must_exist() {
+        let msg = config_error("default_account = \"nope\"\n[accounts.a]\n");
+        assert!(
+            msg.contains("\"nope\"") && msg.contains("known: a"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let msg = config_error("[accounts.work]\nhost = \"x\"\nhots = \"y\"\n");
+        assert!(msg.starts_with(&format!("{FILE}: line 3: ")), "{msg}");
+        assert!(msg.contains("hots"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_refused() {
+        let msg = config_error("tls = \"off\"\n\npasword = \"x\"\n");
+        assert!(msg.contains("line 3") && msg.contains("pasword"), "{msg}");
+    }
+
+    #[test]
+    fn bad_tls_value_is_refused_with_its_line() {
+        let msg = config_error("[accounts.a]\ntls = \"sometimes\"\n");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("sometimes"), "{msg}");
+    }
+
+    #[test]
+    fn tls_aliases_are_accepted() {
+        let config = parse("tls = \"smtps\"\n").unwrap();
+        assert_eq!(config.account(None).unwrap().tls, Some(TlsMode::Implicit));
+    }
+
+    #[test]
+    fn bad_ports_are_refused() {
+        for bad in ["0", "65536", "-25", "\"25\""] {
+            let msg = config_error(&format!("[accounts.a]\nport = {bad}\n"));
+            assert!(msg.contains("line 2"), "{bad}: {msg}");
+        }
+        let msg = config_error("port = 70000\n");
+        assert!(msg.contains("not between 1 and 65535"), "{msg}");
+    }
+
+    #[test]
+    fn bad_auth_is_refused() {
+        let msg = config_error("auth = \"cram-md5\"\n");
+        assert!(msg.contains("cram-md5") && msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let msg = config_error("timeout = 0\n");
+        assert!(msg.contains("timeout"), "{msg}");
+    }
+
+    #[test]
+    fn bad_fingerprint_is_refused() {
+        let msg = config_error("tls_fingerprint = \"AB:CD\"\n");
+        assert!(msg.contains("SHA-256"), "{msg}");
+        let plain = "ab".repeat(32);
+        assert!(parse(&format!("tls_fingerprint = \"{plain}\"\n")).is_ok());
+    }
+
+    #[test]
+    fn empty_strings_are_refused() {
+        let msg = config_error("[accounts.a]\nhost = \"\"\n");
+        assert!(msg.contains("line 2") && msg.contains("empty"), "{msg}");
+    }
+
+    #[test]
+    fn toml_syntax_error_has_line() {
+        let msg = config_error("host = \"a\"\nport = \n");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn two_password_sources_are_refused() {
+        let msg =
+            config_error("[accounts.a]\nuser = \"u\"\npassword = \"x\"\npassword_env = \"PW\"\n");
+        assert!(msg.contains("account a"), "{msg}");
+        assert!(msg.contains("password, password_env"), "{msg}");
+        assert!(!msg.contains("\"x\""), "{msg}");
+    }
+
+    #[test]
+    fn password_without_user_is_refused() {
+        let msg = config_error("[accounts.a]\npassword_env = \"PW\"\n");
+        assert!(msg.contains("no user"), "{msg}");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let config =
+            parse("user = \"u\"\npassword_file = \"pw\"\ntls_trust_file = \"~/ca.pem\"\n").unwrap();
+        let account = config.account(None).unwrap();
+        assert_eq!(
+            account.password,
+            PasswordSource::File(PathBuf::from("/home/me/.config/smtpsend/pw"))
+        );
+        assert_eq!(
+            account.tls_trust_file,
+            Some(PathBuf::from("/home/me/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn empty_file_is_one_account_with_nothing_set() {
+        let account = parse("").unwrap().account(None).unwrap();
+        assert_eq!(account.name, DEFAULT_ACCOUNT);
+        assert_eq!(account.host, None);
+        assert_eq!(account.password, PasswordSource::None);
+    }
+
+    #[test]
+    fn inline_password_is_found_anywhere_and_never_shown() {
+        let top = parse("user = \"u\"\npassword = \"hunter2\"\n").unwrap();
+        assert!(top.holds_password());
+        let nested = parse("[accounts.a]\nuser = \"u\"\npassword = \"hunter2\"\n").unwrap();
+        assert!(nested.holds_password());
+        assert!(!format!("{nested:?}").contains("hunter2"));
+        assert!(!format!("{:?}", nested.account(None).unwrap()).contains("hunter2"));
+        assert!(!parse(FULL).unwrap().holds_password());
+        assert!(parse(FULL).unwrap().runs_command());
+    }
+}

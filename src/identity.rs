@@ -1,0 +1,76 @@
+//! Who and where we are: the login name and the machine's mail name, for the default
+//! envelope sender, EHLO and Message-ID.
+
+use std::ffi::CStr;
+
+/// The name of the user running smtpsend: `$LOGNAME`/`$USER` when they match the real uid
+/// would be guesswork, so the password database is asked first.
+pub fn user_name() -> String {
+    // SAFETY: getpwuid_r writes only into the buffers passed; the result pointer is checked.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            if let Ok(name) = CStr::from_ptr(pwd.pw_name).to_str() {
+                if !name.is_empty() {
+                    return name.to_string();
+                }
+            }
+        }
+        let _ = uid;
+    }
+    std::env::var("LOGNAME")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "root".into())
+}
+
+/// The machine's mail name: `/etc/mailname` (Debian's convention), else the host name.
+pub fn mail_name() -> String {
+    if let Ok(text) = std::fs::read_to_string("/etc/mailname") {
+        let name = text.trim();
+        if is_plausible_host(name) {
+            return name.to_string();
+        }
+    }
+    host_name()
+}
+
+/// The kernel's host name, or `localhost`.
+pub fn host_name() -> String {
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: the buffer is valid for its length and NUL-terminated below.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr(), buf.len() - 1) };
+    if rc == 0 {
+        // SAFETY: gethostname wrote a NUL-terminated string within the buffer.
+        let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+        if let Ok(name) = name.to_str() {
+            if is_plausible_host(name) {
+                return name.to_string();
+            }
+        }
+    }
+    "localhost".into()
+}
+
+fn is_plausible_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_usable_in_smtp() {
+        assert!(is_plausible_host(&mail_name()));
+        assert!(!user_name().is_empty());
+        assert!(!is_plausible_host("bad host\r\n"));
+    }
+}

@@ -1,0 +1,76 @@
+//! TCP connection set-up with a timeout, trying every address of the host in turn.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Resolve `host` with the system resolver (relay route) and connect to the first address
+/// that answers within `timeout` each.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<(TcpStream, SocketAddr), Error> {
+    let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return Err(resolve_error(host, &e)),
+    };
+    if addrs.is_empty() {
+        return Err(Error::NoHost {
+            host: host.into(),
+            detail: "host name has no address".into(),
+        });
+    }
+    connect_addrs(host, &addrs, timeout)
+}
+
+/// Connect to the first of `addrs` that answers.
+pub fn connect_addrs(
+    host: &str,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), Error> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => return Ok((s, *addr)),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last.ok_or_else(|| Error::NoHost {
+        host: host.into(),
+        detail: "no address to connect to".into(),
+    })?;
+    Err(Error::Network {
+        host: host.into(),
+        detail: format!("connect to {addr}: {}", describe_io(&e)),
+    })
+}
+
+/// getaddrinfo's failures: "not known" is permanent (EX_NOHOST), anything else (EAI_AGAIN,
+/// no network) is temporary.
+fn resolve_error(host: &str, e: &io::Error) -> Error {
+    let text = e.to_string();
+    let permanent = text.contains("not known") || text.contains("No address associated");
+    if permanent {
+        Error::NoHost {
+            host: host.into(),
+            detail: format!("cannot resolve host name: {text}"),
+        }
+    } else {
+        Error::Network {
+            host: host.into(),
+            detail: format!("cannot resolve host name: {text}"),
+        }
+    }
+}
+
+/// An I/O error in words for a person: "connection refused", "timed out".
+pub fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".into(),
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by server".into(),
+        io::ErrorKind::UnexpectedEof => "connection closed by server".into(),
+        io::ErrorKind::BrokenPipe => "connection closed by server (broken pipe)".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,227 @@
+//! A connection that is cleartext or TLS, read and written under deadlines.
+//!
+//! Deadlines, not per-read timeouts: each wait has an instant after which it fails, so a
+//! server trickling a byte at a time cannot hold the process past it.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
+/// A connection to one server.
+pub struct Stream {
+    sock: TcpStream,
+    tls: Option<Box<ClientConnection>>,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// Arm the socket so that the next blocking call returns at `deadline` at the latest.
+fn arm(sock: &TcpStream, deadline: Instant, read: bool) -> io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(timed_out());
+    }
+    if read {
+        sock.set_read_timeout(Some(left))
+    } else {
+        sock.set_write_timeout(Some(left))
+    }
+}
+
+/// Map the error a timed-out socket call gives (EAGAIN on Linux) to `TimedOut`.
+fn classify(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => timed_out(),
+        _ => e,
+    }
+}
+
+struct Deadlined<'a> {
+    sock: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        arm(self.sock, self.deadline, true)?;
+        let mut sock = self.sock;
+        sock.read(buf).map_err(classify)
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        arm(self.sock, self.deadline, false)?;
+        let mut sock = self.sock;
+        sock.write(buf).map_err(classify)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        arm(self.sock, self.deadline, false)?;
+        let mut sock = self.sock;
+        sock.write_vectored(bufs).map_err(classify)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Stream {
+    pub fn new(sock: TcpStream) -> Stream {
+        // Flights are written whole; Nagle would only delay the last segment of each.
+        let _ = sock.set_nodelay(true);
+        Stream { sock, tls: None }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The negotiated protocol version and cipher suite, for the trace and the log.
+    pub fn tls_description(&self) -> Option<String> {
+        let conn = self.tls.as_ref()?;
+        let version = conn.protocol_version()?;
+        let suite = conn.negotiated_cipher_suite()?;
+        Some(format!("{version:?} {:?}", suite.suite()))
+    }
+
+    /// The server's end-entity certificate, DER.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let conn = self.tls.as_ref()?;
+        conn.peer_certificates()?
+            .first()
+            .map(|c| c.as_ref().to_vec())
+    }
+
+    /// Run the TLS handshake over this connection. Nothing read before it is kept: the
+    /// caller's reply parser was emptied, and this reads only TLS records.
+    ///
+    /// For TLS 1.3 the client's Finished is left queued, so the first write after the
+    /// handshake (EHLO) leaves in the same flight (one round trip saved).
+    pub fn start_tls(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let mut conn = ClientConnection::new(config, name).map_err(tls_error)?;
+        let mut io = Deadlined {
+            sock: &self.sock,
+            deadline,
+        };
+        while conn.is_handshaking() {
+            while conn.wants_write() {
+                conn.write_tls(&mut io)?;
+            }
+            if !conn.is_handshaking() {
+                break;
+            }
+            if conn.read_tls(&mut io)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed during the TLS handshake",
+                ));
+            }
+            if let Err(e) = conn.process_new_packets() {
+                // Tell the server why (the alert is queued), then give up.
+                let _ = conn.write_tls(&mut io);
+                return Err(tls_error(e));
+            }
+        }
+        self.tls = Some(Box::new(conn));
+        Ok(())
+    }
+
+    /// Send whatever TLS has queued (the client's Finished after an implicit-TLS handshake,
+    /// where the server speaks first).
+    pub fn flush(&mut self, deadline: Instant) -> io::Result<()> {
+        let mut io = Deadlined {
+            sock: &self.sock,
+            deadline,
+        };
+        if let Some(conn) = self.tls.as_mut() {
+            while conn.wants_write() {
+                conn.write_tls(&mut io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read what is available, waiting until `deadline`. `Ok(0)` is the end of the stream.
+    pub fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        let mut io = Deadlined {
+            sock: &self.sock,
+            deadline,
+        };
+        let Some(conn) = self.tls.as_mut() else {
+            return io.read(buf);
+        };
+        loop {
+            match conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if conn.read_tls(&mut io)? == 0 {
+                return Ok(0);
+            }
+            conn.process_new_packets().map_err(tls_error)?;
+            while conn.wants_write() {
+                conn.write_tls(&mut io)?;
+            }
+        }
+    }
+
+    /// Write all of `data` before `deadline`. One call is one flight.
+    pub fn write_all(&mut self, data: &[u8], deadline: Instant) -> io::Result<()> {
+        let mut io = Deadlined {
+            sock: &self.sock,
+            deadline,
+        };
+        let Some(conn) = self.tls.as_mut() else {
+            return io.write_all(data);
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = conn.writer().write(rest)?;
+            rest = &rest[n..];
+            if n == 0 || !rest.is_empty() {
+                while conn.wants_write() {
+                    conn.write_tls(&mut io)?;
+                }
+            }
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut io)?;
+        }
+        Ok(())
+    }
+
+    /// Close politely: TLS close_notify when TLS is up, then shut the socket.
+    pub fn close(mut self, deadline: Instant) {
+        if let Some(conn) = self.tls.as_mut() {
+            conn.send_close_notify();
+            let mut io = Deadlined {
+                sock: &self.sock,
+                deadline,
+            };
+            while conn.wants_write() {
+                if conn.write_tls(&mut io).is_err() {
+                    break;
+                }
+            }
+        }
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -1,0 +1,313 @@
+//! TLS client configuration: webpki roots plus an optional trust file, hostname checks,
+//! SHA-256 fingerprint pinning, or (opportunistic mode) encryption without verification.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+
+use crate::error::Error;
+use crate::exit::ExitStatus;
+
+/// How the server's certificate is checked.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// PEM file with extra certificates to trust (a private CA or a self-signed server).
+    pub trust_file: Option<PathBuf>,
+    /// SHA-256 of the server's end-entity certificate; when set, it alone decides trust.
+    pub fingerprint: Option<Vec<u8>>,
+    /// Verify the chain and host name; when false (opportunistic), failures are recorded, not fatal.
+    pub verify: bool,
+}
+
+/// Parse a SHA-256 fingerprint given as hex, with or without colons.
+pub fn parse_fingerprint(text: &str) -> Result<Vec<u8>, String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "TLS fingerprint {text:?} is not a SHA-256 digest (64 hex digits)"
+        ));
+    }
+    (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// The SHA-256 digest of a DER certificate.
+pub fn sha256(der: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .to_vec()
+}
+
+/// Hex with colons, as `openssl x509 -fingerprint -sha256` prints it.
+pub fn hex_colons(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A client config and the flag its verifier sets when the certificate checked out.
+pub struct Tls {
+    pub config: Arc<ClientConfig>,
+    verified: Arc<AtomicBool>,
+}
+
+impl Tls {
+    /// Whether the last handshake's certificate was verified (chain and name, or pin).
+    pub fn verified(&self) -> bool {
+        self.verified.load(Ordering::SeqCst)
+    }
+}
+
+fn config_error(msg: String) -> Error {
+    Error::Config(msg)
+}
+
+/// Build the client config. Roots are parsed here, so only a route that uses TLS pays.
+pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut trusted_leaves = Vec::new();
+    if let Some(path) = &settings.trust_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            config_error(format!(
+                "cannot read TLS trust file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut added = 0;
+        for item in rustls_pemfile_certs(&pem) {
+            let der =
+                item.map_err(|e| config_error(format!("TLS trust file {}: {e}", path.display())))?;
+            trusted_leaves.push(der.as_ref().to_vec());
+            roots
+                .add(der)
+                .map_err(|e| config_error(format!("TLS trust file {}: {e}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(config_error(format!(
+                "TLS trust file {} holds no certificate",
+                path.display()
+            )));
+        }
+    }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::Internal(format!("TLS verifier: {e}")))?;
+    let verified = Arc::new(AtomicBool::new(false));
+    let verifier = Verifier {
+        webpki,
+        provider: provider.clone(),
+        pin: settings.fingerprint.clone(),
+        trusted_leaves,
+        enforce: settings.verify,
+        verified: verified.clone(),
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Internal(format!("TLS config: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Tls {
+        config: Arc::new(config),
+        verified,
+    })
+}
+
+/// Certificates from PEM text, without another dependency.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Result<CertificateDer<'static>, String>> {
+    use pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Verifies like webpki, or by pin; in opportunistic mode records failure instead.
+struct Verifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+    pin: Option<Vec<u8>>,
+    /// Certificates from the trust file, DER: a server presenting one of these exactly is
+    /// trusted even when it is marked as a CA (as `openssl req -x509` makes them), which
+    /// webpki refuses as an end-entity certificate.
+    trusted_leaves: Vec<Vec<u8>>,
+    enforce: bool,
+    verified: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Verifier")
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verified.store(false, Ordering::SeqCst);
+        if let Some(pin) = &self.pin {
+            return if sha256(end_entity.as_ref()) == *pin {
+                self.verified.store(true, Ordering::SeqCst);
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General(format!(
+                    "certificate fingerprint {} does not match the pinned one",
+                    hex_colons(&sha256(end_entity.as_ref()))
+                )))
+            };
+        }
+        match self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Ok(v) => {
+                self.verified.store(true, Ordering::SeqCst);
+                Ok(v)
+            }
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::Other(_),
+            )) if self
+                .trusted_leaves
+                .iter()
+                .any(|t| t.as_slice() == end_entity.as_ref()) =>
+            {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                self.verified.store(true, Ordering::SeqCst);
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) if self.enforce => Err(e),
+            Err(_) => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A handshake failure in words: which certificate check failed, not rustls' debug form.
+pub fn describe_handshake_error(e: &std::io::Error) -> String {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return crate::transport::describe_io(e);
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(c) => {
+            let what = match c {
+                CertificateError::UnknownIssuer | CertificateError::Other(_) => {
+                    "certificate is not signed by a trusted authority (use --tls-trust-file \
+                     or --tls-fingerprint)"
+                        .to_string()
+                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "certificate has expired".to_string()
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "certificate is not valid yet".to_string()
+                }
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
+                    "certificate is not valid for this host name".to_string()
+                }
+                CertificateError::Revoked => "certificate is revoked".to_string(),
+                other => format!("certificate rejected: {other:?}"),
+            };
+            format!("handshake failed: {what}")
+        }
+        rustls::Error::General(msg) => format!("handshake failed: {msg}"),
+        other => format!("handshake failed: {other}"),
+    }
+}
+
+/// The server name to verify: an IP address or a DNS name.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
+    ServerName::try_from(host.to_string())
+        .map_err(|_| Error::Usage(format!("{host:?} is not a valid host name for TLS")))
+}
+
+/// A TLS failure as the library reports it: always temporary, so the caller keeps the
+/// message and retries once the certificate or the server is fixed.
+pub fn tls_failure(host: &str, detail: impl fmt::Display) -> Error {
+    Error::Tls {
+        host: host.to_string(),
+        detail: detail.to_string(),
+        status: ExitStatus::TempFail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let hex = "AB".repeat(32);
+        assert_eq!(parse_fingerprint(&hex).unwrap(), vec![0xAB; 32]);
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons).unwrap(), vec![0xAB; 32]);
+        assert!(parse_fingerprint("abcd").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn hex_colons_matches_openssl_style() {
+        assert_eq!(hex_colons(&[0x0a, 0xff]), "0A:FF");
+    }
+}
