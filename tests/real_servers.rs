@@ -172,8 +172,9 @@ impl SmtpSink {
             if as_root {
                 cmd.args(["-u", "root"]);
             }
+            // -v: the SMTP commands go to the log, for failures and for the AUTH check.
             cmd.arg(if ip.is_ipv6() { "-6" } else { "-4" })
-                .args(["-h", &banner, "-d"])
+                .args(["-v", "-h", &banner, "-d"])
                 .arg(format!("{}/msg.", dumps.display()))
                 .arg(listen)
                 .arg("16")
@@ -754,6 +755,41 @@ fn dash_t_takes_recipients_from_headers_and_drops_bcc() {
         String::from_utf8_lossy(&as_smtp_sink_dumps_it(&crlf_normalise(
             without_bcc.as_bytes()
         )))
+    );
+}
+
+#[test]
+fn credentials_are_not_sent_without_tls() {
+    if !have_smtp_sink() {
+        return;
+    }
+    // smtp-sink offers AUTH PLAIN LOGIN in the clear and accepts anything.
+    let sink = SmtpSink::start(LOOPBACK_V4);
+    let input = format!("{}never delivered\n", headers("no-clear-auth")).into_bytes();
+    for tls in ["off", "opportunistic"] {
+        let out = smtpsend(
+            &sink.host(),
+            sink.port,
+            &[
+                "--tls", tls, "--user", "test", "--auth", "plain", "-f", SENDER, RECIPIENT,
+            ],
+            Some("secret"),
+            &input,
+        );
+        assert_failed(&out, &sink.proc.log_text());
+    }
+    let log = sink.proc.log_text();
+    assert!(
+        log.contains(": EHLO "),
+        "smtp-sink -v should log the commands\n{log}"
+    );
+    assert!(
+        !log.to_ascii_uppercase().contains(": AUTH"),
+        "no AUTH command may cross a plaintext connection\n{log}"
+    );
+    assert!(
+        sink.dumps().is_empty(),
+        "nothing should have been delivered"
     );
 }
 
