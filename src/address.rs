@@ -301,7 +301,17 @@ pub fn parse_address_list(value: &str) -> AddressList {
         }
         let start = p.i;
         match p.address(true, &mut out.unparsable) {
-            Some(found) if p.at_entry_end(false) => out.mailboxes.extend(found),
+            Some(found) if p.at_entry_end(false) => {
+                // A quoted-pair can carry a control character into the address; such an
+                // address is never usable, so it is reported, not returned.
+                for m in found {
+                    if m.address.chars().any(char::is_control) {
+                        out.unparsable.push(m.address.escape_debug().to_string());
+                    } else {
+                        out.mailboxes.push(m);
+                    }
+                }
+            }
             _ => {
                 p.i = start;
                 p.skip_entry(false);
@@ -310,6 +320,20 @@ pub fn parse_address_list(value: &str) -> AddressList {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    #[test]
+    fn quoted_pair_control_characters_never_reach_an_address() {
+        let list = parse_address_list("\"\0\\\n\\\"\n\\\\\\\"\n\n4\"");
+        assert!(list.mailboxes.iter().all(|m| !m.address.contains('\n')));
+        let list = parse_address_list("\"a\\\nb\"@example.org");
+        assert!(list.mailboxes.is_empty());
+        assert_eq!(list.unparsable.len(), 1);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
