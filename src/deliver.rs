@@ -116,6 +116,7 @@ pub fn deliver(
         trace_tls(&stream, tls.verified(), trace);
     }
 
+    opts.tls_verified = tls.as_ref().is_some_and(|t| t.verified());
     let mut session = Session::new(envelope, opts);
     let mut inbuf = vec![0u8; 16 * 1024];
     let mut body = Some(body);
@@ -152,7 +153,7 @@ pub fn deliver(
                         )
                     })?;
                 trace_tls(&stream, tls.verified(), trace);
-                session.tls_established();
+                session.tls_established(tls.verified());
                 continue;
             }
             Some(Event::SendBody) => {

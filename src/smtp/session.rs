@@ -81,6 +81,8 @@ pub struct SessionOptions {
     pub tls: TlsPolicy,
     /// TLS is already active when the session starts (port 465, RFC 8314).
     pub implicit_tls: bool,
+    /// With `implicit_tls`: whether the certificate was verified in that handshake.
+    pub tls_verified: bool,
     pub credentials: Option<Credentials>,
     /// A mechanism forced by the user; otherwise chosen from [`Mechanism::PREFERENCE`].
     pub mechanism: Option<Mechanism>,
@@ -194,6 +196,7 @@ impl Default for SessionOptions {
             ehlo_name: "localhost".into(),
             tls: TlsPolicy::Required,
             implicit_tls: false,
+            tls_verified: false,
             credentials: None,
             mechanism: None,
             allow_plaintext_auth: false,
@@ -239,6 +242,7 @@ pub struct Report {
     /// The server's reply to the end of data.
     pub reply: Reply,
     pub tls: bool,
+    pub tls_verified: bool,
     pub authenticated: bool,
 }
 
@@ -311,6 +315,8 @@ pub struct Session {
     parser: ReplyParser,
     caps: Capabilities,
     tls_active: bool,
+    /// The server's certificate was verified (chain and name, or pin).
+    tls_verified: bool,
     authenticated: bool,
     /// Commands whose replies are due, oldest first, with their text for error messages.
     pending: VecDeque<(Awaiting, String)>,
@@ -331,12 +337,14 @@ impl Session {
     /// A session that waits for the greeting; nothing is sent yet.
     pub fn new(envelope: Envelope, opts: SessionOptions) -> Session {
         let tls_active = opts.implicit_tls;
+        let tls_verified = opts.implicit_tls && opts.tls_verified;
         let mut session = Session {
             envelope,
             opts,
             parser: ReplyParser::new(),
             caps: Capabilities::default(),
             tls_active,
+            tls_verified,
             authenticated: false,
             pending: VecDeque::new(),
             out: Vec::new(),
@@ -454,10 +462,12 @@ impl Session {
 
     /// The TLS handshake after STARTTLS succeeded. Everything learned before it is
     /// forgotten (RFC 3207 §4.2) and EHLO is sent again.
-    pub fn tls_established(&mut self) {
+    /// `verified`: the certificate checked out (opportunistic TLS may go on without).
+    pub fn tls_established(&mut self, verified: bool) {
         if self.phase != Phase::TlsHandshake {
             return;
         }
+        self.tls_verified = verified;
         self.parser.clear();
         self.caps = Capabilities::default();
         self.tls_active = true;
@@ -643,6 +653,7 @@ impl Session {
             rejected: std::mem::take(&mut self.rejected),
             reply,
             tls: self.tls_active,
+            tls_verified: self.tls_verified,
             authenticated: self.authenticated,
         }));
     }
@@ -892,10 +903,21 @@ impl Session {
         let Some(creds) = self.opts.credentials.clone() else {
             return self.send_transaction();
         };
-        if !self.tls_active && !self.opts.allow_plaintext_auth {
-            return self.fail(SessionError::AuthUnavailable(
-                "refusing to send credentials over a connection without TLS".into(),
-            ));
+        if !self.opts.allow_plaintext_auth {
+            if !self.tls_active {
+                return self.fail(SessionError::AuthUnavailable(
+                    "refusing to send credentials over a connection without TLS".into(),
+                ));
+            }
+            if !self.tls_verified {
+                // Opportunistic TLS stops a passive eavesdropper, not a man in the middle,
+                // who would be handed the password.
+                return self.fail(SessionError::AuthUnavailable(
+                    "refusing to send credentials: the server's TLS certificate is not \
+                     verified"
+                        .into(),
+                ));
+            }
         }
         let offered = if self.caps.auth.is_empty() {
             "nothing".to_string()

@@ -9,6 +9,8 @@ struct FakeServer {
     ehlo: Vec<&'static str>,
     ehlo_tls: Vec<&'static str>,
     tls: bool,
+    /// What the transport would report about the certificate after STARTTLS.
+    verified: bool,
     in_data: bool,
     /// (command prefix, reply) overrides, checked in order.
     overrides: Vec<(String, String)>,
@@ -24,6 +26,7 @@ impl FakeServer {
             ehlo: ehlo.to_vec(),
             ehlo_tls: ehlo.iter().copied().filter(|c| *c != "STARTTLS").collect(),
             tls: false,
+            verified: true,
             in_data: false,
             overrides: vec![],
             commands: vec![],
@@ -161,7 +164,7 @@ fn run(mut s: Session, mut server: FakeServer, body: &[u8], banner: &str) -> Out
                     // The handshake is one more wait for the server.
                     waits += 1;
                     server.tls = true;
-                    s.tls_established();
+                    s.tls_established(server.verified);
                 }
                 Some(Event::SendBody) => {
                     flight.extend_from_slice(&encode_all(body, false));
@@ -297,6 +300,7 @@ fn implicit_tls_with_auth_plain_takes_four_waits_after_the_handshake() {
     let opts = SessionOptions {
         tls: TlsPolicy::Required,
         implicit_tls: true,
+        tls_verified: true,
         credentials: creds(),
         ..plain_opts()
     };
@@ -1020,4 +1024,43 @@ fn kept_open_transactions_deliver_every_body() {
     assert_eq!(server.commands.iter().filter(|c| *c == "DATA").count(), 5);
     // banner, EHLO, then two waits per message (envelope flight, body).
     assert_eq!(waits, 2 + 2 * 5);
+}
+
+#[test]
+fn no_credentials_over_unverified_tls() {
+    let mut server = FakeServer::new(FULL);
+    server.verified = false;
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Opportunistic,
+                credentials: creds(),
+                ..plain_opts()
+            },
+        ),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(matches!(failed(&o), SessionError::AuthUnavailable(m) if m.contains("not verified")));
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("AUTH")));
+    let mut server = FakeServer::new(FULL);
+    server.verified = false;
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            SessionOptions {
+                tls: TlsPolicy::Opportunistic,
+                credentials: creds(),
+                allow_plaintext_auth: true,
+                ..plain_opts()
+            },
+        ),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    let r = done(&o);
+    assert!(r.tls && !r.tls_verified && r.authenticated);
 }
