@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod deliver;
 pub mod error;
