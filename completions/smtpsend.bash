@@ -23,7 +23,7 @@ _smtpsend() {
 
     case "${cmd}" in
         smtpsend)
-            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --host --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --no-pipelining --help --version"
+            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --no-pipelining --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +94,38 @@ _smtpsend() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --subject)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bcc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attach)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

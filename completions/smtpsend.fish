@@ -15,6 +15,14 @@ complete -c smtpsend -s L -r
 complete -c smtpsend -s h -r
 complete -c smtpsend -s A -r
 complete -c smtpsend -s d -r
+complete -c smtpsend -l subject -d 'Compose a MIME message: its Subject (UTF-8 is encoded per RFC 2047)' -r
+complete -c smtpsend -l from -d 'Compose: the From header, `Name <addr>` or `addr` (default: the envelope sender)' -r
+complete -c smtpsend -l cc -d 'Compose: Cc recipients (also added to the envelope)' -r
+complete -c smtpsend -l bcc -d 'Compose: Bcc recipients (envelope only, never in a header)' -r
+complete -c smtpsend -l body -d 'Compose: read the text body from FILE instead of standard input' -r -F
+complete -c smtpsend -l html -d 'Compose: an HTML alternative to the text body' -r -F
+complete -c smtpsend -l attach -d 'Compose: attach FILE (repeatable); its type comes from the extension' -r -F
+complete -c smtpsend -l header -d 'Compose: an extra header, `Name: value` (repeatable)' -r
 complete -c smtpsend -l host -d 'SMTP relay host' -r
 complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
 complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r

@@ -164,6 +164,38 @@ pub struct Cli {
     #[arg(short = 'm', hide = true)]
     pub ignored_m: bool,
 
+    /// Compose a MIME message: its Subject (UTF-8 is encoded per RFC 2047).
+    #[arg(long, value_name = "TEXT", help_heading = "Compose")]
+    pub subject: Option<String>,
+
+    /// Compose: the From header, `Name <addr>` or `addr` (default: the envelope sender).
+    #[arg(long = "from", value_name = "MAILBOX", help_heading = "Compose")]
+    pub header_from: Option<String>,
+
+    /// Compose: Cc recipients (also added to the envelope).
+    #[arg(long, value_name = "ADDRESS", action = ArgAction::Append, help_heading = "Compose")]
+    pub cc: Vec<String>,
+
+    /// Compose: Bcc recipients (envelope only, never in a header).
+    #[arg(long, value_name = "ADDRESS", action = ArgAction::Append, help_heading = "Compose")]
+    pub bcc: Vec<String>,
+
+    /// Compose: read the text body from FILE instead of standard input.
+    #[arg(long, value_name = "FILE", help_heading = "Compose")]
+    pub body: Option<PathBuf>,
+
+    /// Compose: an HTML alternative to the text body.
+    #[arg(long, value_name = "FILE", help_heading = "Compose")]
+    pub html: Option<PathBuf>,
+
+    /// Compose: attach FILE (repeatable); its type comes from the extension.
+    #[arg(long, value_name = "FILE", action = ArgAction::Append, help_heading = "Compose")]
+    pub attach: Vec<PathBuf>,
+
+    /// Compose: an extra header, `Name: value` (repeatable).
+    #[arg(long, value_name = "HEADER", action = ArgAction::Append, help_heading = "Compose")]
+    pub header: Vec<String>,
+
     /// SMTP relay host.
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
@@ -355,6 +387,18 @@ impl Cli {
                 .sendmail_options
                 .iter()
                 .any(|o| o == "i" || o.eq_ignore_ascii_case("ignoredots"))
+    }
+
+    /// Whether the message is composed from flags rather than read whole from stdin.
+    pub fn composing(&self) -> bool {
+        self.subject.is_some()
+            || self.header_from.is_some()
+            || self.body.is_some()
+            || self.html.is_some()
+            || !self.attach.is_empty()
+            || !self.header.is_empty()
+            || !self.cc.is_empty()
+            || !self.bcc.is_empty()
     }
 
     /// `-f` or `-r`.

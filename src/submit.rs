@@ -1,11 +1,12 @@
 //! Submitting one message: the envelope from the command line, the config and the message,
 //! a route, one delivery, and the report.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use crate::address::{self, AddressError, Origin};
 use crate::cli::{Cli, Mode};
+use crate::compose::{self, ComposeOptions};
 use crate::config::{self, Account};
 use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
@@ -157,13 +158,45 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         None => None,
     };
 
+    let mut composed;
+    let input: &mut dyn Read = if cli.composing() {
+        if cli.read_recipients {
+            return Err(Error::Usage(
+                "-t reads recipients from a message; it cannot be combined with compose options"
+                    .into(),
+            ));
+        }
+        let mut extra = Vec::new();
+        for r in split_recipients(&cli.cc)
+            .into_iter()
+            .chain(split_recipients(&cli.bcc))
+        {
+            extra.push(qualify(
+                &r,
+                configured_domain.as_deref(),
+                Origin::CommandLine,
+            )?);
+        }
+        let to = recipients.clone();
+        let cc: Vec<String> = split_recipients(&cli.cc)
+            .iter()
+            .map(|r| qualify(r, configured_domain.as_deref(), Origin::CommandLine))
+            .collect::<Result<_, _>>()?;
+        for addr in extra {
+            push_unique(&mut recipients, addr);
+        }
+        composed = compose_message(cli, &from, to, cc, input)?;
+        &mut composed
+    } else {
+        input
+    };
     // Headers are read (and rewritten: Bcc removed, missing From/Date/Message-ID added)
-    // before any connection is made; the body streams later.
+    // before any connection is made; the body streams later. A composed message has them.
     let prepared = message::prepare(
         input,
         &PrepareOptions {
             extract_recipients: cli.read_recipients,
-            add_missing_headers: true,
+            add_missing_headers: !cli.composing(),
             envelope_from: from.clone(),
             full_name: cli.full_name.clone(),
             hostname: identity::mail_name(),
@@ -259,6 +292,67 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         &mut trace,
     )?;
     report(delivered)
+}
+
+/// Build the message from the compose flags into a private, already-unlinked temporary
+/// file, so attachments are read once and the result streams like any other input.
+fn compose_message(
+    cli: &Cli,
+    envelope_from: &str,
+    to: Vec<String>,
+    cc: Vec<String>,
+    stdin: &mut dyn Read,
+) -> Result<std::fs::File, Error> {
+    let from = match &cli.header_from {
+        Some(f) => f.clone(),
+        None => match &cli.full_name {
+            Some(name) => format!("{} <{envelope_from}>", quote_display_name(name)),
+            None => envelope_from.to_string(),
+        },
+    };
+    let opts = ComposeOptions {
+        from,
+        to,
+        cc,
+        subject: cli.subject.clone(),
+        text_body: cli.body.clone(),
+        html_body: cli.html.clone(),
+        attachments: cli.attach.clone(),
+        headers: cli.header.clone(),
+        hostname: identity::mail_name(),
+    };
+    compose::validate(&opts)?;
+    let mut file = private_temp_file()?;
+    compose::compose(&opts, stdin, &mut file)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::Io(format!("rewinding the composed message: {e}")))?;
+    Ok(file)
+}
+
+/// A display name as a quoted string when it is not a plain phrase (RFC 5322 §3.2.5).
+fn quote_display_name(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '.')
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// An anonymous 0600 file in `$TMPDIR` (O_TMPFILE: it has no name, so nothing is left
+/// behind whatever happens to the process).
+fn private_temp_file() -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(&dir)
+        .map_err(|e| Error::CantCreate(format!("temporary file in {}: {e}", dir.display())))
 }
 
 /// An envelope address, with a bare local name (`root`) qualified by `domain`.

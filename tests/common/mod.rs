@@ -2,7 +2,7 @@
 //! binary pre-configured to talk to them and nothing else.
 
 // Each integration test crate uses a different part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod pki;
 pub mod server;
