@@ -4,6 +4,7 @@
 //! [`deliver`] runs sessions; [`cli`] and `main` are a thin layer over them.
 
 pub mod address;
+pub mod aliases;
 pub mod cli;
 pub mod config;
 pub mod deliver;
