@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod error;
 pub mod exit;
 pub mod identity;
+pub mod local;
 pub mod message;
 pub mod smtp;
 pub mod submit;
