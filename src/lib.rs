@@ -4,6 +4,7 @@
 //! [`deliver`] runs sessions; [`cli`] and `main` are a thin layer over them.
 
 pub mod address;
+pub mod aliases;
 pub mod cli;
 pub mod compose;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod deliver;
 pub mod error;
 pub mod exit;
 pub mod identity;
+pub mod local;
 pub mod message;
 pub mod smtp;
 pub mod submit;
