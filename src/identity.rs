@@ -13,12 +13,13 @@ pub fn user_name() -> String {
         let mut buf = vec![0 as libc::c_char; 4096];
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-            if let Ok(name) = CStr::from_ptr(pwd.pw_name).to_str() {
-                if !name.is_empty() {
-                    return name.to_string();
-                }
-            }
+        if rc == 0
+            && !result.is_null()
+            && !pwd.pw_name.is_null()
+            && let Ok(name) = CStr::from_ptr(pwd.pw_name).to_str()
+            && !name.is_empty()
+        {
+            return name.to_string();
         }
         let _ = uid;
     }
@@ -46,10 +47,10 @@ pub fn host_name() -> String {
     if rc == 0 {
         // SAFETY: gethostname wrote a NUL-terminated string within the buffer.
         let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
-        if let Ok(name) = name.to_str() {
-            if is_plausible_host(name) {
-                return name.to_string();
-            }
+        if let Ok(name) = name.to_str()
+            && is_plausible_host(name)
+        {
+            return name.to_string();
         }
     }
     "localhost".into()

@@ -308,10 +308,10 @@ impl DotLock {
 impl Drop for DotLock {
     fn drop(&mut self) {
         // Nothing can be reported from here; a lock left behind goes stale in five minutes.
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.id {
-                let _ = std::fs::remove_file(&self.path);
-            }
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.id
+        {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

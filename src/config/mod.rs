@@ -117,13 +117,13 @@ impl Config {
             accounts.insert(name, account);
         }
         let default_account = raw.default_account.map(|t| t.0);
-        if let Some(name) = &default_account {
-            if !accounts.contains_key(name) {
-                return Err(Error::Config(format!(
-                    "{shown}: default_account {name:?} is not an account here (known: {})",
-                    names(&accounts)
-                )));
-            }
+        if let Some(name) = &default_account
+            && !accounts.contains_key(name)
+        {
+            return Err(Error::Config(format!(
+                "{shown}: default_account {name:?} is not an account here (known: {})",
+                names(&accounts)
+            )));
         }
         Ok(Config {
             origin: origin.to_path_buf(),

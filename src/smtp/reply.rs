@@ -162,10 +162,10 @@ impl ReplyParser {
                 Ok(parsed) => parsed,
                 Err(e) => break Err(e),
             };
-            if let Some(prev) = self.code {
-                if prev != code {
-                    break Err(ReplyError::CodeChanged(prev, code));
-                }
+            if let Some(prev) = self.code
+                && prev != code
+            {
+                break Err(ReplyError::CodeChanged(prev, code));
             }
             if self.lines.len() >= MAX_LINES {
                 break Err(ReplyError::TooManyLines);

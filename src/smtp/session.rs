@@ -162,12 +162,12 @@ impl Dsn {
             Some(r) if r == "FULL" || r == "HDRS" => Some(r),
             Some(r) => return Err(format!("DSN return {r:?} must be full or hdrs")),
         };
-        if let Some(e) = envid {
-            if e.len() > 100 || e.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
-                return Err(format!(
-                    "DSN envelope id {e:?} must be printable ASCII, at most 100"
-                ));
-            }
+        if let Some(e) = envid
+            && (e.len() > 100 || e.bytes().any(|b| !(0x20..0x7f).contains(&b)))
+        {
+            return Err(format!(
+                "DSN envelope id {e:?} must be printable ASCII, at most 100"
+            ));
         }
         Ok(Dsn {
             notify,
@@ -613,12 +613,12 @@ impl Session {
     }
 
     fn end_doomed_transaction(&mut self) {
-        if self.pending.is_empty() {
-            if let Some(error) = self.doomed.take() {
-                self.phase = Phase::Idle;
-                self.needs_rset = true;
-                self.events.push_back(Event::TransactionFailed(error));
-            }
+        if self.pending.is_empty()
+            && let Some(error) = self.doomed.take()
+        {
+            self.phase = Phase::Idle;
+            self.needs_rset = true;
+            self.events.push_back(Event::TransactionFailed(error));
         }
     }
 
