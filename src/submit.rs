@@ -5,6 +5,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use crate::address::{self, AddressError, Origin};
+use crate::local;
+use crate::recipients::{self, LocalPolicy, Target};
 use crate::cli::{Cli, Mode};
 use crate::compose::{self, ComposeOptions};
 use crate::config::{self, Account};
@@ -69,9 +71,221 @@ pub fn split_recipients(args: &[String]) -> Vec<String> {
 }
 
 fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStatus, Error> {
-    let verbose = cli.verbose > 0;
     let account = load_account(cli)?;
     let acct = account.as_ref();
+    let from = envelope_sender(cli, acct)?;
+    let mut policy = LocalPolicy::new(acct);
+    let mut targets = Vec::new();
+    for r in split_recipients(&cli.recipients) {
+        add_targets(&mut targets, policy.route(&r, Origin::CommandLine)?);
+    }
+
+    let mut composed;
+    let input: &mut dyn Read = if cli.composing() {
+        if cli.read_recipients {
+            return Err(Error::Usage(
+                "-t reads recipients from a message; it cannot be combined with compose options"
+                    .into(),
+            ));
+        }
+        let to = remote_addresses(&targets);
+        let mut cc = Vec::new();
+        for r in split_recipients(&cli.cc) {
+            let routed = policy.route(&r, Origin::CommandLine)?;
+            cc.extend(remote_addresses(&routed));
+            add_targets(&mut targets, routed);
+        }
+        for r in split_recipients(&cli.bcc) {
+            add_targets(&mut targets, policy.route(&r, Origin::CommandLine)?);
+        }
+        composed = compose_message(cli, &from, to, cc, input)?;
+        &mut composed
+    } else {
+        input
+    };
+    // Headers are read (and rewritten: Bcc removed, missing From/Date/Message-ID added)
+    // before any connection is made; the body streams later. A composed message has them.
+    let prepared = message::prepare(
+        input,
+        &PrepareOptions {
+            extract_recipients: cli.read_recipients,
+            add_missing_headers: !cli.composing() && acct.is_none_or(|a| a.add_missing_headers),
+            envelope_from: from.clone(),
+            full_name: cli.full_name.clone(),
+            hostname: identity::mail_name(),
+        },
+    )?;
+    for r in &prepared.recipients {
+        add_targets(&mut targets, policy.route(r, Origin::Message)?);
+    }
+    if targets.is_empty() {
+        return Err(if cli.read_recipients {
+            Error::Data(
+                "no recipients: none in the To, Cc or Bcc headers (-t) nor as arguments".into(),
+            )
+        } else {
+            Error::Usage("no recipients: name them as arguments or use -t".into())
+        });
+    }
+
+    let remote = remote_addresses(&targets);
+    let mailboxes: Vec<String> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Mailbox(name) => Some(name.clone()),
+            Target::Remote(_) => None,
+        })
+        .collect();
+    // Settle everything that can fail on configuration before the input is consumed.
+    let relay = if remote.is_empty() {
+        None
+    } else {
+        Some(relay_settings(cli, acct)?)
+    };
+
+    let destinations = usize::from(!remote.is_empty()) + mailboxes.len();
+    // One destination streams the input; several need it again, so it is copied once into
+    // a private file that each reads from the start.
+    let mut source = if destinations > 1 {
+        let mut file = private_temp_file()?;
+        file.write_all(&prepared.head)
+            .and_then(|()| io::copy(input, &mut file).map(|_| ()))
+            .map_err(|e| {
+                Error::Io(format!(
+                    "copying the message for several destinations: {e}"
+                ))
+            })?;
+        Source::Copy(file)
+    } else {
+        Source::Stream {
+            head: prepared.head,
+            rest: input,
+        }
+    };
+
+    let mut failures: Vec<Error> = Vec::new();
+    for name in &mailboxes {
+        let result = source.open().and_then(|(head, rest)| {
+            let mailbox = local::mailbox_for(name, &recipients::mail_spool(acct))?;
+            let sender = if from.is_empty() {
+                "MAILER-DAEMON"
+            } else {
+                &from
+            };
+            local::deliver(&mailbox, sender, &mut io::Cursor::new(head).chain(rest))
+        });
+        match result {
+            Ok(bytes) if cli.verbose > 0 => {
+                let _ = writeln!(
+                    err,
+                    "smtpsend: delivered {bytes} bytes to the mailbox of {name}"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    if let Some(relay) = relay {
+        let result = source.open().and_then(|(head, rest)| {
+            send_remote(cli, acct, &relay, &from, remote, head, rest, err)
+        });
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
+    match failures.len() {
+        0 => Ok(ExitStatus::Ok),
+        1 => Err(failures.remove(0)),
+        _ => {
+            // Every failure is reported; the exit status is the first one's.
+            for e in &failures[1..] {
+                for line in e.lines() {
+                    let _ = writeln!(err, "smtpsend: {line}");
+                }
+            }
+            Err(failures.remove(0))
+        }
+    }
+}
+
+/// The message for the destinations: the input itself, or a copy read once per destination.
+enum Source<'a> {
+    Stream {
+        head: Vec<u8>,
+        rest: &'a mut dyn Read,
+    },
+    Copy(std::fs::File),
+}
+
+impl Source<'_> {
+    /// The message from its start: what was already read, and the rest.
+    fn open(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error> {
+        match self {
+            Source::Stream { head, rest } => Ok((std::mem::take(head), &mut **rest)),
+            Source::Copy(file) => {
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
+                Ok((Vec::new(), file))
+            }
+        }
+    }
+}
+
+fn add_targets(list: &mut Vec<Target>, new: Vec<Target>) {
+    for t in new {
+        let duplicate = list.iter().any(|old| match (old, &t) {
+            (Target::Remote(a), Target::Remote(b)) => same_address(a, b),
+            (a, b) => a == b,
+        });
+        if !duplicate {
+            list.push(t);
+        }
+    }
+}
+
+fn remote_addresses(targets: &[Target]) -> Vec<String> {
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Remote(a) => Some(a.clone()),
+            Target::Mailbox(_) => None,
+        })
+        .collect()
+}
+
+/// The envelope sender: `-f`/`-r`, the account's `from`, or `user@mailname`.
+fn envelope_sender(cli: &Cli, acct: Option<&Account>) -> Result<String, Error> {
+    let given = cli
+        .envelope_from()
+        .map(str::to_string)
+        .or_else(|| acct.and_then(|a| a.from.clone()));
+    match given {
+        Some(f) if address::is_null_sender(&f) => Ok(String::new()),
+        Some(f) => {
+            // sendmail qualifies a bare -f name with the local domain.
+            let domain = acct
+                .and_then(|a| a.local_domain.clone())
+                .unwrap_or_else(identity::mail_name);
+            match address::envelope_address(&f) {
+                Ok(a) => Ok(a),
+                Err(AddressError::NoDomain(_)) => {
+                    address::envelope_address(&format!("{}@{domain}", f.trim()))
+                        .map_err(|e| e.into_error(Origin::CommandLine))
+                }
+                Err(e) => Err(e.into_error(Origin::CommandLine)),
+            }
+        }
+        None => Ok(format!("{}@{}", identity::user_name(), identity::mail_name())),
+    }
+}
+
+/// The relay and how to talk to it, from the command line over the account.
+struct Relay {
+    route: Route,
+    credentials: Option<Credentials>,
+}
+
+fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay, Error> {
     let host = cli
         .host
         .clone()
@@ -114,27 +328,6 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
             total: None,
         },
     };
-
-    let local_domain = acct
-        .and_then(|a| a.local_domain.clone())
-        .unwrap_or_else(identity::mail_name);
-    let from = match cli
-        .envelope_from()
-        .map(str::to_string)
-        .or_else(|| acct.and_then(|a| a.from.clone()))
-    {
-        Some(f) if address::is_null_sender(&f) => String::new(),
-        // sendmail qualifies a bare -f name with the local domain.
-        Some(f) => qualify(&f, Some(&local_domain), Origin::CommandLine)?,
-        None => format!("{}@{}", identity::user_name(), identity::mail_name()),
-    };
-    let configured_domain = acct.and_then(|a| a.local_domain.clone());
-    let mut recipients = Vec::new();
-    for r in split_recipients(&cli.recipients) {
-        let addr = qualify(&r, configured_domain.as_deref(), Origin::CommandLine)?;
-        push_unique(&mut recipients, addr);
-    }
-
     let credentials = match cli
         .user
         .clone()
@@ -157,75 +350,30 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         }
         None => None,
     };
+    Ok(Relay { route, credentials })
+}
 
-    let mut composed;
-    let input: &mut dyn Read = if cli.composing() {
-        if cli.read_recipients {
-            return Err(Error::Usage(
-                "-t reads recipients from a message; it cannot be combined with compose options"
-                    .into(),
-            ));
-        }
-        let mut extra = Vec::new();
-        for r in split_recipients(&cli.cc)
-            .into_iter()
-            .chain(split_recipients(&cli.bcc))
-        {
-            extra.push(qualify(
-                &r,
-                configured_domain.as_deref(),
-                Origin::CommandLine,
-            )?);
-        }
-        let to = recipients.clone();
-        let cc: Vec<String> = split_recipients(&cli.cc)
-            .iter()
-            .map(|r| qualify(r, configured_domain.as_deref(), Origin::CommandLine))
-            .collect::<Result<_, _>>()?;
-        for addr in extra {
-            push_unique(&mut recipients, addr);
-        }
-        composed = compose_message(cli, &from, to, cc, input)?;
-        &mut composed
-    } else {
-        input
-    };
-    // Headers are read (and rewritten: Bcc removed, missing From/Date/Message-ID added)
-    // before any connection is made; the body streams later. A composed message has them.
-    let prepared = message::prepare(
-        input,
-        &PrepareOptions {
-            extract_recipients: cli.read_recipients,
-            add_missing_headers: !cli.composing(),
-            envelope_from: from.clone(),
-            full_name: cli.full_name.clone(),
-            hostname: identity::mail_name(),
-        },
-    )?;
-    for r in prepared.recipients {
-        let addr = qualify(&r, configured_domain.as_deref(), Origin::Message)?;
-        push_unique(&mut recipients, addr);
-    }
-    if recipients.is_empty() {
-        return Err(if cli.read_recipients {
-            Error::Data(
-                "no recipients: none in the To, Cc or Bcc headers (-t) nor as arguments".into(),
-            )
-        } else {
-            Error::Usage("no recipients: name them as arguments or use -t".into())
-        });
-    }
-    // Read ahead so that a small message's size is known and it can go as one chunk.
-    let mut head = prepared.head;
+/// Send through the relay: read ahead so a small message's size is known and it can go
+/// as one BDAT chunk, then run the session.
+#[allow(clippy::too_many_arguments)]
+fn send_remote(
+    cli: &Cli,
+    acct: Option<&Account>,
+    relay: &Relay,
+    from: &str,
+    recipients: Vec<String>,
+    mut head: Vec<u8>,
+    input: &mut dyn Read,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let verbose = cli.verbose > 0;
     let want = deliver::BLOCK.saturating_sub(head.len());
     let got = input
         .take(want as u64)
         .read_to_end(&mut head)
         .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
     let whole = got < want;
-
     let dot_ends_input = !cli.ignore_dots();
-    // A message read whole has a known size; a small one can go as one BDAT chunk.
     let (chunk, size) = if whole {
         let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
         let mut chunk = Vec::with_capacity(head.len() + head.len() / 16 + 2);
@@ -236,14 +384,13 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
     } else {
         (None, None)
     };
-
     let opts = SessionOptions {
         ehlo_name: cli
             .ehlo
             .clone()
             .or_else(|| acct.and_then(|a| a.ehlo.clone()))
             .unwrap_or_else(identity::mail_name),
-        credentials,
+        credentials: relay.credentials.clone(),
         mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
         allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
         pipelining: !cli.no_pipelining,
@@ -273,7 +420,10 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         trace: verbose,
         ..SessionOptions::default()
     };
-    let envelope = Envelope { from, recipients };
+    let envelope = Envelope {
+        from: from.to_string(),
+        recipients,
+    };
     let mut trace = |line: &TraceLine| {
         if verbose {
             let side = if line.client { "C" } else { "S" };
@@ -281,7 +431,7 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         }
     };
     let delivered = deliver::deliver(
-        &route,
+        &relay.route,
         envelope,
         opts,
         Body {
@@ -355,31 +505,11 @@ fn private_temp_file() -> Result<std::fs::File, Error> {
         .map_err(|e| Error::CantCreate(format!("temporary file in {}: {e}", dir.display())))
 }
 
-/// An envelope address, with a bare local name (`root`) qualified by `domain`.
-fn qualify(input: &str, domain: Option<&str>, origin: Origin) -> Result<String, Error> {
-    match address::envelope_address(input) {
-        Ok(a) => Ok(a),
-        Err(AddressError::NoDomain(_)) => match domain {
-            Some(d) => address::envelope_address(&format!("{}@{d}", input.trim()))
-                .map_err(|e| e.into_error(origin)),
-            None => Err(Error::Usage(format!(
-                "{input:?} has no domain: set local_domain in the config to qualify local names"
-            ))),
-        },
-        Err(e) => Err(e.into_error(origin)),
-    }
-}
-
-/// Add a recipient unless it is already there: nobody gets the message twice.
 /// Local parts are compared exactly, domains without case (RFC 5321 §2.4).
-fn push_unique(list: &mut Vec<String>, addr: String) {
-    let key = |a: &str| match a.rsplit_once('@') {
-        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
-        None => a.to_string(),
-    };
-    let k = key(&addr);
-    if !list.iter().any(|a| key(a) == k) {
-        list.push(addr);
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
     }
 }
 
@@ -394,9 +524,9 @@ fn load_account(cli: &Cli) -> Result<Option<Account>, Error> {
     }
 }
 
-fn report(delivered: Delivered) -> Result<ExitStatus, Error> {
+fn report(delivered: Delivered) -> Result<(), Error> {
     if delivered.report.rejected.is_empty() {
-        Ok(ExitStatus::Ok)
+        Ok(())
     } else {
         Err(Error::PartialDelivery {
             host: delivered.host,

@@ -47,6 +47,22 @@ pub struct Account {
     pub insecure_auth: bool,
     /// Qualifies bare local recipients such as `root`.
     pub local_domain: Option<String>,
+    /// The aliases file for bare local names (default `/etc/aliases`).
+    pub aliases: Option<PathBuf>,
+    /// Where local names go that no alias names and no `local_domain` qualifies
+    /// (msmtp's `default:` alias); otherwise they are delivered to the local mailbox.
+    pub default_recipient: Option<String>,
+    /// Deliver bare local names into the mailbox in `mail_spool` (default true).
+    pub local_delivery: bool,
+    /// The mailbox directory for local delivery (default `/var/mail`).
+    pub mail_spool: Option<PathBuf>,
+    /// The queue directory (default `/var/spool/smtpsend` when writable, else
+    /// `$XDG_STATE_HOME/smtpsend/queue`).
+    pub queue_dir: Option<PathBuf>,
+    /// Queue the message and exit 0 on a temporary failure (default true).
+    pub queue_on_tempfail: bool,
+    /// Add From, Date and Message-ID when the message lacks them (default true).
+    pub add_missing_headers: bool,
 }
 
 /// A parsed config file and where it came from.
@@ -258,6 +274,13 @@ account_keys! {
     timeout: Seconds,
     insecure_auth: bool,
     local_domain: Text,
+    aliases: Text,
+    default_recipient: Text,
+    local_delivery: bool,
+    mail_spool: Text,
+    queue_dir: Text,
+    queue_on_tempfail: bool,
+    add_missing_headers: bool,
 }
 
 impl RawAccount {
@@ -311,10 +334,13 @@ impl RawAccount {
         if password != PasswordSource::None && self.user.is_none() {
             return Err("a password is set but no user".into());
         }
-        let tls_trust_file = match self.tls_trust_file {
-            Some(Text(path)) => Some(local_path(&path, origin, home)?),
-            None => None,
+        let path = |p: Option<Text>| -> std::result::Result<Option<PathBuf>, String> {
+            p.map(|Text(p)| local_path(&p, origin, home)).transpose()
         };
+        let tls_trust_file = path(self.tls_trust_file)?;
+        let aliases = path(self.aliases)?;
+        let mail_spool = path(self.mail_spool)?;
+        let queue_dir = path(self.queue_dir)?;
         Ok(Account {
             name: name.to_string(),
             host: self.host.map(|t| t.0),
@@ -330,6 +356,13 @@ impl RawAccount {
             timeout: self.timeout.map(|s| s.0),
             insecure_auth: self.insecure_auth.unwrap_or(false),
             local_domain: self.local_domain.map(|t| t.0),
+            aliases,
+            default_recipient: self.default_recipient.map(|t| t.0),
+            local_delivery: self.local_delivery.unwrap_or(true),
+            mail_spool,
+            queue_dir,
+            queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
+            add_missing_headers: self.add_missing_headers.unwrap_or(true),
         })
     }
 }
@@ -473,6 +506,13 @@ tls_fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:2
 timeout = 300
 insecure_auth = false
 local_domain = "example.org"
+aliases = "/etc/aliases"
+default_recipient = "admin@example.org"
+local_delivery = false
+mail_spool = "/var/mail"
+queue_dir = "/var/spool/smtpsend"
+queue_on_tempfail = false
+add_missing_headers = false
 
 [accounts.home]
 host = "mail.example.net"
@@ -507,6 +547,13 @@ insecure_auth = true
                 timeout: Some(300),
                 insecure_auth: false,
                 local_domain: Some("example.org".into()),
+                aliases: Some(PathBuf::from("/etc/aliases")),
+                default_recipient: Some("admin@example.org".into()),
+                local_delivery: false,
+                mail_spool: Some(PathBuf::from("/var/mail")),
+                queue_dir: Some(PathBuf::from("/var/spool/smtpsend")),
+                queue_on_tempfail: false,
+                add_missing_headers: false,
             }
         );
     }
