@@ -474,3 +474,90 @@ fn size_limit_is_enforced_at_mail_and_after_data() {
     let t = server.finish();
     assert!(!t.only().message().accepted);
 }
+
+#[test]
+fn lingering_server_keeps_serving_after_421_and_marks_the_flight() {
+    let server = TestServer::builder()
+        .rule(Rule::on("MAIL").reply("421 4.3.2 closing"))
+        .linger_after_421()
+        .start();
+    let mut c = Raw::connect(server.port());
+    c.reply();
+    c.send(b"EHLO x\r\n");
+    c.reply();
+    c.send(b"MAIL FROM:<a@x>\r\n");
+    assert!(c.reply().starts_with("421"));
+    c.send(b"RSET\r\n");
+    assert!(c.reply().starts_with("250"));
+    c.send(b"QUIT\r\n");
+    assert!(c.reply().starts_with("221"));
+    let t = server.finish();
+    let conn = t.only();
+    assert_eq!(conn.flights_before_421, Some(2));
+    assert_eq!(
+        conn.items_after_421(),
+        Some(vec!["RSET".to_string(), "QUIT".to_string()])
+    );
+}
+
+#[test]
+fn repeated_reply_arrives_in_whole_units_until_the_client_leaves() {
+    let server = TestServer::builder()
+        .rule(
+            Rule::on("EHLO")
+                .raw(b"250-first\r\n")
+                .repeat(b"250-again\r\n"),
+        )
+        .start();
+    let mut c = Raw::connect(server.port());
+    c.reply();
+    c.send(b"EHLO x\r\n");
+    while c.pending.len() < 1 << 20 {
+        assert!(c.read_some() > 0, "the server stopped repeating");
+    }
+    let text = String::from_utf8_lossy(&c.pending[..1 << 20]).into_owned();
+    let mut lines = text.split("\r\n");
+    assert_eq!(lines.next(), Some("250-first"));
+    let whole: Vec<&str> = lines.collect();
+    // Every complete line is a whole unit; only the last may be cut by the 1 MiB slice.
+    assert!(whole[..whole.len() - 1].iter().all(|l| *l == "250-again"));
+    drop(c);
+    let started = Instant::now();
+    let t = server.finish();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(t.only().end, End::ClientClosed);
+}
+
+#[test]
+fn deaf_server_reads_nothing_for_a_while_after_its_reply() {
+    let server = TestServer::builder()
+        .rule(Rule::on("DATA").deaf(Duration::from_millis(500)))
+        .start();
+    let mut c = Raw::connect(server.port());
+    c.reply();
+    c.send(b"EHLO x\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+    for _ in 0..4 {
+        c.reply();
+    }
+    let started = Instant::now();
+    c.send(b"Subject: x\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    server.finish();
+}
+
+#[test]
+fn measured_run_sees_the_peak_memory_of_the_child_alone() {
+    // dd fills a 96 MiB buffer once and exits within some 50 ms: the polling must see
+    // well over the hostile tests' 64 MiB limit, or those could not fail.
+    let mut big = std::process::Command::new("dd");
+    big.args(["if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"]);
+    let m = common::run_measured(big, Vec::new());
+    assert!(m.output.status.success());
+    assert!(m.peak_rss_kib > 80 * 1024, "peak {} KiB", m.peak_rss_kib);
+
+    let mut small = std::process::Command::new("sleep");
+    small.arg("0.05");
+    let m = common::run_measured(small, Vec::new());
+    assert!(m.peak_rss_kib < 16 * 1024, "peak {} KiB", m.peak_rss_kib);
+}

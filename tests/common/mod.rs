@@ -7,9 +7,11 @@
 pub mod pki;
 pub mod server;
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::Output;
-use std::time::Duration;
+use std::process::{Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -48,16 +50,106 @@ fn isolation() -> (PathBuf, PathBuf) {
 /// The binary, isolated from the machine's configuration, pointed at 127.0.0.1:`port`,
 /// with a kill deadline. The caller adds `--tls`, `-f`, recipients and stdin.
 pub fn smtpsend(port: u16) -> Command {
+    let mut cmd = Command::from_std(smtpsend_std(port));
+    cmd.timeout(CLIENT_LIMIT);
+    cmd
+}
+
+/// [`smtpsend`] as a plain `std::process::Command`, for [`run_measured`].
+pub fn smtpsend_std(port: u16) -> std::process::Command {
     let (config, home) = isolation();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
     cmd.arg("--config")
         .arg(config)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", &home)
-        .env_remove("SMTPSEND_PASSWORD")
-        .timeout(CLIENT_LIMIT);
+        .env_remove("SMTPSEND_PASSWORD");
     cmd
+}
+
+/// A run of the binary with its cost: wall time and peak resident memory.
+pub struct Measured {
+    pub output: Output,
+    pub took: Duration,
+    /// The child's peak resident set size in KiB: the last `VmHWM` that
+    /// `/proc/<pid>/status` showed while it ran, polled every millisecond. (`ru_maxrss`
+    /// from `wait4` cannot be used: Linux folds the memory of the process that spawned the
+    /// child, this big test process, into it at exec.)
+    pub peak_rss_kib: u64,
+}
+
+/// `VmHWM` of a running process in KiB; `None` once it has exited.
+fn high_water_mark_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Run the command with this input, killing it after [`CLIENT_LIMIT`] (the test then
+/// fails), and measure its peak memory.
+pub fn run_measured(mut cmd: std::process::Command, stdin: impl Into<Vec<u8>>) -> Measured {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    // spawn() returns once the child has exec'd, so from here on VmHWM is the binary's.
+    let mut child = cmd.spawn().expect("spawn smtpsend");
+    let pid = child.id();
+    let input = stdin.into();
+    let mut child_in = child.stdin.take().expect("piped stdin");
+    let writer = thread::spawn(move || {
+        // The binary may stop reading early (it failed); that is not the test's concern.
+        let _ = child_in.write_all(&input);
+    });
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let mut peak = 0;
+    let mut killed = false;
+    let status = loop {
+        // Sample before asking whether it exited, so the last sample is as late as can be.
+        if let Some(kib) = high_water_mark_kib(pid) {
+            peak = peak.max(kib);
+        }
+        match child.try_wait().expect("wait for smtpsend") {
+            Some(status) => break status,
+            None if started.elapsed() > CLIENT_LIMIT && !killed => {
+                let _ = child.kill();
+                killed = true;
+            }
+            None => thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    let took = started.elapsed();
+    let _ = writer.join();
+    let output = Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        !killed,
+        "smtpsend ran past {CLIENT_LIMIT:?} and was killed; stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        peak > 0,
+        "never saw the child's memory in /proc/{pid}/status"
+    );
+    Measured {
+        output,
+        took,
+        peak_rss_kib: peak,
+    }
 }
 
 /// [`smtpsend`] on a cleartext connection, with the usual sender.

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    date_time_ymd,
+};
 use tempfile::TempDir;
 
 /// The names every test certificate is valid for: the tests only ever dial 127.0.0.1.
@@ -24,8 +27,23 @@ pub struct Pki {
 impl Pki {
     /// A self-signed certificate for localhost and 127.0.0.1, trusted by pinning the file.
     pub fn self_signed() -> Pki {
+        Pki::self_signed_from(leaf_params())
+    }
+
+    /// A self-signed certificate for these names only, trusted by pinning the file: a
+    /// client that dials 127.0.0.1 must refuse it although it trusts the certificate.
+    pub fn self_signed_for(names: &[&str]) -> Pki {
+        Pki::self_signed_from(params_for(names))
+    }
+
+    /// A self-signed certificate for localhost and 127.0.0.1 that expired in 2021, trusted
+    /// by pinning the file.
+    pub fn self_signed_expired() -> Pki {
+        Pki::self_signed_from(expired(leaf_params()))
+    }
+
+    fn self_signed_from(params: CertificateParams) -> Pki {
         let key = KeyPair::generate().expect("generate key");
-        let params = leaf_params();
         let cert = params.self_signed(&key).expect("self-sign certificate");
         let pem = cert.pem();
         Pki::assemble(vec![cert.der().clone()], &key, &pem)
@@ -34,6 +52,21 @@ impl Pki {
     /// A leaf for localhost and 127.0.0.1 issued by a throw-away CA; the trust file holds
     /// the CA only, so the client has to verify a real chain.
     pub fn ca_signed() -> Pki {
+        Pki::ca_signed_from(leaf_params())
+    }
+
+    /// A leaf for localhost and 127.0.0.1 that expired in 2021, issued by a CA that is
+    /// still valid; the trust file holds the CA only.
+    pub fn ca_signed_expired() -> Pki {
+        Pki::ca_signed_from(expired(leaf_params()))
+    }
+
+    /// A leaf for these names only, issued by a throw-away CA held in the trust file.
+    pub fn ca_signed_for(names: &[&str]) -> Pki {
+        Pki::ca_signed_from(params_for(names))
+    }
+
+    fn ca_signed_from(leaf: CertificateParams) -> Pki {
         let ca_key = KeyPair::generate().expect("generate CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params
@@ -46,9 +79,7 @@ impl Pki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate().expect("generate leaf key");
-        let leaf = leaf_params()
-            .signed_by(&leaf_key, &issuer)
-            .expect("sign leaf");
+        let leaf = leaf.signed_by(&leaf_key, &issuer).expect("sign leaf");
         Pki::assemble(
             vec![leaf.der().clone(), ca_cert.der().clone()],
             &leaf_key,
@@ -89,11 +120,23 @@ impl Pki {
 }
 
 fn leaf_params() -> CertificateParams {
+    params_for(&NAMES)
+}
+
+/// A leaf whose subject alternative names are `names`; the common name is the first.
+fn params_for(names: &[&str]) -> CertificateParams {
     let mut params =
-        CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("leaf params");
     params
         .distinguished_name
-        .push(DnType::CommonName, "localhost");
+        .push(DnType::CommonName, names.first().copied().unwrap_or("test"));
+    params
+}
+
+/// Valid during 2020 only: long expired, but well formed.
+fn expired(mut params: CertificateParams) -> CertificateParams {
+    params.not_before = date_time_ymd(2020, 1, 1);
+    params.not_after = date_time_ymd(2021, 1, 1);
     params
 }

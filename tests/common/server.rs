@@ -52,6 +52,8 @@ pub struct Rule {
     trickle: Option<Duration>,
     close_before: bool,
     close_after: bool,
+    repeat: Option<Vec<u8>>,
+    deaf: Option<Duration>,
 }
 
 impl Rule {
@@ -67,6 +69,8 @@ impl Rule {
             trickle: None,
             close_before: false,
             close_after: false,
+            repeat: None,
+            deaf: None,
         }
     }
 
@@ -145,6 +149,21 @@ impl Rule {
         self
     }
 
+    /// After the reply, send these bytes again and again for as long as the client reads
+    /// them (at most [`REPEAT_LIMIT`] bytes, and never past the deadline): a reply that
+    /// never ends. Cleartext connections only.
+    pub fn repeat(mut self, unit: &[u8]) -> Rule {
+        self.repeat = Some(unit.to_vec());
+        self
+    }
+
+    /// After the reply, read nothing for this long: the client's writes fill the socket
+    /// buffers and block, as with a server that stalls in the middle of DATA.
+    pub fn deaf(mut self, how_long: Duration) -> Rule {
+        self.deaf = Some(how_long);
+        self
+    }
+
     fn matches(&self, verb: &str, arg: &str, tls: bool) -> bool {
         self.verb.eq_ignore_ascii_case(verb)
             && self.tls.is_none_or(|t| t == tls)
@@ -154,6 +173,9 @@ impl Rule {
                 .is_none_or(|a| arg.to_ascii_lowercase().contains(a.as_str()))
     }
 }
+
+/// The most a [`Rule::repeat`] sends before giving up on the client ever stopping.
+pub const REPEAT_LIMIT: usize = 256 << 20;
 
 const BANNER: &str = "<banner>";
 const DATA_END: &str = "<end of data>";
@@ -173,6 +195,7 @@ pub struct Builder {
     close_mid_data: Option<usize>,
     connections: usize,
     deadline: Duration,
+    linger_after_421: bool,
 }
 
 impl Builder {
@@ -246,6 +269,13 @@ impl Builder {
         self
     }
 
+    /// Keep serving after a 421 reply instead of closing, to see whether the client goes
+    /// on talking on a connection the server said it was closing (RFC 5321 §3.8).
+    pub fn linger_after_421(mut self) -> Builder {
+        self.linger_after_421 = true;
+        self
+    }
+
     /// Bind 127.0.0.1:0 and start serving in a thread.
     pub fn start(self) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -298,6 +328,7 @@ impl TestServer {
             close_mid_data: None,
             connections: 1,
             deadline: DEFAULT_DEADLINE,
+            linger_after_421: false,
         }
     }
 
@@ -452,6 +483,9 @@ pub struct Connection {
     pub pipelining_violations: Vec<String>,
     /// Command lines that ended in a bare LF.
     pub bare_lf_lines: Vec<String>,
+    /// How many flights had arrived when the server first replied 421: flights from this
+    /// index on were written after the client could have read the 421.
+    pub flights_before_421: Option<usize>,
     pub end: End,
 }
 
@@ -486,6 +520,24 @@ impl Connection {
     /// The items of every flight, e.g. `[["EHLO"], ["MAIL", "RCPT", "DATA"], ["<data>", "QUIT"]]`.
     pub fn flight_shape(&self) -> Vec<Vec<String>> {
         self.flights.iter().map(|f| f.items.clone()).collect()
+    }
+
+    /// What the client sent after the server's first 421 (commands and `"<data>"`), from
+    /// a server that [lingered](Builder::linger_after_421); `None` if no 421 was sent.
+    pub fn items_after_421(&self) -> Option<Vec<String>> {
+        let from = self.flights_before_421?;
+        Some(
+            self.flights
+                .iter()
+                .skip(from)
+                .flat_map(|f| f.items.iter().cloned())
+                .collect(),
+        )
+    }
+
+    /// Every byte the client sent, TLS records decrypted, in order.
+    pub fn received(&self) -> Vec<u8> {
+        self.flights.iter().flat_map(|f| f.bytes.clone()).collect()
     }
 
     /// The one message; panics if there were none or several.
@@ -705,10 +757,62 @@ impl<'a> Session<'a> {
         } else {
             self.write(&bytes)?;
         }
-        if rule.as_ref().is_some_and(|r| r.close_after) || reply.starts_with(b"421") {
+        if let Some(unit) = rule.as_ref().and_then(|r| r.repeat.clone()) {
+            self.flush()?;
+            self.endless(&unit)?;
+        }
+        if reply.starts_with(b"421") && self.rec.flights_before_421.is_none() {
+            self.rec.flights_before_421 = Some(self.rec.flights.len());
+        }
+        let closing = reply.starts_with(b"421") && !self.script.linger_after_421;
+        if rule.as_ref().is_some_and(|r| r.close_after) || closing {
             self.close()?;
         }
+        if let Some(deaf) = rule.as_ref().and_then(|r| r.deaf) {
+            self.flush()?;
+            self.sleep(deaf);
+        }
         Ok(reply)
+    }
+
+    /// Write `unit` over and over until the client stops reading or closes, the test
+    /// finishes, the deadline passes, or [`REPEAT_LIMIT`] bytes went out. Partial writes
+    /// are resumed where they stopped, so every unit arrives whole.
+    fn endless(&mut self, unit: &[u8]) -> Step<()> {
+        let Stream::Plain(tcp) = &mut self.stream else {
+            return Err(Stop::Ended(End::Error(
+                "Rule::repeat on a TLS connection".into(),
+            )));
+        };
+        let batch: Vec<u8> = unit
+            .iter()
+            .copied()
+            .cycle()
+            .take(unit.len() * (64 * 1024 / unit.len().max(1)).max(1))
+            .collect();
+        let _ = tcp.set_write_timeout(Some(TICK));
+        let mut sent = 0usize;
+        let mut pos = 0usize;
+        let outcome = loop {
+            if self.stop.load(Ordering::SeqCst) || Instant::now() >= self.deadline {
+                break Ok(());
+            }
+            if sent >= REPEAT_LIMIT {
+                break Ok(());
+            }
+            match tcp.write(&batch[pos..]) {
+                Ok(0) => break Err(Stop::Ended(End::ClientClosed)),
+                Ok(n) => {
+                    sent += n;
+                    pos = (pos + n) % batch.len();
+                }
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) if is_closed(&e) => break Err(Stop::Ended(End::ClientClosed)),
+                Err(e) => break Err(Stop::Ended(End::Error(format!("write: {e}")))),
+            }
+        };
+        let _ = tcp.set_write_timeout(None);
+        outcome
     }
 
     fn write(&mut self, bytes: &[u8]) -> Step<()> {
