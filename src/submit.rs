@@ -5,8 +5,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use crate::address::{self, AddressError, Origin};
-use crate::local;
-use crate::recipients::{self, LocalPolicy, Target};
 use crate::cli::{Cli, Mode};
 use crate::compose::{self, ComposeOptions};
 use crate::config::{self, Account};
@@ -14,7 +12,9 @@ use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
+use crate::local;
 use crate::message::{self, PrepareOptions};
+use crate::recipients::{self, LocalPolicy, Target};
 use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings, tls};
 
@@ -150,11 +150,7 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         let mut file = private_temp_file()?;
         file.write_all(&prepared.head)
             .and_then(|()| io::copy(input, &mut file).map(|_| ()))
-            .map_err(|e| {
-                Error::Io(format!(
-                    "copying the message for several destinations: {e}"
-                ))
-            })?;
+            .map_err(|e| Error::Io(format!("copying the message for several destinations: {e}")))?;
         Source::Copy(file)
     } else {
         Source::Stream {
@@ -275,7 +271,11 @@ fn envelope_sender(cli: &Cli, acct: Option<&Account>) -> Result<String, Error> {
                 Err(e) => Err(e.into_error(Origin::CommandLine)),
             }
         }
-        None => Ok(format!("{}@{}", identity::user_name(), identity::mail_name())),
+        None => Ok(format!(
+            "{}@{}",
+            identity::user_name(),
+            identity::mail_name()
+        )),
     }
 }
 

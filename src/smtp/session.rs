@@ -684,6 +684,14 @@ impl Session {
         if self.doomed.is_some() {
             return self.handle_doomed_reply(awaiting, reply);
         }
+        if reply.code == 421 {
+            // RFC 5321 §3.8: the server is closing the channel, whatever it was asked.
+            return self.fail(SessionError::Refused {
+                command,
+                reply,
+                at_rcpt: false,
+            });
+        }
         match awaiting {
             Awaiting::Greeting => match reply.code {
                 220 => self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo),
@@ -827,6 +835,12 @@ impl Session {
                                 .push_back((Awaiting::DataEnd, "end of DATA".into()));
                         }
                         self.fail_no_recipients();
+                    } else if self.parser.has_buffered() {
+                        // Nothing may follow the 354 before the body; a reply here would
+                        // be taken for the end-of-data answer.
+                        self.fail(SessionError::Protocol(format!(
+                            "{command}: server sent more after its 354 reply"
+                        )));
                     } else {
                         self.phase = Phase::Body;
                         self.events.push_back(Event::SendBody);

@@ -1064,3 +1064,51 @@ fn no_credentials_over_unverified_tls() {
     let r = done(&o);
     assert!(r.tls && !r.tls_verified && r.authenticated);
 }
+
+#[test]
+fn a_421_to_any_command_ends_the_session() {
+    for (stage, pipelining) in [
+        ("STARTTLS", true),
+        ("RCPT TO:<a@", true),
+        ("RCPT TO:<a@", false),
+        ("MAIL", true),
+        ("DATA", false),
+    ] {
+        let caps: &[&'static str] = if pipelining {
+            &["PIPELINING", "STARTTLS"]
+        } else {
+            &["STARTTLS"]
+        };
+        let o = run(
+            Session::new(
+                env(&["a@x.example", "b@x.example"]),
+                SessionOptions {
+                    tls: TlsPolicy::Opportunistic,
+                    ..plain_opts()
+                },
+            ),
+            FakeServer::new(caps).on(stage, "421 4.3.2 closing"),
+            b"secret body\n",
+            BANNER,
+        );
+        let e = failed(&o);
+        assert_eq!(e.exit_status(), crate::ExitStatus::TempFail, "{stage}");
+        assert!(e.to_string().contains("421 4.3.2 closing"), "{stage}: {e}");
+        assert!(
+            !o.flights.concat().windows(6).any(|w| w == b"secret"),
+            "{stage}"
+        );
+    }
+}
+
+#[test]
+fn a_reply_riding_behind_the_354_is_a_protocol_error() {
+    let mut s = Session::new(env(&["a@x.example"]), plain_opts());
+    s.handle_input(BANNER.as_bytes());
+    s.handle_input(b"250-server.example\r\n250 PIPELINING\r\n");
+    s.handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 fake\r\n");
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Failed(SessionError::Protocol(_)))
+    ));
+}

@@ -267,6 +267,12 @@ pub fn describe_handshake_error(e: &std::io::Error) -> String {
                     "certificate is not valid for this host name".to_string()
                 }
                 CertificateError::Revoked => "certificate is revoked".to_string(),
+                CertificateError::BadSignature => {
+                    "certificate signature does not verify against the trusted certificates \
+                     (was the server's certificate renewed?)"
+                        .to_string()
+                }
+                CertificateError::BadEncoding => "certificate is malformed".to_string(),
                 other => format!("certificate rejected: {other:?}"),
             };
             format!("handshake failed: {what}")
