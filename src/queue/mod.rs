@@ -24,6 +24,7 @@
 mod envelope;
 mod fs;
 mod id;
+mod listing;
 mod spool;
 
 #[cfg(test)]
@@ -34,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use crate::smtp::{Dsn, Envelope};
 
 pub use id::{ID_LEN, is_valid as is_valid_id};
+pub use listing::format_listing;
 pub use spool::{FlushLock, SYSTEM_SPOOL, Spool};
 
 /// How long a message is retried before it is given up and bounced: sendmail's and
