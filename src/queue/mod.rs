@@ -20,6 +20,38 @@
 //! The checks are made on paths: they are sound because the spool directory itself must
 //! be ours (or root's) and writable by nobody else, so no other user can rename things in
 //! it between a check and a use.
+//!
+//! # A shared system spool (design only, not implemented)
+//!
+//! Today every user has a spool of their own, and `/var/spool/smtpsend` is used only when
+//! it is safe by the same rules (ours or root's, not group-writable), which in practice
+//! means root's. A spool shared by all users, as Postfix's `maildrop` with `postdrop`,
+//! would look like this:
+//!
+//! - `/var/spool/smtpsend` owned by `root:smtpsend`, mode `2770` (setgid, so every file
+//!   created in it belongs to group `smtpsend`), and `smtpsend` installed setgid
+//!   `smtpsend`, not setuid: a user gains the right to drop files in, nothing more.
+//! - [`Spool::open`] would accept exactly that shape (owner root, group the binary's
+//!   effective group, mode `2770`) and nothing looser. It must then open the directory once
+//!   and do everything relative to that descriptor (`openat`, `renameat`, `unlinkat`),
+//!   because with a group-writable directory the path-based checks above are no longer
+//!   sound.
+//! - The set-id program runs in an environment the user controls: it must ignore
+//!   `$XDG_STATE_HOME`, `$HOME` and `--queue-dir` for the shared spool, and drop the
+//!   effective group (`setegid(getgid())`) right after opening the spool and before reading
+//!   any config file or running a `password_command`, which would otherwise run with the
+//!   group and could read everyone's queued mail.
+//! - Files are created 0640 so the flusher (a member of the group) can read them; the
+//!   owner of `ID.env` is the real uid of the submitter, and that owner, not anything
+//!   written inside the file, says whose entry it is.
+//!   `remove_id` and the listing must then show and delete only the caller's own entries
+//!   unless the caller is root, because the group sees every entry.
+//! - The flusher runs as a dedicated user in the group from a timer. It cannot read users'
+//!   own config files, so entries in the shared spool may name only accounts from the
+//!   system config (`/etc/smtpsend.conf`); a message for a per-user account must keep going
+//!   to that user's own spool, flushed by that user.
+//!
+//! Until then a group- or world-writable spool is refused rather than trusted.
 
 mod envelope;
 mod fs;
