@@ -321,15 +321,14 @@ impl Spool {
             }
         }
         let data = self.data_path(id);
-        if let Err(e) = stdfs::rename(&data, corrupt.join(format!("{id}.data"))) {
-            if e.kind() != io::ErrorKind::NotFound {
-                warnings.push(format!(
-                    "{}: not moved to {}: {}",
-                    data.display(),
-                    corrupt.display(),
-                    fs::reason(&e)
-                ));
-            }
+        match stdfs::rename(&data, corrupt.join(format!("{id}.data"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => warnings.push(format!(
+                "{}: not moved to {}: {}",
+                data.display(),
+                corrupt.display(),
+                fs::reason(&e)
+            )),
+            _ => {}
         }
         let _ = fs::sync_dir(&self.dir);
         warnings.push(format!(
