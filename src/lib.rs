@@ -14,6 +14,7 @@ pub mod exit;
 pub mod identity;
 pub mod local;
 pub mod message;
+pub mod queue;
 pub mod recipients;
 pub mod smtp;
 pub mod submit;
