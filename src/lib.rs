@@ -11,6 +11,7 @@ pub mod error;
 pub mod exit;
 pub mod identity;
 pub mod message;
+pub mod resolve;
 pub mod smtp;
 pub mod submit;
 pub mod transport;
