@@ -16,6 +16,7 @@ pub mod local;
 pub mod message;
 pub mod queue;
 pub mod recipients;
+pub mod resolve;
 pub mod smtp;
 pub mod submit;
 pub mod transport;
