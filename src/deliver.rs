@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::smtp::{BodyEncoder, Envelope, Event, Report, Session, SessionOptions, TraceLine, Wait};
+use crate::smtp::{MessageInfo, SessionError, BodyEncoder, Envelope, Event, Report, Session, SessionOptions, TraceLine, Wait};
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
@@ -14,8 +14,11 @@ pub const BLOCK: usize = 128 * 1024;
 /// Where and how to connect.
 #[derive(Clone, Debug)]
 pub struct Route {
+    /// The host name: connected to, verified in TLS, named in messages.
     pub host: String,
     pub port: u16,
+    /// Addresses already resolved (direct delivery); otherwise `host` is resolved.
+    pub addrs: Option<Vec<std::net::SocketAddr>>,
     pub tls: TlsMode,
     pub tls_settings: TlsSettings,
     pub timeouts: Timeouts,
@@ -38,6 +41,13 @@ impl Default for Timeouts {
             command: None,
             total: None,
         }
+    }
+}
+
+impl Route {
+    /// The name the certificate must carry.
+    fn tls_name(&self) -> Result<pki_types::ServerName<'static>, Error> {
+        transport::tls::server_name(&self.host)
     }
 }
 
@@ -66,142 +76,295 @@ pub struct Delivered {
     pub tls_verified: bool,
 }
 
+/// One message of a batch sent over one connection.
+pub struct Job<'a> {
+    pub envelope: Envelope,
+    pub info: MessageInfo,
+    pub body: Body<'a>,
+}
+
+/// What happened to one job of a batch.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// Accepted for `report.accepted`; `report.rejected` were refused.
+    Delivered(Report),
+    /// This transaction failed; the connection went on.
+    Failed(SessionError),
+    /// Not attempted: the connection failed before its turn (temporary for it).
+    NotAttempted,
+}
+
 /// Deliver `envelope` through `route`. `trace` receives each line of the dialogue.
 pub fn deliver(
     route: &Route,
     envelope: Envelope,
-    mut opts: SessionOptions,
+    opts: SessionOptions,
     body: Body<'_>,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<Delivered, Error> {
-    let started = Instant::now();
-    let host = route.host.as_str();
-    let overall = route.timeouts.total.map(|t| started + t);
-    let cap = |d: Instant| overall.map_or(d, |o| o.min(d));
+    let mut conn = Connection::open(route, envelope, opts, trace)?;
+    let host = route.host.clone();
+    match conn.run_transaction(Some(body), trace)? {
+        Event::Done(report) => Ok(conn.finish(report)),
+        Event::Failed(error) | Event::TransactionFailed(error) => {
+            Err(Error::Session { host, error })
+        }
+        other => Err(Error::Internal(format!("unexpected event {other:?}"))),
+    }
+}
 
-    let tls = match route.tls {
-        TlsMode::Off => None,
-        mode => Some(transport::tls::client_config(&TlsSettings {
-            verify: mode != TlsMode::Opportunistic,
-            ..route.tls_settings.clone()
-        })?),
+/// Deliver several messages over one connection, one transaction after another (a queue
+/// run). An error is returned only when the connection could not be set up at all;
+/// afterwards each job has its own outcome.
+pub fn deliver_batch(
+    route: &Route,
+    opts: SessionOptions,
+    jobs: Vec<Job<'_>>,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Vec<JobOutcome>, Error> {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else {
+        return Ok(outcomes);
     };
-    opts.tls = match route.tls {
-        TlsMode::Off => crate::smtp::TlsPolicy::Off,
-        TlsMode::Opportunistic => crate::smtp::TlsPolicy::Opportunistic,
-        TlsMode::Required | TlsMode::Implicit => crate::smtp::TlsPolicy::Required,
+    let opts = SessionOptions {
+        keep_open: true,
+        size: first.info.size,
+        eight_bit: first.info.eight_bit,
+        chunk: first.info.chunk,
+        dsn: first.info.dsn,
+        ..opts
     };
-    opts.implicit_tls = route.tls == TlsMode::Implicit;
+    let mut conn = Connection::open(route, first.envelope, opts, trace)?;
+    let mut body = Some(first.body);
+    loop {
+        let event = match conn.run_transaction(body.take(), trace) {
+            Ok(e) => e,
+            Err(_) => {
+                // The connection broke mid-transaction: this job and the rest wait.
+                outcomes.push(JobOutcome::NotAttempted);
+                break;
+            }
+        };
+        match event {
+            Event::Done(report) => outcomes.push(JobOutcome::Delivered(report)),
+            Event::TransactionFailed(error) => outcomes.push(JobOutcome::Failed(error)),
+            Event::Failed(error) => {
+                outcomes.push(JobOutcome::Failed(error));
+                break;
+            }
+            other => return Err(Error::Internal(format!("unexpected event {other:?}"))),
+        }
+        match jobs.next() {
+            Some(job) => {
+                conn.session.start_transaction(job.envelope, job.info);
+                body = Some(job.body);
+            }
+            None => {
+                conn.session.quit();
+                conn.close();
+                return Ok(outcomes);
+            }
+        }
+    }
+    outcomes.extend(jobs.map(|_| JobOutcome::NotAttempted));
+    conn.close();
+    Ok(outcomes)
+}
 
-    let (sock, addr) = transport::connect(host, route.port, route.timeouts.connect)?;
-    trace(&TraceLine {
-        client: true,
-        text: format!("connected to {host} [{addr}]"),
-    });
-    let mut stream = Stream::new(sock);
-    if let (TlsMode::Implicit, Some(tls)) = (route.tls, &tls) {
-        let deadline = cap(Instant::now() + route.timeouts.for_wait(Wait::Greeting));
-        stream
-            .start_tls(
-                tls.config.clone(),
-                transport::tls::server_name(host)?,
-                deadline,
-            )
-            .map_err(|e| {
-                transport::tls::tls_failure(host, transport::tls::describe_handshake_error(&e))
-            })?;
-        stream
-            .flush(deadline)
-            .map_err(|e| transport::tls::tls_failure(host, describe_io(&e)))?;
-        trace_tls(&stream, tls.verified(), trace);
+/// A connection with its session: the transport loop around the sans-IO engine.
+struct Connection<'r> {
+    route: &'r Route,
+    stream: Stream,
+    session: Session,
+    tls: Option<transport::Tls>,
+    overall: Option<Instant>,
+    inbuf: Vec<u8>,
+}
+
+impl<'r> Connection<'r> {
+    /// Connect (to the route's addresses, or its host name), run implicit TLS if asked,
+    /// and create the session for the first envelope.
+    fn open(
+        route: &'r Route,
+        envelope: Envelope,
+        mut opts: SessionOptions,
+        trace: &mut dyn FnMut(&TraceLine),
+    ) -> Result<Connection<'r>, Error> {
+        let overall = route.timeouts.total.map(|t| Instant::now() + t);
+        let host = route.host.as_str();
+        let tls = match route.tls {
+            TlsMode::Off => None,
+            mode => Some(transport::tls::client_config(&TlsSettings {
+                verify: mode != TlsMode::Opportunistic,
+                ..route.tls_settings.clone()
+            })?),
+        };
+        opts.tls = match route.tls {
+            TlsMode::Off => crate::smtp::TlsPolicy::Off,
+            TlsMode::Opportunistic => crate::smtp::TlsPolicy::Opportunistic,
+            TlsMode::Required | TlsMode::Implicit => crate::smtp::TlsPolicy::Required,
+        };
+        opts.implicit_tls = route.tls == TlsMode::Implicit;
+        let (sock, addr) = match &route.addrs {
+            Some(addrs) => transport::connect_addrs(host, addrs, route.timeouts.connect)?,
+            None => transport::connect(host, route.port, route.timeouts.connect)?,
+        };
+        trace(&TraceLine {
+            client: true,
+            text: format!("connected to {host} [{addr}]"),
+        });
+        let mut stream = Stream::new(sock);
+        let cap = |d: Instant| overall.map_or(d, |o| o.min(d));
+        if let (TlsMode::Implicit, Some(tls)) = (route.tls, &tls) {
+            let deadline = cap(Instant::now() + route.timeouts.for_wait(Wait::Greeting));
+            stream
+                .start_tls(tls.config.clone(), route.tls_name()?, deadline)
+                .map_err(|e| {
+                    transport::tls::tls_failure(host, transport::tls::describe_handshake_error(&e))
+                })?;
+            stream
+                .flush(deadline)
+                .map_err(|e| transport::tls::tls_failure(host, describe_io(&e)))?;
+            trace_tls(&stream, tls.verified(), trace);
+        }
+        opts.tls_verified = tls.as_ref().is_some_and(|t| t.verified());
+        Ok(Connection {
+            route,
+            stream,
+            session: Session::new(envelope, opts),
+            tls,
+            overall,
+            inbuf: vec![0u8; 16 * 1024],
+        })
     }
 
-    opts.tls_verified = tls.as_ref().is_some_and(|t| t.verified());
-    let mut session = Session::new(envelope, opts);
-    let mut inbuf = vec![0u8; 16 * 1024];
-    let mut body = Some(body);
-    let mut deadline = cap(Instant::now() + route.timeouts.for_wait(session.wait()));
-    loop {
-        if let Some(out) = session.poll_transmit() {
-            let n = out.len();
-            let write_deadline = cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
-            stream
-                .write_all(out, write_deadline)
-                .map_err(|e| session_io_error(host, &session, &e))?;
-            session.consume(n);
-            deadline = cap(Instant::now() + route.timeouts.for_wait(session.wait()));
-        }
-        while let Some(line) = session.poll_trace() {
-            trace(&line);
-        }
-        match session.poll_event() {
-            Some(Event::StartTls) => {
-                let Some(tls) = &tls else {
-                    return Err(Error::Internal("STARTTLS without a TLS config".into()));
-                };
-                let hs_deadline = cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
-                stream
-                    .start_tls(
-                        tls.config.clone(),
-                        transport::tls::server_name(host)?,
-                        hs_deadline,
-                    )
-                    .map_err(|e| {
-                        transport::tls::tls_failure(
-                            host,
-                            transport::tls::describe_handshake_error(&e),
-                        )
+    fn cap(&self, d: Instant) -> Instant {
+        self.overall.map_or(d, |o| o.min(d))
+    }
+
+    /// Run the session until the current transaction ends: `Done`, `TransactionFailed` or
+    /// `Failed`. Network failures are errors.
+    fn run_transaction(
+        &mut self,
+        mut body: Option<Body<'_>>,
+        trace: &mut dyn FnMut(&TraceLine),
+    ) -> Result<Event, Error> {
+        let route = self.route;
+        let host = route.host.as_str();
+        let mut deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
+        loop {
+            if let Some(out) = self.session.poll_transmit() {
+                let n = out.len();
+                let write_deadline =
+                    self.cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
+                self.stream
+                    .write_all(out, write_deadline)
+                    .map_err(|e| session_io_error(host, &self.session, &e))?;
+                self.session.consume(n);
+                deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
+            }
+            while let Some(line) = self.session.poll_trace() {
+                trace(&line);
+            }
+            match self.session.poll_event() {
+                Some(Event::StartTls) => {
+                    let Some(tls) = &self.tls else {
+                        return Err(Error::Internal("STARTTLS without a TLS config".into()));
+                    };
+                    let hs_deadline =
+                        self.cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
+                    self.stream
+                        .start_tls(tls.config.clone(), route.tls_name()?, hs_deadline)
+                        .map_err(|e| {
+                            transport::tls::tls_failure(
+                                host,
+                                transport::tls::describe_handshake_error(&e),
+                            )
+                        })?;
+                    trace_tls(&self.stream, tls.verified(), trace);
+                    self.session.tls_established(tls.verified());
+                    continue;
+                }
+                Some(Event::SendBody) => {
+                    let Some(b) = body.take() else {
+                        return Err(Error::Internal("body requested twice".into()));
+                    };
+                    let overall = self.overall;
+                    send_body(&mut self.stream, &mut self.session, b, route, |d| {
+                        overall.map_or(d, |o| o.min(d))
                     })?;
-                trace_tls(&stream, tls.verified(), trace);
-                session.tls_established(tls.verified());
-                continue;
-            }
-            Some(Event::SendBody) => {
-                let Some(b) = body.take() else {
-                    return Err(Error::Internal("body requested twice".into()));
-                };
-                send_body(&mut stream, &mut session, b, route, cap)?;
-                continue;
-            }
-            Some(Event::Done(report)) => {
-                // QUIT is queued (or already sent with the body); the 221 is not awaited.
-                if let Some(out) = session.poll_transmit() {
-                    let _ = stream.write_all(out, cap(Instant::now() + Duration::from_secs(5)));
+                    continue;
                 }
-                let tls_desc = stream.tls_description();
-                stream.close(Instant::now() + Duration::from_secs(2));
-                return Ok(Delivered {
-                    report,
-                    host: host.to_string(),
-                    tls: tls_desc,
-                    tls_verified: tls.as_ref().is_some_and(|t| t.verified()),
-                });
-            }
-            Some(Event::Failed(error) | Event::TransactionFailed(error)) => {
-                if let Some(out) = session.poll_transmit() {
-                    let _ = stream.write_all(out, Instant::now() + Duration::from_secs(2));
+                Some(event @ (Event::Done(_) | Event::TransactionFailed(_))) => {
+                    if let Some(out) = self.session.poll_transmit() {
+                        // QUIT after the last message: best effort, the 221 is not awaited.
+                        let _ = self
+                            .stream
+                            .write_all(out, self.cap(Instant::now() + Duration::from_secs(5)));
+                        let n = out.len();
+                        self.session.consume(n);
+                    }
+                    return Ok(event);
                 }
-                while let Some(line) = session.poll_trace() {
-                    trace(&line);
+                Some(event @ Event::Failed(_)) => {
+                    if let Some(out) = self.session.poll_transmit() {
+                        let _ = self
+                            .stream
+                            .write_all(out, Instant::now() + Duration::from_secs(2));
+                        let n = out.len();
+                        self.session.consume(n);
+                    }
+                    while let Some(line) = self.session.poll_trace() {
+                        trace(&line);
+                    }
+                    return Ok(event);
                 }
-                stream.close(Instant::now() + Duration::from_secs(2));
-                return Err(Error::Session {
-                    host: host.to_string(),
-                    error,
-                });
+                None => {}
             }
-            None => {}
+            if self.session.is_idle() || self.session.is_finished() {
+                return Err(Error::Internal(
+                    "session ended without an outcome".into(),
+                ));
+            }
+            if !self.session.wants_input() {
+                return Err(Error::Internal(
+                    "session is neither waiting nor finished".into(),
+                ));
+            }
+            match self.stream.read(&mut self.inbuf, deadline) {
+                Ok(0) => self.session.handle_eof(),
+                Ok(n) => self.session.handle_input(&self.inbuf[..n]),
+                Err(e) => return Err(session_io_error(host, &self.session, &e)),
+            }
         }
-        if !session.wants_input() {
-            return Err(Error::Internal(
-                "session is neither waiting nor finished".into(),
-            ));
+    }
+
+    /// The delivery record for a successful transaction, and the connection closed.
+    fn finish(mut self, report: Report) -> Delivered {
+        self.session.quit();
+        if let Some(out) = self.session.poll_transmit() {
+            let _ = self
+                .stream
+                .write_all(out, Instant::now() + Duration::from_secs(2));
         }
-        match stream.read(&mut inbuf, deadline) {
-            Ok(0) => session.handle_eof(),
-            Ok(n) => session.handle_input(&inbuf[..n]),
-            Err(e) => return Err(session_io_error(host, &session, &e)),
+        let delivered = Delivered {
+            report,
+            host: self.route.host.clone(),
+            tls: self.stream.tls_description(),
+            tls_verified: self.tls.as_ref().is_some_and(|t| t.verified()),
+        };
+        self.close();
+        delivered
+    }
+
+    fn close(mut self) {
+        if let Some(out) = self.session.poll_transmit() {
+            let _ = self
+                .stream
+                .write_all(out, Instant::now() + Duration::from_secs(2));
         }
+        self.stream.close(Instant::now() + Duration::from_secs(2));
     }
 }
 

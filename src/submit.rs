@@ -313,6 +313,7 @@ fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay, Error> {
     let route = Route {
         host,
         port,
+        addrs: None,
         tls: tls_mode,
         tls_settings: TlsSettings {
             trust_file: cli
