@@ -23,7 +23,7 @@ _smtpsend() {
 
     case "${cmd}" in
         smtpsend)
-            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --no-pipelining --help --version"
+            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --queue --no-queue --queue-dir --flush --all --queue-remove --queue-remove-all --yes --no-pipelining --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +178,14 @@ _smtpsend() {
                     return 0
                     ;;
                 --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue-remove)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

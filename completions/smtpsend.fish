@@ -35,6 +35,8 @@ complete -c smtpsend -s a -l account -d 'Account from the config file' -r
 complete -c smtpsend -l ehlo -d 'Name to send with EHLO (default: /etc/mailname or the host name)' -r
 complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of RFC 5321\'s per-command timeouts' -r
 complete -c smtpsend -l connect-timeout -d 'Seconds to wait for the TCP connection (default 30)' -r
+complete -c smtpsend -l queue-dir -d 'The queue directory (default /var/spool/smtpsend when writable, else $XDG_STATE_HOME/smtpsend/queue)' -r -F
+complete -c smtpsend -l queue-remove -d 'Remove the queued message with this id' -r
 complete -c smtpsend -s t -d 'Read recipients from the To, Cc and Bcc headers (and remove Bcc)'
 complete -c smtpsend -s i -d 'Do not treat a line with a single dot as the end of the message'
 complete -c smtpsend -s v -l verbose -d 'Print the SMTP dialogue on stderr (passwords are never shown)'
@@ -43,6 +45,12 @@ complete -c smtpsend -s G
 complete -c smtpsend -s n
 complete -c smtpsend -s m
 complete -c smtpsend -l insecure-auth -d 'Allow AUTH over a connection without TLS (credentials in cleartext)'
+complete -c smtpsend -l queue -d 'Queue the message without trying to send it (as -odq)'
+complete -c smtpsend -l no-queue -d 'Never queue: a temporary failure exits 75 and the caller keeps the message'
+complete -c smtpsend -l flush -d 'Deliver every queued message that is due (as -q)'
+complete -c smtpsend -l all -d 'With --flush: try every entry now, not only those whose retry time has come'
+complete -c smtpsend -l queue-remove-all -d 'Remove every queued message (needs --yes)'
+complete -c smtpsend -l yes -d 'Confirm --queue-remove-all'
 complete -c smtpsend -l no-pipelining -d 'Do not use PIPELINING even when offered'
 complete -c smtpsend -l help -d 'Print help'
 complete -c smtpsend -l version -d 'Print version'

@@ -21,8 +21,10 @@ pub enum Mode {
     ListQueue,
     /// Rebuild the aliases database (`-bi`, `newaliases`).
     RebuildAliases,
-    /// Process the queue (`-q`).
+    /// Process the queue (`-q`, `--flush`).
     RunQueue,
+    /// Remove queue entries (`--queue-remove`, `--queue-remove-all`).
+    RemoveFromQueue,
     /// Speak SMTP on stdin/stdout (`-bs`).
     SmtpOnStdio,
     /// Verify addresses only (`-bv`).
@@ -248,6 +250,39 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub connect_timeout: Option<u64>,
 
+    /// Queue the message without trying to send it (as -odq).
+    #[arg(long = "queue", help_heading = "Queue")]
+    pub queue_only: bool,
+
+    /// Never queue: a temporary failure exits 75 and the caller keeps the message.
+    #[arg(long, help_heading = "Queue")]
+    pub no_queue: bool,
+
+    /// The queue directory (default /var/spool/smtpsend when writable, else
+    /// $XDG_STATE_HOME/smtpsend/queue).
+    #[arg(long, value_name = "DIR", help_heading = "Queue")]
+    pub queue_dir: Option<PathBuf>,
+
+    /// Deliver every queued message that is due (as -q).
+    #[arg(long, help_heading = "Queue")]
+    pub flush: bool,
+
+    /// With --flush: try every entry now, not only those whose retry time has come.
+    #[arg(long, help_heading = "Queue")]
+    pub all: bool,
+
+    /// Remove the queued message with this id.
+    #[arg(long, value_name = "ID", help_heading = "Queue")]
+    pub queue_remove: Vec<String>,
+
+    /// Remove every queued message (needs --yes).
+    #[arg(long, help_heading = "Queue")]
+    pub queue_remove_all: bool,
+
+    /// Confirm --queue-remove-all.
+    #[arg(long, help_heading = "Queue")]
+    pub yes: bool,
+
     /// Do not use PIPELINING even when offered.
     #[arg(long)]
     pub no_pipelining: bool,
@@ -365,8 +400,11 @@ impl Cli {
             "newaliases" => return Ok(Mode::RebuildAliases),
             _ => {}
         }
-        if self.queue_run.is_some() {
+        if self.queue_run.is_some() || self.flush {
             return Ok(Mode::RunQueue);
+        }
+        if !self.queue_remove.is_empty() || self.queue_remove_all {
+            return Ok(Mode::RemoveFromQueue);
         }
         match self.mode.as_deref() {
             None | Some("m") => Ok(Mode::Deliver),
@@ -387,6 +425,15 @@ impl Cli {
                 .sendmail_options
                 .iter()
                 .any(|o| o == "i" || o.eq_ignore_ascii_case("ignoredots"))
+    }
+
+    /// `--queue` or sendmail's `-odq` (deliver to the queue only).
+    pub fn queue_only(&self) -> bool {
+        self.queue_only
+            || self
+                .sendmail_options
+                .iter()
+                .any(|o| o == "dq" || o.eq_ignore_ascii_case("DeliveryMode=q"))
     }
 
     /// Whether the message is composed from flags rather than read whole from stdin.
@@ -411,7 +458,7 @@ impl Cli {
         let mut out: Vec<String> = self
             .sendmail_options
             .iter()
-            .filter(|o| *o != "i")
+            .filter(|o| *o != "i" && *o != "dq")
             .map(|o| format!("-o{o}"))
             .collect();
         out.extend(self.sendmail_long_options.iter().map(|o| format!("-O {o}")));

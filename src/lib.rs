@@ -11,6 +11,7 @@ pub mod config;
 pub mod deliver;
 pub mod error;
 pub mod exit;
+pub mod flush;
 pub mod identity;
 pub mod local;
 pub mod message;

@@ -8,6 +8,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use smtpsend::ExitStatus;
 use smtpsend::cli::{self, Cli};
+use smtpsend::submit::Input;
+
+/// Standard input as a file when it is a regular one (`smtpsend rcpt < msg.eml`), so the
+/// message can be read again after a failure instead of being copied as it streams.
+fn stdin_file() -> Option<std::fs::File> {
+    use std::os::fd::AsFd;
+    let owned = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let file = std::fs::File::from(owned);
+    let meta = file.metadata().ok()?;
+    meta.is_file().then_some(file)
+}
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -41,8 +52,13 @@ fn main() -> ExitCode {
             ExitStatus::Usage
         }
         Ok(mode) => {
-            let mut stdin = std::io::stdin().lock();
-            match smtpsend::submit::run(&cli, mode, &mut stdin, &mut stderr) {
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            let input = match stdin_file() {
+                Some(file) => Input::File(file),
+                None => Input::Stream(&mut lock),
+            };
+            match smtpsend::submit::run(&cli, mode, input, &mut stderr) {
                 Ok(status) => status,
                 Err(e) => {
                     for line in e.lines() {

@@ -12,7 +12,9 @@ use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
+use crate::flush;
 use crate::local;
+use crate::queue::{self, NewEntry, Spool};
 use crate::message::{self, PrepareOptions};
 use crate::recipients::{self, LocalPolicy, Target};
 use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
@@ -26,10 +28,18 @@ pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
 pub const CHUNK_MAX: usize = 64 * 1024;
 
 /// Run what the command line asks for. Diagnostics go to `err`.
+/// The message input: standard input as a stream, or (when it is a regular file) as a
+/// file that can be read again from where the body began, so a temporary failure can
+/// queue it without a copy having been made in advance.
+pub enum Input<'a> {
+    Stream(&'a mut dyn Read),
+    File(std::fs::File),
+}
+
 pub fn run(
     cli: &Cli,
     mode: Mode,
-    input: &mut dyn Read,
+    input: Input<'_>,
     err: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let verbose = cli.verbose > 0;
@@ -41,11 +51,40 @@ pub fn run(
     match mode {
         Mode::Deliver => send(cli, input, err),
         Mode::ListQueue => {
-            // No spool exists yet, so nothing can be queued.
-            let _ = writeln!(io::stdout(), "Mail queue is empty");
+            let spool = open_spool(cli, load_account(cli)?.as_ref())?;
+            let listing = spool.list()?;
+            for w in &listing.warnings {
+                let _ = writeln!(err, "smtpsend: {w}");
+            }
+            let text = queue::format_listing(&listing.entries, std::time::SystemTime::now());
+            let _ = io::stdout().write_all(text.as_bytes());
             Ok(ExitStatus::Ok)
         }
-        Mode::RunQueue | Mode::RebuildAliases => Ok(ExitStatus::Ok),
+        Mode::RunQueue => flush::run(cli, err),
+        Mode::RemoveFromQueue => {
+            let spool = open_spool(cli, load_account(cli)?.as_ref())?;
+            if cli.queue_remove_all {
+                if !cli.yes {
+                    return Err(Error::Usage(
+                        "--queue-remove-all deletes every queued message: add --yes".into(),
+                    ));
+                }
+                let listing = spool.list()?;
+                for entry in &listing.entries {
+                    spool.remove(entry)?;
+                }
+                let _ = writeln!(err, "smtpsend: removed {} queued messages", listing.entries.len());
+            }
+            let mut status = ExitStatus::Ok;
+            for id in &cli.queue_remove {
+                if !spool.remove_id(id)? {
+                    let _ = writeln!(err, "smtpsend: {id}: no such queued message");
+                    status = ExitStatus::NoInput;
+                }
+            }
+            Ok(status)
+        }
+        Mode::RebuildAliases => Ok(ExitStatus::Ok),
         Mode::VerifyAddresses => {
             for r in split_recipients(&cli.recipients) {
                 let addr =
@@ -70,7 +109,17 @@ pub fn split_recipients(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let (mut file_input, stream_input) = match input {
+        Input::File(f) => (Some(f), None),
+        Input::Stream(r) => (None, Some(r)),
+    };
+    let input_file = file_input.is_some();
+    let input: &mut dyn Read = match (&mut file_input, stream_input) {
+        (Some(f), _) => f,
+        (None, Some(r)) => r,
+        (None, None) => return Err(Error::Internal("no input".into())),
+    };
     let account = load_account(cli)?;
     let acct = account.as_ref();
     let from = envelope_sender(cli, acct)?;
@@ -152,6 +201,14 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
             .and_then(|()| io::copy(input, &mut file).map(|_| ()))
             .map_err(|e| Error::Io(format!("copying the message for several destinations: {e}")))?;
         Source::Copy(file)
+    } else if input_file && !cli.composing() {
+        match file_input.as_mut() {
+            Some(file) => Source::File {
+                head: prepared.head,
+                file,
+            },
+            None => return Err(Error::Internal("input file vanished".into())),
+        }
     } else {
         Source::Stream {
             head: prepared.head,
@@ -182,9 +239,29 @@ fn send(cli: &Cli, input: &mut dyn Read, err: &mut dyn Write) -> Result<ExitStat
         }
     }
     if let Some(relay) = relay {
-        let result = source.open().and_then(|(head, rest)| {
-            send_remote(cli, acct, &relay, &from, remote, head, rest, err)
-        });
+        let queueing = queue_on_tempfail(cli, acct);
+        let result = if cli.queue_only() {
+            source
+                .open()
+                .and_then(|(head, rest)| {
+                    let mut message = io::Cursor::new(head).chain(rest);
+                    enqueue(cli, acct, &from, &remote, "queued with --queue (-odq)", &mut message)
+                })
+                .map(|id| {
+                    if cli.verbose > 0 {
+                        let _ = writeln!(err, "smtpsend: queued as {id}");
+                    }
+                })
+        } else if queueing {
+            send_or_queue(cli, acct, &relay, &from, remote, &mut source, err)
+        } else {
+            source
+                .open()
+                .and_then(|(head, rest)| {
+                    send_remote(cli, acct, &relay, &from, remote, head, rest, err)
+                })
+                .and_then(report)
+        };
         if let Err(e) = result {
             failures.push(e);
         }
@@ -210,14 +287,46 @@ enum Source<'a> {
         head: Vec<u8>,
         rest: &'a mut dyn Read,
     },
+    /// Standard input is a regular file, read from its current offset.
+    File {
+        head: Vec<u8>,
+        file: &'a mut std::fs::File,
+    },
     Copy(std::fs::File),
 }
 
 impl Source<'_> {
+    /// The message from its start, read so that it can be had again whole after a
+    /// failure: files are re-read from where the body began; a stream is copied into a
+    /// private file as it is read.
+    fn open_retained(&mut self) -> Result<(Vec<u8>, Retained<'_>), Error> {
+        match self {
+            Source::Stream { head, rest } => Ok((
+                std::mem::take(head),
+                Retained::Tee {
+                    inner: &mut **rest,
+                    copy: private_temp_file()?,
+                },
+            )),
+            Source::File { head, file } => {
+                let start = file.stream_position().map_err(|e| {
+                    Error::Io(format!("reading the message: {e}"))
+                })?;
+                Ok((std::mem::take(head), Retained::Seek { file, start }))
+            }
+            Source::Copy(file) => {
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
+                Ok((Vec::new(), Retained::Seek { file, start: 0 }))
+            }
+        }
+    }
+
     /// The message from its start: what was already read, and the rest.
     fn open(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error> {
         match self {
             Source::Stream { head, rest } => Ok((std::mem::take(head), &mut **rest)),
+            Source::File { head, file } => Ok((std::mem::take(head), &mut **file)),
             Source::Copy(file) => {
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
@@ -280,12 +389,12 @@ fn envelope_sender(cli: &Cli, acct: Option<&Account>) -> Result<String, Error> {
 }
 
 /// The relay and how to talk to it, from the command line over the account.
-struct Relay {
-    route: Route,
-    credentials: Option<Credentials>,
+pub(crate) struct Relay {
+    pub(crate) route: Route,
+    pub(crate) credentials: Option<Credentials>,
 }
 
-fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay, Error> {
+pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay, Error> {
     let host = cli
         .host
         .clone()
@@ -366,7 +475,7 @@ fn send_remote(
     mut head: Vec<u8>,
     input: &mut dyn Read,
     err: &mut dyn Write,
-) -> Result<(), Error> {
+) -> Result<Delivered, Error> {
     let verbose = cli.verbose > 0;
     let want = deliver::BLOCK.saturating_sub(head.len());
     let got = input
@@ -431,7 +540,7 @@ fn send_remote(
             let _ = writeln!(err, "{side}: {}", line.text);
         }
     };
-    let delivered = deliver::deliver(
+    deliver::deliver(
         &relay.route,
         envelope,
         opts,
@@ -441,8 +550,164 @@ fn send_remote(
             dot_ends_input,
         },
         &mut trace,
+    )
+}
+
+/// Send, and on a temporary failure queue the message for the recipients it failed for;
+/// the caller then gets success, the message being safe in the spool.
+fn send_or_queue(
+    cli: &Cli,
+    acct: Option<&Account>,
+    relay: &Relay,
+    from: &str,
+    recipients: Vec<String>,
+    source: &mut Source<'_>,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let (head, mut retained) = source.open_retained()?;
+    let original_head = head.clone();
+    let outcome = send_remote(cli, acct, relay, from, recipients.clone(), head, &mut retained, err);
+    let (retry, error) = match outcome {
+        Ok(delivered) => {
+            let (temporary, permanent): (Vec<_>, Vec<_>) = delivered
+                .report
+                .rejected
+                .iter()
+                .cloned()
+                .partition(|f| f.reply.is_transient());
+            if temporary.is_empty() {
+                return report(delivered);
+            }
+            let retry: Vec<String> = temporary.iter().map(|f| f.recipient.clone()).collect();
+            let reason = temporary
+                .iter()
+                .map(|f| format!("RCPT TO:<{}>: {}", f.recipient, f.reply))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let error = (!permanent.is_empty()).then(|| Error::PartialDelivery {
+                host: delivered.host.clone(),
+                rejected: permanent,
+            });
+            (Some((retry, format!("{}: {reason}", delivered.host))), error)
+        }
+        Err(e) if e.exit_status() == ExitStatus::TempFail => {
+            (Some((recipients, e.to_string())), Some(e))
+        }
+        Err(e) => return Err(e),
+    };
+    let Some((retry, reason)) = retry else {
+        return error.map_or(Ok(()), Err);
+    };
+    let queued = retained
+        .whole(original_head)
+        .and_then(|mut message| enqueue(cli, acct, from, &retry, &reason, &mut message));
+    match queued {
+        Ok(id) => {
+            if cli.verbose > 0 {
+                let _ = writeln!(err, "smtpsend: {reason}");
+                let _ = writeln!(err, "smtpsend: queued as {id} for {}", retry.join(", "));
+            }
+            // Only permanent refusals remain to report.
+            match error {
+                Some(e) if e.exit_status() != ExitStatus::TempFail => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Err(spool_error) => {
+            let _ = writeln!(err, "smtpsend: could not queue the message: {spool_error}");
+            Err(error.unwrap_or(spool_error))
+        }
+    }
+}
+
+/// The way back to the whole message while it streams.
+enum Retained<'a> {
+    Seek {
+        file: &'a mut std::fs::File,
+        start: u64,
+    },
+    Tee {
+        inner: &'a mut dyn Read,
+        copy: std::fs::File,
+    },
+}
+
+impl Read for Retained<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Retained::Seek { file, .. } => file.read(buf),
+            Retained::Tee { inner, copy } => {
+                let n = inner.read(buf)?;
+                copy.write_all(&buf[..n])?;
+                Ok(n)
+            }
+        }
+    }
+}
+
+impl<'a> Retained<'a> {
+    /// The whole message: `head`, then everything after it, read or not.
+    fn whole(self, head: Vec<u8>) -> Result<Box<dyn Read + 'a>, Error> {
+        let io_error = |e: io::Error| Error::Io(format!("keeping the message for the queue: {e}"));
+        match self {
+            Retained::Seek { file, start } => {
+                file.seek(SeekFrom::Start(start)).map_err(io_error)?;
+                Ok(Box::new(io::Cursor::new(head).chain(file)))
+            }
+            Retained::Tee { inner, mut copy } => {
+                io::copy(inner, &mut copy).map_err(io_error)?;
+                copy.seek(SeekFrom::Start(0)).map_err(io_error)?;
+                Ok(Box::new(io::Cursor::new(head).chain(copy)))
+            }
+        }
+    }
+}
+
+/// Whether a temporary failure queues the message (config `queue_on_tempfail`, default
+/// on; `--no-queue` turns it off).
+fn queue_on_tempfail(cli: &Cli, acct: Option<&Account>) -> bool {
+    !cli.no_queue && acct.is_none_or(|a| a.queue_on_tempfail)
+}
+
+/// The spool: `--queue-dir`, the account's `queue_dir`, or the default.
+pub fn open_spool(cli: &Cli, acct: Option<&Account>) -> Result<Spool, Error> {
+    let dir = cli
+        .queue_dir
+        .clone()
+        .or_else(|| acct.and_then(|a| a.queue_dir.clone()));
+    Spool::open(dir.as_deref())
+}
+
+/// Put the message into the spool for `recipients`; returns its id.
+fn enqueue(
+    cli: &Cli,
+    acct: Option<&Account>,
+    from: &str,
+    recipients: &[String],
+    reason: &str,
+    message: &mut dyn Read,
+) -> Result<String, Error> {
+    let spool = open_spool(cli, acct)?;
+    let dsn = Dsn::new(
+        cli.dsn_notify.as_deref(),
+        cli.dsn_return.as_deref(),
+        cli.dsn_envid.as_deref(),
+    )
+    .map_err(Error::Usage)?;
+    let entry = spool.enqueue(
+        &NewEntry {
+            from: from.to_string(),
+            recipients: recipients.to_vec(),
+            account: acct.map(|a| a.name.clone()).filter(|_| cli.account.is_some()),
+            dsn_notify: dsn.notify,
+            dsn_ret: dsn.ret,
+            dsn_envid: dsn.envid,
+            eight_bit: None,
+            reason: Some(reason.to_string()),
+        },
+        message,
     )?;
-    report(delivered)
+    Ok(entry.id)
 }
 
 /// Build the message from the compose flags into a private, already-unlinked temporary
@@ -494,7 +759,7 @@ fn quote_display_name(name: &str) -> String {
 
 /// An anonymous 0600 file in `$TMPDIR` (O_TMPFILE: it has no name, so nothing is left
 /// behind whatever happens to the process).
-fn private_temp_file() -> Result<std::fs::File, Error> {
+pub(crate) fn private_temp_file() -> Result<std::fs::File, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = std::env::temp_dir();
     std::fs::OpenOptions::new()
@@ -515,7 +780,7 @@ fn same_address(a: &str, b: &str) -> bool {
 }
 
 /// The account to use: from the config file, if there is one.
-fn load_account(cli: &Cli) -> Result<Option<Account>, Error> {
+pub(crate) fn load_account(cli: &Cli) -> Result<Option<Account>, Error> {
     match (config::load(cli.config.as_deref())?, &cli.account) {
         (Some(config), name) => config.account(name.as_deref()).map(Some),
         (None, Some(name)) => Err(Error::Usage(format!(

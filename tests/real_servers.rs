@@ -472,7 +472,7 @@ fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
 fn smtpsend(host: &str, port: u16, args: &[&str], password: Option<&str>, input: &[u8]) -> Output {
     let home = tempfile::tempdir().expect("temp dir");
     let config = home.path().join("smtpsend.toml");
-    fs::write(&config, "").expect("empty config");
+    fs::write(&config, "queue_on_tempfail = false\n").expect("test config");
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
     cmd.args(["--host", host, "--port", &port.to_string(), "--config"])
         .arg(&config)

@@ -40,9 +40,11 @@ fn isolation() -> (PathBuf, PathBuf) {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smtpsend-tests");
     let home = base.join("home");
     std::fs::create_dir_all(&home).expect("create test home");
-    let config = base.join("empty-config.toml");
+    // These tests check what a failure looks like to the caller, so a temporary failure
+    // must not be turned into a queued message (tests/queue.rs covers that).
+    let config = base.join("test-config.toml");
     if !config.exists() {
-        std::fs::write(&config, "").expect("write empty config");
+        std::fs::write(&config, "queue_on_tempfail = false\n").expect("write test config");
     }
     (config, home)
 }

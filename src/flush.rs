@@ -1,0 +1,361 @@
+//! The queue runner (`-q`, `--flush`): every due entry is retried, those for the same
+//! relay over one connection, one transaction after another. What succeeds leaves the
+//! spool only after the server's 250 to the end of data; what fails for good, or has
+//! waited longer than [`queue::MAX_AGE`], is returned to its sender.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::time::SystemTime;
+
+use crate::cli::Cli;
+use crate::config::Account;
+use crate::deliver::{self, Body, Job, JobOutcome};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::identity;
+use crate::queue::{Entry, Spool};
+use crate::smtp::{Envelope, MessageInfo, RcptFailure, SessionError, SessionOptions, TraceLine};
+use crate::submit::{self, Relay};
+
+/// How many entries go over one connection before it is closed and another opened.
+const BATCH: usize = 100;
+
+/// Run the queue once.
+pub fn run(cli: &Cli, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let verbose = cli.verbose > 0;
+    let default_account = submit::load_account(cli)?;
+    let spool = submit::open_spool(cli, default_account.as_ref())?;
+    let Some(_lock) = spool.try_lock_flush()? else {
+        if verbose {
+            let _ = writeln!(err, "smtpsend: another queue run is active; nothing done");
+        }
+        return Ok(ExitStatus::Ok);
+    };
+    let now = SystemTime::now();
+    let listing = if cli.all {
+        spool.list()?
+    } else {
+        spool.due(now)?
+    };
+    for w in &listing.warnings {
+        let _ = writeln!(err, "smtpsend: {w}");
+    }
+    let mut groups: BTreeMap<Option<String>, Vec<Entry>> = BTreeMap::new();
+    for entry in listing.entries {
+        if entry.expired(now) {
+            let reason = format!(
+                "not delivered for {} days; last error: {}",
+                crate::queue::MAX_AGE.as_secs() / 86_400,
+                entry.last_error.as_deref().unwrap_or("none")
+            );
+            return_to_sender(cli, &spool, &entry, &reason, err);
+            continue;
+        }
+        groups.entry(entry.account.clone()).or_default().push(entry);
+    }
+    for (account, entries) in groups {
+        let acct = match &account {
+            Some(name) => match load_named(cli, name) {
+                Ok(a) => a,
+                Err(e) => {
+                    record_all(&spool, entries, &e.to_string(), err);
+                    continue;
+                }
+            },
+            None => default_account.clone(),
+        };
+        for chunk in entries.chunks(BATCH) {
+            flush_group(cli, acct.as_ref(), &spool, chunk.to_vec(), err);
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn load_named(cli: &Cli, name: &str) -> Result<Option<Account>, Error> {
+    let mut named = cli.clone();
+    named.account = Some(name.to_string());
+    submit::load_account(&named)
+}
+
+/// Mark every entry as failed this time, with `reason`.
+fn record_all(spool: &Spool, entries: Vec<Entry>, reason: &str, err: &mut dyn Write) {
+    for mut entry in entries {
+        note_failure(spool, &mut entry, reason, err);
+    }
+}
+
+fn note_failure(spool: &Spool, entry: &mut Entry, reason: &str, err: &mut dyn Write) {
+    if let Err(e) = spool.record_failure(entry, reason, SystemTime::now()) {
+        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+    }
+}
+
+/// Deliver `entries` (same account, so the same relay) over one connection.
+fn flush_group(
+    cli: &Cli,
+    acct: Option<&Account>,
+    spool: &Spool,
+    entries: Vec<Entry>,
+    err: &mut dyn Write,
+) {
+    let verbose = cli.verbose > 0;
+    let relay: Relay = match submit::relay_settings(cli, acct) {
+        Ok(r) => r,
+        Err(e) => return record_all(spool, entries, &e.to_string(), err),
+    };
+    // Open every data file first: an entry whose file is damaged is reported and skipped.
+    let mut ready: Vec<(Entry, std::fs::File)> = Vec::new();
+    for entry in entries {
+        match spool.open_data(&entry) {
+            Ok(file) => ready.push((entry, file)),
+            Err(e) => {
+                let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let opts = SessionOptions {
+        ehlo_name: cli
+            .ehlo
+            .clone()
+            .or_else(|| acct.and_then(|a| a.ehlo.clone()))
+            .unwrap_or_else(identity::mail_name),
+        credentials: relay.credentials.clone(),
+        mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
+        allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
+        pipelining: !cli.no_pipelining,
+        trace: verbose,
+        ..SessionOptions::default()
+    };
+    let dot_ends_input = false;
+    let (entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
+    let jobs: Vec<Job<'_>> = entries
+        .iter()
+        .zip(files.iter_mut())
+        .map(|(entry, file)| Job {
+            envelope: entry.envelope(),
+            info: MessageInfo {
+                size: Some(entry.size),
+                eight_bit: entry.eight_bit,
+                chunk: None,
+                dsn: entry.dsn(),
+            },
+            body: Body {
+                head: Vec::new(),
+                rest: file as &mut dyn Read,
+                dot_ends_input,
+            },
+        })
+        .collect();
+    let mut trace = |line: &TraceLine| {
+        if verbose {
+            let side = if line.client { "C" } else { "S" };
+            let _ = writeln!(io::stderr(), "{side}: {}", line.text);
+        }
+    };
+    let host = relay.route.host.clone();
+    let outcomes = match deliver::deliver_batch(&relay.route, opts, jobs, &mut trace) {
+        Ok(o) => o,
+        Err(e) => {
+            let reason = e.to_string();
+            for mut entry in entries {
+                if e.exit_status() == ExitStatus::TempFail {
+                    note_failure(spool, &mut entry, &reason, err);
+                } else {
+                    // A permanent refusal of the connection itself (554 greeting, unknown
+                    // host): retrying cannot help, but the configuration may be fixed, so
+                    // the entry stays until it expires.
+                    note_failure(spool, &mut entry, &reason, err);
+                }
+            }
+            return;
+        }
+    };
+    for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
+        match outcome {
+            JobOutcome::Delivered(report) => {
+                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) =
+                    report.rejected.into_iter().partition(|f| f.reply.is_transient());
+                if !permanent.is_empty() {
+                    bounce_recipients(cli, spool, &entry, &host, &permanent, err);
+                }
+                if temporary.is_empty() {
+                    if let Err(e) = spool.remove(&entry) {
+                        let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
+                    } else if verbose {
+                        let _ = writeln!(err, "smtpsend: {}: delivered via {host}", entry.id);
+                    }
+                } else {
+                    let done: Vec<String> = entry
+                        .recipients
+                        .iter()
+                        .filter(|r| !temporary.iter().any(|t| &t.recipient == *r))
+                        .cloned()
+                        .collect();
+                    let reason = temporary
+                        .iter()
+                        .map(|f| format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    if let Err(e) = spool.record_delivered(&mut entry, &done) {
+                        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                    }
+                    note_failure(spool, &mut entry, &reason, err);
+                }
+            }
+            JobOutcome::Failed(error) => {
+                let status = error.exit_status();
+                let reason = format!("{host}: {error}");
+                match (&error, status) {
+                    (_, ExitStatus::TempFail) => note_failure(spool, &mut entry, &reason, err),
+                    (SessionError::NoRecipientAccepted(failures), _) => {
+                        bounce_recipients(cli, spool, &entry, &host, failures, err);
+                        let _ = spool.remove(&entry);
+                    }
+                    (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
+                        entry.waiting_for_auth = true;
+                        note_failure(spool, &mut entry, &reason, err);
+                    }
+                    (SessionError::Protocol(_) | SessionError::BadReply { .. }, _) => {
+                        note_failure(spool, &mut entry, &reason, err)
+                    }
+                    _ => return_to_sender(cli, spool, &entry, &reason, err),
+                }
+            }
+            JobOutcome::NotAttempted => {
+                note_failure(spool, &mut entry, &format!("{host}: connection lost"), err)
+            }
+        }
+    }
+}
+
+fn bounce_recipients(
+    cli: &Cli,
+    spool: &Spool,
+    entry: &Entry,
+    host: &str,
+    failures: &[RcptFailure],
+    err: &mut dyn Write,
+) {
+    let reason = failures
+        .iter()
+        .map(|f| format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut partial = entry.clone();
+    partial.recipients = failures.iter().map(|f| f.recipient.clone()).collect();
+    notify_sender(cli, spool, &partial, &reason, err);
+}
+
+/// Give up on an entry: tell its sender, then remove it.
+fn return_to_sender(cli: &Cli, spool: &Spool, entry: &Entry, reason: &str, err: &mut dyn Write) {
+    notify_sender(cli, spool, entry, reason, err);
+    if let Err(e) = spool.remove(entry) {
+        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+    }
+}
+
+/// A failure notice to the envelope sender through the relay, from the null sender (so it
+/// can never bounce back); when that fails too, into `dead.letter` in the home directory
+/// of the user running the queue. A message from the null sender is not answered.
+fn notify_sender(cli: &Cli, spool: &Spool, entry: &Entry, reason: &str, err: &mut dyn Write) {
+    let _ = writeln!(
+        err,
+        "smtpsend: {}: returning to <{}>: {reason}",
+        entry.id, entry.from
+    );
+    if entry.from.is_empty() {
+        return;
+    }
+    let mut original = Vec::new();
+    if let Ok(file) = spool.open_data(entry) {
+        // The headers and the start of the body are enough to recognise the message.
+        let _ = file.take(64 * 1024).read_to_end(&mut original);
+    }
+    let notice = failure_notice(entry, reason, &original);
+    let sent = submit::load_account(cli)
+        .and_then(|acct| submit::relay_settings(cli, acct.as_ref()).map(|r| (acct, r)))
+        .and_then(|(acct, relay)| {
+            let opts = SessionOptions {
+                ehlo_name: cli
+                    .ehlo
+                    .clone()
+                    .or_else(|| acct.as_ref().and_then(|a| a.ehlo.clone()))
+                    .unwrap_or_else(identity::mail_name),
+                credentials: relay.credentials.clone(),
+                allow_plaintext_auth: cli.insecure_auth,
+                ..SessionOptions::default()
+            };
+            let mut rest = io::empty();
+            deliver::deliver(
+                &relay.route,
+                Envelope {
+                    from: String::new(),
+                    recipients: vec![entry.from.clone()],
+                },
+                opts,
+                Body {
+                    head: notice.clone(),
+                    rest: &mut rest,
+                    dot_ends_input: false,
+                },
+                &mut |_| {},
+            )
+        });
+    if let Err(e) = sent {
+        let _ = writeln!(err, "smtpsend: {}: the failure notice failed too: {e}", entry.id);
+        if let Err(e) = dead_letter(&notice) {
+            let _ = writeln!(err, "smtpsend: {}: dead.letter: {e}", entry.id);
+        }
+    }
+}
+
+/// The notice: plain text naming the recipients and the reason, then the original's start.
+fn failure_notice(entry: &Entry, reason: &str, original: &[u8]) -> Vec<u8> {
+    let host = identity::mail_name();
+    let mut out = Vec::new();
+    let _ = write!(
+        out,
+        "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
+         To: <{from}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         \r\n\
+         This is smtpsend on {host}.\r\n\
+         \r\n\
+         Your message (queue id {id}) could not be delivered to:\r\n",
+        from = entry.from,
+        id = entry.id,
+    );
+    for r in &entry.recipients {
+        let _ = write!(out, "    <{r}>\r\n");
+    }
+    let _ = write!(out, "\r\nReason:\r\n");
+    for line in reason.lines() {
+        let _ = write!(out, "    {line}\r\n");
+    }
+    let _ = write!(out, "\r\n--- The start of your message follows ---\r\n\r\n");
+    out.extend_from_slice(original);
+    out
+}
+
+/// Append the notice to `~/dead.letter` (mode 0600), the traditional last resort.
+fn dead_letter(notice: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let home = std::env::var_os("HOME").ok_or_else(|| io::Error::other("HOME is not set"))?;
+    let path = std::path::Path::new(&home).join("dead.letter");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(notice)?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
