@@ -5,7 +5,10 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::smtp::{MessageInfo, SessionError, BodyEncoder, Envelope, Event, Report, Session, SessionOptions, TraceLine, Wait};
+use crate::smtp::{
+    BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
+    TraceLine, Wait,
+};
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
@@ -323,9 +326,7 @@ impl<'r> Connection<'r> {
                 None => {}
             }
             if self.session.is_idle() || self.session.is_finished() {
-                return Err(Error::Internal(
-                    "session ended without an outcome".into(),
-                ));
+                return Err(Error::Internal("session ended without an outcome".into()));
             }
             if !self.session.wants_input() {
                 return Err(Error::Internal(

@@ -63,6 +63,8 @@ pub struct Account {
     pub queue_on_tempfail: bool,
     /// Add From, Date and Message-ID when the message lacks them (default true).
     pub add_missing_headers: bool,
+    /// The DNS server for MX lookups in direct delivery, `IP[:PORT]`.
+    pub dns_server: Option<String>,
 }
 
 /// A parsed config file and where it came from.
@@ -281,6 +283,7 @@ account_keys! {
     queue_dir: Text,
     queue_on_tempfail: bool,
     add_missing_headers: bool,
+    dns_server: Text,
 }
 
 impl RawAccount {
@@ -363,6 +366,7 @@ impl RawAccount {
             queue_dir,
             queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
+            dns_server: self.dns_server.map(|t| t.0),
         })
     }
 }
@@ -554,6 +558,7 @@ insecure_auth = true
                 queue_dir: Some(PathBuf::from("/var/spool/smtpsend")),
                 queue_on_tempfail: false,
                 add_missing_headers: false,
+                dns_server: None,
             }
         );
     }
