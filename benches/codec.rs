@@ -12,7 +12,7 @@ fn body(size: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(size + 80);
     let mut i = 0usize;
     while out.len() < size {
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             out.push(b'.');
         }
         out.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 75));
