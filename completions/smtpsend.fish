@@ -23,7 +23,10 @@ complete -c smtpsend -l body -d 'Compose: read the text body from FILE instead o
 complete -c smtpsend -l html -d 'Compose: an HTML alternative to the text body' -r -F
 complete -c smtpsend -l attach -d 'Compose: attach FILE (repeatable); its type comes from the extension' -r -F
 complete -c smtpsend -l header -d 'Compose: an extra header, `Name: value` (repeatable)' -r
-complete -c smtpsend -l host -d 'SMTP relay host' -r
+complete -c smtpsend -l host -d 'SMTP relay host; without one, mail goes straight to each domain\'s MX hosts' -r
+complete -c smtpsend -l dns-server -d 'DNS server for MX lookups, IP[:PORT] (default: /etc/resolv.conf)' -r
+complete -c smtpsend -l parallel -d 'Domains delivered at once on the direct route (default 4)' -r
+complete -c smtpsend -l mx-port -d 'Port of the MX hosts (default 25); a testing aid' -r
 complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
 complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r
 complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
@@ -44,6 +47,7 @@ complete -c smtpsend -s U -d 'Sendmail flags without a value that smtpsend ignor
 complete -c smtpsend -s G
 complete -c smtpsend -s n
 complete -c smtpsend -s m
+complete -c smtpsend -l direct -d 'Deliver to each recipient domain\'s MX hosts even when a relay is configured'
 complete -c smtpsend -l insecure-auth -d 'Allow AUTH over a connection without TLS (credentials in cleartext)'
 complete -c smtpsend -l queue -d 'Queue the message without trying to send it (as -odq)'
 complete -c smtpsend -l no-queue -d 'Never queue: a temporary failure exits 75 and the caller keeps the message'

@@ -198,9 +198,25 @@ pub struct Cli {
     #[arg(long, value_name = "HEADER", action = ArgAction::Append, help_heading = "Compose")]
     pub header: Vec<String>,
 
-    /// SMTP relay host.
+    /// SMTP relay host; without one, mail goes straight to each domain's MX hosts.
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+
+    /// Deliver to each recipient domain's MX hosts even when a relay is configured.
+    #[arg(long, help_heading = "Direct delivery")]
+    pub direct: bool,
+
+    /// DNS server for MX lookups, IP[:PORT] (default: /etc/resolv.conf).
+    #[arg(long, value_name = "IP[:PORT]", help_heading = "Direct delivery")]
+    pub dns_server: Option<String>,
+
+    /// Domains delivered at once on the direct route (default 4).
+    #[arg(long, value_name = "N", help_heading = "Direct delivery")]
+    pub parallel: Option<usize>,
+
+    /// Port of the MX hosts (default 25); a testing aid.
+    #[arg(long, value_name = "PORT", help_heading = "Direct delivery")]
+    pub mx_port: Option<u16>,
 
     /// SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off).
     #[arg(long, value_name = "PORT")]

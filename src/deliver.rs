@@ -5,7 +5,10 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::smtp::{MessageInfo, SessionError, BodyEncoder, Envelope, Event, Report, Session, SessionOptions, TraceLine, Wait};
+use crate::smtp::{
+    BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
+    TraceLine, Wait,
+};
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
@@ -323,9 +326,7 @@ impl<'r> Connection<'r> {
                 None => {}
             }
             if self.session.is_idle() || self.session.is_finished() {
-                return Err(Error::Internal(
-                    "session ended without an outcome".into(),
-                ));
+                return Err(Error::Internal("session ended without an outcome".into()));
             }
             if !self.session.wants_input() {
                 return Err(Error::Internal(
@@ -398,6 +399,10 @@ fn session_io_error(host: &str, session: &Session, e: &io::Error) -> Error {
     }
 }
 
+fn nul_error() -> Error {
+    Error::Data("the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into())
+}
+
 /// Stream the body through the encoder in fixed blocks; the last block carries the end of
 /// data and any pipelined QUIT in the same write.
 fn send_body(
@@ -423,6 +428,9 @@ fn send_body(
     };
     for piece in body.head.chunks(BLOCK) {
         encoder.encode(piece, &mut out);
+        if encoder.saw_nul() {
+            return Err(nul_error());
+        }
         if out.len() >= BLOCK {
             write(&mut out)?;
         }
@@ -437,6 +445,10 @@ fn send_body(
             Err(e) => return Err(Error::Io(format!("reading the message: {e}"))),
         };
         encoder.encode(&inbuf[..n], &mut out);
+        if encoder.saw_nul() {
+            // Never end the data: without the final dot the server discards what it has.
+            return Err(nul_error());
+        }
         if out.len() >= BLOCK {
             write(&mut out)?;
         }

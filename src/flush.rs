@@ -10,12 +10,13 @@ use std::time::SystemTime;
 use crate::cli::Cli;
 use crate::config::Account;
 use crate::deliver::{self, Body, Job, JobOutcome};
+use crate::direct::{self, Direct, Reopen};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Envelope, MessageInfo, RcptFailure, SessionError, SessionOptions, TraceLine};
-use crate::submit::{self, Relay};
+use crate::submit::{self, Relay, Remote};
 
 /// How many entries go over one connection before it is closed and another opened.
 const BATCH: usize = 100;
@@ -99,8 +100,14 @@ fn flush_group(
     err: &mut dyn Write,
 ) {
     let verbose = cli.verbose > 0;
-    let relay: Relay = match submit::relay_settings(cli, acct) {
-        Ok(r) => r,
+    let relay: Relay = match submit::remote_settings(cli, acct) {
+        Ok(Remote::Relay(r)) => r,
+        Ok(Remote::Direct(direct)) => {
+            for entry in entries {
+                flush_direct(cli, &direct, spool, entry, err);
+            }
+            return;
+        }
         Err(e) => return record_all(spool, entries, &e.to_string(), err),
     };
     // Open every data file first: an entry whose file is damaged is reported and skipped.
@@ -176,8 +183,10 @@ fn flush_group(
     for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
         match outcome {
             JobOutcome::Delivered(report) => {
-                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) =
-                    report.rejected.into_iter().partition(|f| f.reply.is_transient());
+                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
+                    .rejected
+                    .into_iter()
+                    .partition(|f| f.reply.is_transient());
                 if !permanent.is_empty() {
                     bounce_recipients(cli, spool, &entry, &host, &permanent, err);
                 }
@@ -228,6 +237,116 @@ fn flush_group(
                 note_failure(spool, &mut entry, &format!("{host}: connection lost"), err)
             }
         }
+    }
+}
+
+/// Retry one entry by direct delivery: each of its domains in turn. Recipients accepted
+/// or refused for good are finished (the refused ones returned to the sender); the others
+/// stay queued.
+fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err: &mut dyn Write) {
+    let verbose = cli.verbose > 0;
+    let mut trace = |line: &TraceLine| {
+        if verbose {
+            let side = if line.client { "C" } else { "S" };
+            let _ = writeln!(io::stderr(), "{side}: {}", line.text);
+        }
+    };
+    let mut waiting: Vec<String> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    for (domain, rcpts) in direct::by_domain(&entry.recipients) {
+        let mut file = match spool.open_data(&entry) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                return;
+            }
+        };
+        let opts = SessionOptions {
+            ehlo_name: cli.ehlo.clone().unwrap_or_else(identity::mail_name),
+            pipelining: !cli.no_pipelining,
+            size: Some(entry.size),
+            eight_bit: entry.eight_bit,
+            dsn: entry.dsn(),
+            trace: verbose,
+            ..SessionOptions::default()
+        };
+        let envelope = Envelope {
+            from: entry.from.clone(),
+            recipients: rcpts.clone(),
+        };
+        let mut message = DataFile { file: &mut file };
+        let result = direct::deliver_domain(
+            direct,
+            &domain,
+            &envelope,
+            &opts,
+            &mut message,
+            false,
+            &mut trace,
+        );
+        match result {
+            Ok(delivered) => {
+                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = delivered
+                    .report
+                    .rejected
+                    .into_iter()
+                    .partition(|f| f.reply.is_transient());
+                if !permanent.is_empty() {
+                    bounce_recipients(cli, spool, &entry, &delivered.host, &permanent, err);
+                }
+                for f in temporary {
+                    reasons.push(format!(
+                        "{}: RCPT TO:<{}>: {}",
+                        delivered.host, f.recipient, f.reply
+                    ));
+                    waiting.push(f.recipient);
+                }
+            }
+            Err(e) if e.exit_status() == ExitStatus::TempFail => {
+                reasons.push(e.to_string());
+                waiting.extend(rcpts);
+            }
+            Err(e) => {
+                let mut failed = entry.clone();
+                failed.recipients = rcpts;
+                notify_sender(cli, spool, &failed, &e.to_string(), err);
+            }
+        }
+    }
+    if waiting.is_empty() {
+        if let Err(e) = spool.remove(&entry) {
+            let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+        } else if verbose {
+            let _ = writeln!(err, "smtpsend: {}: done", entry.id);
+        }
+        return;
+    }
+    let finished: Vec<String> = entry
+        .recipients
+        .iter()
+        .filter(|r| !waiting.contains(r))
+        .cloned()
+        .collect();
+    if !finished.is_empty()
+        && let Err(e) = spool.record_delivered(&mut entry, &finished)
+    {
+        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+    }
+    note_failure(spool, &mut entry, &reasons.join("; "), err);
+}
+
+/// A spool data file as a message that can be read again from its start.
+struct DataFile<'a> {
+    file: &'a mut std::fs::File,
+}
+
+impl Reopen for DataFile<'_> {
+    fn reopen(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error> {
+        use std::io::Seek;
+        self.file
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::Io(format!("rewinding a queued message: {e}")))?;
+        Ok((Vec::new(), &mut *self.file))
     }
 }
 
@@ -305,7 +424,11 @@ fn notify_sender(cli: &Cli, spool: &Spool, entry: &Entry, reason: &str, err: &mu
             )
         });
     if let Err(e) = sent {
-        let _ = writeln!(err, "smtpsend: {}: the failure notice failed too: {e}", entry.id);
+        let _ = writeln!(
+            err,
+            "smtpsend: {}: the failure notice failed too: {e}",
+            entry.id
+        );
         if let Err(e) = dead_letter(&notice) {
             let _ = writeln!(err, "smtpsend: {}: dead.letter: {e}", entry.id);
         }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod deliver;
+pub mod direct;
 pub mod error;
 pub mod exit;
 pub mod flush;

@@ -9,14 +9,16 @@ use crate::cli::{Cli, Mode};
 use crate::compose::{self, ComposeOptions};
 use crate::config::{self, Account};
 use crate::deliver::{self, Body, Delivered, Route, Timeouts};
+use crate::direct::{self, Direct, Reopen};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::identity;
 use crate::flush;
+use crate::identity;
 use crate::local;
-use crate::queue::{self, NewEntry, Spool};
 use crate::message::{self, PrepareOptions};
+use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
+use crate::resolve::Resolver;
 use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings, tls};
 
@@ -73,7 +75,11 @@ pub fn run(
                 for entry in &listing.entries {
                     spool.remove(entry)?;
                 }
-                let _ = writeln!(err, "smtpsend: removed {} queued messages", listing.entries.len());
+                let _ = writeln!(
+                    err,
+                    "smtpsend: removed {} queued messages",
+                    listing.entries.len()
+                );
             }
             let mut status = ExitStatus::Ok;
             for id in &cli.queue_remove {
@@ -186,13 +192,23 @@ fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, 
         })
         .collect();
     // Settle everything that can fail on configuration before the input is consumed.
-    let relay = if remote.is_empty() {
+    let remote_route = if remote.is_empty() {
         None
     } else {
-        Some(relay_settings(cli, acct)?)
+        Some(remote_settings(cli, acct)?)
+    };
+    // A relay takes every remote recipient in one transaction; direct delivery makes one
+    // per domain.
+    let groups: Vec<Vec<String>> = match &remote_route {
+        None => Vec::new(),
+        Some(Remote::Relay(_)) => vec![remote.clone()],
+        Some(Remote::Direct(_)) => direct::by_domain(&remote)
+            .into_iter()
+            .map(|(_, rcpts)| rcpts)
+            .collect(),
     };
 
-    let destinations = usize::from(!remote.is_empty()) + mailboxes.len();
+    let destinations = groups.len() + mailboxes.len();
     // One destination streams the input; several need it again, so it is copied once into
     // a private file that each reads from the start.
     let mut source = if destinations > 1 {
@@ -238,32 +254,73 @@ fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, 
             Err(e) => failures.push(e),
         }
     }
-    if let Some(relay) = relay {
+    if let Some(route) = &remote_route {
         let queueing = queue_on_tempfail(cli, acct);
-        let result = if cli.queue_only() {
-            source
+        if cli.queue_only() {
+            let queued = source
                 .open()
                 .and_then(|(head, rest)| {
                     let mut message = io::Cursor::new(head).chain(rest);
-                    enqueue(cli, acct, &from, &remote, "queued with --queue (-odq)", &mut message)
+                    enqueue(
+                        cli,
+                        acct,
+                        &from,
+                        &remote,
+                        "queued with --queue (-odq)",
+                        &mut message,
+                    )
                 })
                 .map(|id| {
                     if cli.verbose > 0 {
                         let _ = writeln!(err, "smtpsend: queued as {id}");
                     }
-                })
-        } else if queueing {
-            send_or_queue(cli, acct, &relay, &from, remote, &mut source, err)
+                });
+            if let Err(e) = queued {
+                failures.push(e);
+            }
         } else {
-            source
-                .open()
-                .and_then(|(head, rest)| {
-                    send_remote(cli, acct, &relay, &from, remote, head, rest, err)
-                })
-                .and_then(report)
-        };
-        if let Err(e) = result {
-            failures.push(e);
+            let parallel = cli
+                .parallel
+                .or(acct.and_then(|a| a.parallel))
+                .unwrap_or(DEFAULT_PARALLEL)
+                .max(1);
+            match &source {
+                // Domains are independent: a small pool delivers them at once, each
+                // reading the shared copy at its own offset.
+                Source::Copy(file) if groups.len() > 1 && parallel > 1 => {
+                    let results = deliver_in_parallel(
+                        &groups,
+                        parallel,
+                        &|rcpts: Vec<String>, out: &mut Vec<u8>| {
+                            let mut own = Source::At(At { file, pos: 0 });
+                            deliver_group(cli, acct, route, &from, rcpts, &mut own, queueing, out)
+                        },
+                    );
+                    for (out, result) in results {
+                        let _ = err.write_all(&out);
+                        if let Err(e) = result {
+                            failures.push(e);
+                        }
+                    }
+                }
+                _ => {
+                    for rcpts in groups {
+                        let result = deliver_group(
+                            cli,
+                            acct,
+                            route,
+                            &from,
+                            rcpts,
+                            &mut source,
+                            queueing,
+                            err,
+                        );
+                        if let Err(e) = result {
+                            failures.push(e);
+                        }
+                    }
+                }
+            }
         }
     }
     match failures.len() {
@@ -281,6 +338,89 @@ fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, 
     }
 }
 
+/// Domains delivered at once on the direct route (the `parallel` setting).
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// One transaction (a relay's, or one domain's), queueing on a temporary failure when
+/// `queueing`.
+#[allow(clippy::too_many_arguments)]
+fn deliver_group(
+    cli: &Cli,
+    acct: Option<&Account>,
+    route: &Remote,
+    from: &str,
+    rcpts: Vec<String>,
+    source: &mut Source<'_>,
+    queueing: bool,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    if queueing {
+        send_or_queue(cli, acct, route, from, rcpts, source, err)
+    } else {
+        source
+            .open()
+            .and_then(|(head, rest)| send_remote(cli, acct, route, from, rcpts, head, rest, err))
+            .and_then(report)
+    }
+}
+
+/// Delivers one group, writing what is for stderr into the buffer.
+type GroupJob<'a> = dyn Fn(Vec<String>, &mut Vec<u8>) -> Result<(), Error> + Sync + 'a;
+
+/// A group's index, its stderr output and its outcome.
+type Finished = (usize, Vec<u8>, Result<(), Error>);
+
+/// Run `job` for every group on at most `parallel` threads; results (each with what the
+/// job wrote for stderr) come back in the groups' order.
+fn deliver_in_parallel(
+    groups: &[Vec<String>],
+    parallel: usize,
+    job: &GroupJob<'_>,
+) -> Vec<(Vec<u8>, Result<(), Error>)> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(groups.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(group) = groups.get(i) else {
+                        break;
+                    };
+                    let mut out = Vec::new();
+                    let result = job(group.clone(), &mut out);
+                    results
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push((i, out, result));
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    results.sort_by_key(|(i, _, _)| *i);
+    results.into_iter().map(|(_, out, r)| (out, r)).collect()
+}
+
+/// A reader of a shared file at its own offset (pread), so threads need not share one.
+struct At<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// The message for the destinations: the input itself, or a copy read once per destination.
 enum Source<'a> {
     Stream {
@@ -293,6 +433,8 @@ enum Source<'a> {
         file: &'a mut std::fs::File,
     },
     Copy(std::fs::File),
+    /// A thread's view of the shared copy.
+    At(At<'a>),
 }
 
 impl Source<'_> {
@@ -309,9 +451,9 @@ impl Source<'_> {
                 },
             )),
             Source::File { head, file } => {
-                let start = file.stream_position().map_err(|e| {
-                    Error::Io(format!("reading the message: {e}"))
-                })?;
+                let start = file
+                    .stream_position()
+                    .map_err(|e| Error::Io(format!("reading the message: {e}")))?;
                 Ok((std::mem::take(head), Retained::Seek { file, start }))
             }
             Source::Copy(file) => {
@@ -319,6 +461,13 @@ impl Source<'_> {
                     .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
                 Ok((Vec::new(), Retained::Seek { file, start: 0 }))
             }
+            Source::At(at) => Ok((
+                Vec::new(),
+                Retained::At(At {
+                    file: at.file,
+                    pos: 0,
+                }),
+            )),
         }
     }
 
@@ -327,6 +476,10 @@ impl Source<'_> {
         match self {
             Source::Stream { head, rest } => Ok((std::mem::take(head), &mut **rest)),
             Source::File { head, file } => Ok((std::mem::take(head), &mut **file)),
+            Source::At(at) => {
+                at.pos = 0;
+                Ok((Vec::new(), at))
+            }
             Source::Copy(file) => {
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
@@ -392,6 +545,54 @@ fn envelope_sender(cli: &Cli, acct: Option<&Account>) -> Result<String, Error> {
 pub(crate) struct Relay {
     pub(crate) route: Route,
     pub(crate) credentials: Option<Credentials>,
+}
+
+/// A relay when one is configured (`--host`, the account's `host`) and `--direct` is not
+/// given; otherwise direct delivery to each domain's exchangers.
+pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remote, Error> {
+    let relay_host = cli.host.is_some() || acct.is_some_and(|a| a.host.is_some());
+    if relay_host && !cli.direct {
+        return relay_settings(cli, acct).map(Remote::Relay);
+    }
+    let resolver = match cli
+        .dns_server
+        .clone()
+        .or_else(|| acct.and_then(|a| a.dns_server.clone()))
+    {
+        Some(server) => Resolver::with_server(parse_dns_server(&server)?)?,
+        None => Resolver::system()?,
+    };
+    let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
+    let mut direct = Direct::new(
+        resolver,
+        cli.mx_port.unwrap_or(25),
+        cli.tls.unwrap_or(TlsMode::Opportunistic),
+        Timeouts {
+            connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
+            command: timeout.map(Duration::from_secs),
+            total: None,
+        },
+    );
+    if direct.tls == TlsMode::Implicit {
+        return Err(Error::Usage(
+            "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
+        ));
+    }
+    direct.tls_settings.trust_file = cli
+        .tls_trust_file
+        .clone()
+        .or_else(|| acct.and_then(|a| a.tls_trust_file.clone()));
+    Ok(Remote::Direct(Box::new(direct)))
+}
+
+/// `IP` or `IP:PORT` (`[IPv6]:PORT`), port 53 by default.
+fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, Error> {
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| Error::Usage(format!("--dns-server {text:?}: expected IP or IP:PORT")))
 }
 
 pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay, Error> {
@@ -463,44 +664,52 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
     Ok(Relay { route, credentials })
 }
 
-/// Send through the relay: read ahead so a small message's size is known and it can go
-/// as one BDAT chunk, then run the session.
-#[allow(clippy::too_many_arguments)]
-fn send_remote(
+/// Where remote recipients go: one relay, or each domain's exchangers.
+pub(crate) enum Remote {
+    Relay(Relay),
+    Direct(Box<Direct>),
+}
+
+/// Read ahead so a small message's size is known and it can go as one BDAT chunk; the
+/// session options for it.
+fn session_for(
     cli: &Cli,
     acct: Option<&Account>,
-    relay: &Relay,
-    from: &str,
-    recipients: Vec<String>,
-    mut head: Vec<u8>,
+    credentials: Option<Credentials>,
+    head: &mut Vec<u8>,
     input: &mut dyn Read,
-    err: &mut dyn Write,
-) -> Result<Delivered, Error> {
-    let verbose = cli.verbose > 0;
+) -> Result<SessionOptions, Error> {
     let want = deliver::BLOCK.saturating_sub(head.len());
     let got = input
         .take(want as u64)
-        .read_to_end(&mut head)
+        .read_to_end(head)
         .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
     let whole = got < want;
+    if memchr::memchr(0, head).is_some() {
+        // Refused before connecting when it is already in sight; later in the stream the
+        // transfer is abandoned without the final dot.
+        return Err(Error::Data(
+            "the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into(),
+        ));
+    }
     let dot_ends_input = !cli.ignore_dots();
     let (chunk, size) = if whole {
         let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
         let mut chunk = Vec::with_capacity(head.len() + head.len() / 16 + 2);
-        encoder.encode(&head, &mut chunk);
+        encoder.encode(head, &mut chunk);
         encoder.finish(&mut chunk);
         let size = chunk.len() as u64;
         ((chunk.len() <= CHUNK_MAX).then_some(chunk), Some(size))
     } else {
         (None, None)
     };
-    let opts = SessionOptions {
+    Ok(SessionOptions {
         ehlo_name: cli
             .ehlo
             .clone()
             .or_else(|| acct.and_then(|a| a.ehlo.clone()))
             .unwrap_or_else(identity::mail_name),
-        credentials: relay.credentials.clone(),
+        credentials,
         mechanism: cli.auth.or(acct.and_then(|a| a.auth)),
         allow_plaintext_auth: cli.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
         pipelining: !cli.no_pipelining,
@@ -527,9 +736,57 @@ fn send_remote(
         .map_err(Error::Usage)?,
         chunk,
         size,
-        trace: verbose,
+        trace: cli.verbose > 0,
         ..SessionOptions::default()
+    })
+}
+
+/// The message for the attempts at one domain's exchangers: the same head each time, and
+/// the rest only as long as nothing of it was read.
+struct Replay<'a> {
+    head: Vec<u8>,
+    rest: &'a mut dyn Read,
+    read: u64,
+}
+
+impl Read for Replay<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.rest.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Reopen for Replay<'_> {
+    fn reopen(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error> {
+        if self.read > 0 {
+            return Err(Error::Internal(
+                "the message was partly sent and cannot be offered to another exchanger".into(),
+            ));
+        }
+        Ok((self.head.clone(), self))
+    }
+}
+
+/// Send `recipients` (all of one domain, for direct delivery) through `remote`.
+#[allow(clippy::too_many_arguments)]
+fn send_remote(
+    cli: &Cli,
+    acct: Option<&Account>,
+    remote: &Remote,
+    from: &str,
+    recipients: Vec<String>,
+    mut head: Vec<u8>,
+    input: &mut dyn Read,
+    err: &mut dyn Write,
+) -> Result<Delivered, Error> {
+    let verbose = cli.verbose > 0;
+    let credentials = match remote {
+        Remote::Relay(relay) => relay.credentials.clone(),
+        // No AUTH with someone else's exchangers.
+        Remote::Direct(_) => None,
     };
+    let opts = session_for(cli, acct, credentials, &mut head, input)?;
     let envelope = Envelope {
         from: from.to_string(),
         recipients,
@@ -540,17 +797,54 @@ fn send_remote(
             let _ = writeln!(err, "{side}: {}", line.text);
         }
     };
-    deliver::deliver(
-        &relay.route,
-        envelope,
-        opts,
-        Body {
-            head,
-            rest: input,
-            dot_ends_input,
-        },
-        &mut trace,
-    )
+    let dot_ends_input = !cli.ignore_dots();
+    let delivered = match remote {
+        Remote::Relay(relay) => deliver::deliver(
+            &relay.route,
+            envelope,
+            opts,
+            Body {
+                head,
+                rest: input,
+                dot_ends_input,
+            },
+            &mut trace,
+        )?,
+        Remote::Direct(direct) => {
+            let domain = envelope.recipients[0]
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default();
+            let mut replay = Replay {
+                head,
+                rest: input,
+                read: 0,
+            };
+            direct::deliver_domain(
+                direct,
+                &domain,
+                &envelope,
+                &opts,
+                &mut replay,
+                dot_ends_input,
+                &mut trace,
+            )?
+        }
+    };
+    if verbose {
+        let tls = match &delivered.tls {
+            Some(t) if delivered.tls_verified => format!("TLS {t}, certificate verified"),
+            Some(t) => format!("TLS {t}, certificate not verified"),
+            None => "no TLS".into(),
+        };
+        let _ = writeln!(
+            err,
+            "smtpsend: accepted by {} ({tls}) for {}",
+            delivered.host,
+            delivered.report.accepted.join(", ")
+        );
+    }
+    Ok(delivered)
 }
 
 /// Send, and on a temporary failure queue the message for the recipients it failed for;
@@ -558,7 +852,7 @@ fn send_remote(
 fn send_or_queue(
     cli: &Cli,
     acct: Option<&Account>,
-    relay: &Relay,
+    remote: &Remote,
     from: &str,
     recipients: Vec<String>,
     source: &mut Source<'_>,
@@ -566,7 +860,16 @@ fn send_or_queue(
 ) -> Result<(), Error> {
     let (head, mut retained) = source.open_retained()?;
     let original_head = head.clone();
-    let outcome = send_remote(cli, acct, relay, from, recipients.clone(), head, &mut retained, err);
+    let outcome = send_remote(
+        cli,
+        acct,
+        remote,
+        from,
+        recipients.clone(),
+        head,
+        &mut retained,
+        err,
+    );
     let (retry, error) = match outcome {
         Ok(delivered) => {
             let (temporary, permanent): (Vec<_>, Vec<_>) = delivered
@@ -588,7 +891,10 @@ fn send_or_queue(
                 host: delivered.host.clone(),
                 rejected: permanent,
             });
-            (Some((retry, format!("{}: {reason}", delivered.host))), error)
+            (
+                Some((retry, format!("{}: {reason}", delivered.host))),
+                error,
+            )
         }
         Err(e) if e.exit_status() == ExitStatus::TempFail => {
             (Some((recipients, e.to_string())), Some(e))
@@ -630,12 +936,14 @@ enum Retained<'a> {
         inner: &'a mut dyn Read,
         copy: std::fs::File,
     },
+    At(At<'a>),
 }
 
 impl Read for Retained<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Retained::Seek { file, .. } => file.read(buf),
+            Retained::At(at) => at.read(buf),
             Retained::Tee { inner, copy } => {
                 let n = inner.read(buf)?;
                 copy.write_all(&buf[..n])?;
@@ -658,6 +966,10 @@ impl<'a> Retained<'a> {
                 io::copy(inner, &mut copy).map_err(io_error)?;
                 copy.seek(SeekFrom::Start(0)).map_err(io_error)?;
                 Ok(Box::new(io::Cursor::new(head).chain(copy)))
+            }
+            Retained::At(mut at) => {
+                at.pos = 0;
+                Ok(Box::new(io::Cursor::new(head).chain(at)))
             }
         }
     }
@@ -698,7 +1010,9 @@ fn enqueue(
         &NewEntry {
             from: from.to_string(),
             recipients: recipients.to_vec(),
-            account: acct.map(|a| a.name.clone()).filter(|_| cli.account.is_some()),
+            account: acct
+                .map(|a| a.name.clone())
+                .filter(|_| cli.account.is_some()),
             dsn_notify: dsn.notify,
             dsn_ret: dsn.ret,
             dsn_envid: dsn.envid,

@@ -1,0 +1,223 @@
+//! Direct delivery (no relay): each recipient domain's mail exchangers, in preference
+//! order, like the client side of an MTA (RFC 5321 §5.1).
+//!
+//! A host that cannot be reached, or that greets with a 4xx, passes the message on to the
+//! next one; an answer about the message itself (a 5xx at RCPT, a 4xx at end of data) is
+//! final for this attempt, as it would be from any other exchanger of the domain.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::deliver::{self, Body, Delivered, Route, Timeouts};
+use crate::error::Error;
+use crate::resolve::Resolver;
+use crate::smtp::{Envelope, SessionError, SessionOptions, TraceLine};
+use crate::transport::{TlsMode, TlsSettings};
+
+/// How direct delivery connects.
+pub struct Direct {
+    pub resolver: Resolver,
+    /// 25, or `--mx-port` (a testing aid).
+    pub port: u16,
+    /// Opportunistic unless the user asks for `required` (then certificates are verified).
+    pub tls: TlsMode,
+    pub tls_settings: TlsSettings,
+    pub timeouts: Timeouts,
+}
+
+impl Direct {
+    pub fn new(resolver: Resolver, port: u16, tls: TlsMode, timeouts: Timeouts) -> Direct {
+        Direct {
+            resolver,
+            port,
+            tls,
+            tls_settings: TlsSettings::default(),
+            timeouts,
+        }
+    }
+}
+
+/// A message that can be read again from its start, once per attempt.
+pub trait Reopen {
+    /// What was already read, and the rest; an error when it cannot be had again.
+    fn reopen(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error>;
+}
+
+/// Recipients grouped by domain (case-insensitive), in order of first appearance: one
+/// transaction per domain.
+pub fn by_domain(recipients: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for r in recipients {
+        let domain = r
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        match groups.iter_mut().find(|(d, _)| *d == domain) {
+            Some((_, list)) => list.push(r.clone()),
+            None => groups.push((domain, vec![r.clone()])),
+        }
+    }
+    groups
+}
+
+/// Whether a failure with one exchanger lets the next one be tried: the host was not
+/// reached, did not greet, or refused the connection for now.
+fn try_next_host(e: &Error) -> bool {
+    match e {
+        Error::Network { .. } | Error::Tls { .. } | Error::NoHost { .. } => true,
+        Error::Session { error, .. } => match error {
+            SessionError::Refused { command, reply, .. } => {
+                reply.is_transient()
+                    && (command == "connection greeting" || command.starts_with("EHLO"))
+            }
+            SessionError::Closed(command) => {
+                command == "connection greeting" || command.starts_with("EHLO")
+            }
+            SessionError::TlsUnavailable(_) => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Deliver to `domain`'s exchangers; `message` is read from its start for each attempt.
+pub fn deliver_domain(
+    direct: &Direct,
+    domain: &str,
+    envelope: &Envelope,
+    opts: &SessionOptions,
+    message: &mut dyn Reopen,
+    dot_ends_input: bool,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Delivered, Error> {
+    let hosts = direct.resolver.mail_hosts(domain)?;
+    trace(&TraceLine {
+        client: true,
+        text: format!(
+            "mail exchangers for {domain}: {}",
+            hosts
+                .iter()
+                .map(|h| if h.implicit {
+                    format!("{} (implicit, no MX)", h.name)
+                } else {
+                    format!("{} ({})", h.name, h.preference)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+    let mut last = None;
+    for host in &hosts {
+        let addrs: Vec<SocketAddr> = match direct.resolver.addresses(&host.name) {
+            Ok(ips) => ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, direct.port))
+                .collect(),
+            Err(e) => {
+                trace(&TraceLine {
+                    client: true,
+                    text: format!("{}: {e}; trying the next exchanger", host.name),
+                });
+                last = Some(e);
+                continue;
+            }
+        };
+        let route = Route {
+            host: host.name.clone(),
+            port: direct.port,
+            addrs: Some(addrs),
+            tls: direct.tls,
+            tls_settings: TlsSettings {
+                verify: direct.tls == TlsMode::Required,
+                ..direct.tls_settings.clone()
+            },
+            timeouts: direct.timeouts.clone(),
+        };
+        let (head, rest) = match message.reopen() {
+            Ok(x) => x,
+            Err(e) => return Err(last.unwrap_or(e)),
+        };
+        match deliver::deliver(
+            &route,
+            envelope.clone(),
+            opts.clone(),
+            Body {
+                head,
+                rest,
+                dot_ends_input,
+            },
+            trace,
+        ) {
+            Ok(d) => return Ok(d),
+            Err(e) if try_next_host(&e) => {
+                trace(&TraceLine {
+                    client: true,
+                    text: format!("{e}; trying the next exchanger"),
+                });
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::NoHost {
+        host: domain.to_string(),
+        detail: "no mail exchanger to try".into(),
+    }))
+}
+
+/// The defaults RFC 5321 §4.5.3.2 gives, with a 30 s connect timeout so that a dead
+/// exchanger does not hold the next one up for long.
+pub fn default_timeouts(command: Option<Duration>) -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(30),
+        command,
+        total: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::Reply;
+
+    #[test]
+    fn recipients_are_grouped_by_domain() {
+        let g = by_domain(&[
+            "a@One.test".into(),
+            "b@two.test".into(),
+            "c@one.TEST".into(),
+        ]);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].0, "one.test");
+        assert_eq!(g[0].1, vec!["a@One.test", "c@one.TEST"]);
+        assert_eq!(g[1].1, vec!["b@two.test"]);
+    }
+
+    fn refused(command: &str, code: u16) -> Error {
+        Error::Session {
+            host: "mx".into(),
+            error: SessionError::Refused {
+                command: command.into(),
+                reply: Reply {
+                    code,
+                    lines: vec!["x".into()],
+                },
+                at_rcpt: false,
+            },
+        }
+    }
+
+    #[test]
+    fn which_failures_move_on_to_the_next_exchanger() {
+        assert!(try_next_host(&Error::Network {
+            host: "mx".into(),
+            detail: "connection refused".into()
+        }));
+        assert!(try_next_host(&refused("connection greeting", 421)));
+        assert!(try_next_host(&refused("EHLO x", 451)));
+        assert!(!try_next_host(&refused("connection greeting", 554)));
+        assert!(!try_next_host(&refused("MAIL FROM:<a@b>", 451)));
+        assert!(!try_next_host(&refused("end of DATA", 451)));
+    }
+}
