@@ -562,6 +562,13 @@ fn session_for(
         .read_to_end(head)
         .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
     let whole = got < want;
+    if memchr::memchr(0, head).is_some() {
+        // Refused before connecting when it is already in sight; later in the stream the
+        // transfer is abandoned without the final dot.
+        return Err(Error::Data(
+            "the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into(),
+        ));
+    }
     let dot_ends_input = !cli.ignore_dots();
     let (chunk, size) = if whole {
         let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
