@@ -65,6 +65,8 @@ pub struct Account {
     pub add_missing_headers: bool,
     /// The DNS server for MX lookups in direct delivery, `IP[:PORT]`.
     pub dns_server: Option<String>,
+    /// Domains delivered at once on the direct route.
+    pub parallel: Option<usize>,
 }
 
 /// A parsed config file and where it came from.
@@ -284,6 +286,7 @@ account_keys! {
     queue_on_tempfail: bool,
     add_missing_headers: bool,
     dns_server: Text,
+    parallel: Parallel,
 }
 
 impl RawAccount {
@@ -367,6 +370,7 @@ impl RawAccount {
             queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
+            parallel: self.parallel.map(|p| p.0),
         })
     }
 }
@@ -431,6 +435,21 @@ impl<'de> Deserialize<'de> for Seconds {
             .ok_or_else(|| {
                 de::Error::custom(format!("timeout {n} is not a positive number of seconds"))
             })
+    }
+}
+
+/// A count of at least 1 and at most 64 (threads for `parallel`).
+#[derive(Clone, Copy)]
+struct Parallel(usize);
+
+impl<'de> Deserialize<'de> for Parallel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        usize::try_from(n)
+            .ok()
+            .filter(|p| (1..=64).contains(p))
+            .map(Parallel)
+            .ok_or_else(|| de::Error::custom(format!("parallel {n} is not between 1 and 64")))
     }
 }
 
@@ -559,6 +578,7 @@ insecure_auth = true
                 queue_on_tempfail: false,
                 add_missing_headers: false,
                 dns_server: None,
+                parallel: None,
             }
         );
     }
