@@ -367,8 +367,14 @@ fn aaaa_only_host() {
     assert_stderr_has(&out, &format!("connected to mx6.one.test [[::1]:{port}]"));
 }
 
+/// How two domains' deliveries are run: at once (the default pool), or one after the
+/// other (`--parallel 1`). Tests with several domains run both ways.
+const MODES: [&[&str]; 2] = [&[], &["--parallel", "1"]];
+
 /// Recipients of one domain share one transaction (two RCPTs); another domain gets its
-/// own. The message is complete already, so each server gets exactly the input.
+/// own. The message is complete already, so each server gets exactly the input. With
+/// `-v`, each domain's dialogue is written whole, in the order of the recipients, even
+/// when the domains are delivered at once.
 #[test]
 fn one_transaction_per_domain() {
     let dns = DnsServer::start(&[
@@ -377,20 +383,31 @@ fn one_transaction_per_domain() {
         ("two.test", Mx(10, "mx.two.test")),
         ("mx.two.test", A(MX2)),
     ]);
-    let (port, [one, two]) = servers([(MX1, exchanger()), (MX2, exchanger())]);
-    let out = run(
-        direct(&dns, port, &["a@one.test", "b@one.test", "c@two.test"]),
-        MESSAGE,
-    );
-    let (t1, t2) = (one.finish(), two.finish());
-    assert_status(&out, 0, &[&t1, &t2]);
-    let m1 = assert_one_message(&t1, &["a@one.test", "b@one.test"], MESSAGE.as_bytes());
-    let m2 = assert_one_message(&t2, &["c@two.test"], MESSAGE.as_bytes());
-    assert_eq!(m1.content, m2.content);
-    assert_eq!(t1.only().commands_for("RCPT").len(), 2);
-    assert_eq!(t2.only().commands_for("RCPT").len(), 1);
-    assert_eq!(dns.count("one.test", RecordType::MX), 1);
-    assert_eq!(dns.count("two.test", RecordType::MX), 1);
+    for mode in MODES {
+        let (port, [one, two]) = servers([(MX1, exchanger()), (MX2, exchanger())]);
+        let mut args = mode.to_vec();
+        args.extend(["-v", "a@one.test", "b@one.test", "c@two.test"]);
+        let out = run(direct(&dns, port, &args), MESSAGE);
+        let (t1, t2) = (one.finish(), two.finish());
+        assert_status(&out, 0, &[&t1, &t2]);
+        let m1 = assert_one_message(&t1, &["a@one.test", "b@one.test"], MESSAGE.as_bytes());
+        let m2 = assert_one_message(&t2, &["c@two.test"], MESSAGE.as_bytes());
+        assert_eq!(m1.content, m2.content);
+        assert_eq!(t1.only().commands_for("RCPT").len(), 2);
+        assert_eq!(t2.only().commands_for("RCPT").len(), 1);
+        let err = stderr(&out);
+        let at = |needle: &str| {
+            err.find(needle)
+                .unwrap_or_else(|| panic!("{mode:?}: stderr lacks {needle:?}:\n{err}"))
+        };
+        assert!(
+            at("accepted by mx.one.test") < at("mail exchangers for two.test"),
+            "{mode:?}: one.test's dialogue is whole and first:\n{err}"
+        );
+    }
+    // The resolver's answers are kept for the run: each domain asked once per run.
+    assert_eq!(dns.count("one.test", RecordType::MX), MODES.len());
+    assert_eq!(dns.count("two.test", RecordType::MX), MODES.len());
 }
 
 /// One refused recipient among three: the others are delivered, once each, and the refusal
@@ -403,30 +420,28 @@ fn partial_recipient_failure() {
         ("two.test", Mx(10, "mx.two.test")),
         ("mx.two.test", A(MX2)),
     ]);
-    let picky = exchanger().connections(2).rule(
-        Rule::on("RCPT")
-            .arg("<b@one.test>")
-            .reply("550 5.1.1 <b@one.test>: user unknown"),
-    );
-    let (port, [one, two]) = servers([(MX1, picky), (MX2, exchanger())]);
-    let out = run(
-        direct(&dns, port, &["a@one.test", "b@one.test", "c@two.test"]),
-        MESSAGE,
-    );
-    let (t1, t2) = (one.finish(), two.finish());
-    assert_status(&out, 67, &[&t1, &t2]);
-    assert_stderr_has(
-        &out,
-        "smtpsend: mx.one.test: RCPT TO:<b@one.test>: 550 5.1.1 <b@one.test>: user unknown",
-    );
-    let err = stderr(&out);
-    assert!(
-        !err.contains("a@one.test") && !err.contains("c@two.test"),
-        "only b@ failed:\n{err}"
-    );
-    // `only()` and `message()` also prove nobody received twice.
-    assert_one_message(&t1, &["a@one.test"], MESSAGE.as_bytes());
-    assert_one_message(&t2, &["c@two.test"], MESSAGE.as_bytes());
+    for mode in MODES {
+        let picky = exchanger().rule(
+            Rule::on("RCPT")
+                .arg("<b@one.test>")
+                .reply("550 5.1.1 <b@one.test>: user unknown"),
+        );
+        let (port, [one, two]) = servers([(MX1, picky), (MX2, exchanger())]);
+        let mut args = mode.to_vec();
+        args.extend(["a@one.test", "b@one.test", "c@two.test"]);
+        let out = run(direct(&dns, port, &args), MESSAGE);
+        let (t1, t2) = (one.finish(), two.finish());
+        assert_status(&out, 67, &[&t1, &t2]);
+        let err = stderr(&out);
+        assert_eq!(
+            err,
+            "smtpsend: mx.one.test: RCPT TO:<b@one.test>: 550 5.1.1 <b@one.test>: user unknown\n",
+            "{mode:?}: only b@ is reported"
+        );
+        // `only()` and `message()` also prove nobody received twice.
+        assert_one_message(&t1, &["a@one.test"], MESSAGE.as_bytes());
+        assert_one_message(&t2, &["c@two.test"], MESSAGE.as_bytes());
+    }
 }
 
 /// `-v` names the exchangers in order, the one connected to, and what TLS gave: an
@@ -542,8 +557,9 @@ fn large_message(size: usize) -> Vec<u8> {
     m
 }
 
-/// A 3 MiB message for two domains arrives whole and identical at both: the input is read
-/// once and sent twice.
+/// A 3 MiB message for two domains arrives whole and identical at both, whether the
+/// domains are delivered at once or one after the other: the input is read once into a
+/// private copy, and each delivery reads that copy from its start.
 #[test]
 fn large_message_to_two_domains() {
     let dns = DnsServer::start(&[
@@ -553,16 +569,17 @@ fn large_message_to_two_domains() {
         ("mx.two.test", A(MX2)),
     ]);
     let message = large_message(3 << 20);
-    let (port, [one, two]) = servers([(MX1, exchanger()), (MX2, exchanger())]);
-    // -i: a lone "." line is message content, not the end of the input.
-    let out = run(
-        direct(&dns, port, &["-i", "a@one.test", "c@two.test"]),
-        message.clone(),
-    );
-    let (t1, t2) = (one.finish(), two.finish());
-    assert_status(&out, 0, &[&t1, &t2]);
-    assert_one_message(&t1, &["a@one.test"], &message);
-    assert_one_message(&t2, &["c@two.test"], &message);
+    for mode in MODES {
+        let (port, [one, two]) = servers([(MX1, exchanger()), (MX2, exchanger())]);
+        // -i: a lone "." line is message content, not the end of the input.
+        let mut args = mode.to_vec();
+        args.extend(["-i", "a@one.test", "c@two.test"]);
+        let out = run(direct(&dns, port, &args), message.clone());
+        let (t1, t2) = (one.finish(), two.finish());
+        assert_status(&out, 0, &[&t1, &t2]);
+        assert_one_message(&t1, &["a@one.test"], &message);
+        assert_one_message(&t2, &["c@two.test"], &message);
+    }
 }
 
 /// An exchanger whose name has no address is skipped for the next one.
