@@ -298,9 +298,6 @@ fn refused_exits_75() {
 /// A DNS server that never answers is a temporary failure, reported well before a caller
 /// (or this test's 10 s limit) gives up.
 #[test]
-#[ignore = "bug: the resolver keeps hickory's defaults (5 s timeout, 3 attempts): the MX \
-            lookup takes 15 s before exit 75, and neither --timeout nor --connect-timeout \
-            shortens it (src/submit.rs remote_settings never calls Resolver::with_timeout)"]
 fn dns_timeout_exits_75() {
     let silent = SilentServer::start();
     let mut cmd = smtpsend_direct_std(silent.addr(), 9);
