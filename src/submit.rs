@@ -563,6 +563,10 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         None => Resolver::system()?,
     };
     let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
+    // A DNS query waits at most the reply timeout (5 s by default), tried twice: a dead
+    // resolver costs seconds, not hickory's default of three 5 s tries per record type.
+    let per_query = Duration::from_secs(timeout.unwrap_or(5).clamp(1, 5));
+    let resolver = resolver.with_timeout(per_query, 2);
     let mut direct = Direct::new(
         resolver,
         cli.mx_port.unwrap_or(25),

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
@@ -306,6 +306,21 @@ impl Builder {
     /// Bind 127.0.0.1:0 and start serving in a thread.
     pub fn start(self) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        self.serve_on(listener)
+    }
+
+    /// Bind `addr` (a loopback address; port 0 for any) and start serving in a thread. The
+    /// bind error is returned, not raised, so that a caller choosing a port can try another.
+    pub fn start_at(self, addr: SocketAddr) -> io::Result<TestServer> {
+        assert!(
+            addr.ip().is_loopback(),
+            "test servers listen on loopback only, not {addr}"
+        );
+        let listener = TcpListener::bind(addr)?;
+        Ok(self.serve_on(listener))
+    }
+
+    fn serve_on(self, listener: TcpListener) -> TestServer {
         let addr = listener.local_addr().expect("local address");
         listener
             .set_nonblocking(true)
@@ -373,6 +388,11 @@ impl TestServer {
         self.addr.port()
     }
 
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Stop accepting, wait for the session to end, and return what the client did.
     /// Re-raises a panic of the server thread.
     pub fn finish(mut self) -> Transcript {
@@ -392,6 +412,36 @@ impl Drop for TestServer {
             let _ = handle.join();
         }
     }
+}
+
+/// Start one server per address, all on the same port: the port of the first, chosen by
+/// the system, is tried on the others, and another is chosen while one of them has it
+/// taken. A client that is given one port for every host (`--mx-port`) then reaches each
+/// server by its address alone. The servers come back in the order given.
+pub fn start_on_one_port(servers: Vec<(IpAddr, Builder)>) -> (u16, Vec<TestServer>) {
+    let Some(((first_ip, first), rest)) = servers.split_first() else {
+        panic!("start_on_one_port needs at least one server");
+    };
+    for _ in 0..50 {
+        let first = match first.clone().start_at(SocketAddr::new(*first_ip, 0)) {
+            Ok(server) => server,
+            Err(e) => panic!("cannot listen on {first_ip}: {e}"),
+        };
+        let port = first.port();
+        let others: io::Result<Vec<TestServer>> = rest
+            .iter()
+            .map(|(ip, builder)| builder.clone().start_at(SocketAddr::new(*ip, port)))
+            .collect();
+        if let Ok(others) = others {
+            let mut all = vec![first];
+            all.extend(others);
+            return (port, all);
+        }
+    }
+    panic!(
+        "no port free on every one of {:?}",
+        servers.iter().map(|(ip, _)| ip).collect::<Vec<_>>()
+    );
 }
 
 /// Everything the clients did, one entry per connection.
