@@ -136,7 +136,6 @@ fn flush_group(
         trace: verbose,
         ..SessionOptions::default()
     };
-    let dot_ends_input = false;
     let (entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
     let jobs: Vec<Job<'_>> = entries
         .iter()
@@ -152,7 +151,7 @@ fn flush_group(
             body: Body {
                 head: Vec::new(),
                 rest: file as &mut dyn Read,
-                dot_ends_input,
+                dot_ends_input: entry.dot_ends_input,
             },
         })
         .collect();
@@ -163,79 +162,88 @@ fn flush_group(
         }
     };
     let host = relay.route.host.clone();
-    let outcomes = match deliver::deliver_batch(&relay.route, opts, jobs, &mut trace) {
-        Ok(o) => o,
-        Err(e) => {
-            let reason = e.to_string();
-            for mut entry in entries {
-                if e.exit_status() == ExitStatus::TempFail {
-                    note_failure(spool, &mut entry, &reason, err);
-                } else {
-                    // A permanent refusal of the connection itself (554 greeting, unknown
-                    // host): retrying cannot help, but the configuration may be fixed, so
-                    // the entry stays until it expires.
-                    note_failure(spool, &mut entry, &reason, err);
-                }
-            }
-            return;
+    // Each outcome is written to the spool as soon as the server gave it: a run killed
+    // later sends none of the accepted messages again.
+    let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let result = deliver::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
+        if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
+            record_outcome(cli, spool, entry, &host, outcome, err);
         }
-    };
-    for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
-        match outcome {
-            JobOutcome::Delivered(report) => {
-                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
-                    .rejected
-                    .into_iter()
-                    .partition(|f| f.reply.is_transient());
-                if !permanent.is_empty() {
-                    bounce_recipients(cli, spool, &entry, &host, &permanent, err);
+    });
+    if let Err(e) = result {
+        // The connection could not be set up: every entry waits for the next run.
+        let reason = e.to_string();
+        for mut entry in pending.into_iter().flatten() {
+            note_failure(spool, &mut entry, &reason, err);
+        }
+    }
+}
+
+/// Write one job's outcome to the spool: remove what was delivered, return what failed for
+/// good, and keep the rest for the next run.
+fn record_outcome(
+    cli: &Cli,
+    spool: &Spool,
+    mut entry: Entry,
+    host: &str,
+    outcome: JobOutcome,
+    err: &mut dyn Write,
+) {
+    let verbose = cli.verbose > 0;
+    match outcome {
+        JobOutcome::Delivered(report) => {
+            let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
+                .rejected
+                .into_iter()
+                .partition(|f| f.reply.is_transient());
+            if !permanent.is_empty() {
+                bounce_recipients(cli, spool, &entry, host, &permanent, err);
+            }
+            if temporary.is_empty() {
+                if let Err(e) = spool.remove(&entry) {
+                    let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
+                } else if verbose {
+                    let _ = writeln!(err, "smtpsend: {}: delivered via {host}", entry.id);
                 }
-                if temporary.is_empty() {
-                    if let Err(e) = spool.remove(&entry) {
-                        let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
-                    } else if verbose {
-                        let _ = writeln!(err, "smtpsend: {}: delivered via {host}", entry.id);
-                    }
-                } else {
-                    let done: Vec<String> = entry
-                        .recipients
-                        .iter()
-                        .filter(|r| !temporary.iter().any(|t| &t.recipient == *r))
-                        .cloned()
-                        .collect();
-                    let reason = temporary
-                        .iter()
-                        .map(|f| format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    if let Err(e) = spool.record_delivered(&mut entry, &done) {
-                        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
-                    }
+            } else {
+                let done: Vec<String> = entry
+                    .recipients
+                    .iter()
+                    .filter(|r| !temporary.iter().any(|t| &t.recipient == *r))
+                    .cloned()
+                    .collect();
+                let reason = temporary
+                    .iter()
+                    .map(|f| format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if let Err(e) = spool.record_delivered(&mut entry, &done) {
+                    let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                }
+                note_failure(spool, &mut entry, &reason, err);
+            }
+        }
+        JobOutcome::Failed(error) => {
+            let status = error.exit_status();
+            let reason = format!("{host}: {error}");
+            match (&error, status) {
+                (_, ExitStatus::TempFail) => note_failure(spool, &mut entry, &reason, err),
+                (SessionError::NoRecipientAccepted(failures), _) => {
+                    bounce_recipients(cli, spool, &entry, host, failures, err);
+                    let _ = spool.remove(&entry);
+                }
+                (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
+                    entry.waiting_for_auth = true;
                     note_failure(spool, &mut entry, &reason, err);
                 }
-            }
-            JobOutcome::Failed(error) => {
-                let status = error.exit_status();
-                let reason = format!("{host}: {error}");
-                match (&error, status) {
-                    (_, ExitStatus::TempFail) => note_failure(spool, &mut entry, &reason, err),
-                    (SessionError::NoRecipientAccepted(failures), _) => {
-                        bounce_recipients(cli, spool, &entry, &host, failures, err);
-                        let _ = spool.remove(&entry);
-                    }
-                    (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
-                        entry.waiting_for_auth = true;
-                        note_failure(spool, &mut entry, &reason, err);
-                    }
-                    (SessionError::Protocol(_) | SessionError::BadReply { .. }, _) => {
-                        note_failure(spool, &mut entry, &reason, err)
-                    }
-                    _ => return_to_sender(cli, spool, &entry, &reason, err),
+                (SessionError::Protocol(_) | SessionError::BadReply { .. }, _) => {
+                    note_failure(spool, &mut entry, &reason, err)
                 }
+                _ => return_to_sender(cli, spool, &entry, &reason, err),
             }
-            JobOutcome::NotAttempted => {
-                note_failure(spool, &mut entry, &format!("{host}: connection lost"), err)
-            }
+        }
+        JobOutcome::NotAttempted => {
+            note_failure(spool, &mut entry, &format!("{host}: connection lost"), err)
         }
     }
 }
@@ -281,7 +289,7 @@ fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err
             &envelope,
             &opts,
             &mut message,
-            false,
+            entry.dot_ends_input,
             &mut trace,
         );
         match result {

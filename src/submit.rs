@@ -1022,6 +1022,7 @@ fn enqueue(
             dsn_envid: dsn.envid,
             eight_bit: None,
             reason: Some(reason.to_string()),
+            dot_ends_input: !cli.ignore_dots(),
         },
         message,
     )?;

@@ -615,10 +615,6 @@ fn hundred_concurrent_senders_while_relay_down() {
 /// send those again: RFC 1047's window for duplicates is the time between the server's
 /// 250 and the removal of that one entry, not the rest of the connection.
 #[test]
-#[ignore = "bug: flush.rs updates the spool only after deliver_batch has run the whole \
-            connection (up to 100 messages and QUIT); a queue run killed (or crashing) \
-            mid-batch leaves every message the server already accepted in the queue, and \
-            the next run sends them all again"]
 fn flush_killed_mid_batch_does_not_resend_accepted_messages() {
     let q = Queue::new();
     let down = dead_port();

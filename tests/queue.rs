@@ -578,10 +578,6 @@ fn queue_on_tempfail_is_the_default_and_no_queue_turns_it_off() {
 /// Without `-i` a line with a lone dot ends the input (sendmail's rule): what follows it
 /// must not be delivered, whether the message went out at once or through the queue.
 #[test]
-#[ignore = "bug: without -i, a lone-dot line ends the message when it is sent at once, \
-            but the queue (relay down, or --queue/-odq) keeps the whole input and -q sends \
-            the dot and every line after it (flush.rs sends with dot_ends_input = false; \
-            submit.rs spools everything after the dot)"]
 fn lone_dot_ends_the_message_when_queued_as_when_sent_at_once() {
     let input = "From: Alice <alice@example.org>\n\
                  To: Bob <bob@example.org>\n\
