@@ -102,6 +102,7 @@ pub fn run(
         Mode::SmtpOnStdio => Err(Error::Unavailable(
             "-bs (SMTP on standard input) is not supported yet".into(),
         )),
+        Mode::Diagnose => crate::diagnose::run(cli, err),
     }
 }
 

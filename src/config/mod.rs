@@ -65,6 +65,8 @@ pub struct Account {
     pub add_missing_headers: bool,
     /// The DNS server for MX lookups in direct delivery, `IP[:PORT]`.
     pub dns_server: Option<String>,
+    /// The delivery log file (`--logfile`).
+    pub logfile: Option<PathBuf>,
 }
 
 /// A parsed config file and where it came from.
@@ -284,6 +286,7 @@ account_keys! {
     queue_on_tempfail: bool,
     add_missing_headers: bool,
     dns_server: Text,
+    logfile: Text,
 }
 
 impl RawAccount {
@@ -344,6 +347,7 @@ impl RawAccount {
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
+        let logfile = path(self.logfile)?;
         Ok(Account {
             name: name.to_string(),
             host: self.host.map(|t| t.0),
@@ -367,6 +371,7 @@ impl RawAccount {
             queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
+            logfile,
         })
     }
 }
@@ -517,6 +522,7 @@ mail_spool = "/var/mail"
 queue_dir = "/var/spool/smtpsend"
 queue_on_tempfail = false
 add_missing_headers = false
+logfile = "~/smtpsend.log"
 
 [accounts.home]
 host = "mail.example.net"
@@ -559,6 +565,7 @@ insecure_auth = true
                 queue_on_tempfail: false,
                 add_missing_headers: false,
                 dns_server: None,
+                logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );
     }
