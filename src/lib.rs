@@ -22,6 +22,7 @@ pub mod queue;
 pub mod recipients;
 pub mod resolve;
 pub mod smtp;
+pub mod smtp_stdio;
 pub mod submit;
 pub mod transport;
 

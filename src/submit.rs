@@ -99,9 +99,7 @@ pub fn run(
             }
             Ok(ExitStatus::Ok)
         }
-        Mode::SmtpOnStdio => Err(Error::Unavailable(
-            "-bs (SMTP on standard input) is not supported yet".into(),
-        )),
+        Mode::SmtpOnStdio => crate::smtp_stdio::run(cli, input, err),
         Mode::Diagnose => crate::diagnose::run(cli, err),
     }
 }
@@ -116,7 +114,7 @@ pub fn split_recipients(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let (mut file_input, stream_input) = match input {
         Input::File(f) => (Some(f), None),
         Input::Stream(r) => (None, Some(r)),
