@@ -13,17 +13,17 @@
 //! replies, never from a command line sent.
 
 use std::ffi::CString;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::Cli;
 use crate::config::Account;
-use crate::deliver::Delivered;
+use crate::deliver::{Delivered, JobOutcome};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::smtp::{Reply, SessionError};
+use crate::smtp::{Reply, Report, SessionError};
 
 /// How an attempt ended.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -109,75 +109,91 @@ pub struct Record {
     pub reply: String,
 }
 
+/// What is known of a delivery attempt whatever its outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The Message-ID, the queue id, or a random id ([`message_id`], [`random_id`]).
+    pub id: &'a str,
+    pub from: &'a str,
+    /// The envelope recipients of the transaction.
+    pub to: &'a [String],
+    /// The relay, or the domain for direct delivery (an error may name the host better).
+    pub host: &'a str,
+    pub size: Option<u64>,
+}
+
 impl Record {
-    /// A record of a successful transaction: one for the accepted recipients.
-    pub fn sent(id: &str, from: &str, delivered: &Delivered, size: Option<u64>) -> Record {
+    fn new(a: &Attempt<'_>, status: Status, code: ExitStatus, reply: String) -> Record {
         Record {
             time: SystemTime::now(),
-            id: id.to_string(),
-            from: from.to_string(),
-            to: delivered.report.accepted.clone(),
-            host: delivered.host.clone(),
-            tls: TlsState::of(delivered),
-            size,
-            status: Status::Sent,
-            code: ExitStatus::Ok,
-            reply: delivered.report.reply.to_string(),
+            id: a.id.to_string(),
+            from: a.from.to_string(),
+            to: a.to.to_vec(),
+            host: a.host.to_string(),
+            tls: TlsState::Unknown,
+            size: a.size,
+            status,
+            code,
+            reply,
         }
     }
 
-    /// Records for the recipients a server refused in a transaction that went through
-    /// for others: one per recipient, each with its own reply.
-    pub fn refused(id: &str, from: &str, delivered: &Delivered, size: Option<u64>) -> Vec<Record> {
-        delivered
-            .report
-            .rejected
-            .iter()
-            .map(|f| {
-                let code = ExitStatus::for_reply(f.reply.code, true);
-                Record {
-                    to: vec![f.recipient.clone()],
-                    status: status_of(code, Some(&f.reply)),
-                    code,
-                    reply: f.reply.to_string(),
-                    ..Record::sent(id, from, delivered, size)
-                }
-            })
-            .collect()
+    /// The records of a transaction the server completed: one for the accepted
+    /// recipients, and one for each recipient it refused, with its own reply.
+    pub fn delivered(a: &Attempt<'_>, report: &Report, host: &str, tls: &TlsState) -> Vec<Record> {
+        let mut records = Vec::new();
+        let base = |status, code, reply| Record {
+            host: host.to_string(),
+            tls: tls.clone(),
+            ..Record::new(a, status, code, reply)
+        };
+        if !report.accepted.is_empty() {
+            records.push(Record {
+                to: report.accepted.clone(),
+                ..base(Status::Sent, ExitStatus::Ok, report.reply.to_string())
+            });
+        }
+        for f in &report.rejected {
+            let code = ExitStatus::for_reply(f.reply.code, true);
+            records.push(Record {
+                to: vec![f.recipient.clone()],
+                ..base(status_of(code, true), code, f.reply.to_string())
+            });
+        }
+        records
     }
 
-    /// A record of a failed attempt.
-    pub fn failed(
-        id: &str,
-        from: &str,
-        to: &[String],
-        host: &str,
-        error: &Error,
-        size: Option<u64>,
-    ) -> Record {
+    /// The record of a failed attempt.
+    pub fn failed(a: &Attempt<'_>, error: &Error) -> Record {
         let code = error.exit_status();
         let reply = server_reply(error);
+        let refused = matches!(
+            error,
+            Error::PartialDelivery { .. }
+                | Error::Session {
+                    error: SessionError::Refused { .. } | SessionError::NoRecipientAccepted(_),
+                    ..
+                }
+        );
         Record {
-            time: SystemTime::now(),
-            id: id.to_string(),
-            from: from.to_string(),
-            to: to.to_vec(),
-            host: error_host(error).unwrap_or(host).to_string(),
-            tls: TlsState::Unknown,
-            size,
-            status: status_of(code, reply),
-            code,
-            reply: reply.map_or_else(|| error.to_string(), Reply::to_string),
+            host: error_host(error).unwrap_or(a.host).to_string(),
+            ..Record::new(
+                a,
+                status_of(code, refused && reply.is_some_and(Reply::is_permanent)),
+                code,
+                reply.map_or_else(|| error.to_string(), Reply::to_string),
+            )
         }
     }
 }
 
-/// Deferred for anything temporary; bounced when a server said 5xx; failed otherwise.
-fn status_of(code: ExitStatus, reply: Option<&Reply>) -> Status {
+/// Deferred for anything temporary; bounced when the server refused the message or a
+/// recipient for good; failed otherwise (authentication, protocol, local trouble).
+fn status_of(code: ExitStatus, refused_for_good: bool) -> Status {
     match code {
         ExitStatus::Ok => Status::Sent,
         ExitStatus::TempFail => Status::Deferred,
-        _ if reply.is_some_and(Reply::is_permanent) => Status::Bounced,
+        _ if refused_for_good => Status::Bounced,
         _ => Status::Failed,
     }
 }
@@ -270,6 +286,56 @@ impl Logger {
     pub fn record_or_warn(&self, rec: &Record, err: &mut dyn Write) {
         if let Err(e) = self.record(rec) {
             let _ = writeln!(err, "smtpsend: {e}");
+        }
+    }
+
+    /// Log a failure that ended an attempt.
+    pub fn failure(&self, a: &Attempt<'_>, error: &Error, err: &mut dyn Write) {
+        if self.is_enabled() {
+            self.record_or_warn(&Record::failed(a, error), err);
+        }
+    }
+
+    /// Log what became of one message of a queue run's batch.
+    pub fn job(&self, a: &Attempt<'_>, outcome: &JobOutcome, err: &mut dyn Write) {
+        if !self.is_enabled() {
+            return;
+        }
+        let host = a.host.to_string();
+        match outcome {
+            JobOutcome::Delivered(report) => {
+                for rec in Record::delivered(a, report, a.host, &TlsState::Unknown) {
+                    self.record_or_warn(&rec, err);
+                }
+            }
+            JobOutcome::Failed(error) => {
+                let error = Error::Session {
+                    host,
+                    error: error.clone(),
+                };
+                self.failure(a, &error, err);
+            }
+            JobOutcome::NotAttempted => {
+                let error = Error::Network {
+                    host,
+                    detail: "connection lost before this message".into(),
+                };
+                self.failure(a, &error, err);
+            }
+        }
+    }
+
+    /// Log the outcome of one delivery attempt (`deliver::deliver`, direct delivery).
+    pub fn attempt(&self, a: &Attempt<'_>, result: &Result<Delivered, Error>, err: &mut dyn Write) {
+        if !self.is_enabled() {
+            return;
+        }
+        let records = match result {
+            Ok(d) => Record::delivered(a, &d.report, &d.host, &TlsState::of(d)),
+            Err(e) => vec![Record::failed(a, e)],
+        };
+        for rec in &records {
+            self.record_or_warn(rec, err);
         }
     }
 }
@@ -372,6 +438,26 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// A reader that counts what passes through it: the size of a streamed message.
+pub struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    pub bytes: u64,
+}
+
+impl<'a> Counted<'a> {
+    pub fn new(inner: &'a mut dyn Read) -> Counted<'a> {
+        Counted { inner, bytes: 0 }
+    }
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// The Message-ID of a message whose header section starts `head`, if it has one.
@@ -589,11 +675,29 @@ mod tests {
             tls: Some("TLSv1_2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()),
             tls_verified: false,
         };
-        let sent = Record::sent("id", "s@y.example", &delivered, Some(9));
+        let to = [
+            "a@x.example".into(),
+            "b@x.example".into(),
+            "c@x.example".into(),
+        ];
+        let a = Attempt {
+            id: "id",
+            from: "s@y.example",
+            to: &to,
+            host: "x.example",
+            size: Some(9),
+        };
+        let records = Record::delivered(
+            &a,
+            &delivered.report,
+            &delivered.host,
+            &TlsState::of(&delivered),
+        );
+        let (sent, refused) = records.split_first().unwrap();
         assert_eq!(sent.status, Status::Sent);
         assert_eq!(sent.to, ["a@x.example"]);
+        assert_eq!(sent.host, "mx.x.example");
         assert_eq!(sent.tls.text(), "unverified/TLSv1.2");
-        let refused = Record::refused("id", "s@y.example", &delivered, Some(9));
         assert_eq!(refused.len(), 2);
         assert_eq!(
             (refused[0].status, refused[0].code.code()),
@@ -612,8 +716,8 @@ mod tests {
                 reply: reply(535, "5.7.8 bad credentials"),
             },
         };
-        let r = Record::failed("id", "s@y.example", &["a@x".into()], "relay", &auth, None);
-        assert_eq!((r.status, r.code.code()), (Status::Bounced, 77));
+        let r = Record::failed(&a, &auth);
+        assert_eq!((r.status, r.code.code()), (Status::Failed, 77));
         assert_eq!(r.host, "smtp.x.example");
         assert_eq!(
             r.reply, "535 5.7.8 bad credentials",
@@ -623,17 +727,27 @@ mod tests {
             host: "relay".into(),
             detail: "connect to 192.0.2.1:587: connection refused".into(),
         };
-        let r = Record::failed("id", "s", &[], "relay", &net, None);
+        let r = Record::failed(&a, &net);
         assert_eq!((r.status, r.code.code()), (Status::Deferred, 75));
         assert!(r.reply.contains("connection refused"));
         let proto = Error::Session {
             host: "relay".into(),
             error: SessionError::Protocol("garbage".into()),
         };
-        assert_eq!(
-            Record::failed("id", "s", &[], "relay", &proto, None).status,
-            Status::Failed
-        );
+        assert_eq!(Record::failed(&a, &proto).status, Status::Failed);
+        let refused = Error::Session {
+            host: "relay".into(),
+            error: SessionError::Refused {
+                command: "MAIL FROM:<s@y.example>".into(),
+                reply: reply(554, "5.7.1 relaying denied"),
+                at_rcpt: false,
+            },
+        };
+        let r = Record::failed(&a, &refused);
+        assert_eq!((r.status, r.code.code()), (Status::Bounced, 69));
+        let local = Error::Config("no relay host".into());
+        let r = Record::failed(&a, &local);
+        assert_eq!((r.status, r.host.as_str()), (Status::Failed, "x.example"));
     }
 
     #[test]

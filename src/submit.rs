@@ -15,6 +15,7 @@ use crate::exit::ExitStatus;
 use crate::flush;
 use crate::identity;
 use crate::local;
+use crate::log::Logger;
 use crate::message::{self, PrepareOptions};
 use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
@@ -656,6 +657,11 @@ fn send_remote(
         Remote::Direct(_) => None,
     };
     let opts = session_for(cli, acct, credentials, &mut head, input)?;
+    let (log, log_to, whole) = (Logger::from_cli(cli, acct), recipients.clone(), opts.size);
+    let log_id = crate::log::message_id(&head).unwrap_or_else(crate::log::random_id);
+    let head_len = head.len() as u64;
+    let mut counted = crate::log::Counted::new(input);
+    let input = &mut counted;
     let envelope = Envelope {
         from: from.to_string(),
         recipients,
@@ -667,7 +673,7 @@ fn send_remote(
         }
     };
     let dot_ends_input = !cli.ignore_dots();
-    let delivered = match remote {
+    let result = match remote {
         Remote::Relay(relay) => deliver::deliver(
             &relay.route,
             envelope,
@@ -678,7 +684,7 @@ fn send_remote(
                 dot_ends_input,
             },
             &mut trace,
-        )?,
+        ),
         Remote::Direct(direct) => {
             let domain = envelope.recipients[0]
                 .rsplit_once('@')
@@ -697,9 +703,25 @@ fn send_remote(
                 &mut replay,
                 dot_ends_input,
                 &mut trace,
-            )?
+            )
         }
     };
+    let attempt = crate::log::Attempt {
+        id: &log_id,
+        from,
+        to: &log_to,
+        host: match remote {
+            Remote::Relay(relay) => &relay.route.host,
+            Remote::Direct(_) => log_to
+                .first()
+                .and_then(|r| r.rsplit_once('@'))
+                .map_or("", |(_, d)| d),
+        },
+        // A failed attempt may have read only part of a large message.
+        size: (result.is_ok() || whole.is_some()).then_some(head_len + counted.bytes),
+    };
+    log.attempt(&attempt, &result, err);
+    let delivered = result?;
     if verbose {
         let tls = match &delivered.tls {
             Some(t) if delivered.tls_verified => format!("TLS {t}, certificate verified"),
