@@ -212,6 +212,10 @@ pub struct Cli {
     #[arg(long, value_name = "IP[:PORT]", help_heading = "Direct delivery")]
     pub dns_server: Option<String>,
 
+    /// Domains delivered at once on the direct route (default 4).
+    #[arg(long, value_name = "N", help_heading = "Direct delivery")]
+    pub parallel: Option<usize>,
+
     /// Port of the MX hosts (default 25); a testing aid.
     #[arg(long, value_name = "PORT", help_heading = "Direct delivery")]
     pub mx_port: Option<u16>,

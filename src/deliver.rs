@@ -399,6 +399,10 @@ fn session_io_error(host: &str, session: &Session, e: &io::Error) -> Error {
     }
 }
 
+fn nul_error() -> Error {
+    Error::Data("the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into())
+}
+
 /// Stream the body through the encoder in fixed blocks; the last block carries the end of
 /// data and any pipelined QUIT in the same write.
 fn send_body(
@@ -424,6 +428,9 @@ fn send_body(
     };
     for piece in body.head.chunks(BLOCK) {
         encoder.encode(piece, &mut out);
+        if encoder.saw_nul() {
+            return Err(nul_error());
+        }
         if out.len() >= BLOCK {
             write(&mut out)?;
         }
@@ -438,6 +445,10 @@ fn send_body(
             Err(e) => return Err(Error::Io(format!("reading the message: {e}"))),
         };
         encoder.encode(&inbuf[..n], &mut out);
+        if encoder.saw_nul() {
+            // Never end the data: without the final dot the server discards what it has.
+            return Err(nul_error());
+        }
         if out.len() >= BLOCK {
             write(&mut out)?;
         }

@@ -279,19 +279,46 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
                 failures.push(e);
             }
         } else {
-            for rcpts in groups {
-                let result = if queueing {
-                    send_or_queue(cli, acct, route, &from, rcpts, &mut source, err)
-                } else {
-                    source
-                        .open()
-                        .and_then(|(head, rest)| {
-                            send_remote(cli, acct, route, &from, rcpts, head, rest, err)
-                        })
-                        .and_then(report)
-                };
-                if let Err(e) = result {
-                    failures.push(e);
+            let parallel = cli
+                .parallel
+                .or(acct.and_then(|a| a.parallel))
+                .unwrap_or(DEFAULT_PARALLEL)
+                .max(1);
+            match &source {
+                // Domains are independent: a small pool delivers them at once, each
+                // reading the shared copy at its own offset.
+                Source::Copy(file) if groups.len() > 1 && parallel > 1 => {
+                    let results = deliver_in_parallel(
+                        &groups,
+                        parallel,
+                        &|rcpts: Vec<String>, out: &mut Vec<u8>| {
+                            let mut own = Source::At(At { file, pos: 0 });
+                            deliver_group(cli, acct, route, &from, rcpts, &mut own, queueing, out)
+                        },
+                    );
+                    for (out, result) in results {
+                        let _ = err.write_all(&out);
+                        if let Err(e) = result {
+                            failures.push(e);
+                        }
+                    }
+                }
+                _ => {
+                    for rcpts in groups {
+                        let result = deliver_group(
+                            cli,
+                            acct,
+                            route,
+                            &from,
+                            rcpts,
+                            &mut source,
+                            queueing,
+                            err,
+                        );
+                        if let Err(e) = result {
+                            failures.push(e);
+                        }
+                    }
                 }
             }
         }
@@ -311,6 +338,89 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
     }
 }
 
+/// Domains delivered at once on the direct route (the `parallel` setting).
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// One transaction (a relay's, or one domain's), queueing on a temporary failure when
+/// `queueing`.
+#[allow(clippy::too_many_arguments)]
+fn deliver_group(
+    cli: &Cli,
+    acct: Option<&Account>,
+    route: &Remote,
+    from: &str,
+    rcpts: Vec<String>,
+    source: &mut Source<'_>,
+    queueing: bool,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    if queueing {
+        send_or_queue(cli, acct, route, from, rcpts, source, err)
+    } else {
+        source
+            .open()
+            .and_then(|(head, rest)| send_remote(cli, acct, route, from, rcpts, head, rest, err))
+            .and_then(report)
+    }
+}
+
+/// Delivers one group, writing what is for stderr into the buffer.
+type GroupJob<'a> = dyn Fn(Vec<String>, &mut Vec<u8>) -> Result<(), Error> + Sync + 'a;
+
+/// A group's index, its stderr output and its outcome.
+type Finished = (usize, Vec<u8>, Result<(), Error>);
+
+/// Run `job` for every group on at most `parallel` threads; results (each with what the
+/// job wrote for stderr) come back in the groups' order.
+fn deliver_in_parallel(
+    groups: &[Vec<String>],
+    parallel: usize,
+    job: &GroupJob<'_>,
+) -> Vec<(Vec<u8>, Result<(), Error>)> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(groups.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(group) = groups.get(i) else {
+                        break;
+                    };
+                    let mut out = Vec::new();
+                    let result = job(group.clone(), &mut out);
+                    results
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push((i, out, result));
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    results.sort_by_key(|(i, _, _)| *i);
+    results.into_iter().map(|(_, out, r)| (out, r)).collect()
+}
+
+/// A reader of a shared file at its own offset (pread), so threads need not share one.
+struct At<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// The message for the destinations: the input itself, or a copy read once per destination.
 enum Source<'a> {
     Stream {
@@ -323,6 +433,8 @@ enum Source<'a> {
         file: &'a mut std::fs::File,
     },
     Copy(std::fs::File),
+    /// A thread's view of the shared copy.
+    At(At<'a>),
 }
 
 impl Source<'_> {
@@ -349,6 +461,13 @@ impl Source<'_> {
                     .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
                 Ok((Vec::new(), Retained::Seek { file, start: 0 }))
             }
+            Source::At(at) => Ok((
+                Vec::new(),
+                Retained::At(At {
+                    file: at.file,
+                    pos: 0,
+                }),
+            )),
         }
     }
 
@@ -357,6 +476,10 @@ impl Source<'_> {
         match self {
             Source::Stream { head, rest } => Ok((std::mem::take(head), &mut **rest)),
             Source::File { head, file } => Ok((std::mem::take(head), &mut **file)),
+            Source::At(at) => {
+                at.pos = 0;
+                Ok((Vec::new(), at))
+            }
             Source::Copy(file) => {
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| Error::Io(format!("rewinding the message copy: {e}")))?;
@@ -440,6 +563,10 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         None => Resolver::system()?,
     };
     let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
+    // A DNS query waits at most the reply timeout (5 s by default), tried twice: a dead
+    // resolver costs seconds, not hickory's default of three 5 s tries per record type.
+    let per_query = Duration::from_secs(timeout.unwrap_or(5).clamp(1, 5));
+    let resolver = resolver.with_timeout(per_query, 2);
     let mut direct = Direct::new(
         resolver,
         cli.mx_port.unwrap_or(25),
@@ -562,6 +689,13 @@ fn session_for(
         .read_to_end(head)
         .map_err(|e| Error::NoInput(format!("reading the message: {e}")))?;
     let whole = got < want;
+    if memchr::memchr(0, head).is_some() {
+        // Refused before connecting when it is already in sight; later in the stream the
+        // transfer is abandoned without the final dot.
+        return Err(Error::Data(
+            "the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into(),
+        ));
+    }
     let dot_ends_input = !cli.ignore_dots();
     let (chunk, size) = if whole {
         let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
@@ -827,12 +961,14 @@ enum Retained<'a> {
         inner: &'a mut dyn Read,
         copy: std::fs::File,
     },
+    At(At<'a>),
 }
 
 impl Read for Retained<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Retained::Seek { file, .. } => file.read(buf),
+            Retained::At(at) => at.read(buf),
             Retained::Tee { inner, copy } => {
                 let n = inner.read(buf)?;
                 copy.write_all(&buf[..n])?;
@@ -855,6 +991,10 @@ impl<'a> Retained<'a> {
                 io::copy(inner, &mut copy).map_err(io_error)?;
                 copy.seek(SeekFrom::Start(0)).map_err(io_error)?;
                 Ok(Box::new(io::Cursor::new(head).chain(copy)))
+            }
+            Retained::At(mut at) => {
+                at.pos = 0;
+                Ok(Box::new(io::Cursor::new(head).chain(at)))
             }
         }
     }

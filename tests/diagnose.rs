@@ -3,8 +3,6 @@
 //! aiosmtpd as a real server.
 
 mod common;
-#[path = "common/dns.rs"]
-mod dns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,8 +11,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::dns::{A, DnsServer, Mx};
 use common::*;
-use dns::{A, DnsServer, Mx};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -1,14 +1,13 @@
 //! The resolve module through its public API, against a DNS server the test starts on
 //! 127.0.0.1 (RFC 5321 §5.1, RFC 7505).
 
-#[path = "common/dns.rs"]
-mod dns;
+mod common;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use dns::*;
+use common::dns::*;
 use hickory_server::proto::rr::RecordType;
 use smtpsend::ExitStatus;
 use smtpsend::resolve::{MailHost, Resolver, address_literal};

@@ -65,6 +65,8 @@ pub struct Account {
     pub add_missing_headers: bool,
     /// The DNS server for MX lookups in direct delivery, `IP[:PORT]`.
     pub dns_server: Option<String>,
+    /// Domains delivered at once on the direct route.
+    pub parallel: Option<usize>,
     /// The delivery log file (`--logfile`).
     pub logfile: Option<PathBuf>,
 }
@@ -286,6 +288,7 @@ account_keys! {
     queue_on_tempfail: bool,
     add_missing_headers: bool,
     dns_server: Text,
+    parallel: Parallel,
     logfile: Text,
 }
 
@@ -371,6 +374,7 @@ impl RawAccount {
             queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
+            parallel: self.parallel.map(|p| p.0),
             logfile,
         })
     }
@@ -436,6 +440,21 @@ impl<'de> Deserialize<'de> for Seconds {
             .ok_or_else(|| {
                 de::Error::custom(format!("timeout {n} is not a positive number of seconds"))
             })
+    }
+}
+
+/// A count of at least 1 and at most 64 (threads for `parallel`).
+#[derive(Clone, Copy)]
+struct Parallel(usize);
+
+impl<'de> Deserialize<'de> for Parallel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        usize::try_from(n)
+            .ok()
+            .filter(|p| (1..=64).contains(p))
+            .map(Parallel)
+            .ok_or_else(|| de::Error::custom(format!("parallel {n} is not between 1 and 64")))
     }
 }
 
@@ -565,6 +584,7 @@ insecure_auth = true
                 queue_on_tempfail: false,
                 add_missing_headers: false,
                 dns_server: None,
+                parallel: None,
                 logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );

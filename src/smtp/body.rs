@@ -20,6 +20,9 @@ pub struct BodyEncoder {
     ended: bool,
     /// Body bytes seen with the high bit set (for BODY=8BITMIME).
     eight_bit: bool,
+    /// A NUL byte was seen: not allowed in a message (RFC 5322 §3.5), so the caller
+    /// abandons the transfer.
+    nul: bool,
     /// DATA needs leading dots doubled and a final `.`; BDAT (RFC 3030) sends octets as they are.
     dot_stuffing: bool,
 }
@@ -34,6 +37,7 @@ impl BodyEncoder {
             dot_pending: false,
             ended: false,
             eight_bit: false,
+            nul: false,
             dot_stuffing: true,
         }
     }
@@ -49,6 +53,11 @@ impl BodyEncoder {
     /// Whether a lone-dot line ended the input; the caller may stop reading.
     pub fn input_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Whether a NUL byte has been seen.
+    pub fn saw_nul(&self) -> bool {
+        self.nul
     }
 
     /// Whether any byte with the high bit set has been seen.
@@ -92,6 +101,9 @@ impl BodyEncoder {
             };
             if !self.eight_bit && !text.is_ascii() {
                 self.eight_bit = true;
+            }
+            if !self.nul && memchr::memchr(0, text).is_some() {
+                self.nul = true;
             }
             out.extend_from_slice(text);
             if !text.is_empty() {
@@ -221,6 +233,15 @@ mod tests {
         e.encode(b"a\n.\nb", &mut out);
         e.finish(&mut out);
         assert_eq!(out, b"a\r\n");
+    }
+
+    #[test]
+    fn nul_is_detected() {
+        let mut e = BodyEncoder::new(false);
+        e.encode(b"clean\n", &mut vec![]);
+        assert!(!e.saw_nul());
+        e.encode(b"a\0b\n", &mut vec![]);
+        assert!(e.saw_nul());
     }
 
     #[test]

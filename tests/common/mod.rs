@@ -4,8 +4,10 @@
 // Each integration test crate uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod dns;
 pub mod pki;
 pub mod server;
+pub mod spool;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 
 pub use pki::Pki;
-pub use server::{Rule, TestServer, Transcript};
+pub use server::{Rule, TestServer, Transcript, start_on_one_port};
 
 /// The longest a run of the binary may take before the test fails.
 pub const CLIENT_LIMIT: Duration = Duration::from_secs(10);
@@ -64,6 +66,29 @@ pub fn smtpsend_std(port: u16) -> std::process::Command {
     cmd.arg("--config")
         .arg(config)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .env_remove("SMTPSEND_PASSWORD");
+    cmd
+}
+
+/// The binary for direct delivery, isolated like [`smtpsend`] but with no relay: MX
+/// lookups go to the test DNS server at `dns`, and every exchanger is dialled on `mx_port`.
+/// The caller adds `--tls`, `-f`, recipients and stdin.
+pub fn smtpsend_direct(dns: std::net::SocketAddr, mx_port: u16) -> Command {
+    let mut cmd = Command::from_std(smtpsend_direct_std(dns, mx_port));
+    cmd.timeout(CLIENT_LIMIT);
+    cmd
+}
+
+/// [`smtpsend_direct`] as a plain `std::process::Command`, for [`run_measured`].
+pub fn smtpsend_direct_std(dns: std::net::SocketAddr, mx_port: u16) -> std::process::Command {
+    let (config, home) = isolation();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["--dns-server", &dns.to_string()])
+        .args(["--mx-port", &mx_port.to_string()])
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", &home)
         .env_remove("SMTPSEND_PASSWORD");

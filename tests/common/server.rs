@@ -14,9 +14,9 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,10 @@ pub struct Rule {
     close_after: bool,
     repeat: Option<Vec<u8>>,
     deaf: Option<Duration>,
+    /// At most this many uses, counted in `used` (shared by the clones of the rule, so
+    /// across every connection of the server).
+    times: Option<usize>,
+    used: Arc<AtomicUsize>,
 }
 
 impl Rule {
@@ -71,6 +75,8 @@ impl Rule {
             close_after: false,
             repeat: None,
             deaf: None,
+            times: None,
+            used: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -164,8 +170,22 @@ impl Rule {
         self
     }
 
+    /// Apply only the first `n` times it matches, counted over every connection the
+    /// server serves; after that the rules behind it and the default reply apply. A server
+    /// that answers 451 once and then recovers: `Rule::on("MAIL").reply("451 ...").times(1)`.
+    pub fn times(mut self, n: usize) -> Rule {
+        self.times = Some(n);
+        self
+    }
+
+    fn exhausted(&self) -> bool {
+        self.times
+            .is_some_and(|n| self.used.load(Ordering::SeqCst) >= n)
+    }
+
     fn matches(&self, verb: &str, arg: &str, tls: bool) -> bool {
-        self.verb.eq_ignore_ascii_case(verb)
+        !self.exhausted()
+            && self.verb.eq_ignore_ascii_case(verb)
             && self.tls.is_none_or(|t| t == tls)
             && self
                 .arg
@@ -269,6 +289,13 @@ impl Builder {
         self
     }
 
+    /// Give up after this long in all instead of [`DEFAULT_DEADLINE`], for a server that
+    /// outlives many runs of the binary.
+    pub fn deadline(mut self, deadline: Duration) -> Builder {
+        self.deadline = deadline;
+        self
+    }
+
     /// Keep serving after a 421 reply instead of closing, to see whether the client goes
     /// on talking on a connection the server said it was closing (RFC 5321 §3.8).
     pub fn linger_after_421(mut self) -> Builder {
@@ -279,6 +306,21 @@ impl Builder {
     /// Bind 127.0.0.1:0 and start serving in a thread.
     pub fn start(self) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        self.serve_on(listener)
+    }
+
+    /// Bind `addr` (a loopback address; port 0 for any) and start serving in a thread. The
+    /// bind error is returned, not raised, so that a caller choosing a port can try another.
+    pub fn start_at(self, addr: SocketAddr) -> io::Result<TestServer> {
+        assert!(
+            addr.ip().is_loopback(),
+            "test servers listen on loopback only, not {addr}"
+        );
+        let listener = TcpListener::bind(addr)?;
+        Ok(self.serve_on(listener))
+    }
+
+    fn serve_on(self, listener: TcpListener) -> TestServer {
         let addr = listener.local_addr().expect("local address");
         listener
             .set_nonblocking(true)
@@ -346,6 +388,11 @@ impl TestServer {
         self.addr.port()
     }
 
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Stop accepting, wait for the session to end, and return what the client did.
     /// Re-raises a panic of the server thread.
     pub fn finish(mut self) -> Transcript {
@@ -365,6 +412,36 @@ impl Drop for TestServer {
             let _ = handle.join();
         }
     }
+}
+
+/// Start one server per address, all on the same port: the port of the first, chosen by
+/// the system, is tried on the others, and another is chosen while one of them has it
+/// taken. A client that is given one port for every host (`--mx-port`) then reaches each
+/// server by its address alone. The servers come back in the order given.
+pub fn start_on_one_port(servers: Vec<(IpAddr, Builder)>) -> (u16, Vec<TestServer>) {
+    let Some(((first_ip, first), rest)) = servers.split_first() else {
+        panic!("start_on_one_port needs at least one server");
+    };
+    for _ in 0..50 {
+        let first = match first.clone().start_at(SocketAddr::new(*first_ip, 0)) {
+            Ok(server) => server,
+            Err(e) => panic!("cannot listen on {first_ip}: {e}"),
+        };
+        let port = first.port();
+        let others: io::Result<Vec<TestServer>> = rest
+            .iter()
+            .map(|(ip, builder)| builder.clone().start_at(SocketAddr::new(*ip, port)))
+            .collect();
+        if let Ok(others) = others {
+            let mut all = vec![first];
+            all.extend(others);
+            return (port, all);
+        }
+    }
+    panic!(
+        "no port free on every one of {:?}",
+        servers.iter().map(|(ip, _)| ip).collect::<Vec<_>>()
+    );
 }
 
 /// Everything the clients did, one entry per connection.
@@ -731,6 +808,9 @@ impl<'a> Session<'a> {
     /// Send the reply for a stage, applying its rule. Returns the reply actually sent.
     fn respond(&mut self, verb: &str, arg: &str, default: Vec<u8>) -> Step<Vec<u8>> {
         let rule = self.rule(verb, arg);
+        if let Some(r) = &rule {
+            r.used.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(stall) = rule.as_ref().and_then(|r| r.stall) {
             self.flush()?;
             self.sleep(stall);

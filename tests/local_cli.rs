@@ -1,0 +1,147 @@
+//! Local names as cron writes them, aliases, and the names the binary is called by.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use common::*;
+
+fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    let spool = dir.join("mail");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "queue_on_tempfail = false\nmail_spool = \"{}\"\nqueue_dir = \"{}\"\n{extra}",
+            spool.display(),
+            dir.join("queue").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn binary(config: &Path, home: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.arg("--config")
+        .arg(config)
+        .env("HOME", home)
+        .timeout(CLIENT_LIMIT);
+    cmd
+}
+
+#[test]
+fn bare_local_name_is_delivered_to_the_local_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "aliases = \"/nonexistent/aliases\"\n");
+    let mut cmd = binary(&cfg, dir.path());
+    cmd.args(["-f", "cron@host.example", "root"]);
+    let out = run(cmd, "Subject: disk\n\nFrom the start: 91% used\n");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mbox = std::fs::read_to_string(dir.path().join("mail/root")).unwrap();
+    assert!(mbox.starts_with("From cron@host.example "), "{mbox}");
+    assert!(mbox.contains("Subject: disk\n"), "{mbox}");
+    assert!(
+        mbox.contains("\n>From the start: 91% used\n"),
+        "mbox quoting: {mbox}"
+    );
+    assert!(mbox.ends_with("\n\n"), "{mbox:?}");
+}
+
+#[test]
+fn alias_to_an_address_and_a_local_name_reaches_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(&aliases, "# test\nroot: ops@example.org,\n  admin\n").unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("aliases = \"{}\"\n", aliases.display()),
+    );
+    let server = TestServer::builder().start();
+    let mut cmd = binary(&cfg, dir.path());
+    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+        .args(["--tls", "off", "-f", "cron@host.example", "root"]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let msg = t.only().message();
+    assert_eq!(msg.rcpt_to, vec!["ops@example.org"]);
+    assert_eq!(msg.content, MESSAGE.as_bytes());
+    let mbox = std::fs::read_to_string(dir.path().join("mail/admin")).unwrap();
+    assert!(mbox.contains("Hello, Bob.\n"), "{mbox}");
+}
+
+#[test]
+fn local_domain_turns_local_names_into_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "aliases = \"/nonexistent\"\nlocal_domain = \"example.org\"\n",
+    );
+    let server = TestServer::builder().start();
+    let mut cmd = binary(&cfg, dir.path());
+    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+        .args(["--tls", "off", "-f", "cron@host.example", "root"]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert_eq!(t.only().message().rcpt_to, vec!["root@example.org"]);
+    assert!(!dir.path().join("mail/root").exists());
+}
+
+#[test]
+fn called_as_mailq_lists_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let link = dir.path().join("mailq");
+    symlink(env!("CARGO_BIN_EXE_smtpsend"), &link).unwrap();
+    let out = std::process::Command::new(&link)
+        .env("SMTPSEND_CONFIG", &cfg)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Mail queue is empty\n"
+    );
+}
+
+#[test]
+fn called_as_sendmail_takes_sendmail_flags_and_as_newaliases_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "aliases = \"/nonexistent\"\n");
+    let sendmail = dir.path().join("sendmail");
+    symlink(env!("CARGO_BIN_EXE_smtpsend"), &sendmail).unwrap();
+    let out = std::process::Command::new(&sendmail)
+        .args(["-bp", "-oi", "-Y"])
+        .env("SMTPSEND_CONFIG", &cfg)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Mail queue is empty\n"
+    );
+    let newaliases = dir.path().join("newaliases");
+    symlink(env!("CARGO_BIN_EXE_smtpsend"), &newaliases).unwrap();
+    let out = std::process::Command::new(&newaliases)
+        .env("SMTPSEND_CONFIG", &cfg)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
