@@ -14,6 +14,7 @@ use crate::direct::{self, Direct, Reopen};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
+use crate::log::{Attempt, Logger};
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Envelope, MessageInfo, RcptFailure, SessionError, SessionOptions, TraceLine};
 use crate::submit::{self, Relay, Remote};
@@ -100,11 +101,12 @@ fn flush_group(
     err: &mut dyn Write,
 ) {
     let verbose = cli.verbose > 0;
+    let log = Logger::from_cli(cli, acct);
     let relay: Relay = match submit::remote_settings(cli, acct) {
         Ok(Remote::Relay(r)) => r,
         Ok(Remote::Direct(direct)) => {
             for entry in entries {
-                flush_direct(cli, &direct, spool, entry, err);
+                flush_direct(cli, &direct, spool, entry, &log, err);
             }
             return;
         }
@@ -167,6 +169,7 @@ fn flush_group(
     let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
     let result = deliver::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
         if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
+            log.job(&attempt(&entry, &host), &outcome, err);
             record_outcome(cli, spool, entry, &host, outcome, err);
         }
     });
@@ -174,6 +177,7 @@ fn flush_group(
         // The connection could not be set up: every entry waits for the next run.
         let reason = e.to_string();
         for mut entry in pending.into_iter().flatten() {
+            log.failure(&attempt(&entry, &host), &e, err);
             note_failure(spool, &mut entry, &reason, err);
         }
     }
@@ -251,7 +255,14 @@ fn record_outcome(
 /// Retry one entry by direct delivery: each of its domains in turn. Recipients accepted
 /// or refused for good are finished (the refused ones returned to the sender); the others
 /// stay queued.
-fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err: &mut dyn Write) {
+fn flush_direct(
+    cli: &Cli,
+    direct: &Direct,
+    spool: &Spool,
+    mut entry: Entry,
+    log: &Logger,
+    err: &mut dyn Write,
+) {
     let verbose = cli.verbose > 0;
     let mut trace = |line: &TraceLine| {
         if verbose {
@@ -292,6 +303,11 @@ fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err
             entry.dot_ends_input,
             &mut trace,
         );
+        let logged = Attempt {
+            to: &rcpts,
+            ..attempt(&entry, &domain)
+        };
+        log.attempt(&logged, &result, err);
         match result {
             Ok(delivered) => {
                 let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = delivered
@@ -341,6 +357,17 @@ fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err
         let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
     }
     note_failure(spool, &mut entry, &reasons.join("; "), err);
+}
+
+/// What the log records of a queued message, whatever became of it.
+fn attempt<'a>(entry: &'a Entry, host: &'a str) -> Attempt<'a> {
+    Attempt {
+        id: &entry.id,
+        from: &entry.from,
+        to: &entry.recipients,
+        host,
+        size: Some(entry.size),
+    }
 }
 
 /// A spool data file as a message that can be read again from its start.

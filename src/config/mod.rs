@@ -67,6 +67,8 @@ pub struct Account {
     pub dns_server: Option<String>,
     /// Domains delivered at once on the direct route.
     pub parallel: Option<usize>,
+    /// The delivery log file (`--logfile`).
+    pub logfile: Option<PathBuf>,
 }
 
 /// A parsed config file and where it came from.
@@ -287,6 +289,7 @@ account_keys! {
     add_missing_headers: bool,
     dns_server: Text,
     parallel: Parallel,
+    logfile: Text,
 }
 
 impl RawAccount {
@@ -347,6 +350,7 @@ impl RawAccount {
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
+        let logfile = path(self.logfile)?;
         Ok(Account {
             name: name.to_string(),
             host: self.host.map(|t| t.0),
@@ -371,6 +375,7 @@ impl RawAccount {
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
             parallel: self.parallel.map(|p| p.0),
+            logfile,
         })
     }
 }
@@ -536,6 +541,7 @@ mail_spool = "/var/mail"
 queue_dir = "/var/spool/smtpsend"
 queue_on_tempfail = false
 add_missing_headers = false
+logfile = "~/smtpsend.log"
 
 [accounts.home]
 host = "mail.example.net"
@@ -579,6 +585,7 @@ insecure_auth = true
                 add_missing_headers: false,
                 dns_server: None,
                 parallel: None,
+                logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );
     }
