@@ -166,13 +166,21 @@ fn flush_group(
     let host = relay.route.host.clone();
     // Each outcome is written to the spool as soon as the server gave it: a run killed
     // later sends none of the accepted messages again.
+    // Failure notices wait until this connection is closed: they go over a connection of
+    // their own, and the entry stays in the spool until its notice is out.
     let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut notices: Vec<Notice> = Vec::new();
     let result = deliver::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
         if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
             log.job(&attempt(&entry, &host), &outcome, err);
-            record_outcome(cli, spool, entry, &host, outcome, err);
+            if let Some(notice) = record_outcome(cli, spool, entry, &host, outcome, err) {
+                notices.push(notice);
+            }
         }
     });
+    for notice in notices {
+        notice.send(cli, spool, err);
+    }
     if let Err(e) = result {
         // The connection could not be set up: every entry waits for the next run.
         let reason = e.to_string();
@@ -183,8 +191,40 @@ fn flush_group(
     }
 }
 
-/// Write one job's outcome to the spool: remove what was delivered, return what failed for
-/// good, and keep the rest for the next run.
+/// A failure notice still to send, and whether the entry goes once it is sent.
+enum Notice {
+    /// Some recipients refused for good; the entry's fate was recorded already.
+    Recipients {
+        entry: Entry,
+        host: String,
+        failures: Vec<RcptFailure>,
+        remove: bool,
+    },
+    /// The whole message failed for good: notify, then remove.
+    Whole { entry: Entry, reason: String },
+}
+
+impl Notice {
+    fn send(self, cli: &Cli, spool: &Spool, err: &mut dyn Write) {
+        match self {
+            Notice::Recipients {
+                entry,
+                host,
+                failures,
+                remove,
+            } => {
+                bounce_recipients(cli, spool, &entry, &host, &failures, err);
+                if remove && let Err(e) = spool.remove(&entry) {
+                    let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                }
+            }
+            Notice::Whole { entry, reason } => return_to_sender(cli, spool, &entry, &reason, err),
+        }
+    }
+}
+
+/// Write one job's outcome to the spool: remove what was delivered and keep what failed
+/// for now for the next run. What failed for good comes back as a notice to send.
 fn record_outcome(
     cli: &Cli,
     spool: &Spool,
@@ -192,7 +232,7 @@ fn record_outcome(
     host: &str,
     outcome: JobOutcome,
     err: &mut dyn Write,
-) {
+) -> Option<Notice> {
     let verbose = cli.verbose > 0;
     match outcome {
         JobOutcome::Delivered(report) => {
@@ -200,9 +240,21 @@ fn record_outcome(
                 .rejected
                 .into_iter()
                 .partition(|f| f.reply.is_transient());
-            if !permanent.is_empty() {
-                bounce_recipients(cli, spool, &entry, host, &permanent, err);
+            if !permanent.is_empty() && temporary.is_empty() {
+                // Delivered to everyone else: the entry goes once the notice is out.
+                return Some(Notice::Recipients {
+                    entry,
+                    host: host.to_string(),
+                    failures: permanent,
+                    remove: true,
+                });
             }
+            let notice = (!permanent.is_empty()).then(|| Notice::Recipients {
+                entry: entry.clone(),
+                host: host.to_string(),
+                failures: permanent.clone(),
+                remove: false,
+            });
             if temporary.is_empty() {
                 if let Err(e) = spool.remove(&entry) {
                     let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
@@ -226,28 +278,37 @@ fn record_outcome(
                 }
                 note_failure(spool, &mut entry, &reason, err);
             }
+            notice
         }
         JobOutcome::Failed(error) => {
             let status = error.exit_status();
             let reason = format!("{host}: {error}");
-            match (&error, status) {
-                (_, ExitStatus::TempFail) => note_failure(spool, &mut entry, &reason, err),
-                (SessionError::NoRecipientAccepted(failures), _) => {
-                    bounce_recipients(cli, spool, &entry, host, failures, err);
-                    let _ = spool.remove(&entry);
+            match (error, status) {
+                (_, ExitStatus::TempFail) => {
+                    note_failure(spool, &mut entry, &reason, err);
+                    None
                 }
+                (SessionError::NoRecipientAccepted(failures), _) => Some(Notice::Recipients {
+                    entry,
+                    host: host.to_string(),
+                    failures,
+                    remove: true,
+                }),
                 (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
                     entry.waiting_for_auth = true;
                     note_failure(spool, &mut entry, &reason, err);
+                    None
                 }
                 (SessionError::Protocol(_) | SessionError::BadReply { .. }, _) => {
-                    note_failure(spool, &mut entry, &reason, err)
+                    note_failure(spool, &mut entry, &reason, err);
+                    None
                 }
-                _ => return_to_sender(cli, spool, &entry, &reason, err),
+                _ => Some(Notice::Whole { entry, reason }),
             }
         }
         JobOutcome::NotAttempted => {
-            note_failure(spool, &mut entry, &format!("{host}: connection lost"), err)
+            note_failure(spool, &mut entry, &format!("{host}: connection lost"), err);
+            None
         }
     }
 }

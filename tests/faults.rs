@@ -9,6 +9,13 @@
 
 mod common;
 
+/// These tests kill processes on timers and measure what survives: run them one at a time
+/// so that one test's load does not move another's timing.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
@@ -183,6 +190,7 @@ fn kill_9(child: &mut Child) -> Option<i32> {
 /// entry's removal must cause one (RFC 1047).
 #[test]
 fn kill_minus_9_during_flush_loses_nothing() {
+    let _serial = serial();
     let trials = env_number("FAULT_TRIALS", 40);
     let mut rng = Rng::from_env("kill_minus_9_during_flush_loses_nothing");
     let seed = rng.0;
@@ -285,6 +293,7 @@ fn kill_minus_9_during_flush_loses_nothing() {
 /// every entry must flush and arrive intact.
 #[test]
 fn kill_minus_9_during_enqueue_leaves_whole_entries_or_none() {
+    let _serial = serial();
     const SIZE: usize = 4 << 20;
     /// Entries are checked and flushed every this many kills, so the server's record of
     /// 4 MiB messages stays small.
@@ -466,6 +475,7 @@ fn euid() -> u32 {
 
 #[test]
 fn disk_full_while_spooling() {
+    let _serial = serial();
     let q = Queue::new();
     let skip = |why: String| {
         assert!(
@@ -551,6 +561,7 @@ fn disk_full_while_spooling() {
 
 #[test]
 fn hundred_concurrent_senders_while_relay_down() {
+    let _serial = serial();
     let senders = env_number("FAULT_SENDERS", 100) as usize;
     let q = Queue::new();
     let down = dead_port();
@@ -616,6 +627,7 @@ fn hundred_concurrent_senders_while_relay_down() {
 /// 250 and the removal of that one entry, not the rest of the connection.
 #[test]
 fn flush_killed_mid_batch_does_not_resend_accepted_messages() {
+    let _serial = serial();
     let q = Queue::new();
     let down = dead_port();
     for n in 0..4 {
