@@ -238,9 +238,22 @@ pub struct Cli {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
 
-    /// Force an AUTH mechanism: plain or login.
+    /// Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2,
+    /// oauthbearer, external or cram-md5.
     #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
     pub auth: Option<Mechanism>,
+
+    /// The secret is an OAuth 2.0 access token (XOAUTH2 or OAUTHBEARER), not a password.
+    #[arg(long)]
+    pub oauth: bool,
+
+    /// PEM client certificate to present in TLS (AUTH EXTERNAL, or relaying by certificate).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (default: the --tls-cert file); must be private.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Allow AUTH over a connection without TLS (credentials in cleartext).
     #[arg(long)]
@@ -313,7 +326,8 @@ pub struct Cli {
 }
 
 fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
-    Mechanism::from_name(s).ok_or_else(|| format!("unknown AUTH mechanism {s:?} (plain, login)"))
+    Mechanism::from_name(s)
+        .ok_or_else(|| format!("unknown AUTH mechanism {s:?} ({})", Mechanism::names()))
 }
 
 /// Single-letter flags the parser knows, and whether each takes a value.

@@ -209,6 +209,8 @@ impl<'r> Connection<'r> {
             TlsMode::Required | TlsMode::Implicit => crate::smtp::TlsPolicy::Required,
         };
         opts.implicit_tls = route.tls == TlsMode::Implicit;
+        opts.server_address
+            .get_or_insert_with(|| (route.host.clone(), route.port));
         let (sock, addr) = match &route.addrs {
             Some(addrs) => transport::connect_addrs(host, addrs, route.timeouts.connect)?,
             None => transport::connect(host, route.port, route.timeouts.connect)?,

@@ -101,7 +101,7 @@ fn flush_group(
 ) {
     let verbose = cli.verbose > 0;
     let relay: Relay = match submit::remote_settings(cli, acct) {
-        Ok(Remote::Relay(r)) => r,
+        Ok(Remote::Relay(r)) => *r,
         Ok(Remote::Direct(direct)) => {
             for entry in entries {
                 flush_direct(cli, &direct, spool, entry, err);
@@ -223,7 +223,12 @@ fn flush_group(
                         bounce_recipients(cli, spool, &entry, &host, failures, err);
                         let _ = spool.remove(&entry);
                     }
-                    (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
+                    (
+                        SessionError::AuthFailed { .. }
+                        | SessionError::AuthUnavailable(_)
+                        | SessionError::Sasl { .. },
+                        _,
+                    ) => {
                         entry.waiting_for_auth = true;
                         note_failure(spool, &mut entry, &reason, err);
                     }

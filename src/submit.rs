@@ -19,8 +19,11 @@ use crate::message::{self, PrepareOptions};
 use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
 use crate::resolve::Resolver;
-use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
-use crate::transport::{TlsMode, TlsSettings, tls};
+use crate::smtp::{
+    BodyEncoder, Credentials, Dsn, Envelope, Mechanism, Secret, SecretKind, SessionOptions,
+    TraceLine,
+};
+use crate::transport::{ClientCert, TlsMode, TlsSettings, tls};
 
 /// Environment variable holding the SMTP password (never a command-line argument).
 pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
@@ -552,7 +555,7 @@ pub(crate) struct Relay {
 pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remote, Error> {
     let relay_host = cli.host.is_some() || acct.is_some_and(|a| a.host.is_some());
     if relay_host && !cli.direct {
-        return relay_settings(cli, acct).map(Remote::Relay);
+        return relay_settings(cli, acct).map(|r| Remote::Relay(Box::new(r)));
     }
     let resolver = match cli
         .dns_server
@@ -636,6 +639,7 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
                 .or_else(|| acct.and_then(|a| a.tls_trust_file.clone())),
             fingerprint,
             verify: true,
+            client_cert: client_cert(cli, acct),
         },
         timeouts: Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
@@ -643,34 +647,81 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
             total: None,
         },
     };
-    let credentials = match cli
+    let credentials = credentials(cli, acct, route.tls_settings.client_cert.is_some())?;
+    Ok(Relay { route, credentials })
+}
+
+/// `--tls-cert` and `--tls-key` over the account's; the key defaults to the cert file.
+fn client_cert(cli: &Cli, acct: Option<&Account>) -> Option<ClientCert> {
+    let (cert, key) = match &cli.tls_cert {
+        Some(cert) => (cert.clone(), cli.tls_key.clone()),
+        None => {
+            let acct = acct?;
+            let cert = acct.tls_cert.clone()?;
+            (cert, cli.tls_key.clone().or_else(|| acct.tls_key.clone()))
+        }
+    };
+    let key = key.unwrap_or_else(|| cert.clone());
+    Some(ClientCert { cert, key })
+}
+
+/// Who authenticates, and with what. The secret from `$SMTPSEND_PASSWORD` or the
+/// account's password source is a password, or an OAuth token with `--oauth` or a forced
+/// XOAUTH2/OAUTHBEARER. A client certificate stands in for it with `--auth external`, or
+/// when no user is named.
+fn credentials(
+    cli: &Cli,
+    acct: Option<&Account>,
+    has_client_cert: bool,
+) -> Result<Option<Credentials>, Error> {
+    let mechanism = cli.auth.or(acct.and_then(|a| a.auth));
+    let user = cli
         .user
         .clone()
-        .or_else(|| acct.and_then(|a| a.user.clone()))
-    {
-        Some(user) => {
-            let password = match std::env::var(PASSWORD_ENV) {
-                Ok(p) => Some(p),
-                Err(_) => match acct {
-                    Some(a) => a.password.resolve()?,
-                    None => None,
-                },
-            };
-            let password = password.ok_or_else(|| {
-                Error::Config(format!(
-                    "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
-                ))
-            })?;
-            Some(Credentials { user, password })
+        .or_else(|| acct.and_then(|a| a.user.clone()));
+    if mechanism == Some(Mechanism::External) {
+        if !has_client_cert {
+            return Err(Error::Config(
+                "AUTH EXTERNAL needs a client certificate: pass --tls-cert or set tls_cert".into(),
+            ));
         }
-        None => None,
+        return Ok(Some(Credentials {
+            user: user.unwrap_or_default(),
+            secret: Secret::ClientCertificate,
+        }));
+    }
+    let Some(user) = user else {
+        return Ok(has_client_cert.then(|| Credentials {
+            user: String::new(),
+            secret: Secret::ClientCertificate,
+        }));
     };
-    Ok(Relay { route, credentials })
+    let secret = match std::env::var(PASSWORD_ENV) {
+        Ok(p) => Some(p),
+        Err(_) => match acct {
+            Some(a) => a.password.resolve()?,
+            None => None,
+        },
+    };
+    let secret = secret.ok_or_else(|| {
+        Error::Config(format!(
+            "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
+        ))
+    })?;
+    let token = cli.oauth
+        || acct.is_some_and(|a| a.oauth)
+        || mechanism.is_some_and(|m| m.secret_kind() == SecretKind::Token);
+    let secret = if token {
+        Secret::Token(secret)
+    } else {
+        Secret::Password(secret)
+    };
+    Ok(Some(Credentials { user, secret }))
 }
 
 /// Where remote recipients go: one relay, or each domain's exchangers.
 pub(crate) enum Remote {
-    Relay(Relay),
+    Relay(Box<Relay>),
     Direct(Box<Direct>),
 }
 

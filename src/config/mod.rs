@@ -45,6 +45,14 @@ pub struct Account {
     pub timeout: Option<u64>,
     /// Allow AUTH on a connection without TLS.
     pub insecure_auth: bool,
+    /// The secret from the password source is an OAuth 2.0 access token (XOAUTH2,
+    /// OAUTHBEARER), not a password.
+    pub oauth: bool,
+    /// A PEM client certificate for TLS, for AUTH EXTERNAL or a server that relays by
+    /// certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert` (default: the `tls_cert` file itself).
+    pub tls_key: Option<PathBuf>,
     /// Qualifies bare local recipients such as `root`.
     pub local_domain: Option<String>,
     /// The aliases file for bare local names (default `/etc/aliases`).
@@ -277,6 +285,9 @@ account_keys! {
     tls_fingerprint: Fingerprint,
     timeout: Seconds,
     insecure_auth: bool,
+    oauth: bool,
+    tls_cert: Text,
+    tls_key: Text,
     local_domain: Text,
     aliases: Text,
     default_recipient: Text,
@@ -344,6 +355,8 @@ impl RawAccount {
             p.map(|Text(p)| local_path(&p, origin, home)).transpose()
         };
         let tls_trust_file = path(self.tls_trust_file)?;
+        let tls_cert = path(self.tls_cert)?;
+        let tls_key = path(self.tls_key)?;
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
@@ -361,6 +374,9 @@ impl RawAccount {
             tls_fingerprint: self.tls_fingerprint.map(|f| f.0),
             timeout: self.timeout.map(|s| s.0),
             insecure_auth: self.insecure_auth.unwrap_or(false),
+            oauth: self.oauth.unwrap_or(false),
+            tls_cert,
+            tls_key,
             local_domain: self.local_domain.map(|t| t.0),
             aliases,
             default_recipient: self.default_recipient.map(|t| t.0),
@@ -470,7 +486,10 @@ impl<'de> Deserialize<'de> for Auth {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Mechanism::from_name(&s).map(Auth).ok_or_else(|| {
-            de::Error::custom(format!("unknown auth {s:?} (expected plain or login)"))
+            de::Error::custom(format!(
+                "unknown auth {s:?} (expected one of {})",
+                Mechanism::names()
+            ))
         })
     }
 }
@@ -528,6 +547,9 @@ tls_trust_file = "/etc/ssl/my-ca.pem"
 tls_fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
 timeout = 300
 insecure_auth = false
+oauth = false
+tls_cert = "/etc/ssl/client.pem"
+tls_key = "/etc/ssl/private/client.key"
 local_domain = "example.org"
 aliases = "/etc/aliases"
 default_recipient = "admin@example.org"
@@ -540,7 +562,7 @@ add_missing_headers = false
 [accounts.home]
 host = "mail.example.net"
 tls = "implicit"
-auth = "LOGIN"
+auth = "SCRAM-SHA-256"
 user = "me"
 password_env = "HOME_PW"
 insecure_auth = true
@@ -569,6 +591,9 @@ insecure_auth = true
                 ),
                 timeout: Some(300),
                 insecure_auth: false,
+                oauth: false,
+                tls_cert: Some(PathBuf::from("/etc/ssl/client.pem")),
+                tls_key: Some(PathBuf::from("/etc/ssl/private/client.key")),
                 local_domain: Some("example.org".into()),
                 aliases: Some(PathBuf::from("/etc/aliases")),
                 default_recipient: Some("admin@example.org".into()),
@@ -588,7 +613,7 @@ insecure_auth = true
         let home = parse(FULL).unwrap().account(Some("home")).unwrap();
         assert_eq!(home.from.as_deref(), Some("me@example.org"));
         assert_eq!(home.tls, Some(TlsMode::Implicit), "own key wins");
-        assert_eq!(home.auth, Some(Mechanism::Login));
+        assert_eq!(home.auth, Some(Mechanism::ScramSha256));
         assert_eq!(home.password, PasswordSource::Env("HOME_PW".into()));
         assert_eq!(home.port, None, "left to the caller: TlsMode::default_port");
         assert!(home.insecure_auth);
@@ -727,8 +752,9 @@ insecure_auth = true
 
     #[test]
     fn bad_auth_is_refused() {
-        let msg = config_error("auth = \"cram-md5\"\n");
-        assert!(msg.contains("cram-md5") && msg.contains("line 1"), "{msg}");
+        let msg = config_error("auth = \"gssapi\"\n");
+        assert!(msg.contains("gssapi") && msg.contains("line 1"), "{msg}");
+        assert!(msg.contains("scram-sha-256"), "names what is known: {msg}");
     }
 
     #[test]
