@@ -592,4 +592,31 @@ mod tests {
         assert_eq!(cli.tls, Some(TlsMode::Implicit));
         assert_eq!(cli.auth, Some(Mechanism::Login));
     }
+
+    #[test]
+    fn sasl_options() {
+        let (cli, _) = parse(&[
+            "smtpsend",
+            "--auth",
+            "SCRAM-SHA-256",
+            "--oauth",
+            "--tls-cert",
+            "/etc/ssl/me.pem",
+            "--tls-key",
+            "/etc/ssl/private/me.key",
+            "a@b.example",
+        ]);
+        assert_eq!(cli.auth, Some(Mechanism::ScramSha256));
+        assert!(cli.oauth);
+        assert_eq!(
+            cli.tls_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/me.pem"))
+        );
+        assert_eq!(
+            cli.tls_key.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/private/me.key"))
+        );
+        let e = parse_mechanism("gssapi").unwrap_err();
+        assert!(e.contains("cram-md5") && e.contains("external"), "{e}");
+    }
 }
