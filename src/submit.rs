@@ -15,6 +15,7 @@ use crate::exit::ExitStatus;
 use crate::flush;
 use crate::identity;
 use crate::local;
+use crate::log::Logger;
 use crate::message::{self, PrepareOptions};
 use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
@@ -102,9 +103,8 @@ pub fn run(
             }
             Ok(ExitStatus::Ok)
         }
-        Mode::SmtpOnStdio => Err(Error::Unavailable(
-            "-bs (SMTP on standard input) is not supported yet".into(),
-        )),
+        Mode::SmtpOnStdio => crate::smtp_stdio::run(cli, input, err),
+        Mode::Diagnose => crate::diagnose::run(cli, err),
     }
 }
 
@@ -118,7 +118,7 @@ pub fn split_recipients(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let (mut file_input, stream_input) = match input {
         Input::File(f) => (Some(f), None),
         Input::Stream(r) => (None, Some(r)),
@@ -577,7 +577,10 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
             command: timeout.map(Duration::from_secs),
-            total: None,
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
         },
     );
     if direct.tls == TlsMode::Implicit {
@@ -585,6 +588,9 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
             "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
         ));
     }
+    direct.verify_domains = acct
+        .map(|a| a.tls_verify_domains.clone())
+        .unwrap_or_default();
     direct.tls_settings.trust_file = cli
         .tls_trust_file
         .clone()
@@ -644,7 +650,10 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
         timeouts: Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
             command: timeout.map(Duration::from_secs),
-            total: None,
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
         },
     };
     let credentials = credentials(cli, acct, route.tls_settings.client_cert.is_some())?;
@@ -842,6 +851,11 @@ fn send_remote(
         Remote::Direct(_) => None,
     };
     let opts = session_for(cli, acct, credentials, &mut head, input)?;
+    let (log, log_to, whole) = (Logger::from_cli(cli, acct), recipients.clone(), opts.size);
+    let log_id = crate::log::message_id(&head).unwrap_or_else(crate::log::random_id);
+    let head_len = head.len() as u64;
+    let mut counted = crate::log::Counted::new(input);
+    let input = &mut counted;
     let envelope = Envelope {
         from: from.to_string(),
         recipients,
@@ -853,7 +867,7 @@ fn send_remote(
         }
     };
     let dot_ends_input = !cli.ignore_dots();
-    let delivered = match remote {
+    let result = match remote {
         Remote::Relay(relay) => deliver::deliver(
             &relay.route,
             envelope,
@@ -864,7 +878,7 @@ fn send_remote(
                 dot_ends_input,
             },
             &mut trace,
-        )?,
+        ),
         Remote::Direct(direct) => {
             let domain = envelope.recipients[0]
                 .rsplit_once('@')
@@ -883,9 +897,25 @@ fn send_remote(
                 &mut replay,
                 dot_ends_input,
                 &mut trace,
-            )?
+            )
         }
     };
+    let attempt = crate::log::Attempt {
+        id: &log_id,
+        from,
+        to: &log_to,
+        host: match remote {
+            Remote::Relay(relay) => &relay.route.host,
+            Remote::Direct(_) => log_to
+                .first()
+                .and_then(|r| r.rsplit_once('@'))
+                .map_or("", |(_, d)| d),
+        },
+        // A failed attempt may have read only part of a large message.
+        size: (result.is_ok() || whole.is_some()).then_some(head_len + counted.bytes),
+    };
+    log.attempt(&attempt, &result, err);
+    let delivered = result?;
     if verbose {
         let tls = match &delivered.tls {
             Some(t) if delivered.tls_verified => format!("TLS {t}, certificate verified"),
@@ -1073,6 +1103,7 @@ fn enqueue(
             dsn_envid: dsn.envid,
             eight_bit: None,
             reason: Some(reason.to_string()),
+            dot_ends_input: !cli.ignore_dots(),
         },
         message,
     )?;

@@ -75,6 +75,13 @@ pub struct Account {
     pub dns_server: Option<String>,
     /// Domains delivered at once on the direct route.
     pub parallel: Option<usize>,
+    /// A deadline in seconds for a whole SMTP session.
+    pub deadline: Option<u64>,
+    /// Domains whose exchangers must present a verified certificate on the direct route
+    /// (the rest get opportunistic TLS).
+    pub tls_verify_domains: Vec<String>,
+    /// The delivery log file (`--logfile`).
+    pub logfile: Option<PathBuf>,
 }
 
 /// A parsed config file and where it came from.
@@ -298,6 +305,9 @@ account_keys! {
     add_missing_headers: bool,
     dns_server: Text,
     parallel: Parallel,
+    logfile: Text,
+    deadline: Seconds,
+    tls_verify_domains: Vec<Text>,
 }
 
 impl RawAccount {
@@ -360,6 +370,7 @@ impl RawAccount {
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
+        let logfile = path(self.logfile)?;
         Ok(Account {
             name: name.to_string(),
             host: self.host.map(|t| t.0),
@@ -387,6 +398,14 @@ impl RawAccount {
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
             parallel: self.parallel.map(|p| p.0),
+            deadline: self.deadline.map(|s| s.0),
+            tls_verify_domains: self
+                .tls_verify_domains
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.0.to_ascii_lowercase())
+                .collect(),
+            logfile,
         })
     }
 }
@@ -558,6 +577,7 @@ mail_spool = "/var/mail"
 queue_dir = "/var/spool/smtpsend"
 queue_on_tempfail = false
 add_missing_headers = false
+logfile = "~/smtpsend.log"
 
 [accounts.home]
 host = "mail.example.net"
@@ -604,6 +624,9 @@ insecure_auth = true
                 add_missing_headers: false,
                 dns_server: None,
                 parallel: None,
+                deadline: None,
+                tls_verify_domains: Vec::new(),
+                logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );
     }
