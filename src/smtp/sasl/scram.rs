@@ -96,8 +96,14 @@ impl Scram {
     pub fn new(hash: Hash, user: &str, password: &str, nonce: String) -> Result<Scram, SaslError> {
         let user = saslprep(user)
             .map_err(|e| SaslError::BadCredentials(format!("the user name cannot be used: {e}")))?;
-        let password = saslprep(password)
-            .map_err(|e| SaslError::BadCredentials(format!("the password cannot be used: {e}")))?;
+        // The message must not say which character: it would leak part of the password.
+        let password = saslprep(password).map_err(|_| {
+            SaslError::BadCredentials(
+                "the password holds a character SASLprep (RFC 4013 §2.3) prohibits: a \
+                 control, private-use or non-character code point"
+                    .into(),
+            )
+        })?;
         if password.is_empty() {
             return Err(SaslError::BadCredentials("the password is empty".into()));
         }
@@ -427,10 +433,15 @@ mod tests {
 
     #[test]
     fn passwords_are_prepared() {
-        assert!(matches!(
-            Scram::new(Hash::Sha256, "user", "pen\tcil", "n".into()),
-            Err(SaslError::BadCredentials(_))
-        ));
+        let Err(SaslError::BadCredentials(e)) =
+            Scram::new(Hash::Sha256, "user", "pen\tcil", "n".into())
+        else {
+            panic!("a tab is prohibited");
+        };
+        assert!(
+            !e.contains("U+0009"),
+            "names no character of the password: {e}"
+        );
         assert!(matches!(
             Scram::new(Hash::Sha256, "user", "\u{00AD}", "n".into()),
             Err(SaslError::BadCredentials(_))
