@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod smtp;
 pub mod smtp_stdio;
 pub mod submit;
+pub mod terminal;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -585,6 +585,7 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
             "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
         ));
     }
+    direct.progress = wants_progress(cli);
     direct.verify_domains = acct
         .map(|a| a.tls_verify_domains.clone())
         .unwrap_or_default();
@@ -593,6 +594,11 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         .clone()
         .or_else(|| acct.and_then(|a| a.tls_trust_file.clone()));
     Ok(Remote::Direct(Box::new(direct)))
+}
+
+/// Upload progress for a person watching: under `-v`, or when attachments are composed.
+fn wants_progress(cli: &Cli) -> bool {
+    cli.verbose > 0 || !cli.attach.is_empty()
 }
 
 /// `IP` or `IP:PORT` (`[IPv6]:PORT`), port 53 by default.
@@ -634,6 +640,7 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
         host,
         port,
         addrs: None,
+        progress: wants_progress(cli),
         tls: tls_mode,
         tls_settings: TlsSettings {
             trust_file: cli
@@ -811,8 +818,7 @@ fn send_remote(
     };
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(err, "{side}: {}", line.text);
+            let _ = writeln!(err, "{}", crate::terminal::trace_line(line));
         }
     };
     let dot_ends_input = !cli.ignore_dots();
