@@ -16,6 +16,7 @@ pub mod flush;
 pub mod identity;
 pub mod local;
 pub mod message;
+pub mod oauth;
 pub mod queue;
 pub mod recipients;
 pub mod resolve;
