@@ -23,7 +23,7 @@ _smtpsend() {
 
     case "${cmd}" in
         smtpsend)
-            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --queue --no-queue --queue-dir --flush --all --queue-remove --queue-remove-all --yes --no-pipelining --help --version"
+            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --queue --no-queue --queue-dir --flush --all --queue-remove --queue-remove-all --yes --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -198,6 +198,26 @@ _smtpsend() {
                     return 0
                     ;;
                 --queue-remove)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expand)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etrn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --help-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --logfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -40,6 +40,11 @@ complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of R
 complete -c smtpsend -l connect-timeout -d 'Seconds to wait for the TCP connection (default 30)' -r
 complete -c smtpsend -l queue-dir -d 'The queue directory (default /var/spool/smtpsend when writable, else $XDG_STATE_HOME/smtpsend/queue)' -r -F
 complete -c smtpsend -l queue-remove -d 'Remove the queued message with this id' -r
+complete -c smtpsend -l verify -d 'Ask the server whether ADDRESS is a mailbox (VRFY); 550/551/553 exits 67' -r
+complete -c smtpsend -l expand -d 'Ask the server for the members of a mailing list (EXPN)' -r
+complete -c smtpsend -l etrn -d 'Ask the server to start delivering its queue for DOMAIN (ETRN, RFC 1985)' -r
+complete -c smtpsend -l help-server -d 'Send HELP (with --help-server=TOPIC, HELP TOPIC) and show the reply' -r
+complete -c smtpsend -l logfile -d 'Append one key=value line per delivery attempt to FILE (created mode 0600)' -r -F
 complete -c smtpsend -s t -d 'Read recipients from the To, Cc and Bcc headers (and remove Bcc)'
 complete -c smtpsend -s i -d 'Do not treat a line with a single dot as the end of the message'
 complete -c smtpsend -s v -l verbose -d 'Print the SMTP dialogue on stderr (passwords are never shown)'
@@ -55,6 +60,9 @@ complete -c smtpsend -l flush -d 'Deliver every queued message that is due (as -
 complete -c smtpsend -l all -d 'With --flush: try every entry now, not only those whose retry time has come'
 complete -c smtpsend -l queue-remove-all -d 'Remove every queued message (needs --yes)'
 complete -c smtpsend -l yes -d 'Confirm --queue-remove-all'
+complete -c smtpsend -l serverinfo -d 'Show the server\'s greeting, EHLO capabilities before and after STARTTLS, TLS version and cipher, certificate and AUTH methods; with a DOMAIN argument instead of --host, of the domain\'s first reachable MX host'
+complete -c smtpsend -l noop -d 'Send NOOP and show the reply'
+complete -c smtpsend -l syslog -d 'Log each delivery attempt to syslog (facility mail)'
 complete -c smtpsend -l no-pipelining -d 'Do not use PIPELINING even when offered'
 complete -c smtpsend -l help -d 'Print help'
 complete -c smtpsend -l version -d 'Print version'

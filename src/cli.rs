@@ -29,6 +29,8 @@ pub enum Mode {
     SmtpOnStdio,
     /// Verify addresses only (`-bv`).
     VerifyAddresses,
+    /// Ask a server about itself or an address (`--serverinfo`, `--verify`, ...).
+    Diagnose,
 }
 
 /// smtpsend: send one message from stdin through an SMTP relay.
@@ -299,6 +301,40 @@ pub struct Cli {
     #[arg(long, help_heading = "Queue")]
     pub yes: bool,
 
+    /// Show the server's greeting, EHLO capabilities before and after STARTTLS, TLS
+    /// version and cipher, certificate and AUTH methods; with a DOMAIN argument instead of
+    /// --host, of the domain's first reachable MX host.
+    #[arg(long, help_heading = "Diagnostics")]
+    pub serverinfo: bool,
+
+    /// Ask the server whether ADDRESS is a mailbox (VRFY); 550/551/553 exits 67.
+    #[arg(long = "verify", value_name = "ADDRESS", action = ArgAction::Append, help_heading = "Diagnostics")]
+    pub verify_address: Vec<String>,
+
+    /// Ask the server for the members of a mailing list (EXPN).
+    #[arg(long = "expand", value_name = "LIST", action = ArgAction::Append, help_heading = "Diagnostics")]
+    pub expand_list: Vec<String>,
+
+    /// Ask the server to start delivering its queue for DOMAIN (ETRN, RFC 1985).
+    #[arg(long, value_name = "DOMAIN", action = ArgAction::Append, help_heading = "Diagnostics")]
+    pub etrn: Vec<String>,
+
+    /// Send NOOP and show the reply.
+    #[arg(long, help_heading = "Diagnostics")]
+    pub noop: bool,
+
+    /// Send HELP (with --help-server=TOPIC, HELP TOPIC) and show the reply.
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, require_equals = true, default_missing_value = "", help_heading = "Diagnostics")]
+    pub help_server: Option<String>,
+
+    /// Append one key=value line per delivery attempt to FILE (created mode 0600).
+    #[arg(long, value_name = "FILE", help_heading = "Logging")]
+    pub logfile: Option<PathBuf>,
+
+    /// Log each delivery attempt to syslog (facility mail).
+    #[arg(long, help_heading = "Logging")]
+    pub syslog: bool,
+
     /// Do not use PIPELINING even when offered.
     #[arg(long)]
     pub no_pipelining: bool,
@@ -416,6 +452,9 @@ impl Cli {
             "newaliases" => return Ok(Mode::RebuildAliases),
             _ => {}
         }
+        if self.diagnosing() {
+            return Ok(Mode::Diagnose);
+        }
         if self.queue_run.is_some() || self.flush {
             return Ok(Mode::RunQueue);
         }
@@ -462,6 +501,16 @@ impl Cli {
             || !self.header.is_empty()
             || !self.cc.is_empty()
             || !self.bcc.is_empty()
+    }
+
+    /// Whether a diagnostic flag was given: the server is asked, no mail is sent.
+    pub fn diagnosing(&self) -> bool {
+        self.serverinfo
+            || !self.verify_address.is_empty()
+            || !self.expand_list.is_empty()
+            || !self.etrn.is_empty()
+            || self.noop
+            || self.help_server.is_some()
     }
 
     /// `-f` or `-r`.

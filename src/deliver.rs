@@ -118,17 +118,18 @@ pub fn deliver(
 
 /// Deliver several messages over one connection, one transaction after another (a queue
 /// run). An error is returned only when the connection could not be set up at all;
-/// afterwards each job has its own outcome.
+/// afterwards each job's outcome goes to `outcome` (by index) as soon as it is known, so a
+/// caller that is killed later has already recorded it.
 pub fn deliver_batch(
     route: &Route,
     opts: SessionOptions,
     jobs: Vec<Job<'_>>,
     trace: &mut dyn FnMut(&TraceLine),
-) -> Result<Vec<JobOutcome>, Error> {
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return Ok(outcomes);
+    outcome: &mut dyn FnMut(usize, JobOutcome),
+) -> Result<(), Error> {
+    let mut jobs = jobs.into_iter().enumerate();
+    let Some((mut index, first)) = jobs.next() else {
+        return Ok(());
     };
     let opts = SessionOptions {
         keep_open: true,
@@ -145,34 +146,37 @@ pub fn deliver_batch(
             Ok(e) => e,
             Err(_) => {
                 // The connection broke mid-transaction: this job and the rest wait.
-                outcomes.push(JobOutcome::NotAttempted);
+                outcome(index, JobOutcome::NotAttempted);
                 break;
             }
         };
         match event {
-            Event::Done(report) => outcomes.push(JobOutcome::Delivered(report)),
-            Event::TransactionFailed(error) => outcomes.push(JobOutcome::Failed(error)),
+            Event::Done(report) => outcome(index, JobOutcome::Delivered(report)),
+            Event::TransactionFailed(error) => outcome(index, JobOutcome::Failed(error)),
             Event::Failed(error) => {
-                outcomes.push(JobOutcome::Failed(error));
+                outcome(index, JobOutcome::Failed(error));
                 break;
             }
             other => return Err(Error::Internal(format!("unexpected event {other:?}"))),
         }
         match jobs.next() {
-            Some(job) => {
+            Some((i, job)) => {
+                index = i;
                 conn.session.start_transaction(job.envelope, job.info);
                 body = Some(job.body);
             }
             None => {
                 conn.session.quit();
                 conn.close();
-                return Ok(outcomes);
+                return Ok(());
             }
         }
     }
-    outcomes.extend(jobs.map(|_| JobOutcome::NotAttempted));
+    for (i, _) in jobs {
+        outcome(i, JobOutcome::NotAttempted);
+    }
     conn.close();
-    Ok(outcomes)
+    Ok(())
 }
 
 /// A connection with its session: the transport loop around the sans-IO engine.
@@ -261,9 +265,12 @@ impl<'r> Connection<'r> {
                 let n = out.len();
                 let write_deadline =
                     self.cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
-                self.stream
-                    .write_all(out, write_deadline)
-                    .map_err(|e| session_io_error(host, &self.session, &e))?;
+                let written = if self.session.quit_queued() {
+                    self.stream.write_last(out, write_deadline)
+                } else {
+                    self.stream.write_all(out, write_deadline)
+                };
+                written.map_err(|e| session_io_error(host, &self.session, &e))?;
                 self.session.consume(n);
                 deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
             }
@@ -416,13 +423,17 @@ fn send_body(
     let block_timeout = route.timeouts.for_wait(Wait::DataBlock);
     let mut encoder = BodyEncoder::new(body.dot_ends_input);
     let mut out = Vec::with_capacity(2 * BLOCK + 8);
-    let mut write = |out: &mut Vec<u8>| -> Result<(), Error> {
-        stream
-            .write_all(out, cap(Instant::now() + block_timeout))
-            .map_err(|e| Error::Network {
-                host: host.to_string(),
-                detail: format!("sending the message: {}", describe_io(&e)),
-            })?;
+    let mut write = |out: &mut Vec<u8>, last: bool| -> Result<(), Error> {
+        let deadline = cap(Instant::now() + block_timeout);
+        let written = if last {
+            stream.write_last(out, deadline)
+        } else {
+            stream.write_all(out, deadline)
+        };
+        written.map_err(|e| Error::Network {
+            host: host.to_string(),
+            detail: format!("sending the message: {}", describe_io(&e)),
+        })?;
         out.clear();
         Ok(())
     };
@@ -432,7 +443,7 @@ fn send_body(
             return Err(nul_error());
         }
         if out.len() >= BLOCK {
-            write(&mut out)?;
+            write(&mut out, false)?;
         }
     }
     let mut inbuf = vec![0u8; BLOCK];
@@ -450,15 +461,16 @@ fn send_body(
             return Err(nul_error());
         }
         if out.len() >= BLOCK {
-            write(&mut out)?;
+            write(&mut out, false)?;
         }
     }
     encoder.finish(&mut out);
     session.body_sent();
+    let last = session.quit_queued();
     if let Some(quit) = session.poll_transmit() {
         out.extend_from_slice(quit);
         let n = quit.len();
         session.consume(n);
     }
-    write(&mut out)
+    write(&mut out, last)
 }

@@ -14,6 +14,7 @@ use crate::direct::{self, Direct, Reopen};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::identity;
+use crate::log::{Attempt, Logger};
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Envelope, MessageInfo, RcptFailure, SessionError, SessionOptions, TraceLine};
 use crate::submit::{self, Relay, Remote};
@@ -100,11 +101,12 @@ fn flush_group(
     err: &mut dyn Write,
 ) {
     let verbose = cli.verbose > 0;
+    let log = Logger::from_cli(cli, acct);
     let relay: Relay = match submit::remote_settings(cli, acct) {
         Ok(Remote::Relay(r)) => r,
         Ok(Remote::Direct(direct)) => {
             for entry in entries {
-                flush_direct(cli, &direct, spool, entry, err);
+                flush_direct(cli, &direct, spool, entry, &log, err);
             }
             return;
         }
@@ -136,7 +138,6 @@ fn flush_group(
         trace: verbose,
         ..SessionOptions::default()
     };
-    let dot_ends_input = false;
     let (entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
     let jobs: Vec<Job<'_>> = entries
         .iter()
@@ -152,7 +153,7 @@ fn flush_group(
             body: Body {
                 head: Vec::new(),
                 rest: file as &mut dyn Read,
-                dot_ends_input,
+                dot_ends_input: entry.dot_ends_input,
             },
         })
         .collect();
@@ -163,79 +164,151 @@ fn flush_group(
         }
     };
     let host = relay.route.host.clone();
-    let outcomes = match deliver::deliver_batch(&relay.route, opts, jobs, &mut trace) {
-        Ok(o) => o,
-        Err(e) => {
-            let reason = e.to_string();
-            for mut entry in entries {
-                if e.exit_status() == ExitStatus::TempFail {
-                    note_failure(spool, &mut entry, &reason, err);
-                } else {
-                    // A permanent refusal of the connection itself (554 greeting, unknown
-                    // host): retrying cannot help, but the configuration may be fixed, so
-                    // the entry stays until it expires.
-                    note_failure(spool, &mut entry, &reason, err);
-                }
+    // Each outcome is written to the spool as soon as the server gave it: a run killed
+    // later sends none of the accepted messages again.
+    // Failure notices wait until this connection is closed: they go over a connection of
+    // their own, and the entry stays in the spool until its notice is out.
+    let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut notices: Vec<Notice> = Vec::new();
+    let result = deliver::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
+        if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
+            log.job(&attempt(&entry, &host), &outcome, err);
+            if let Some(notice) = record_outcome(cli, spool, entry, &host, outcome, err) {
+                notices.push(notice);
             }
-            return;
         }
-    };
-    for (mut entry, outcome) in entries.into_iter().zip(outcomes) {
-        match outcome {
-            JobOutcome::Delivered(report) => {
-                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
-                    .rejected
-                    .into_iter()
-                    .partition(|f| f.reply.is_transient());
-                if !permanent.is_empty() {
-                    bounce_recipients(cli, spool, &entry, &host, &permanent, err);
+    });
+    for notice in notices {
+        notice.send(cli, spool, err);
+    }
+    if let Err(e) = result {
+        // The connection could not be set up: every entry waits for the next run.
+        let reason = e.to_string();
+        for mut entry in pending.into_iter().flatten() {
+            log.failure(&attempt(&entry, &host), &e, err);
+            note_failure(spool, &mut entry, &reason, err);
+        }
+    }
+}
+
+/// A failure notice still to send, and whether the entry goes once it is sent.
+enum Notice {
+    /// Some recipients refused for good; the entry's fate was recorded already.
+    Recipients {
+        entry: Entry,
+        host: String,
+        failures: Vec<RcptFailure>,
+        remove: bool,
+    },
+    /// The whole message failed for good: notify, then remove.
+    Whole { entry: Entry, reason: String },
+}
+
+impl Notice {
+    fn send(self, cli: &Cli, spool: &Spool, err: &mut dyn Write) {
+        match self {
+            Notice::Recipients {
+                entry,
+                host,
+                failures,
+                remove,
+            } => {
+                bounce_recipients(cli, spool, &entry, &host, &failures, err);
+                if remove && let Err(e) = spool.remove(&entry) {
+                    let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
                 }
-                if temporary.is_empty() {
-                    if let Err(e) = spool.remove(&entry) {
-                        let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
-                    } else if verbose {
-                        let _ = writeln!(err, "smtpsend: {}: delivered via {host}", entry.id);
-                    }
-                } else {
-                    let done: Vec<String> = entry
-                        .recipients
-                        .iter()
-                        .filter(|r| !temporary.iter().any(|t| &t.recipient == *r))
-                        .cloned()
-                        .collect();
-                    let reason = temporary
-                        .iter()
-                        .map(|f| format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    if let Err(e) = spool.record_delivered(&mut entry, &done) {
-                        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
-                    }
+            }
+            Notice::Whole { entry, reason } => return_to_sender(cli, spool, &entry, &reason, err),
+        }
+    }
+}
+
+/// Write one job's outcome to the spool: remove what was delivered and keep what failed
+/// for now for the next run. What failed for good comes back as a notice to send.
+fn record_outcome(
+    cli: &Cli,
+    spool: &Spool,
+    mut entry: Entry,
+    host: &str,
+    outcome: JobOutcome,
+    err: &mut dyn Write,
+) -> Option<Notice> {
+    let verbose = cli.verbose > 0;
+    match outcome {
+        JobOutcome::Delivered(report) => {
+            let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
+                .rejected
+                .into_iter()
+                .partition(|f| f.reply.is_transient());
+            if !permanent.is_empty() && temporary.is_empty() {
+                // Delivered to everyone else: the entry goes once the notice is out.
+                return Some(Notice::Recipients {
+                    entry,
+                    host: host.to_string(),
+                    failures: permanent,
+                    remove: true,
+                });
+            }
+            let notice = (!permanent.is_empty()).then(|| Notice::Recipients {
+                entry: entry.clone(),
+                host: host.to_string(),
+                failures: permanent.clone(),
+                remove: false,
+            });
+            if temporary.is_empty() {
+                if let Err(e) = spool.remove(&entry) {
+                    let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
+                } else if verbose {
+                    let _ = writeln!(err, "smtpsend: {}: delivered via {host}", entry.id);
+                }
+            } else {
+                let done: Vec<String> = entry
+                    .recipients
+                    .iter()
+                    .filter(|r| !temporary.iter().any(|t| &t.recipient == *r))
+                    .cloned()
+                    .collect();
+                let reason = temporary
+                    .iter()
+                    .map(|f| format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if let Err(e) = spool.record_delivered(&mut entry, &done) {
+                    let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                }
+                note_failure(spool, &mut entry, &reason, err);
+            }
+            notice
+        }
+        JobOutcome::Failed(error) => {
+            let status = error.exit_status();
+            let reason = format!("{host}: {error}");
+            match (error, status) {
+                (_, ExitStatus::TempFail) => {
                     note_failure(spool, &mut entry, &reason, err);
+                    None
                 }
-            }
-            JobOutcome::Failed(error) => {
-                let status = error.exit_status();
-                let reason = format!("{host}: {error}");
-                match (&error, status) {
-                    (_, ExitStatus::TempFail) => note_failure(spool, &mut entry, &reason, err),
-                    (SessionError::NoRecipientAccepted(failures), _) => {
-                        bounce_recipients(cli, spool, &entry, &host, failures, err);
-                        let _ = spool.remove(&entry);
-                    }
-                    (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
-                        entry.waiting_for_auth = true;
-                        note_failure(spool, &mut entry, &reason, err);
-                    }
-                    (SessionError::Protocol(_) | SessionError::BadReply { .. }, _) => {
-                        note_failure(spool, &mut entry, &reason, err)
-                    }
-                    _ => return_to_sender(cli, spool, &entry, &reason, err),
+                (SessionError::NoRecipientAccepted(failures), _) => Some(Notice::Recipients {
+                    entry,
+                    host: host.to_string(),
+                    failures,
+                    remove: true,
+                }),
+                (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
+                    entry.waiting_for_auth = true;
+                    note_failure(spool, &mut entry, &reason, err);
+                    None
                 }
+                (SessionError::Protocol(_) | SessionError::BadReply { .. }, _) => {
+                    note_failure(spool, &mut entry, &reason, err);
+                    None
+                }
+                _ => Some(Notice::Whole { entry, reason }),
             }
-            JobOutcome::NotAttempted => {
-                note_failure(spool, &mut entry, &format!("{host}: connection lost"), err)
-            }
+        }
+        JobOutcome::NotAttempted => {
+            note_failure(spool, &mut entry, &format!("{host}: connection lost"), err);
+            None
         }
     }
 }
@@ -243,7 +316,14 @@ fn flush_group(
 /// Retry one entry by direct delivery: each of its domains in turn. Recipients accepted
 /// or refused for good are finished (the refused ones returned to the sender); the others
 /// stay queued.
-fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err: &mut dyn Write) {
+fn flush_direct(
+    cli: &Cli,
+    direct: &Direct,
+    spool: &Spool,
+    mut entry: Entry,
+    log: &Logger,
+    err: &mut dyn Write,
+) {
     let verbose = cli.verbose > 0;
     let mut trace = |line: &TraceLine| {
         if verbose {
@@ -281,9 +361,14 @@ fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err
             &envelope,
             &opts,
             &mut message,
-            false,
+            entry.dot_ends_input,
             &mut trace,
         );
+        let logged = Attempt {
+            to: &rcpts,
+            ..attempt(&entry, &domain)
+        };
+        log.attempt(&logged, &result, err);
         match result {
             Ok(delivered) => {
                 let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = delivered
@@ -333,6 +418,17 @@ fn flush_direct(cli: &Cli, direct: &Direct, spool: &Spool, mut entry: Entry, err
         let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
     }
     note_failure(spool, &mut entry, &reasons.join("; "), err);
+}
+
+/// What the log records of a queued message, whatever became of it.
+fn attempt<'a>(entry: &'a Entry, host: &'a str) -> Attempt<'a> {
+    Attempt {
+        id: &entry.id,
+        from: &entry.from,
+        to: &entry.recipients,
+        host,
+        size: Some(entry.size),
+    }
 }
 
 /// A spool data file as a message that can be read again from its start.

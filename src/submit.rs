@@ -15,6 +15,7 @@ use crate::exit::ExitStatus;
 use crate::flush;
 use crate::identity;
 use crate::local;
+use crate::log::Logger;
 use crate::message::{self, PrepareOptions};
 use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
@@ -99,9 +100,8 @@ pub fn run(
             }
             Ok(ExitStatus::Ok)
         }
-        Mode::SmtpOnStdio => Err(Error::Unavailable(
-            "-bs (SMTP on standard input) is not supported yet".into(),
-        )),
+        Mode::SmtpOnStdio => crate::smtp_stdio::run(cli, input, err),
+        Mode::Diagnose => crate::diagnose::run(cli, err),
     }
 }
 
@@ -115,7 +115,7 @@ pub fn split_recipients(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let (mut file_input, stream_input) = match input {
         Input::File(f) => (Some(f), None),
         Input::Stream(r) => (None, Some(r)),
@@ -791,6 +791,11 @@ fn send_remote(
         Remote::Direct(_) => None,
     };
     let opts = session_for(cli, acct, credentials, &mut head, input)?;
+    let (log, log_to, whole) = (Logger::from_cli(cli, acct), recipients.clone(), opts.size);
+    let log_id = crate::log::message_id(&head).unwrap_or_else(crate::log::random_id);
+    let head_len = head.len() as u64;
+    let mut counted = crate::log::Counted::new(input);
+    let input = &mut counted;
     let envelope = Envelope {
         from: from.to_string(),
         recipients,
@@ -802,7 +807,7 @@ fn send_remote(
         }
     };
     let dot_ends_input = !cli.ignore_dots();
-    let delivered = match remote {
+    let result = match remote {
         Remote::Relay(relay) => deliver::deliver(
             &relay.route,
             envelope,
@@ -813,7 +818,7 @@ fn send_remote(
                 dot_ends_input,
             },
             &mut trace,
-        )?,
+        ),
         Remote::Direct(direct) => {
             let domain = envelope.recipients[0]
                 .rsplit_once('@')
@@ -832,9 +837,25 @@ fn send_remote(
                 &mut replay,
                 dot_ends_input,
                 &mut trace,
-            )?
+            )
         }
     };
+    let attempt = crate::log::Attempt {
+        id: &log_id,
+        from,
+        to: &log_to,
+        host: match remote {
+            Remote::Relay(relay) => &relay.route.host,
+            Remote::Direct(_) => log_to
+                .first()
+                .and_then(|r| r.rsplit_once('@'))
+                .map_or("", |(_, d)| d),
+        },
+        // A failed attempt may have read only part of a large message.
+        size: (result.is_ok() || whole.is_some()).then_some(head_len + counted.bytes),
+    };
+    log.attempt(&attempt, &result, err);
+    let delivered = result?;
     if verbose {
         let tls = match &delivered.tls {
             Some(t) if delivered.tls_verified => format!("TLS {t}, certificate verified"),
@@ -1022,6 +1043,7 @@ fn enqueue(
             dsn_envid: dsn.envid,
             eight_bit: None,
             reason: Some(reason.to_string()),
+            dot_ends_input: !cli.ignore_dots(),
         },
         message,
     )?;

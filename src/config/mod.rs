@@ -71,6 +71,8 @@ pub struct Account {
     pub dns_server: Option<String>,
     /// Domains delivered at once on the direct route.
     pub parallel: Option<usize>,
+    /// The delivery log file (`--logfile`).
+    pub logfile: Option<PathBuf>,
 }
 
 /// A parsed config file and where it came from.
@@ -286,6 +288,7 @@ account_keys! {
     add_missing_headers: bool,
     dns_server: Text,
     parallel: Parallel,
+    logfile: Text,
     oauth_provider: Text,
     oauth_client_id: Text,
     oauth_client_secret: Text,
@@ -444,6 +447,7 @@ impl RawAccount {
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
+        let logfile = path(self.logfile)?;
         Ok(Account {
             name: name.to_string(),
             host: self.host.map(|t| t.0),
@@ -469,6 +473,7 @@ impl RawAccount {
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
             parallel: self.parallel.map(|p| p.0),
+            logfile,
         })
     }
 }
@@ -634,6 +639,7 @@ mail_spool = "/var/mail"
 queue_dir = "/var/spool/smtpsend"
 queue_on_tempfail = false
 add_missing_headers = false
+logfile = "~/smtpsend.log"
 
 [accounts.home]
 host = "mail.example.net"
@@ -678,6 +684,7 @@ insecure_auth = true
                 add_missing_headers: false,
                 dns_server: None,
                 parallel: None,
+                logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );
     }

@@ -49,6 +49,10 @@ struct File {
     size: u64,
     #[serde(default)]
     waiting_for_auth: bool,
+    /// The message was given without `-i`: a lone `.` line ends it (the spool keeps the
+    /// input as read, so the cut happens when it is sent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dot_ends_input: bool,
 }
 
 /// Only the version, read first so a newer format is recognised even when the rest of it
@@ -90,6 +94,7 @@ pub(super) fn encode(entry: &Entry) -> crate::Result<String> {
         last_error: entry.last_error.clone(),
         size: entry.size,
         waiting_for_auth: entry.waiting_for_auth,
+        dot_ends_input: entry.dot_ends_input,
     };
     toml::to_string(&file)
         .map_err(|e| crate::Error::Internal(format!("queue entry {}: {e}", entry.id)))
@@ -166,6 +171,7 @@ pub(super) fn decode(text: &str, id: &str) -> Result<Entry, Refusal> {
         last_error: file.last_error,
         size: file.size,
         waiting_for_auth: file.waiting_for_auth,
+        dot_ends_input: file.dot_ends_input,
     })
 }
 
@@ -200,6 +206,7 @@ mod tests {
             last_error: Some("421 4.3.0 \"try\" later\nsecond line".into()),
             size: 1234,
             waiting_for_auth: true,
+            dot_ends_input: true,
         }
     }
 

@@ -149,6 +149,7 @@ mod tests {
             last_error: None,
             size: 1500,
             waiting_for_auth: false,
+            dot_ends_input: false,
         }
     }
 

@@ -111,6 +111,8 @@ pub struct NewEntry {
     pub eight_bit: Option<bool>,
     /// Why it was queued instead of sent, shown by the listing until a retry fails.
     pub reason: Option<String>,
+    /// Given without sendmail's `-i`: a lone `.` line ends the message when it is sent.
+    pub dot_ends_input: bool,
 }
 
 /// A message in the spool.
@@ -144,6 +146,8 @@ pub struct Entry {
     /// [`Spool::record_failure`], which stores it with the rest, and the listing says so,
     /// because no retry helps until someone acts.
     pub waiting_for_auth: bool,
+    /// Given without sendmail's `-i`: a lone `.` line ends the message when it is sent.
+    pub dot_ends_input: bool,
 }
 
 impl Entry {
@@ -213,6 +217,7 @@ mod tests {
             last_error: None,
             size: 0,
             waiting_for_auth: false,
+            dot_ends_input: false,
         };
         let second = Duration::from_secs(1);
         assert!(!entry.expired(created));

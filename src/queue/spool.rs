@@ -117,6 +117,7 @@ impl Spool {
             dsn_ret: new.dsn_ret.clone(),
             dsn_envid: new.dsn_envid.clone(),
             eight_bit: new.eight_bit,
+            dot_ends_input: new.dot_ends_input,
             reason: new.reason.clone(),
             created,
             attempts: 0,

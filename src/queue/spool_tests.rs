@@ -23,6 +23,7 @@ fn new_entry() -> NewEntry {
         dsn_envid: Some("QQ314159".into()),
         eight_bit: Some(false),
         reason: Some("mx.example.org: connection refused".into()),
+        dot_ends_input: true,
     }
 }
 

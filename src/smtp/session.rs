@@ -331,6 +331,8 @@ pub struct Session {
     doomed: Option<SessionError>,
     /// The last transaction failed part-way, so the next one starts with RSET.
     needs_rset: bool,
+    /// QUIT has been queued.
+    quit_queued: bool,
 }
 
 impl Session {
@@ -356,6 +358,7 @@ impl Session {
             phase: Phase::Talking,
             doomed: None,
             needs_rset: false,
+            quit_queued: false,
         };
         session
             .pending
@@ -499,8 +502,17 @@ impl Session {
         }
     }
 
+    /// Whether QUIT is among the bytes to transmit: nothing follows it, so the transport
+    /// may close its side of TLS in the same flight.
+    pub fn quit_queued(&self) -> bool {
+        self.quit_queued && self.poll_transmit().is_some()
+    }
+
     /// Queue a command whose reply is not waited for. False if it was refused as unsafe.
     fn send_unawaited(&mut self, command: Command) -> bool {
+        if command == Command::Quit {
+            self.quit_queued = true;
+        }
         match command.encode(&mut self.out) {
             Ok(()) => {
                 if self.opts.trace {

@@ -208,6 +208,39 @@ impl Stream {
         Ok(())
     }
 
+    /// Write the last flight: with TLS the close_notify alert goes in the same write, so
+    /// closing costs no extra turn.
+    pub fn write_last(&mut self, data: &[u8], deadline: Instant) -> io::Result<()> {
+        match self.tls.as_mut() {
+            None => self.write_all(data, deadline),
+            Some(conn) => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let n = conn.writer().write(rest)?;
+                    rest = &rest[n..];
+                    if n == 0 || !rest.is_empty() {
+                        let mut io = Deadlined {
+                            sock: &self.sock,
+                            deadline,
+                        };
+                        while conn.wants_write() {
+                            conn.write_tls(&mut io)?;
+                        }
+                    }
+                }
+                conn.send_close_notify();
+                let mut io = Deadlined {
+                    sock: &self.sock,
+                    deadline,
+                };
+                while conn.wants_write() {
+                    conn.write_tls(&mut io)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Close politely: TLS close_notify when TLS is up, then shut the socket.
     pub fn close(mut self, deadline: Instant) {
         if let Some(conn) = self.tls.as_mut() {

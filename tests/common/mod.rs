@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod pki;
 pub mod server;
+pub mod spool;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,10 @@ pub struct Rule {
     close_after: bool,
     repeat: Option<Vec<u8>>,
     deaf: Option<Duration>,
+    /// At most this many uses, counted in `used` (shared by the clones of the rule, so
+    /// across every connection of the server).
+    times: Option<usize>,
+    used: Arc<AtomicUsize>,
 }
 
 impl Rule {
@@ -71,6 +75,8 @@ impl Rule {
             close_after: false,
             repeat: None,
             deaf: None,
+            times: None,
+            used: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -164,8 +170,22 @@ impl Rule {
         self
     }
 
+    /// Apply only the first `n` times it matches, counted over every connection the
+    /// server serves; after that the rules behind it and the default reply apply. A server
+    /// that answers 451 once and then recovers: `Rule::on("MAIL").reply("451 ...").times(1)`.
+    pub fn times(mut self, n: usize) -> Rule {
+        self.times = Some(n);
+        self
+    }
+
+    fn exhausted(&self) -> bool {
+        self.times
+            .is_some_and(|n| self.used.load(Ordering::SeqCst) >= n)
+    }
+
     fn matches(&self, verb: &str, arg: &str, tls: bool) -> bool {
-        self.verb.eq_ignore_ascii_case(verb)
+        !self.exhausted()
+            && self.verb.eq_ignore_ascii_case(verb)
             && self.tls.is_none_or(|t| t == tls)
             && self
                 .arg
@@ -266,6 +286,13 @@ impl Builder {
     /// Set how long the server keeps reading after a burst before taking it as one flight.
     pub fn grace(mut self, grace: Duration) -> Builder {
         self.grace = grace;
+        self
+    }
+
+    /// Give up after this long in all instead of [`DEFAULT_DEADLINE`], for a server that
+    /// outlives many runs of the binary.
+    pub fn deadline(mut self, deadline: Duration) -> Builder {
+        self.deadline = deadline;
         self
     }
 
@@ -781,6 +808,9 @@ impl<'a> Session<'a> {
     /// Send the reply for a stage, applying its rule. Returns the reply actually sent.
     fn respond(&mut self, verb: &str, arg: &str, default: Vec<u8>) -> Step<Vec<u8>> {
         let rule = self.rule(verb, arg);
+        if let Some(r) = &rule {
+            r.used.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(stall) = rule.as_ref().and_then(|r| r.stall) {
             self.flush()?;
             self.sleep(stall);

@@ -1,0 +1,575 @@
+//! `--serverinfo`, `--verify`, `--expand`, `--etrn`, `--noop`, `--help-server`: ask a server
+//! about itself or an address, print what it said, and exit by its answer.
+//!
+//! The transport for [`crate::smtp::probe::Probe`]: the relay (`--host`, or the account's)
+//! with the relay's TLS rules (`required` verifies the certificate, `opportunistic` records
+//! whether it could), or a domain's first reachable MX host with direct delivery's rules
+//! (opportunistic unless `--tls required`). No AUTH is attempted and no mail is sent.
+
+mod cert;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cli::Cli;
+use crate::config::{Account, PasswordSource};
+use crate::deliver::Timeouts;
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::identity;
+use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport, Query};
+use crate::smtp::{Reply, TlsPolicy, TraceLine, Wait};
+use crate::submit::{self, Remote};
+use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io, tls};
+
+pub use cert::{CertInfo, DerError};
+
+/// Where to connect, resolved.
+struct Target {
+    /// The name shown, verified in TLS and named in messages.
+    host: String,
+    stream: Stream,
+    addr: SocketAddr,
+    tls: TlsMode,
+    settings: TlsSettings,
+    timeouts: Timeouts,
+}
+
+/// What TLS looked like, for the report.
+#[derive(Clone, Debug, Default)]
+pub struct TlsInfo {
+    /// Protocol version and cipher suite.
+    pub description: Option<String>,
+    /// The server's certificate, DER.
+    pub certificate: Option<Vec<u8>>,
+    /// The certificate checked out (chain and name, or the pinned fingerprint).
+    pub verified: bool,
+}
+
+/// Run the diagnostic the command line asks for; the report goes to stdout.
+pub fn run(cli: &Cli, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    run_to(cli, &mut out, err)
+}
+
+/// [`run`], writing the report to `out`.
+pub fn run_to(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let queries = queries(cli)?;
+    let acct = submit::load_account(cli)?;
+    let verbose = cli.verbose > 0;
+    let mut trace = |line: &TraceLine| {
+        if verbose {
+            let side = if line.client { "C" } else { "S" };
+            let _ = writeln!(err, "{side}: {}", line.text);
+        }
+    };
+    let target = target(cli, acct.as_ref(), &mut trace)?;
+    let opts = ProbeOptions {
+        ehlo_name: cli
+            .ehlo
+            .clone()
+            .or_else(|| acct.as_ref().and_then(|a| a.ehlo.clone()))
+            .unwrap_or_else(identity::mail_name),
+        tls: match target.tls {
+            TlsMode::Off => TlsPolicy::Off,
+            TlsMode::Opportunistic => TlsPolicy::Opportunistic,
+            TlsMode::Required | TlsMode::Implicit => TlsPolicy::Required,
+        },
+        implicit_tls: target.tls == TlsMode::Implicit,
+        queries,
+        trace: verbose,
+    };
+    let host = target.host.clone();
+    let addr = target.addr;
+    let (outcome, tls_info, report) = probe(target, opts, &mut trace);
+    let show = |out: &mut dyn Write, report: &ProbeReport| -> io::Result<()> {
+        if cli.serverinfo {
+            write_serverinfo(out, &host, addr, report, &tls_info, SystemTime::now())?;
+        }
+        write_answers(out, report)
+    };
+    match outcome {
+        Ok(report) => {
+            show(out, &report).map_err(|e| Error::Io(format!("writing the report: {e}")))?;
+            Ok(report.exit_status())
+        }
+        Err(e) => {
+            // What was learned before the failure helps find its cause.
+            let _ = show(out, &report);
+            Err(e)
+        }
+    }
+}
+
+/// The queries in the order the man page gives: VRFY, EXPN, ETRN, NOOP, HELP.
+fn queries(cli: &Cli) -> Result<Vec<Query>, Error> {
+    let nonempty = |flag: &str, v: &str| -> Result<String, Error> {
+        let v = v.trim();
+        if v.is_empty() {
+            Err(Error::Usage(format!("{flag} needs a non-empty argument")))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    let mut queries = Vec::new();
+    for a in &cli.verify_address {
+        queries.push(Query::Vrfy(nonempty("--verify", a)?));
+    }
+    for a in &cli.expand_list {
+        queries.push(Query::Expn(nonempty("--expand", a)?));
+    }
+    for d in &cli.etrn {
+        queries.push(Query::Etrn(nonempty("--etrn", d)?));
+    }
+    if cli.noop {
+        queries.push(Query::Noop);
+    }
+    if let Some(topic) = &cli.help_server {
+        let topic = topic.trim();
+        queries.push(Query::Help((!topic.is_empty()).then(|| topic.to_string())));
+    }
+    Ok(queries)
+}
+
+/// The relay (`--host` or the account's) or, given a DOMAIN argument, its first MX host
+/// that accepts a connection.
+fn target(
+    cli: &Cli,
+    acct: Option<&Account>,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Target, Error> {
+    let note =
+        |trace: &mut dyn FnMut(&TraceLine), text: String| trace(&TraceLine { client: true, text });
+    match cli.recipients.as_slice() {
+        [] => {
+            // The relay's settings without its credentials: a probe never authenticates,
+            // so no password is looked up (nor a password command run).
+            let mut cli = cli.clone();
+            cli.user = None;
+            let acct = acct.cloned().map(|a| Account {
+                user: None,
+                password: PasswordSource::None,
+                ..a
+            });
+            let relay = submit::relay_settings(&cli, acct.as_ref())?;
+            let route = relay.route;
+            let (sock, addr) = transport::connect(&route.host, route.port, route.timeouts.connect)?;
+            note(trace, format!("connected to {} [{addr}]", route.host));
+            Ok(Target {
+                host: route.host,
+                stream: Stream::new(sock),
+                addr,
+                tls: route.tls,
+                settings: route.tls_settings,
+                timeouts: route.timeouts,
+            })
+        }
+        [domain] => {
+            if cli.host.is_some() {
+                return Err(Error::Usage(format!(
+                    "give either --host or a domain ({domain}), not both"
+                )));
+            }
+            let mut direct_cli = cli.clone();
+            direct_cli.direct = true;
+            direct_cli.mx_port = cli.mx_port.or(cli.port);
+            let Remote::Direct(direct) = submit::remote_settings(&direct_cli, acct)? else {
+                return Err(Error::Internal("direct settings without --direct".into()));
+            };
+            let domain = domain.trim();
+            let hosts = direct.resolver.mail_hosts(domain)?;
+            let mut last = None;
+            for mx in &hosts {
+                let addrs: Vec<SocketAddr> = match direct.resolver.addresses(&mx.name) {
+                    Ok(ips) => ips
+                        .into_iter()
+                        .map(|ip| SocketAddr::new(ip, direct.port))
+                        .collect(),
+                    Err(e) => {
+                        note(
+                            trace,
+                            format!("{}: {e}; trying the next exchanger", mx.name),
+                        );
+                        last = Some(e);
+                        continue;
+                    }
+                };
+                match transport::connect_addrs(&mx.name, &addrs, direct.timeouts.connect) {
+                    Ok((sock, addr)) => {
+                        note(
+                            trace,
+                            format!("connected to {} [{addr}], MX of {domain}", mx.name),
+                        );
+                        return Ok(Target {
+                            host: mx.name.clone(),
+                            stream: Stream::new(sock),
+                            addr,
+                            tls: direct.tls,
+                            settings: TlsSettings {
+                                verify: direct.tls == TlsMode::Required,
+                                ..direct.tls_settings.clone()
+                            },
+                            timeouts: direct.timeouts.clone(),
+                        });
+                    }
+                    Err(e) => {
+                        note(trace, format!("{e}; trying the next exchanger"));
+                        last = Some(e);
+                    }
+                }
+            }
+            Err(last.unwrap_or_else(|| Error::NoHost {
+                host: domain.to_string(),
+                detail: "no mail exchanger to try".into(),
+            }))
+        }
+        more => Err(Error::Usage(format!(
+            "diagnostics take one domain, not {} arguments",
+            more.len()
+        ))),
+    }
+}
+
+/// Run the probe to its end. Returns the outcome, what TLS looked like, and the report
+/// as far as it got (for a failure).
+fn probe(
+    mut target: Target,
+    opts: ProbeOptions,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> (Result<ProbeReport, Error>, TlsInfo, ProbeReport) {
+    let mut tls_info = TlsInfo::default();
+    let mut probe = Probe::new(opts);
+    let host = target.host.clone();
+    let outcome = drive(&mut target, &mut probe, &mut tls_info, trace);
+    let mut stream = target.stream;
+    // QUIT (whose 221 is not awaited), or what a failed probe left to say.
+    if let Some(out) = probe.poll_transmit() {
+        let _ = stream.write_all(out, Instant::now() + Duration::from_secs(2));
+    }
+    while let Some(line) = probe.poll_trace() {
+        trace(&line);
+    }
+    stream.close(Instant::now() + Duration::from_secs(2));
+    let partial = probe.report().clone();
+    let outcome = outcome.map_err(|e| match e {
+        Failure::Session(error) => Error::Session { host, error },
+        Failure::Other(e) => e,
+    });
+    (outcome, tls_info, partial)
+}
+
+enum Failure {
+    Session(crate::smtp::SessionError),
+    Other(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+fn drive(
+    target: &mut Target,
+    probe: &mut Probe,
+    tls_info: &mut TlsInfo,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<ProbeReport, Failure> {
+    let stream = &mut target.stream;
+    let host = target.host.as_str();
+    let wait = target
+        .timeouts
+        .command
+        .unwrap_or_else(|| Wait::Command.default_timeout());
+    let tls = match target.tls {
+        TlsMode::Off => None,
+        mode => Some(tls::client_config(&TlsSettings {
+            verify: mode != TlsMode::Opportunistic && target.settings.verify,
+            ..target.settings.clone()
+        })?),
+    };
+    let handshake = |stream: &mut Stream, info: &mut TlsInfo| -> Result<(), Error> {
+        let Some(tls) = &tls else {
+            return Err(Error::Internal("STARTTLS without a TLS config".into()));
+        };
+        let deadline = Instant::now() + wait;
+        stream
+            .start_tls(tls.config.clone(), tls::server_name(host)?, deadline)
+            .map_err(|e| tls::tls_failure(host, tls::describe_handshake_error(&e)))?;
+        stream
+            .flush(deadline)
+            .map_err(|e| tls::tls_failure(host, describe_io(&e)))?;
+        info.description = stream.tls_description();
+        info.certificate = stream.peer_certificate();
+        info.verified = tls.verified();
+        Ok(())
+    };
+    if target.tls == TlsMode::Implicit {
+        handshake(stream, tls_info)?;
+    }
+    let mut inbuf = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(out) = probe.poll_transmit() {
+            let n = out.len();
+            stream
+                .write_all(out, Instant::now() + wait)
+                .map_err(|e| Error::Network {
+                    host: host.to_string(),
+                    detail: format!("sending a command: {}", describe_io(&e)),
+                })?;
+            probe.consume(n);
+        }
+        while let Some(line) = probe.poll_trace() {
+            trace(&line);
+        }
+        while let Some(event) = probe.poll_event() {
+            match event {
+                ProbeEvent::StartTls => {
+                    handshake(stream, tls_info)?;
+                    let check = if tls_info.verified {
+                        "certificate verified"
+                    } else {
+                        "certificate NOT verified"
+                    };
+                    trace(&TraceLine {
+                        client: true,
+                        text: format!(
+                            "TLS handshake done: {}, {check}",
+                            tls_info.description.as_deref().unwrap_or("TLS")
+                        ),
+                    });
+                    probe.tls_established();
+                }
+                ProbeEvent::Reply(..) => {}
+                ProbeEvent::Done(report) => return Ok(report),
+                ProbeEvent::Failed(error) => return Err(Failure::Session(error)),
+            }
+        }
+        if probe.poll_transmit().is_some() {
+            continue;
+        }
+        if !probe.wants_input() {
+            return Err(Error::Internal("probe is neither waiting nor finished".into()).into());
+        }
+        match stream.read(&mut inbuf, Instant::now() + wait) {
+            Ok(0) => probe.handle_eof(),
+            Ok(n) => probe.handle_input(&inbuf[..n]),
+            Err(e) => {
+                return Err(Error::Network {
+                    host: host.to_string(),
+                    detail: format!("waiting for a reply: {}", describe_io(&e)),
+                }
+                .into());
+            }
+        }
+    }
+}
+
+/// A reply as the server sent it, one line per line, indented.
+fn write_reply(out: &mut dyn Write, reply: &Reply, indent: &str) -> io::Result<()> {
+    let n = reply.lines.len();
+    for (i, line) in reply.lines.iter().enumerate() {
+        let sep = if i + 1 == n { ' ' } else { '-' };
+        writeln!(out, "{indent}{}{sep}{}", reply.code, printable(line))?;
+    }
+    Ok(())
+}
+
+/// Server text with control characters escaped: it goes to a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn write_hello(out: &mut dyn Write, title: &str, hello: &Hello) -> io::Result<()> {
+    if !hello.extended {
+        return writeln!(out, "{title}: EHLO refused, HELO only (no extensions)");
+    }
+    writeln!(out, "{title}:")?;
+    if let Some(greeting) = hello.reply.lines.first() {
+        writeln!(out, "  greeting: {}", printable(greeting))?;
+    }
+    for keyword in hello.keywords() {
+        writeln!(out, "  {}", printable(keyword))?;
+    }
+    Ok(())
+}
+
+/// The `--serverinfo` report.
+pub fn write_serverinfo(
+    out: &mut dyn Write,
+    host: &str,
+    addr: SocketAddr,
+    report: &ProbeReport,
+    tls_info: &TlsInfo,
+    now: SystemTime,
+) -> io::Result<()> {
+    writeln!(out, "server: {host} [{addr}]")?;
+    if let Some(banner) = &report.banner {
+        writeln!(out, "banner:")?;
+        write_reply(out, banner, "  ")?;
+    }
+    if let Some(hello) = &report.before_tls {
+        let title = if report.after_tls.is_some() || hello.capabilities().starttls {
+            "EHLO before STARTTLS"
+        } else {
+            "EHLO"
+        };
+        write_hello(out, title, hello)?;
+    }
+    if let Some(refused) = &report.starttls_refused {
+        writeln!(out, "STARTTLS refused: {}", printable(&refused.to_string()))?;
+    }
+    match &tls_info.description {
+        Some(desc) => writeln!(out, "TLS: {desc}")?,
+        None => writeln!(out, "TLS: none")?,
+    }
+    if let Some(der) = &tls_info.certificate {
+        write_certificate(out, der, tls_info.verified, now)?;
+    }
+    if let Some(hello) = &report.after_tls {
+        write_hello(out, "EHLO after TLS", hello)?;
+    }
+    let caps = report.capabilities();
+    if caps.auth.is_empty() {
+        writeln!(out, "AUTH: none offered")?;
+    } else {
+        writeln!(out, "AUTH: {}", caps.auth.join(" "))?;
+    }
+    Ok(())
+}
+
+fn write_certificate(
+    out: &mut dyn Write,
+    der: &[u8],
+    verified: bool,
+    now: SystemTime,
+) -> io::Result<()> {
+    writeln!(out, "certificate:")?;
+    match cert::parse(der) {
+        Ok(info) => {
+            let now = crate::log::rfc3339(now);
+            writeln!(out, "  subject: {}", info.subject)?;
+            writeln!(out, "  issuer: {}", info.issuer)?;
+            // RFC 3339 UTC strings of equal form compare as the times do.
+            let state = if now < info.not_before {
+                " (not valid yet)"
+            } else if now > info.not_after {
+                " (expired)"
+            } else {
+                ""
+            };
+            writeln!(out, "  not before: {}", info.not_before)?;
+            writeln!(out, "  not after: {}{state}", info.not_after)?;
+            if !info.alt_names.is_empty() {
+                writeln!(out, "  names: {}", info.alt_names.join(", "))?;
+            }
+        }
+        Err(e) => writeln!(out, "  {e}")?,
+    }
+    writeln!(out, "  SHA-256: {}", tls::hex_colons(&tls::sha256(der)))?;
+    writeln!(out, "  verified: {}", if verified { "yes" } else { "no" })
+}
+
+/// Each query and its reply.
+pub fn write_answers(out: &mut dyn Write, report: &ProbeReport) -> io::Result<()> {
+    for answer in &report.answers {
+        writeln!(out, "{}", printable(&answer.query.command().redacted()))?;
+        write_reply(out, &answer.reply, "  ")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::probe::Answer;
+
+    fn reply(code: u16, lines: &[&str]) -> Reply {
+        Reply {
+            code,
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn serverinfo_shows_both_ehlo_replies_and_auth() {
+        let report = ProbeReport {
+            banner: Some(reply(220, &["mx.example ESMTP"])),
+            before_tls: Some(Hello {
+                reply: reply(250, &["mx.example", "PIPELINING", "STARTTLS"]),
+                extended: true,
+            }),
+            after_tls: Some(Hello {
+                reply: reply(250, &["mx.example", "PIPELINING", "AUTH PLAIN LOGIN"]),
+                extended: true,
+            }),
+            tls: true,
+            starttls_refused: None,
+            answers: vec![],
+        };
+        let tls_info = TlsInfo {
+            description: Some("TLSv1_3 TLS13_AES_128_GCM_SHA256".into()),
+            certificate: Some(vec![0x30, 0x00]),
+            verified: false,
+        };
+        let mut out = Vec::new();
+        write_serverinfo(
+            &mut out,
+            "mx.example",
+            "192.0.2.1:25".parse().unwrap(),
+            &report,
+            &tls_info,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let fingerprint = tls::hex_colons(&tls::sha256(&[0x30, 0x00]));
+        assert_eq!(
+            text,
+            format!(
+                "server: mx.example [192.0.2.1:25]\n\
+             banner:\n  220 mx.example ESMTP\n\
+             EHLO before STARTTLS:\n  greeting: mx.example\n  PIPELINING\n  STARTTLS\n\
+             TLS: TLSv1_3 TLS13_AES_128_GCM_SHA256\n\
+             certificate:\n  malformed certificate: truncated\n  SHA-256: {fingerprint}\n  \
+             verified: no\n\
+             EHLO after TLS:\n  greeting: mx.example\n  PIPELINING\n  AUTH PLAIN LOGIN\n\
+             AUTH: PLAIN LOGIN\n"
+            )
+        );
+    }
+
+    #[test]
+    fn answers_are_printed_as_the_server_sent_them() {
+        let report = ProbeReport {
+            answers: vec![
+                Answer {
+                    query: Query::Vrfy("bob@example.org".into()),
+                    reply: reply(252, &["2.0.0 Cannot VRFY user"]),
+                },
+                Answer {
+                    query: Query::Help(None),
+                    reply: reply(214, &["Commands:", "  HELO EHLO\x1b[2J"]),
+                },
+            ],
+            ..ProbeReport::default()
+        };
+        let mut out = Vec::new();
+        write_answers(&mut out, &report).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "VRFY bob@example.org\n  252 2.0.0 Cannot VRFY user\n\
+             HELP\n  214-Commands:\n  214   HELO EHLO\\u{1b}[2J\n"
+        );
+    }
+}
