@@ -38,6 +38,7 @@ complete -c smtpsend -s a -l account -d 'Account from the config file' -r
 complete -c smtpsend -l ehlo -d 'Name to send with EHLO (default: /etc/mailname or the host name)' -r
 complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of RFC 5321\'s per-command timeouts' -r
 complete -c smtpsend -l connect-timeout -d 'Seconds to wait for the TCP connection (default 30)' -r
+complete -c smtpsend -l deadline -d 'A deadline in seconds for a whole SMTP session, whatever the server does' -r
 complete -c smtpsend -l queue-dir -d 'The queue directory (default /var/spool/smtpsend when writable, else $XDG_STATE_HOME/smtpsend/queue)' -r -F
 complete -c smtpsend -l queue-remove -d 'Remove the queued message with this id' -r
 complete -c smtpsend -l verify -d 'Ask the server whether ADDRESS is a mailbox (VRFY); 550/551/553 exits 67' -r

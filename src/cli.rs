@@ -268,6 +268,10 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub connect_timeout: Option<u64>,
 
+    /// A deadline in seconds for a whole SMTP session, whatever the server does.
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<u64>,
+
     /// Queue the message without trying to send it (as -odq).
     #[arg(long = "queue", help_heading = "Queue")]
     pub queue_only: bool,

@@ -574,7 +574,10 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
             command: timeout.map(Duration::from_secs),
-            total: None,
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
         },
     );
     if direct.tls == TlsMode::Implicit {
@@ -582,6 +585,9 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
             "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
         ));
     }
+    direct.verify_domains = acct
+        .map(|a| a.tls_verify_domains.clone())
+        .unwrap_or_default();
     direct.tls_settings.trust_file = cli
         .tls_trust_file
         .clone()
@@ -640,7 +646,10 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
         timeouts: Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
             command: timeout.map(Duration::from_secs),
-            total: None,
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
         },
     };
     let credentials = match cli

@@ -71,6 +71,11 @@ pub struct Account {
     pub dns_server: Option<String>,
     /// Domains delivered at once on the direct route.
     pub parallel: Option<usize>,
+    /// A deadline in seconds for a whole SMTP session.
+    pub deadline: Option<u64>,
+    /// Domains whose exchangers must present a verified certificate on the direct route
+    /// (the rest get opportunistic TLS).
+    pub tls_verify_domains: Vec<String>,
     /// The delivery log file (`--logfile`).
     pub logfile: Option<PathBuf>,
 }
@@ -289,6 +294,8 @@ account_keys! {
     dns_server: Text,
     parallel: Parallel,
     logfile: Text,
+    deadline: Seconds,
+    tls_verify_domains: Vec<Text>,
     oauth_provider: Text,
     oauth_client_id: Text,
     oauth_client_secret: Text,
@@ -473,6 +480,13 @@ impl RawAccount {
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
             parallel: self.parallel.map(|p| p.0),
+            deadline: self.deadline.map(|s| s.0),
+            tls_verify_domains: self
+                .tls_verify_domains
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.0.to_ascii_lowercase())
+                .collect(),
             logfile,
         })
     }
@@ -684,6 +698,8 @@ insecure_auth = true
                 add_missing_headers: false,
                 dns_server: None,
                 parallel: None,
+                deadline: None,
+                tls_verify_domains: Vec::new(),
                 logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );
