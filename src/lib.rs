@@ -18,6 +18,7 @@ pub mod identity;
 pub mod local;
 pub mod log;
 pub mod message;
+pub mod oauth;
 pub mod queue;
 pub mod recipients;
 pub mod resolve;
