@@ -192,10 +192,21 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
         })
         .collect();
     // Settle everything that can fail on configuration before the input is consumed.
-    let remote_route = if remote.is_empty() {
-        None
+    // A route that cannot be set up for now (an OAuth token that cannot be refreshed, a
+    // resolver configuration that cannot be read) holds the message back in the spool.
+    let (remote_route, held_back) = if remote.is_empty() {
+        (None, None)
     } else {
-        Some(remote_settings(cli, acct)?)
+        match remote_settings(cli, acct) {
+            Ok(route) => (Some(route), None),
+            Err(e)
+                if queue_on_tempfail(cli, acct)
+                    && matches!(e.exit_status(), ExitStatus::TempFail | ExitStatus::NoPerm) =>
+            {
+                (None, Some(e))
+            }
+            Err(e) => return Err(e),
+        }
     };
     // A relay takes every remote recipient in one transaction; direct delivery makes one
     // per domain.
@@ -208,7 +219,7 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             .collect(),
     };
 
-    let destinations = groups.len() + mailboxes.len();
+    let destinations = groups.len() + mailboxes.len() + usize::from(held_back.is_some());
     // One destination streams the input; several need it again, so it is copied once into
     // a private file that each reads from the start.
     let mut source = if destinations > 1 {
@@ -252,6 +263,38 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             }
             Ok(_) => {}
             Err(e) => failures.push(e),
+        }
+    }
+    if let Some(error) = held_back {
+        // Kept for a later queue run; a login that is needed is the caller's business too,
+        // so it still exits 77 (with the hint to log in).
+        let needs_person = error.exit_status() == ExitStatus::NoPerm;
+        let reason = error.to_string();
+        let queued = source.open().and_then(|(head, rest)| {
+            let mut message = io::Cursor::new(head).chain(rest);
+            enqueue_held(
+                cli,
+                acct,
+                &from,
+                &remote,
+                &reason,
+                needs_person,
+                &mut message,
+            )
+        });
+        match queued {
+            Ok(id) => {
+                if cli.verbose > 0 || needs_person {
+                    let _ = writeln!(err, "smtpsend: queued as {id}: {reason}");
+                }
+                if needs_person {
+                    failures.push(error);
+                }
+            }
+            Err(spool_error) => {
+                let _ = writeln!(err, "smtpsend: could not queue the message: {spool_error}");
+                failures.push(error);
+            }
         }
     }
     if let Some(route) = &remote_route {
@@ -1028,6 +1071,30 @@ pub fn open_spool(cli: &Cli, acct: Option<&Account>) -> Result<Spool, Error> {
         .clone()
         .or_else(|| acct.and_then(|a| a.queue_dir.clone()));
     Spool::open(dir.as_deref())
+}
+
+/// Queue a message whose route could not be set up; `waiting_for_auth` marks it for the
+/// listing as waiting for someone to log in.
+#[allow(clippy::too_many_arguments)]
+fn enqueue_held(
+    cli: &Cli,
+    acct: Option<&Account>,
+    from: &str,
+    recipients: &[String],
+    reason: &str,
+    waiting_for_auth: bool,
+    message: &mut dyn Read,
+) -> Result<String, Error> {
+    let id = enqueue(cli, acct, from, recipients, reason, message)?;
+    if waiting_for_auth {
+        let spool = open_spool(cli, acct)?;
+        let listing = spool.list()?;
+        if let Some(mut entry) = listing.entries.into_iter().find(|e| e.id == id) {
+            entry.waiting_for_auth = true;
+            spool.record_failure(&mut entry, reason, std::time::SystemTime::now())?;
+        }
+    }
+    Ok(id)
 }
 
 /// Put the message into the spool for `recipients`; returns its id.
