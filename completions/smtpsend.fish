@@ -56,7 +56,7 @@ complete -c smtpsend -s G
 complete -c smtpsend -s n
 complete -c smtpsend -s m
 complete -c smtpsend -l direct -d 'Deliver to each recipient domain\'s MX hosts even when a relay is configured'
-complete -c smtpsend -l oauth -d 'The secret is an OAuth 2.0 access token (XOAUTH2 or OAUTHBEARER), not a password'
+complete -c smtpsend -l oauth -d '$SMTPSEND_PASSWORD holds an OAuth 2.0 access token (XOAUTH2, OAUTHBEARER), not a password; accounts with oauth_* keys need no flag'
 complete -c smtpsend -l insecure-auth -d 'Allow AUTH over a connection without TLS (credentials in cleartext)'
 complete -c smtpsend -l queue -d 'Queue the message without trying to send it (as -odq)'
 complete -c smtpsend -l no-queue -d 'Never queue: a temporary failure exits 75 and the caller keeps the message'

@@ -245,7 +245,8 @@ pub struct Cli {
     #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
     pub auth: Option<Mechanism>,
 
-    /// The secret is an OAuth 2.0 access token (XOAUTH2 or OAUTHBEARER), not a password.
+    /// $SMTPSEND_PASSWORD holds an OAuth 2.0 access token (XOAUTH2, OAUTHBEARER), not a
+    /// password; accounts with oauth_* keys need no flag.
     #[arg(long)]
     pub oauth: bool,
 

@@ -9,6 +9,7 @@ use crate::smtp::{
     BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
     TraceLine, Wait,
 };
+use crate::terminal::Progress;
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
@@ -25,6 +26,8 @@ pub struct Route {
     pub tls: TlsMode,
     pub tls_settings: TlsSettings,
     pub timeouts: Timeouts,
+    /// Show upload progress (when stderr is a terminal).
+    pub progress: bool,
 }
 
 /// Time limits (RFC 5321 §4.5.3.2 unless overridden).
@@ -424,6 +427,7 @@ fn send_body(
     let host = route.host.as_str();
     let block_timeout = route.timeouts.for_wait(Wait::DataBlock);
     let mut encoder = BodyEncoder::new(body.dot_ends_input);
+    let mut progress = Progress::start(route.progress);
     let mut out = Vec::with_capacity(2 * BLOCK + 8);
     let mut write = |out: &mut Vec<u8>, last: bool| -> Result<(), Error> {
         let deadline = cap(Instant::now() + block_timeout);
@@ -458,6 +462,9 @@ fn send_body(
             Err(e) => return Err(Error::Io(format!("reading the message: {e}"))),
         };
         encoder.encode(&inbuf[..n], &mut out);
+        if let Some(meter) = progress.as_mut() {
+            meter.add(n);
+        }
         if encoder.saw_nul() {
             // Never end the data: without the final dot the server discards what it has.
             return Err(nul_error());
@@ -467,6 +474,9 @@ fn send_body(
         }
     }
     encoder.finish(&mut out);
+    if let Some(meter) = progress.take() {
+        meter.finish();
+    }
     session.body_sent();
     let last = session.quit_queued();
     if let Some(quit) = session.poll_transmit() {

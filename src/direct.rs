@@ -26,6 +26,8 @@ pub struct Direct {
     /// Domains whose exchangers must present a verified certificate (a per-domain policy
     /// like Postfix's `smtp_tls_policy_maps` with `verify`).
     pub verify_domains: Vec<String>,
+    /// Show upload progress (when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Direct {
@@ -37,6 +39,7 @@ impl Direct {
             tls_settings: TlsSettings::default(),
             timeouts,
             verify_domains: Vec::new(),
+            progress: false,
         }
     }
 }
@@ -145,6 +148,7 @@ pub fn deliver_domain(
                 ..direct.tls_settings.clone()
             },
             timeouts: direct.timeouts.clone(),
+            progress: direct.progress,
         };
         let (head, rest) = match message.reopen() {
             Ok(x) => x,

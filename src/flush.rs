@@ -159,8 +159,7 @@ fn flush_group(
         .collect();
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(io::stderr(), "{side}: {}", line.text);
+            let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
         }
     };
     let host = relay.route.host.clone();
@@ -332,8 +331,7 @@ fn flush_direct(
     let verbose = cli.verbose > 0;
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(io::stderr(), "{side}: {}", line.text);
+            let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
         }
     };
     let mut waiting: Vec<String> = Vec::new();

@@ -195,10 +195,21 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
         })
         .collect();
     // Settle everything that can fail on configuration before the input is consumed.
-    let remote_route = if remote.is_empty() {
-        None
+    // A route that cannot be set up for now (an OAuth token that cannot be refreshed, a
+    // resolver configuration that cannot be read) holds the message back in the spool.
+    let (remote_route, held_back) = if remote.is_empty() {
+        (None, None)
     } else {
-        Some(remote_settings(cli, acct)?)
+        match remote_settings(cli, acct) {
+            Ok(route) => (Some(route), None),
+            Err(e)
+                if queue_on_tempfail(cli, acct)
+                    && matches!(e.exit_status(), ExitStatus::TempFail | ExitStatus::NoPerm) =>
+            {
+                (None, Some(e))
+            }
+            Err(e) => return Err(e),
+        }
     };
     // A relay takes every remote recipient in one transaction; direct delivery makes one
     // per domain.
@@ -211,7 +222,7 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             .collect(),
     };
 
-    let destinations = groups.len() + mailboxes.len();
+    let destinations = groups.len() + mailboxes.len() + usize::from(held_back.is_some());
     // One destination streams the input; several need it again, so it is copied once into
     // a private file that each reads from the start.
     let mut source = if destinations > 1 {
@@ -255,6 +266,38 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             }
             Ok(_) => {}
             Err(e) => failures.push(e),
+        }
+    }
+    if let Some(error) = held_back {
+        // Kept for a later queue run; a login that is needed is the caller's business too,
+        // so it still exits 77 (with the hint to log in).
+        let needs_person = error.exit_status() == ExitStatus::NoPerm;
+        let reason = error.to_string();
+        let queued = source.open().and_then(|(head, rest)| {
+            let mut message = io::Cursor::new(head).chain(rest);
+            enqueue_held(
+                cli,
+                acct,
+                &from,
+                &remote,
+                &reason,
+                needs_person,
+                &mut message,
+            )
+        });
+        match queued {
+            Ok(id) => {
+                if cli.verbose > 0 || needs_person {
+                    let _ = writeln!(err, "smtpsend: queued as {id}: {reason}");
+                }
+                if needs_person {
+                    failures.push(error);
+                }
+            }
+            Err(spool_error) => {
+                let _ = writeln!(err, "smtpsend: could not queue the message: {spool_error}");
+                failures.push(error);
+            }
         }
     }
     if let Some(route) = &remote_route {
@@ -588,6 +631,7 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
             "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
         ));
     }
+    direct.progress = wants_progress(cli);
     direct.verify_domains = acct
         .map(|a| a.tls_verify_domains.clone())
         .unwrap_or_default();
@@ -596,6 +640,11 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         .clone()
         .or_else(|| acct.and_then(|a| a.tls_trust_file.clone()));
     Ok(Remote::Direct(Box::new(direct)))
+}
+
+/// Upload progress for a person watching: under `-v`, or when attachments are composed.
+fn wants_progress(cli: &Cli) -> bool {
+    cli.verbose > 0 || !cli.attach.is_empty()
 }
 
 /// `IP` or `IP:PORT` (`[IPv6]:PORT`), port 53 by default.
@@ -637,6 +686,7 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
         host,
         port,
         addrs: None,
+        progress: wants_progress(cli),
         tls: tls_mode,
         tls_settings: TlsSettings {
             trust_file: cli
@@ -674,10 +724,10 @@ fn client_cert(cli: &Cli, acct: Option<&Account>) -> Option<ClientCert> {
     Some(ClientCert { cert, key })
 }
 
-/// Who authenticates, and with what. The secret from `$SMTPSEND_PASSWORD` or the
-/// account's password source is a password, or an OAuth token with `--oauth` or a forced
-/// XOAUTH2/OAUTHBEARER. A client certificate stands in for it with `--auth external`, or
-/// when no user is named.
+/// Who authenticates, and with what. An account with an OAuth token source sends its
+/// access token; otherwise the secret from `$SMTPSEND_PASSWORD` or the account's password
+/// source is a password, or a token with `--oauth` or a forced XOAUTH2/OAUTHBEARER. A
+/// client certificate stands in for it with `--auth external`, or when no user is named.
 fn credentials(
     cli: &Cli,
     acct: Option<&Account>,
@@ -705,6 +755,15 @@ fn credentials(
             secret: Secret::ClientCertificate,
         }));
     };
+    if let Some(acct) = acct.filter(|a| crate::oauth::uses_oauth(a)) {
+        // Fetched (and refreshed) now, before the input is read: a token that cannot be
+        // had holds the message back (exit 75) or asks for a login (exit 77).
+        let token = crate::oauth::access_token(acct)?;
+        return Ok(Some(Credentials {
+            user,
+            secret: Secret::Token(token),
+        }));
+    }
     let secret = match std::env::var(PASSWORD_ENV) {
         Ok(p) => Some(p),
         Err(_) => match acct {
@@ -717,9 +776,7 @@ fn credentials(
             "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
         ))
     })?;
-    let token = cli.oauth
-        || acct.is_some_and(|a| a.oauth)
-        || mechanism.is_some_and(|m| m.secret_kind() == SecretKind::Token);
+    let token = cli.oauth || mechanism.is_some_and(|m| m.secret_kind() == SecretKind::Token);
     let secret = if token {
         Secret::Token(secret)
     } else {
@@ -862,8 +919,7 @@ fn send_remote(
     };
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(err, "{side}: {}", line.text);
+            let _ = writeln!(err, "{}", crate::terminal::trace_line(line));
         }
     };
     let dot_ends_input = !cli.ignore_dots();
@@ -1073,6 +1129,30 @@ pub fn open_spool(cli: &Cli, acct: Option<&Account>) -> Result<Spool, Error> {
         .clone()
         .or_else(|| acct.and_then(|a| a.queue_dir.clone()));
     Spool::open(dir.as_deref())
+}
+
+/// Queue a message whose route could not be set up; `waiting_for_auth` marks it for the
+/// listing as waiting for someone to log in.
+#[allow(clippy::too_many_arguments)]
+fn enqueue_held(
+    cli: &Cli,
+    acct: Option<&Account>,
+    from: &str,
+    recipients: &[String],
+    reason: &str,
+    waiting_for_auth: bool,
+    message: &mut dyn Read,
+) -> Result<String, Error> {
+    let id = enqueue(cli, acct, from, recipients, reason, message)?;
+    if waiting_for_auth {
+        let spool = open_spool(cli, acct)?;
+        let listing = spool.list()?;
+        if let Some(mut entry) = listing.entries.into_iter().find(|e| e.id == id) {
+            entry.waiting_for_auth = true;
+            spool.record_failure(&mut entry, reason, std::time::SystemTime::now())?;
+        }
+    }
+    Ok(id)
 }
 
 /// Put the message into the spool for `recipients`; returns its id.

@@ -411,3 +411,40 @@ fn every_sasl_payload_is_redacted_in_the_verbose_trace() {
     assert!(!err.contains(ir), "{err}");
     assert!(err.contains("AUTH SCRAM-SHA-256 <redacted>"), "{err}");
 }
+
+#[test]
+fn an_account_with_an_oauth_token_command_chooses_xoauth2_from_the_offer() {
+    let pki = Pki::self_signed();
+    let server = TestServer::starttls(&pki)
+        .capabilities_tls(&["PIPELINING", "AUTH PLAIN LOGIN OAUTHBEARER XOAUTH2"])
+        .credentials(USER, TOKEN)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "queue_on_tempfail = false\nuser = \"{USER}\"\noauth_token_command = \"echo {TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.timeout(CLIENT_LIMIT)
+        .arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+        .args(["--tls", "required", "--tls-trust-file"])
+        .arg(&pki.trust_file)
+        .args(["-f", SENDER, RECIPIENT])
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env_remove("SMTPSEND_PASSWORD");
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let a = only_auth(t.only());
+    assert_eq!(a.mechanism, "XOAUTH2");
+    assert_eq!((a.user.as_str(), a.password.as_str()), (USER, TOKEN));
+    assert!(a.success);
+}
