@@ -369,6 +369,22 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             }
         }
     }
+    // A stored OAuth token the server refused (revoked, or a clock that is off) is not
+    // offered again: the next send refreshes it first.
+    if let Some(a) = acct
+        && crate::oauth::uses_oauth(a)
+        && failures.iter().any(|e| {
+            matches!(
+                e,
+                Error::Session {
+                    error: crate::smtp::SessionError::AuthFailed { .. },
+                    ..
+                }
+            )
+        })
+    {
+        let _ = crate::oauth::forget_access_token(a);
+    }
     match failures.len() {
         0 => Ok(ExitStatus::Ok),
         1 => Err(failures.remove(0)),
