@@ -13,7 +13,7 @@ use crate::terminal::Progress;
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
-pub const BLOCK: usize = 128 * 1024;
+pub const BLOCK: usize = 64 * 1024;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]

@@ -287,11 +287,16 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
         });
         match queued {
             Ok(id) => {
-                if cli.verbose > 0 || needs_person {
-                    let _ = writeln!(err, "smtpsend: queued as {id}: {reason}");
-                }
                 if needs_person {
+                    // The error itself (with the hint) is printed by the caller.
+                    let _ = writeln!(
+                        err,
+                        "smtpsend: queued as {id}; it goes out with the next queue run once \
+                         that is done"
+                    );
                     failures.push(error);
+                } else if cli.verbose > 0 {
+                    let _ = writeln!(err, "smtpsend: queued as {id}: {reason}");
                 }
             }
             Err(spool_error) => {

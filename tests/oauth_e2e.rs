@@ -401,9 +401,6 @@ fn revoked_refresh_token_queues_and_exits_77() {
 }
 
 #[test]
-#[ignore = "bug: the login hint is on stderr twice: `smtpsend: queued as ID: account test: \
-            the refresh token was refused (...); run `smtpsend oauth login test`` from \
-            submit::send's held-back branch, then the same error again from main"]
 fn revoked_refresh_token_hint_is_one_line() {
     let m = Machine::new();
     let (out, _) = send_with_revoked_refresh_token(&m);
@@ -413,9 +410,6 @@ fn revoked_refresh_token_hint_is_one_line() {
 }
 
 #[test]
-#[ignore = "bug: an entry held for a login gets a 5 min retry time (enqueue_held calls \
-            record_failure), so `-q` after `smtpsend oauth login` skips it (`-bp`: \
-            \"1 try, next in 4m\") and only `-q --all` sends it"]
 fn flush_after_login_sends_the_message_waiting_for_authentication() {
     let m = Machine::new();
     send_with_revoked_refresh_token(&m);
