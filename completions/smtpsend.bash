@@ -23,7 +23,7 @@ _smtpsend() {
 
     case "${cmd}" in
         smtpsend)
-            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --port --tls --tls-trust-file --tls-fingerprint --user --auth --insecure-auth --config --account --ehlo --timeout --connect-timeout --queue --no-queue --queue-dir --flush --all --queue-remove --queue-remove-all --yes --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
+            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --port --tls --tls-trust-file --tls-fingerprint --user --auth --oauth --tls-cert --tls-key --insecure-auth --config --account --ehlo --timeout --connect-timeout --deadline --queue --no-queue --queue-dir --flush --all --queue-remove --queue-remove-all --yes --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,6 +169,14 @@ _smtpsend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -190,6 +198,10 @@ _smtpsend() {
                     return 0
                     ;;
                 --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,12 +32,15 @@ complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunisti
 complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
 complete -c smtpsend -l tls-fingerprint -d 'Trust the server only if its certificate has this SHA-256 fingerprint (hex)' -r
 complete -c smtpsend -l user -d 'User name for SMTP AUTH; the password comes from the config or $SMTPSEND_PASSWORD' -r
-complete -c smtpsend -l auth -d 'Force an AUTH mechanism: plain or login' -r
+complete -c smtpsend -l auth -d 'Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2, oauthbearer, external or cram-md5' -r
+complete -c smtpsend -l tls-cert -d 'PEM client certificate to present in TLS (AUTH EXTERNAL, or relaying by certificate)' -r -F
+complete -c smtpsend -l tls-key -d 'PEM private key of --tls-cert (default: the --tls-cert file); must be private' -r -F
 complete -c smtpsend -l config -d 'Config file (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf)' -r -F
 complete -c smtpsend -s a -l account -d 'Account from the config file' -r
 complete -c smtpsend -l ehlo -d 'Name to send with EHLO (default: /etc/mailname or the host name)' -r
 complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of RFC 5321\'s per-command timeouts' -r
 complete -c smtpsend -l connect-timeout -d 'Seconds to wait for the TCP connection (default 30)' -r
+complete -c smtpsend -l deadline -d 'A deadline in seconds for a whole SMTP session, whatever the server does' -r
 complete -c smtpsend -l queue-dir -d 'The queue directory (default /var/spool/smtpsend when writable, else $XDG_STATE_HOME/smtpsend/queue)' -r -F
 complete -c smtpsend -l queue-remove -d 'Remove the queued message with this id' -r
 complete -c smtpsend -l verify -d 'Ask the server whether ADDRESS is a mailbox (VRFY); 550/551/553 exits 67' -r
@@ -53,6 +56,7 @@ complete -c smtpsend -s G
 complete -c smtpsend -s n
 complete -c smtpsend -s m
 complete -c smtpsend -l direct -d 'Deliver to each recipient domain\'s MX hosts even when a relay is configured'
+complete -c smtpsend -l oauth -d '$SMTPSEND_PASSWORD holds an OAuth 2.0 access token (XOAUTH2, OAUTHBEARER), not a password; accounts with oauth_* keys need no flag'
 complete -c smtpsend -l insecure-auth -d 'Allow AUTH over a connection without TLS (credentials in cleartext)'
 complete -c smtpsend -l queue -d 'Queue the message without trying to send it (as -odq)'
 complete -c smtpsend -l no-queue -d 'Never queue: a temporary failure exits 75 and the caller keeps the message'

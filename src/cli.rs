@@ -240,9 +240,23 @@ pub struct Cli {
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
 
-    /// Force an AUTH mechanism: plain or login.
+    /// Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2,
+    /// oauthbearer, external or cram-md5.
     #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
     pub auth: Option<Mechanism>,
+
+    /// $SMTPSEND_PASSWORD holds an OAuth 2.0 access token (XOAUTH2, OAUTHBEARER), not a
+    /// password; accounts with oauth_* keys need no flag.
+    #[arg(long)]
+    pub oauth: bool,
+
+    /// PEM client certificate to present in TLS (AUTH EXTERNAL, or relaying by certificate).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (default: the --tls-cert file); must be private.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Allow AUTH over a connection without TLS (credentials in cleartext).
     #[arg(long)]
@@ -267,6 +281,10 @@ pub struct Cli {
     /// Seconds to wait for the TCP connection (default 30).
     #[arg(long, value_name = "SECONDS")]
     pub connect_timeout: Option<u64>,
+
+    /// A deadline in seconds for a whole SMTP session, whatever the server does.
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<u64>,
 
     /// Queue the message without trying to send it (as -odq).
     #[arg(long = "queue", help_heading = "Queue")]
@@ -349,7 +367,8 @@ pub struct Cli {
 }
 
 fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
-    Mechanism::from_name(s).ok_or_else(|| format!("unknown AUTH mechanism {s:?} (plain, login)"))
+    Mechanism::from_name(s)
+        .ok_or_else(|| format!("unknown AUTH mechanism {s:?} ({})", Mechanism::names()))
 }
 
 /// Single-letter flags the parser knows, and whether each takes a value.
@@ -626,5 +645,32 @@ mod tests {
         assert_eq!(cli.port, Some(2525));
         assert_eq!(cli.tls, Some(TlsMode::Implicit));
         assert_eq!(cli.auth, Some(Mechanism::Login));
+    }
+
+    #[test]
+    fn sasl_options() {
+        let (cli, _) = parse(&[
+            "smtpsend",
+            "--auth",
+            "SCRAM-SHA-256",
+            "--oauth",
+            "--tls-cert",
+            "/etc/ssl/me.pem",
+            "--tls-key",
+            "/etc/ssl/private/me.key",
+            "a@b.example",
+        ]);
+        assert_eq!(cli.auth, Some(Mechanism::ScramSha256));
+        assert!(cli.oauth);
+        assert_eq!(
+            cli.tls_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/me.pem"))
+        );
+        assert_eq!(
+            cli.tls_key.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/private/me.key"))
+        );
+        let e = parse_mechanism("gssapi").unwrap_err();
+        assert!(e.contains("cram-md5") && e.contains("external"), "{e}");
     }
 }

@@ -9,10 +9,11 @@ use crate::smtp::{
     BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
     TraceLine, Wait,
 };
+use crate::terminal::Progress;
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
-pub const BLOCK: usize = 128 * 1024;
+pub const BLOCK: usize = 64 * 1024;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct Route {
     pub tls: TlsMode,
     pub tls_settings: TlsSettings,
     pub timeouts: Timeouts,
+    /// Show upload progress (when stderr is a terminal).
+    pub progress: bool,
 }
 
 /// Time limits (RFC 5321 §4.5.3.2 unless overridden).
@@ -213,6 +216,8 @@ impl<'r> Connection<'r> {
             TlsMode::Required | TlsMode::Implicit => crate::smtp::TlsPolicy::Required,
         };
         opts.implicit_tls = route.tls == TlsMode::Implicit;
+        opts.server_address
+            .get_or_insert_with(|| (route.host.clone(), route.port));
         let (sock, addr) = match &route.addrs {
             Some(addrs) => transport::connect_addrs(host, addrs, route.timeouts.connect)?,
             None => transport::connect(host, route.port, route.timeouts.connect)?,
@@ -422,6 +427,7 @@ fn send_body(
     let host = route.host.as_str();
     let block_timeout = route.timeouts.for_wait(Wait::DataBlock);
     let mut encoder = BodyEncoder::new(body.dot_ends_input);
+    let mut progress = Progress::start(route.progress);
     let mut out = Vec::with_capacity(2 * BLOCK + 8);
     let mut write = |out: &mut Vec<u8>, last: bool| -> Result<(), Error> {
         let deadline = cap(Instant::now() + block_timeout);
@@ -456,6 +462,9 @@ fn send_body(
             Err(e) => return Err(Error::Io(format!("reading the message: {e}"))),
         };
         encoder.encode(&inbuf[..n], &mut out);
+        if let Some(meter) = progress.as_mut() {
+            meter.add(n);
+        }
         if encoder.saw_nul() {
             // Never end the data: without the final dot the server discards what it has.
             return Err(nul_error());
@@ -465,6 +474,9 @@ fn send_body(
         }
     }
     encoder.finish(&mut out);
+    if let Some(meter) = progress.take() {
+        meter.finish();
+    }
     session.body_sent();
     let last = session.quit_queued();
     if let Some(quit) = session.poll_transmit() {

@@ -61,8 +61,7 @@ pub fn run_to(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exi
     let verbose = cli.verbose > 0;
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(err, "{side}: {}", line.text);
+            let _ = writeln!(err, "{}", crate::terminal::trace_line(line));
         }
     };
     let target = target(cli, acct.as_ref(), &mut trace)?;

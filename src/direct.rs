@@ -7,7 +7,6 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::deliver::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
@@ -24,6 +23,11 @@ pub struct Direct {
     pub tls: TlsMode,
     pub tls_settings: TlsSettings,
     pub timeouts: Timeouts,
+    /// Domains whose exchangers must present a verified certificate (a per-domain policy
+    /// like Postfix's `smtp_tls_policy_maps` with `verify`).
+    pub verify_domains: Vec<String>,
+    /// Show upload progress (when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Direct {
@@ -34,6 +38,8 @@ impl Direct {
             tls,
             tls_settings: TlsSettings::default(),
             timeouts,
+            verify_domains: Vec::new(),
+            progress: false,
         }
     }
 }
@@ -91,6 +97,15 @@ pub fn deliver_domain(
     dot_ends_input: bool,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<Delivered, Error> {
+    let tls = if direct
+        .verify_domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(domain))
+    {
+        TlsMode::Required
+    } else {
+        direct.tls
+    };
     let hosts = direct.resolver.mail_hosts(domain)?;
     trace(&TraceLine {
         client: true,
@@ -127,12 +142,13 @@ pub fn deliver_domain(
             host: host.name.clone(),
             port: direct.port,
             addrs: Some(addrs),
-            tls: direct.tls,
+            tls,
             tls_settings: TlsSettings {
-                verify: direct.tls == TlsMode::Required,
+                verify: tls == TlsMode::Required,
                 ..direct.tls_settings.clone()
             },
             timeouts: direct.timeouts.clone(),
+            progress: direct.progress,
         };
         let (head, rest) = match message.reopen() {
             Ok(x) => x,
@@ -164,16 +180,6 @@ pub fn deliver_domain(
         host: domain.to_string(),
         detail: "no mail exchanger to try".into(),
     }))
-}
-
-/// The defaults RFC 5321 §4.5.3.2 gives, with a 30 s connect timeout so that a dead
-/// exchanger does not hold the next one up for long.
-pub fn default_timeouts(command: Option<Duration>) -> Timeouts {
-    Timeouts {
-        connect: Duration::from_secs(30),
-        command,
-        total: None,
-    }
 }
 
 #[cfg(test)]

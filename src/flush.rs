@@ -103,7 +103,7 @@ fn flush_group(
     let verbose = cli.verbose > 0;
     let log = Logger::from_cli(cli, acct);
     let relay: Relay = match submit::remote_settings(cli, acct) {
-        Ok(Remote::Relay(r)) => r,
+        Ok(Remote::Relay(r)) => *r,
         Ok(Remote::Direct(direct)) => {
             for entry in entries {
                 flush_direct(cli, &direct, spool, entry, &log, err);
@@ -159,8 +159,7 @@ fn flush_group(
         .collect();
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(io::stderr(), "{side}: {}", line.text);
+            let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
         }
     };
     let host = relay.route.host.clone();
@@ -294,7 +293,12 @@ fn record_outcome(
                     failures,
                     remove: true,
                 }),
-                (SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_), _) => {
+                (
+                    SessionError::AuthFailed { .. }
+                    | SessionError::AuthUnavailable(_)
+                    | SessionError::Sasl { .. },
+                    _,
+                ) => {
                     entry.waiting_for_auth = true;
                     note_failure(spool, &mut entry, &reason, err);
                     None
@@ -327,8 +331,7 @@ fn flush_direct(
     let verbose = cli.verbose > 0;
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(io::stderr(), "{side}: {}", line.text);
+            let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
         }
     };
     let mut waiting: Vec<String> = Vec::new();

@@ -18,12 +18,14 @@ pub mod identity;
 pub mod local;
 pub mod log;
 pub mod message;
+pub mod oauth;
 pub mod queue;
 pub mod recipients;
 pub mod resolve;
 pub mod smtp;
 pub mod smtp_stdio;
 pub mod submit;
+pub mod terminal;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -714,6 +714,7 @@ mod tests {
             error: SessionError::AuthFailed {
                 command: "AUTH PLAIN <redacted>".into(),
                 reply: reply(535, "5.7.8 bad credentials"),
+                detail: None,
             },
         };
         let r = Record::failed(&a, &auth);

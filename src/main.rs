@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         .and_then(|a| a.to_str())
         .unwrap_or("smtpsend")
         .to_string();
+    if smtpsend::oauth::cli::is_invocation(&args) {
+        return oauth(&args[2..]);
+    }
     let (args, dropped) = cli::filter_unknown_flags(args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -67,6 +70,22 @@ fn main() -> ExitCode {
                     e.exit_status()
                 }
             }
+        }
+    };
+    ExitCode::from(status.code())
+}
+
+/// `smtpsend oauth ...`: its own small command line (recipients are positional, so clap
+/// has no subcommands).
+fn oauth(args: &[OsString]) -> ExitCode {
+    let mut stderr = std::io::stderr();
+    let status = match smtpsend::oauth::cli::run(args, &mut std::io::stdout(), &mut stderr) {
+        Ok(status) => status,
+        Err(e) => {
+            for line in e.lines() {
+                let _ = writeln!(stderr, "smtpsend: {line}");
+            }
+            e.exit_status()
         }
     };
     ExitCode::from(status.code())

@@ -20,8 +20,11 @@ use crate::message::{self, PrepareOptions};
 use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
 use crate::resolve::Resolver;
-use crate::smtp::{BodyEncoder, Credentials, Dsn, Envelope, SessionOptions, TraceLine};
-use crate::transport::{TlsMode, TlsSettings, tls};
+use crate::smtp::{
+    BodyEncoder, Credentials, Dsn, Envelope, Mechanism, Secret, SecretKind, SessionOptions,
+    TraceLine,
+};
+use crate::transport::{ClientCert, TlsMode, TlsSettings, tls};
 
 /// Environment variable holding the SMTP password (never a command-line argument).
 pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
@@ -192,10 +195,21 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
         })
         .collect();
     // Settle everything that can fail on configuration before the input is consumed.
-    let remote_route = if remote.is_empty() {
-        None
+    // A route that cannot be set up for now (an OAuth token that cannot be refreshed, a
+    // resolver configuration that cannot be read) holds the message back in the spool.
+    let (remote_route, held_back) = if remote.is_empty() {
+        (None, None)
     } else {
-        Some(remote_settings(cli, acct)?)
+        match remote_settings(cli, acct) {
+            Ok(route) => (Some(route), None),
+            Err(e)
+                if queue_on_tempfail(cli, acct)
+                    && matches!(e.exit_status(), ExitStatus::TempFail | ExitStatus::NoPerm) =>
+            {
+                (None, Some(e))
+            }
+            Err(e) => return Err(e),
+        }
     };
     // A relay takes every remote recipient in one transaction; direct delivery makes one
     // per domain.
@@ -208,7 +222,7 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             .collect(),
     };
 
-    let destinations = groups.len() + mailboxes.len();
+    let destinations = groups.len() + mailboxes.len() + usize::from(held_back.is_some());
     // One destination streams the input; several need it again, so it is copied once into
     // a private file that each reads from the start.
     let mut source = if destinations > 1 {
@@ -252,6 +266,43 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
             }
             Ok(_) => {}
             Err(e) => failures.push(e),
+        }
+    }
+    if let Some(error) = held_back {
+        // Kept for a later queue run; a login that is needed is the caller's business too,
+        // so it still exits 77 (with the hint to log in).
+        let needs_person = error.exit_status() == ExitStatus::NoPerm;
+        let reason = error.to_string();
+        let queued = source.open().and_then(|(head, rest)| {
+            let mut message = io::Cursor::new(head).chain(rest);
+            enqueue_held(
+                cli,
+                acct,
+                &from,
+                &remote,
+                &reason,
+                needs_person,
+                &mut message,
+            )
+        });
+        match queued {
+            Ok(id) => {
+                if needs_person {
+                    // The error itself (with the hint) is printed by the caller.
+                    let _ = writeln!(
+                        err,
+                        "smtpsend: queued as {id}; it goes out with the next queue run once \
+                         that is done"
+                    );
+                    failures.push(error);
+                } else if cli.verbose > 0 {
+                    let _ = writeln!(err, "smtpsend: queued as {id}: {reason}");
+                }
+            }
+            Err(spool_error) => {
+                let _ = writeln!(err, "smtpsend: could not queue the message: {spool_error}");
+                failures.push(error);
+            }
         }
     }
     if let Some(route) = &remote_route {
@@ -322,6 +373,22 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
                 }
             }
         }
+    }
+    // A stored OAuth token the server refused (revoked, or a clock that is off) is not
+    // offered again: the next send refreshes it first.
+    if let Some(a) = acct
+        && crate::oauth::uses_oauth(a)
+        && failures.iter().any(|e| {
+            matches!(
+                e,
+                Error::Session {
+                    error: crate::smtp::SessionError::AuthFailed { .. },
+                    ..
+                }
+            )
+        })
+    {
+        let _ = crate::oauth::forget_access_token(a);
     }
     match failures.len() {
         0 => Ok(ExitStatus::Ok),
@@ -552,7 +619,7 @@ pub(crate) struct Relay {
 pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remote, Error> {
     let relay_host = cli.host.is_some() || acct.is_some_and(|a| a.host.is_some());
     if relay_host && !cli.direct {
-        return relay_settings(cli, acct).map(Remote::Relay);
+        return relay_settings(cli, acct).map(|r| Remote::Relay(Box::new(r)));
     }
     let resolver = match cli
         .dns_server
@@ -574,7 +641,10 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
         Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
             command: timeout.map(Duration::from_secs),
-            total: None,
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
         },
     );
     if direct.tls == TlsMode::Implicit {
@@ -582,11 +652,20 @@ pub(crate) fn remote_settings(cli: &Cli, acct: Option<&Account>) -> Result<Remot
             "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
         ));
     }
+    direct.progress = wants_progress(cli);
+    direct.verify_domains = acct
+        .map(|a| a.tls_verify_domains.clone())
+        .unwrap_or_default();
     direct.tls_settings.trust_file = cli
         .tls_trust_file
         .clone()
         .or_else(|| acct.and_then(|a| a.tls_trust_file.clone()));
     Ok(Remote::Direct(Box::new(direct)))
+}
+
+/// Upload progress for a person watching: under `-v`, or when attachments are composed.
+fn wants_progress(cli: &Cli) -> bool {
+    cli.verbose > 0 || !cli.attach.is_empty()
 }
 
 /// `IP` or `IP:PORT` (`[IPv6]:PORT`), port 53 by default.
@@ -628,6 +707,7 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
         host,
         port,
         addrs: None,
+        progress: wants_progress(cli),
         tls: tls_mode,
         tls_settings: TlsSettings {
             trust_file: cli
@@ -636,41 +716,99 @@ pub(crate) fn relay_settings(cli: &Cli, acct: Option<&Account>) -> Result<Relay,
                 .or_else(|| acct.and_then(|a| a.tls_trust_file.clone())),
             fingerprint,
             verify: true,
+            client_cert: client_cert(cli, acct),
         },
         timeouts: Timeouts {
             connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
             command: timeout.map(Duration::from_secs),
-            total: None,
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
         },
     };
-    let credentials = match cli
+    let credentials = credentials(cli, acct, route.tls_settings.client_cert.is_some())?;
+    Ok(Relay { route, credentials })
+}
+
+/// `--tls-cert` and `--tls-key` over the account's; the key defaults to the cert file.
+fn client_cert(cli: &Cli, acct: Option<&Account>) -> Option<ClientCert> {
+    let (cert, key) = match &cli.tls_cert {
+        Some(cert) => (cert.clone(), cli.tls_key.clone()),
+        None => {
+            let acct = acct?;
+            let cert = acct.tls_cert.clone()?;
+            (cert, cli.tls_key.clone().or_else(|| acct.tls_key.clone()))
+        }
+    };
+    let key = key.unwrap_or_else(|| cert.clone());
+    Some(ClientCert { cert, key })
+}
+
+/// Who authenticates, and with what. An account with an OAuth token source sends its
+/// access token; otherwise the secret from `$SMTPSEND_PASSWORD` or the account's password
+/// source is a password, or a token with `--oauth` or a forced XOAUTH2/OAUTHBEARER. A
+/// client certificate stands in for it with `--auth external`, or when no user is named.
+fn credentials(
+    cli: &Cli,
+    acct: Option<&Account>,
+    has_client_cert: bool,
+) -> Result<Option<Credentials>, Error> {
+    let mechanism = cli.auth.or(acct.and_then(|a| a.auth));
+    let user = cli
         .user
         .clone()
-        .or_else(|| acct.and_then(|a| a.user.clone()))
-    {
-        Some(user) => {
-            let password = match std::env::var(PASSWORD_ENV) {
-                Ok(p) => Some(p),
-                Err(_) => match acct {
-                    Some(a) => a.password.resolve()?,
-                    None => None,
-                },
-            };
-            let password = password.ok_or_else(|| {
-                Error::Config(format!(
-                    "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
-                ))
-            })?;
-            Some(Credentials { user, password })
+        .or_else(|| acct.and_then(|a| a.user.clone()));
+    if mechanism == Some(Mechanism::External) {
+        if !has_client_cert {
+            return Err(Error::Config(
+                "AUTH EXTERNAL needs a client certificate: pass --tls-cert or set tls_cert".into(),
+            ));
         }
-        None => None,
+        return Ok(Some(Credentials {
+            user: user.unwrap_or_default(),
+            secret: Secret::ClientCertificate,
+        }));
+    }
+    let Some(user) = user else {
+        return Ok(has_client_cert.then(|| Credentials {
+            user: String::new(),
+            secret: Secret::ClientCertificate,
+        }));
     };
-    Ok(Relay { route, credentials })
+    if let Some(acct) = acct.filter(|a| crate::oauth::uses_oauth(a)) {
+        // Fetched (and refreshed) now, before the input is read: a token that cannot be
+        // had holds the message back (exit 75) or asks for a login (exit 77).
+        let token = crate::oauth::access_token(acct)?;
+        return Ok(Some(Credentials {
+            user,
+            secret: Secret::Token(token),
+        }));
+    }
+    let secret = match std::env::var(PASSWORD_ENV) {
+        Ok(p) => Some(p),
+        Err(_) => match acct {
+            Some(a) => a.password.resolve()?,
+            None => None,
+        },
+    };
+    let secret = secret.ok_or_else(|| {
+        Error::Config(format!(
+            "no password for {user}: set {PASSWORD_ENV} or a password source in the config"
+        ))
+    })?;
+    let token = cli.oauth || mechanism.is_some_and(|m| m.secret_kind() == SecretKind::Token);
+    let secret = if token {
+        Secret::Token(secret)
+    } else {
+        Secret::Password(secret)
+    };
+    Ok(Some(Credentials { user, secret }))
 }
 
 /// Where remote recipients go: one relay, or each domain's exchangers.
 pub(crate) enum Remote {
-    Relay(Relay),
+    Relay(Box<Relay>),
     Direct(Box<Direct>),
 }
 
@@ -802,8 +940,7 @@ fn send_remote(
     };
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let side = if line.client { "C" } else { "S" };
-            let _ = writeln!(err, "{side}: {}", line.text);
+            let _ = writeln!(err, "{}", crate::terminal::trace_line(line));
         }
     };
     let dot_ends_input = !cli.ignore_dots();
@@ -1013,6 +1150,30 @@ pub fn open_spool(cli: &Cli, acct: Option<&Account>) -> Result<Spool, Error> {
         .clone()
         .or_else(|| acct.and_then(|a| a.queue_dir.clone()));
     Spool::open(dir.as_deref())
+}
+
+/// Queue a message whose route could not be set up; `waiting_for_auth` marks it for the
+/// listing as waiting for someone to log in.
+#[allow(clippy::too_many_arguments)]
+fn enqueue_held(
+    cli: &Cli,
+    acct: Option<&Account>,
+    from: &str,
+    recipients: &[String],
+    reason: &str,
+    waiting_for_auth: bool,
+    message: &mut dyn Read,
+) -> Result<String, Error> {
+    let id = enqueue(cli, acct, from, recipients, reason, message)?;
+    if waiting_for_auth {
+        let spool = open_spool(cli, acct)?;
+        let listing = spool.list()?;
+        if let Some(mut entry) = listing.entries.into_iter().find(|e| e.id == id) {
+            entry.waiting_for_auth = true;
+            spool.record_failure(&mut entry, reason, std::time::SystemTime::now())?;
+        }
+    }
+    Ok(id)
 }
 
 /// Put the message into the spool for `recipients`; returns its id.

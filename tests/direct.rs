@@ -696,3 +696,40 @@ fn servers_share_a_port_on_different_addresses() {
     assert_eq!(b.addr(), SocketAddr::new(ip(MX2), port));
     assert!(std::net::TcpStream::connect((ip(NOBODY), port)).is_err());
 }
+
+/// A per-domain policy (`tls_verify_domains`) makes one domain's exchangers prove who they
+/// are, while the others keep opportunistic TLS.
+#[test]
+fn tls_verify_domains_policy_applies_per_domain() {
+    let dns = DnsServer::start(&[
+        ("one.test", Mx(10, "mx1.one.test")),
+        ("mx1.one.test", A(MX1)),
+        ("two.test", Mx(10, "mx2.two.test")),
+        ("mx2.two.test", A(MX2)),
+    ]);
+    let pki = Pki::self_signed_for(&["mx1.one.test", "mx2.two.test"]);
+    let (port, [one, two]) = servers([(MX1, tls_exchanger(&pki)), (MX2, tls_exchanger(&pki))]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "queue_on_tempfail = false\ntls_verify_domains = [\"One.test\"]\n",
+    )
+    .unwrap();
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--dns-server", &dns.addr().to_string()])
+        .args(["--mx-port", &port.to_string()])
+        .args(["-f", SENDER, "bob@one.test", "carol@two.test"])
+        .env("HOME", dir.path())
+        .timeout(CLIENT_LIMIT);
+    let out = run(cmd, MESSAGE);
+    let (t1, t2) = (one.finish(), two.finish());
+    assert_status(&out, 75, &[&t1, &t2]);
+    assert!(
+        t1.never_saw("MAIL"),
+        "one.test must be verified: nothing sent"
+    );
+    assert_one_message(&t2, &["carol@two.test"], MESSAGE.as_bytes());
+}

@@ -88,7 +88,7 @@ fn is_absent(e: &io::Error) -> bool {
 }
 
 /// Why a file we need could not be opened, as the error the caller should see.
-pub(super) fn open_failure(path: &Path, e: &io::Error) -> Error {
+pub(crate) fn open_failure(path: &Path, e: &io::Error) -> Error {
     let shown = path.display();
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
@@ -134,7 +134,7 @@ fn read_config(mut file: File, path: &Path, home: Option<&Path>) -> Result<Confi
     let config = Config::parse_with_home(&text, path, home)?;
     let facts = Ownership::of(&meta);
     if config.holds_password() {
-        check_private(path, "holds a password", facts)?;
+        check_private(path, "holds a password or oauth_client_secret", facts)?;
     }
     if config.runs_command() {
         check_not_writable_by_others(path, facts)?;
@@ -144,7 +144,7 @@ fn read_config(mut file: File, path: &Path, home: Option<&Path>) -> Result<Confi
 
 /// Who may touch a file, and who we are.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) struct Ownership {
+pub(crate) struct Ownership {
     pub mode: u32,
     pub owner: u32,
     pub me: u32,
@@ -167,7 +167,7 @@ impl Ownership {
 
 /// A file holding a secret must be private (no group or other bits) and belong to this
 /// user or root.
-pub(super) fn check_private(path: &Path, what: &str, facts: Ownership) -> Result<()> {
+pub(crate) fn check_private(path: &Path, what: &str, facts: Ownership) -> Result<()> {
     let shown = path.display();
     if facts.mode & 0o077 != 0 {
         let access = if facts.mode & 0o044 != 0 {
@@ -190,19 +190,22 @@ pub(super) fn check_private(path: &Path, what: &str, facts: Ownership) -> Result
     Ok(())
 }
 
-/// `password_command` runs as us, so whoever can edit the file can run anything as us.
+/// `password_command` and `oauth_token_command` run as us, so whoever can edit the file
+/// can run anything as us.
 pub(super) fn check_not_writable_by_others(path: &Path, facts: Ownership) -> Result<()> {
     let shown = path.display();
     if facts.mode & 0o022 != 0 {
         return Err(Error::Config(format!(
-            "{shown} sets password_command and is writable by others (mode {:04o}), \
+            "{shown} sets a command (password_command, oauth_token_command) and is \
+             writable by others (mode {:04o}), \
              who could run any command as you; run chmod go-w {shown}",
             facts.mode & 0o7777
         )));
     }
     if !facts.trusted_owner() {
         return Err(Error::Config(format!(
-            "{shown} sets password_command and belongs to {}, not to {} or root",
+            "{shown} sets a command (password_command, oauth_token_command) and belongs \
+             to {}, not to {} or root",
             describe_user(facts.owner),
             describe_user(facts.me)
         )));

@@ -14,8 +14,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 pub use file::SYSTEM_CONFIG;
+pub(crate) use file::{Ownership, check_private, open_failure};
 pub use password::PasswordSource;
 
+use crate::oauth::{Provider, ProviderKeys, TokenSource};
 use crate::smtp::session::Mechanism;
 use crate::transport::TlsMode;
 use crate::{Error, Result};
@@ -36,6 +38,8 @@ pub struct Account {
     pub auth: Option<Mechanism>,
     pub user: Option<String>,
     pub password: PasswordSource,
+    /// OAuth 2.0 instead of a password: where the access token comes from.
+    pub oauth: Option<TokenSource>,
     pub from: Option<String>,
     pub ehlo: Option<String>,
     pub tls_trust_file: Option<PathBuf>,
@@ -45,6 +49,11 @@ pub struct Account {
     pub timeout: Option<u64>,
     /// Allow AUTH on a connection without TLS.
     pub insecure_auth: bool,
+    /// A PEM client certificate for TLS, for AUTH EXTERNAL or a server that relays by
+    /// certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert` (default: the `tls_cert` file itself).
+    pub tls_key: Option<PathBuf>,
     /// Qualifies bare local recipients such as `root`.
     pub local_domain: Option<String>,
     /// The aliases file for bare local names (default `/etc/aliases`).
@@ -67,6 +76,11 @@ pub struct Account {
     pub dns_server: Option<String>,
     /// Domains delivered at once on the direct route.
     pub parallel: Option<usize>,
+    /// A deadline in seconds for a whole SMTP session.
+    pub deadline: Option<u64>,
+    /// Domains whose exchangers must present a verified certificate on the direct route
+    /// (the rest get opportunistic TLS).
+    pub tls_verify_domains: Vec<String>,
     /// The delivery log file (`--logfile`).
     pub logfile: Option<PathBuf>,
 }
@@ -105,16 +119,11 @@ impl Config {
     fn parse_with_home(text: &str, origin: &Path, home: Option<&Path>) -> Result<Config> {
         let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, origin, &e))?;
         let shown = origin.display();
-        let holds_password = raw.password.is_some()
-            || raw
-                .accounts
-                .values()
-                .any(|a| a.get_ref().password.is_some());
-        let runs_command = raw.password_command.is_some()
-            || raw
-                .accounts
-                .values()
-                .any(|a| a.get_ref().password_command.is_some());
+        // An OAuth client secret is a credential too, and a token command runs as us.
+        let holds_password = raw.defaults().holds_secret()
+            || raw.accounts.values().any(|a| a.get_ref().holds_secret());
+        let runs_command = raw.defaults().runs_command()
+            || raw.accounts.values().any(|a| a.get_ref().runs_command());
         let defaults = raw.defaults();
         let mut accounts = BTreeMap::new();
         if raw.accounts.is_empty() {
@@ -279,6 +288,8 @@ account_keys! {
     tls_fingerprint: Fingerprint,
     timeout: Seconds,
     insecure_auth: bool,
+    tls_cert: Text,
+    tls_key: Text,
     local_domain: Text,
     aliases: Text,
     default_recipient: Text,
@@ -290,35 +301,126 @@ account_keys! {
     dns_server: Text,
     parallel: Parallel,
     logfile: Text,
+    deadline: Seconds,
+    tls_verify_domains: Vec<Text>,
+    oauth_provider: Text,
+    oauth_client_id: Text,
+    oauth_client_secret: Text,
+    oauth_tenant: Text,
+    oauth_device_endpoint: Text,
+    oauth_token_endpoint: Text,
+    oauth_scope: Text,
+    oauth_token_command: Text,
+    oauth_token_file: Text,
 }
 
 impl RawAccount {
-    fn has_password_source(&self) -> bool {
+    /// A password source or an OAuth token source: the keys that say how to authenticate.
+    fn has_credential_source(&self) -> bool {
         self.password.is_some()
             || self.password_env.is_some()
             || self.password_command.is_some()
             || self.password_file.is_some()
+            || self.oauth_provider.is_some()
+            || self.oauth_token_command.is_some()
+            || self.oauth_token_file.is_some()
     }
 
-    /// Fills unset keys from the top level. The password keys go as a group: an account
-    /// with its own `password_command` must not also inherit a top-level `password`.
+    fn holds_secret(&self) -> bool {
+        self.password.is_some() || self.oauth_client_secret.is_some()
+    }
+
+    fn runs_command(&self) -> bool {
+        self.password_command.is_some() || self.oauth_token_command.is_some()
+    }
+
+    /// Fills unset keys from the top level. The credential sources go as a group: an
+    /// account with its own `password_command` must not also inherit a top-level
+    /// `password` or `oauth_provider`. A provider's details (`oauth_client_id`, ...) are
+    /// inherited only by an account that ends up with an `oauth_provider`.
     fn inherit(self, defaults: &RawAccount) -> RawAccount {
         let mut defaults = defaults.clone();
-        if self.has_password_source() {
+        if self.has_credential_source() {
             defaults.password = None;
             defaults.password_env = None;
             defaults.password_command = None;
             defaults.password_file = None;
+            defaults.oauth_provider = None;
+            defaults.oauth_token_command = None;
+            defaults.oauth_token_file = None;
+        }
+        if self.oauth_provider.is_none() && defaults.oauth_provider.is_none() {
+            defaults.oauth_client_id = None;
+            defaults.oauth_client_secret = None;
+            defaults.oauth_tenant = None;
+            defaults.oauth_device_endpoint = None;
+            defaults.oauth_token_endpoint = None;
+            defaults.oauth_scope = None;
         }
         self.or(defaults)
     }
 
+    /// The OAuth token source, if any; the provider keys are checked here so a typo in
+    /// an endpoint fails when the file is read.
+    fn oauth_source(
+        &mut self,
+        origin: &Path,
+        home: Option<&Path>,
+    ) -> std::result::Result<Vec<(&'static str, TokenSource)>, String> {
+        let mut sources = Vec::new();
+        let details = [
+            ("oauth_client_id", self.oauth_client_id.is_some()),
+            ("oauth_client_secret", self.oauth_client_secret.is_some()),
+            ("oauth_tenant", self.oauth_tenant.is_some()),
+            (
+                "oauth_device_endpoint",
+                self.oauth_device_endpoint.is_some(),
+            ),
+            ("oauth_token_endpoint", self.oauth_token_endpoint.is_some()),
+            ("oauth_scope", self.oauth_scope.is_some()),
+        ];
+        match self.oauth_provider.take() {
+            Some(Text(provider)) => {
+                let text = |t: &mut Option<Text>| t.take().map(|t| t.0);
+                let keys = ProviderKeys {
+                    provider,
+                    client_id: text(&mut self.oauth_client_id),
+                    client_secret: text(&mut self.oauth_client_secret),
+                    tenant: text(&mut self.oauth_tenant),
+                    device_endpoint: text(&mut self.oauth_device_endpoint),
+                    token_endpoint: text(&mut self.oauth_token_endpoint),
+                    scope: text(&mut self.oauth_scope),
+                };
+                sources.push((
+                    "oauth_provider",
+                    TokenSource::Provider(Provider::from_keys(keys)?),
+                ));
+            }
+            None => {
+                if let Some((key, _)) = details.iter().find(|(_, set)| *set) {
+                    return Err(format!("{key} is set but no oauth_provider"));
+                }
+            }
+        }
+        if let Some(Text(cmd)) = self.oauth_token_command.take() {
+            sources.push(("oauth_token_command", TokenSource::Command(cmd)));
+        }
+        if let Some(Text(path)) = self.oauth_token_file.take() {
+            sources.push((
+                "oauth_token_file",
+                TokenSource::File(local_path(&path, origin, home)?),
+            ));
+        }
+        Ok(sources)
+    }
+
     fn build(
-        self,
+        mut self,
         name: &str,
         origin: &Path,
         home: Option<&Path>,
     ) -> std::result::Result<Account, String> {
+        let mut oauth_sources = self.oauth_source(origin, home)?;
         let mut sources = Vec::new();
         if let Some(Text(p)) = self.password {
             sources.push(("password", PasswordSource::Inline(p)));
@@ -335,18 +437,29 @@ impl RawAccount {
                 PasswordSource::File(local_path(&path, origin, home)?),
             ));
         }
-        if sources.len() > 1 {
-            let keys: Vec<&str> = sources.iter().map(|(key, _)| *key).collect();
+        if sources.len() + oauth_sources.len() > 1 {
+            let keys: Vec<&str> = sources
+                .iter()
+                .map(|(key, _)| *key)
+                .chain(oauth_sources.iter().map(|(key, _)| *key))
+                .collect();
             return Err(format!("set only one of {}", keys.join(", ")));
         }
         let password = sources.pop().map(|(_, s)| s).unwrap_or_default();
         if password != PasswordSource::None && self.user.is_none() {
             return Err("a password is set but no user".into());
         }
+        let oauth = oauth_sources.pop().map(|(_, s)| s);
+        if oauth.is_some() && self.user.is_none() {
+            // XOAUTH2 and OAUTHBEARER name the mailbox the token is for.
+            return Err("OAuth is set but no user".into());
+        }
         let path = |p: Option<Text>| -> std::result::Result<Option<PathBuf>, String> {
             p.map(|Text(p)| local_path(&p, origin, home)).transpose()
         };
         let tls_trust_file = path(self.tls_trust_file)?;
+        let tls_cert = path(self.tls_cert)?;
+        let tls_key = path(self.tls_key)?;
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
@@ -359,12 +472,15 @@ impl RawAccount {
             auth: self.auth.map(|a| a.0),
             user: self.user.map(|t| t.0),
             password,
+            oauth,
             from: self.from.map(|t| t.0),
             ehlo: self.ehlo.map(|t| t.0),
             tls_trust_file,
             tls_fingerprint: self.tls_fingerprint.map(|f| f.0),
             timeout: self.timeout.map(|s| s.0),
             insecure_auth: self.insecure_auth.unwrap_or(false),
+            tls_cert,
+            tls_key,
             local_domain: self.local_domain.map(|t| t.0),
             aliases,
             default_recipient: self.default_recipient.map(|t| t.0),
@@ -375,6 +491,13 @@ impl RawAccount {
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             dns_server: self.dns_server.map(|t| t.0),
             parallel: self.parallel.map(|p| p.0),
+            deadline: self.deadline.map(|s| s.0),
+            tls_verify_domains: self
+                .tls_verify_domains
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.0.to_ascii_lowercase())
+                .collect(),
             logfile,
         })
     }
@@ -475,7 +598,10 @@ impl<'de> Deserialize<'de> for Auth {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Mechanism::from_name(&s).map(Auth).ok_or_else(|| {
-            de::Error::custom(format!("unknown auth {s:?} (expected plain or login)"))
+            de::Error::custom(format!(
+                "unknown auth {s:?} (expected one of {})",
+                Mechanism::names()
+            ))
         })
     }
 }
@@ -533,6 +659,8 @@ tls_trust_file = "/etc/ssl/my-ca.pem"
 tls_fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
 timeout = 300
 insecure_auth = false
+tls_cert = "/etc/ssl/client.pem"
+tls_key = "/etc/ssl/private/client.key"
 local_domain = "example.org"
 aliases = "/etc/aliases"
 default_recipient = "admin@example.org"
@@ -546,7 +674,7 @@ logfile = "~/smtpsend.log"
 [accounts.home]
 host = "mail.example.net"
 tls = "implicit"
-auth = "LOGIN"
+auth = "SCRAM-SHA-256"
 user = "me"
 password_env = "HOME_PW"
 insecure_auth = true
@@ -565,6 +693,7 @@ insecure_auth = true
                 auth: Some(Mechanism::Plain),
                 user: Some("me@example.org".into()),
                 password: PasswordSource::Command("pass show mail/work".into()),
+                oauth: None,
                 from: Some("me@example.org".into()),
                 ehlo: Some("client.example.org".into()),
                 tls_trust_file: Some(PathBuf::from("/etc/ssl/my-ca.pem")),
@@ -575,6 +704,8 @@ insecure_auth = true
                 ),
                 timeout: Some(300),
                 insecure_auth: false,
+                tls_cert: Some(PathBuf::from("/etc/ssl/client.pem")),
+                tls_key: Some(PathBuf::from("/etc/ssl/private/client.key")),
                 local_domain: Some("example.org".into()),
                 aliases: Some(PathBuf::from("/etc/aliases")),
                 default_recipient: Some("admin@example.org".into()),
@@ -585,6 +716,8 @@ insecure_auth = true
                 add_missing_headers: false,
                 dns_server: None,
                 parallel: None,
+                deadline: None,
+                tls_verify_domains: Vec::new(),
                 logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
             }
         );
@@ -595,7 +728,7 @@ insecure_auth = true
         let home = parse(FULL).unwrap().account(Some("home")).unwrap();
         assert_eq!(home.from.as_deref(), Some("me@example.org"));
         assert_eq!(home.tls, Some(TlsMode::Implicit), "own key wins");
-        assert_eq!(home.auth, Some(Mechanism::Login));
+        assert_eq!(home.auth, Some(Mechanism::ScramSha256));
         assert_eq!(home.password, PasswordSource::Env("HOME_PW".into()));
         assert_eq!(home.port, None, "left to the caller: TlsMode::default_port");
         assert!(home.insecure_auth);
@@ -734,8 +867,9 @@ insecure_auth = true
 
     #[test]
     fn bad_auth_is_refused() {
-        let msg = config_error("auth = \"cram-md5\"\n");
-        assert!(msg.contains("cram-md5") && msg.contains("line 1"), "{msg}");
+        let msg = config_error("auth = \"gssapi\"\n");
+        assert!(msg.contains("gssapi") && msg.contains("line 1"), "{msg}");
+        assert!(msg.contains("scram-sha-256"), "names what is known: {msg}");
     }
 
     #[test]
@@ -812,5 +946,135 @@ insecure_auth = true
         assert!(!format!("{:?}", nested.account(None).unwrap()).contains("hunter2"));
         assert!(!parse(FULL).unwrap().holds_password());
         assert!(parse(FULL).unwrap().runs_command());
+    }
+
+    fn provider_of(account: &Account) -> &Provider {
+        match &account.oauth {
+            Some(TokenSource::Provider(p)) => p,
+            other => panic!("expected a provider, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oauth_provider_keys_are_parsed() {
+        let config = parse(
+            r#"
+            [accounts.m365]
+            user = "me@contoso.example"
+            oauth_provider = "microsoft"
+            oauth_client_id = "00000000-1111-2222-3333-444444444444"
+            oauth_tenant = "contoso.example"
+            [accounts.custom]
+            user = "me"
+            oauth_provider = "custom"
+            oauth_client_id = "cid"
+            oauth_client_secret = "very-secret"
+            oauth_device_endpoint = "http://127.0.0.1:8080/device"
+            oauth_token_endpoint = "https://idp.example/token"
+            oauth_scope = "smtp"
+            "#,
+        )
+        .unwrap();
+        let m365 = config.account(Some("m365")).unwrap();
+        let p = provider_of(&m365);
+        assert_eq!(p.kind, crate::oauth::ProviderKind::Microsoft);
+        assert_eq!(
+            p.token_endpoint,
+            "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token"
+        );
+        assert_eq!(m365.password, PasswordSource::None);
+        let custom = config.account(Some("custom")).unwrap();
+        let p = provider_of(&custom);
+        assert_eq!(p.device_endpoint, "http://127.0.0.1:8080/device");
+        assert_eq!(p.scope, "smtp");
+        assert_eq!(p.client_secret.as_ref().unwrap().expose(), "very-secret");
+        assert!(config.holds_password(), "a client secret is a secret");
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn oauth_token_command_and_file_are_sources() {
+        let config = parse(
+            r#"
+            user = "me"
+            [accounts.cmd]
+            oauth_token_command = "oama access me@example.org"
+            [accounts.file]
+            oauth_token_file = "~/token"
+            "#,
+        )
+        .unwrap();
+        assert!(config.runs_command());
+        assert_eq!(
+            config.account(Some("cmd")).unwrap().oauth,
+            Some(TokenSource::Command("oama access me@example.org".into()))
+        );
+        assert_eq!(
+            config.account(Some("file")).unwrap().oauth,
+            Some(TokenSource::File(PathBuf::from("/home/me/token")))
+        );
+    }
+
+    #[test]
+    fn plain_http_token_endpoint_is_refused_with_its_line() {
+        let msg = config_error(
+            "[accounts.a]\nuser = \"u\"\noauth_provider = \"custom\"\noauth_client_id = \"c\"\n\
+             oauth_device_endpoint = \"https://idp.example/d\"\n\
+             oauth_token_endpoint = \"http://idp.example/t\"\noauth_scope = \"s\"\n",
+        );
+        assert!(msg.contains("line 1") && msg.contains("account a"), "{msg}");
+        assert!(msg.contains("oauth_token_endpoint"), "{msg}");
+        assert!(msg.contains("plain http is refused"), "{msg}");
+    }
+
+    #[test]
+    fn oauth_and_password_together_are_refused() {
+        let msg =
+            config_error("user = \"u\"\npassword_env = \"PW\"\noauth_token_command = \"x\"\n");
+        assert!(msg.contains("password_env, oauth_token_command"), "{msg}");
+        let msg =
+            config_error("user = \"u\"\noauth_token_file = \"/t\"\noauth_token_command = \"x\"\n");
+        assert!(msg.contains("set only one of"), "{msg}");
+    }
+
+    #[test]
+    fn oauth_details_without_provider_or_user_are_refused() {
+        let msg = config_error("user = \"u\"\noauth_client_id = \"c\"\n");
+        assert!(
+            msg.contains("oauth_client_id is set but no oauth_provider"),
+            "{msg}"
+        );
+        let msg = config_error("oauth_token_command = \"x\"\n");
+        assert!(msg.contains("OAuth is set but no user"), "{msg}");
+        let msg =
+            config_error("user = \"u\"\noauth_provider = \"yahoo\"\noauth_client_id = \"c\"\n");
+        assert!(msg.contains("yahoo"), "{msg}");
+    }
+
+    #[test]
+    fn oauth_keys_are_inherited_with_the_credential_group() {
+        let config = parse(
+            r#"
+            oauth_provider = "google"
+            oauth_client_id = "shared-client"
+            [accounts.a]
+            user = "a@example.org"
+            [accounts.b]
+            user = "b@example.org"
+            password_command = "pass b"
+            [accounts.c]
+            user = "c@example.org"
+            oauth_provider = "microsoft"
+            "#,
+        )
+        .unwrap();
+        let a = config.account(Some("a")).unwrap();
+        assert_eq!(provider_of(&a).client_id, "shared-client");
+        let b = config.account(Some("b")).unwrap();
+        assert_eq!(b.oauth, None, "own password source: no inherited OAuth");
+        assert_eq!(b.password, PasswordSource::Command("pass b".into()));
+        let c = config.account(Some("c")).unwrap();
+        assert_eq!(provider_of(&c).kind, crate::oauth::ProviderKind::Microsoft);
+        assert_eq!(provider_of(&c).client_id, "shared-client");
     }
 }

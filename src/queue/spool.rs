@@ -354,9 +354,13 @@ impl Spool {
     }
 
     /// The entries due at `now`, oldest first, with the warnings of [`Spool::list`].
+    /// Entries waiting for credentials are always due: nothing but a login makes them
+    /// deliverable, and trying costs one token look-up, not a connection.
     pub fn due(&self, now: SystemTime) -> Result<Listing> {
         let mut listing = self.list()?;
-        listing.entries.retain(|e| e.next_attempt <= now);
+        listing
+            .entries
+            .retain(|e| e.next_attempt <= now || e.waiting_for_auth);
         Ok(listing)
     }
 

@@ -88,7 +88,12 @@ impl Command {
                     })?;
                 }
             }
-            Command::AuthResponse(line) => put(if redact { "<redacted>" } else { line })?,
+            // "*" cancels an exchange (RFC 4954 §4) and carries no secret.
+            Command::AuthResponse(line) => put(if redact && line != "*" {
+                "<redacted>"
+            } else {
+                line
+            })?,
             Command::Mail { from, params } => {
                 put("MAIL FROM:<")?;
                 put(from)?;

@@ -1,6 +1,7 @@
 //! Why a session failed, with the exit status each failure means.
 
 use super::reply::{Reply, ReplyError};
+use super::sasl::SaslError;
 use crate::exit::ExitStatus;
 
 /// One recipient the server refused, with its reply.
@@ -32,9 +33,18 @@ pub enum SessionError {
     /// TLS was required but the server did not offer or complete STARTTLS.
     #[error("{0}")]
     TlsUnavailable(String),
-    /// Authentication was refused.
-    #[error("{command}: {reply}")]
-    AuthFailed { command: String, reply: Reply },
+    /// Authentication was refused; `detail` is what the server's error challenge said
+    /// (XOAUTH2, OAUTHBEARER: RFC 7628 §3.2.2).
+    #[error("{command}: {reply}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    AuthFailed {
+        command: String,
+        reply: Reply,
+        detail: Option<String>,
+    },
+    /// The SASL exchange failed on the client's side: a server that did not prove itself
+    /// (SCRAM), asked for a downgrade, or broke the mechanism.
+    #[error("{command}: {error}")]
+    Sasl { command: String, error: SaslError },
     /// Authentication cannot be attempted (no mechanism in common, no TLS).
     #[error("{0}")]
     AuthUnavailable(String),
@@ -70,6 +80,7 @@ impl SessionError {
             SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_) => {
                 ExitStatus::NoPerm
             }
+            SessionError::Sasl { error, .. } => error.exit_status(),
             SessionError::Unsupported(_) => ExitStatus::Unavailable,
             SessionError::UnsafeArgument(_) => ExitStatus::DataErr,
         }

@@ -1,5 +1,5 @@
 //! The SMTP protocol, sans-IO: reply parser, command encoder, capabilities, the client
-//! session state machine and the DATA body encoder. Nothing here touches a socket, a clock
+//! session state machine, the SASL mechanisms and the DATA body encoder. Nothing here touches a socket, a clock
 //! or a file, so every server behaviour is testable with byte strings.
 
 pub mod body;
@@ -8,6 +8,7 @@ pub mod command;
 pub mod error;
 pub mod probe;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 
 #[cfg(test)]
@@ -18,7 +19,7 @@ pub use capabilities::Capabilities;
 pub use command::Command;
 pub use error::{RcptFailure, SessionError};
 pub use reply::{Reply, ReplyError, ReplyParser};
+pub use sasl::{Credentials, Mechanism, SaslError, Secret, SecretKind};
 pub use session::{
-    Credentials, Dsn, Envelope, Event, Mechanism, MessageInfo, Report, Session, SessionOptions,
-    TlsPolicy, TraceLine, Wait,
+    Dsn, Envelope, Event, MessageInfo, Report, Session, SessionOptions, TlsPolicy, TraceLine, Wait,
 };

@@ -6,7 +6,6 @@
 //! a property of this type that unit tests count.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -16,6 +15,7 @@ use super::capabilities::Capabilities;
 use super::command::Command;
 use super::error::{RcptFailure, SessionError};
 use super::reply::{Reply, ReplyParser};
+use super::sasl;
 
 /// How much TLS the session insists on.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -28,50 +28,7 @@ pub enum TlsPolicy {
     Required,
 }
 
-/// A SASL mechanism this engine speaks.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Mechanism {
-    /// RFC 4616, sent as an initial response.
-    Plain,
-    /// The de-facto LOGIN mechanism: user and password as two 334 answers.
-    Login,
-}
-
-impl Mechanism {
-    /// Preference order when the user forces nothing: PLAIN needs one round trip and may be
-    /// pipelined (RFC 4954 §4), LOGIN needs three.
-    pub const PREFERENCE: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mechanism::Plain => "PLAIN",
-            Mechanism::Login => "LOGIN",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Mechanism> {
-        Self::PREFERENCE
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(name))
-    }
-}
-
-/// A user name and password. `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Credentials {{ user: {:?}, password: <redacted> }}",
-            self.user
-        )
-    }
-}
+pub use super::sasl::{Credentials, Mechanism, Secret, SecretKind};
 
 /// Everything the session needs to know besides the envelope.
 #[derive(Clone, Debug)]
@@ -84,8 +41,11 @@ pub struct SessionOptions {
     /// With `implicit_tls`: whether the certificate was verified in that handshake.
     pub tls_verified: bool,
     pub credentials: Option<Credentials>,
-    /// A mechanism forced by the user; otherwise chosen from [`Mechanism::PREFERENCE`].
+    /// A mechanism forced by the user; otherwise chosen from [`Mechanism::preference`].
     pub mechanism: Option<Mechanism>,
+    /// The host name and port dialled, for OAUTHBEARER's `host=` and `port=`
+    /// (RFC 7628 §3.1).
+    pub server_address: Option<(String, u16)>,
     /// Allow credentials over a connection without TLS (only when the user insists).
     pub allow_plaintext_auth: bool,
     /// Use PIPELINING when the server offers it.
@@ -199,6 +159,7 @@ impl Default for SessionOptions {
             tls_verified: false,
             credentials: None,
             mechanism: None,
+            server_address: None,
             allow_plaintext_auth: false,
             pipelining: true,
             size: None,
@@ -287,8 +248,10 @@ enum Awaiting {
     Ehlo,
     Helo,
     StartTls,
-    AuthPlain { pipelined: bool },
-    AuthLogin { step: u8 },
+    /// A reply in a SASL exchange; `pipelined` when MAIL, RCPT and DATA followed.
+    Auth {
+        pipelined: bool,
+    },
     Mail,
     Rcpt(usize),
     Data,
@@ -318,6 +281,8 @@ pub struct Session {
     /// The server's certificate was verified (chain and name, or pin).
     tls_verified: bool,
     authenticated: bool,
+    /// The SASL exchange under way.
+    sasl: Option<sasl::Client>,
     /// Commands whose replies are due, oldest first, with their text for error messages.
     pending: VecDeque<(Awaiting, String)>,
     out: Vec<u8>,
@@ -348,6 +313,7 @@ impl Session {
             tls_active,
             tls_verified,
             authenticated: false,
+            sasl: None,
             pending: VecDeque::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -757,44 +723,7 @@ impl Session {
                 }
                 _ => self.unexpected(command, reply),
             },
-            Awaiting::AuthPlain { pipelined } => match reply.code {
-                235 => {
-                    self.authenticated = true;
-                    if !pipelined {
-                        self.send_transaction();
-                    }
-                }
-                _ if reply.is_transient() || reply.is_permanent() => {
-                    self.fail(SessionError::AuthFailed { command, reply })
-                }
-                // A 334 after an initial response would make the server read the next
-                // command as SASL data.
-                _ => self.unexpected(command, reply),
-            },
-            Awaiting::AuthLogin { step } => match reply.code {
-                235 => {
-                    self.authenticated = true;
-                    self.send_transaction();
-                }
-                334 if step < 2 => {
-                    let Some(creds) = self.opts.credentials.clone() else {
-                        return self.unexpected(command, reply);
-                    };
-                    let secret = if step == 0 {
-                        creds.user
-                    } else {
-                        creds.password
-                    };
-                    self.send(
-                        Command::AuthResponse(B64.encode(secret)),
-                        Awaiting::AuthLogin { step: step + 1 },
-                    );
-                }
-                _ if reply.is_transient() || reply.is_permanent() => {
-                    self.fail(SessionError::AuthFailed { command, reply })
-                }
-                _ => self.unexpected(command, reply),
-            },
+            Awaiting::Auth { pipelined } => self.handle_auth_reply(pipelined, command, reply),
             Awaiting::Rset => {
                 if reply.is_positive() {
                     if !self.pipelined() {
@@ -929,6 +858,15 @@ impl Session {
         let Some(creds) = self.opts.credentials.clone() else {
             return self.send_transaction();
         };
+        if creds.secret.kind() == SecretKind::ClientCertificate
+            && self.opts.mechanism.is_none()
+            && !self.caps.offers_auth(Mechanism::External.name())
+        {
+            // The certificate went with the handshake; a server without AUTH EXTERNAL may
+            // grant relaying on it alone (Postfix's permit_tls_clientcerts).
+            self.trace_note("AUTH EXTERNAL not offered; relying on the TLS client certificate");
+            return self.send_transaction();
+        }
         if !self.opts.allow_plaintext_auth {
             if !self.tls_active {
                 return self.fail(SessionError::AuthUnavailable(
@@ -950,54 +888,152 @@ impl Session {
         } else {
             self.caps.auth.join(" ")
         };
-        let mechanism = match self.opts.mechanism {
-            Some(m) if self.caps.offers_auth(m.name()) => m,
-            Some(m) => {
+        let server = self
+            .opts
+            .server_address
+            .as_ref()
+            .map(|(host, port)| (host.as_str(), *port));
+        let kind = creds.secret.kind();
+        let client = match self.opts.mechanism {
+            Some(m) if m.secret_kind() == kind && !self.caps.offers_auth(m.name()) => {
                 return self.fail(SessionError::AuthUnavailable(format!(
                     "AUTH {} is not offered by the server (it offers {offered})",
                     m.name()
                 )));
             }
-            None => match Mechanism::PREFERENCE
-                .into_iter()
-                .find(|m| self.caps.offers_auth(m.name()))
-            {
-                Some(m) => m,
-                None => {
+            Some(m) => match sasl::Client::new(m, &creds, server) {
+                Ok(c) => c,
+                Err(e) => {
                     return self.fail(SessionError::AuthUnavailable(format!(
-                        "no authentication mechanism in common (server offers {offered})"
+                        "AUTH {}: {e}",
+                        m.name()
                     )));
                 }
             },
+            None => {
+                let mut chosen = None;
+                let mut refused = Vec::new();
+                for &m in Mechanism::preference(kind) {
+                    if !self.caps.offers_auth(m.name()) {
+                        continue;
+                    }
+                    // A password SASLprep refuses rules out SCRAM, not PLAIN.
+                    match sasl::Client::new(m, &creds, server) {
+                        Ok(c) => {
+                            chosen = Some(c);
+                            break;
+                        }
+                        Err(e) => refused.push(format!("AUTH {}: {e}", m.name())),
+                    }
+                }
+                for note in &refused {
+                    self.trace_note(&format!("{note}; trying the next mechanism"));
+                }
+                match chosen {
+                    Some(c) => c,
+                    None if !refused.is_empty() => {
+                        return self.fail(SessionError::AuthUnavailable(refused.join("; ")));
+                    }
+                    None => {
+                        return self.fail(SessionError::AuthUnavailable(format!(
+                            "no authentication mechanism in common (server offers {offered}; \
+                             {} can use {})",
+                            kind.describe(),
+                            Mechanism::preference(kind)
+                                .iter()
+                                .map(|m| m.name())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        )));
+                    }
+                }
+            }
         };
-        match mechanism {
-            Mechanism::Plain => {
-                let mut ir = Vec::with_capacity(creds.user.len() + creds.password.len() + 2);
-                ir.push(0);
-                ir.extend_from_slice(creds.user.as_bytes());
-                ir.push(0);
-                ir.extend_from_slice(creds.password.as_bytes());
-                let pipelined = self.pipelined();
-                self.send(
-                    Command::Auth {
-                        mechanism: "PLAIN".into(),
-                        initial: Some(B64.encode(ir)),
-                    },
-                    Awaiting::AuthPlain { pipelined },
-                );
-                if pipelined {
-                    // RFC 4954 §4: AUTH with an initial response for a one-step mechanism
-                    // may be followed by other commands in the same flight.
+        self.start_auth(client);
+    }
+
+    /// Send AUTH, with the initial response when it fits on the command line.
+    fn start_auth(&mut self, mut client: sasl::Client) {
+        let mechanism = client.mechanism();
+        let name = mechanism.name();
+        let initial = client.initial_response().map(|ir| B64.encode(ir));
+        // RFC 4954 §4: a command line that the initial response would make longer than
+        // RFC 5321's 512 octets goes without it; the response then answers the server's
+        // empty challenge. Long OAuth tokens take this path.
+        let initial =
+            initial.filter(|ir| "AUTH ".len() + name.len() + 1 + ir.len().max(1) + 2 <= 512);
+        if initial.is_some() {
+            client.initial_sent();
+        }
+        let pipelined = initial.is_some() && mechanism.pipelinable() && self.pipelined();
+        self.sasl = Some(client);
+        self.send(
+            Command::Auth {
+                mechanism: name.into(),
+                initial,
+            },
+            Awaiting::Auth { pipelined },
+        );
+        if pipelined {
+            // RFC 4954 §4: AUTH with an initial response for a one-step mechanism may be
+            // followed by other commands in the same flight.
+            self.send_transaction();
+        }
+    }
+
+    fn handle_auth_reply(&mut self, pipelined: bool, command: String, reply: Reply) {
+        match reply.code {
+            235 => {
+                if let Some(Err(error)) = self.sasl.take().map(|c| c.finish()) {
+                    return self.fail(SessionError::Sasl { command, error });
+                }
+                self.authenticated = true;
+                if !pipelined {
                     self.send_transaction();
                 }
             }
-            Mechanism::Login => self.send(
-                Command::Auth {
-                    mechanism: "LOGIN".into(),
-                    initial: None,
-                },
-                Awaiting::AuthLogin { step: 0 },
-            ),
+            // A 334 after a pipelined initial response: the server would read the MAIL
+            // already sent as SASL data.
+            334 if !pipelined => {
+                let Some(client) = self.sasl.as_mut() else {
+                    return self.unexpected(command, reply);
+                };
+                let text = reply.lines.first().map(|l| l.trim()).unwrap_or_default();
+                let response = match B64.decode(text) {
+                    Ok(challenge) => client.respond(&challenge),
+                    Err(_) => Err(sasl::SaslError::Malformed(format!(
+                        "334 {text} is not base64"
+                    ))),
+                };
+                match response {
+                    Ok(response) => {
+                        let label = format!("AUTH {}", client.mechanism().name());
+                        if self.send_unawaited(Command::AuthResponse(B64.encode(response))) {
+                            self.pending
+                                .push_back((Awaiting::Auth { pipelined: false }, label));
+                        }
+                    }
+                    Err(error) => {
+                        // RFC 4954 §4: "*" cancels the exchange, so the QUIT that follows
+                        // is read as a command.
+                        self.send_unawaited(Command::AuthResponse("*".into()));
+                        self.sasl = None;
+                        self.fail(SessionError::Sasl { command, error });
+                    }
+                }
+            }
+            _ if reply.is_transient() || reply.is_permanent() => {
+                let detail = self
+                    .sasl
+                    .take()
+                    .and_then(|c| c.failure_detail().map(String::from));
+                self.fail(SessionError::AuthFailed {
+                    command,
+                    reply,
+                    detail,
+                })
+            }
+            _ => self.unexpected(command, reply),
         }
     }
 

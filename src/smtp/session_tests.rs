@@ -14,6 +14,9 @@ struct FakeServer {
     in_data: bool,
     /// (command prefix, reply) overrides, checked in order.
     overrides: Vec<(String, String)>,
+    /// (whole line, reply) overrides, checked before the prefixes: SASL responses,
+    /// including the empty line.
+    exact: Vec<(String, String)>,
     commands: Vec<String>,
     data: Vec<u8>,
     partial: Vec<u8>,
@@ -29,6 +32,7 @@ impl FakeServer {
             verified: true,
             in_data: false,
             overrides: vec![],
+            exact: vec![],
             commands: vec![],
             data: vec![],
             partial: vec![],
@@ -41,7 +45,15 @@ impl FakeServer {
         self
     }
 
+    fn on_line(mut self, line: &str, reply: &str) -> Self {
+        self.exact.push((line.into(), reply.into()));
+        self
+    }
+
     fn reply_for(&self, line: &str) -> String {
+        if let Some((_, reply)) = self.exact.iter().find(|(l, _)| l == line) {
+            return format!("{reply}\r\n");
+        }
         for (prefix, reply) in &self.overrides {
             if line.starts_with(prefix.as_str()) {
                 return format!("{reply}\r\n");
@@ -217,10 +229,7 @@ fn plain_opts() -> SessionOptions {
 }
 
 fn creds() -> Option<Credentials> {
-    Some(Credentials {
-        user: "alice".into(),
-        password: "s3cret".into(),
-    })
+    Some(Credentials::password("alice", "s3cret"))
 }
 
 const BANNER: &str = "220 server.example ESMTP\r\n";
@@ -1111,4 +1120,490 @@ fn a_reply_riding_behind_the_354_is_a_protocol_error() {
         s.poll_event(),
         Some(Event::Failed(SessionError::Protocol(_)))
     ));
+}
+
+// SASL mechanisms: each exchange byte for byte.
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn token_creds(user: &str, token: &str) -> Option<Credentials> {
+    Some(Credentials {
+        user: user.into(),
+        secret: Secret::Token(token.into()),
+    })
+}
+
+fn with_auth(auth_line: &'static str) -> Vec<&'static str> {
+    vec!["PIPELINING", "STARTTLS", auth_line, "ENHANCEDSTATUSCODES"]
+}
+
+fn auth_opts(credentials: Option<Credentials>) -> SessionOptions {
+    SessionOptions {
+        tls: TlsPolicy::Required,
+        credentials,
+        trace: true,
+        ..plain_opts()
+    }
+}
+
+/// What the client sent after the second EHLO, up to MAIL or QUIT.
+fn auth_lines(o: &Outcome) -> Vec<String> {
+    o.server
+        .commands
+        .iter()
+        .skip(3)
+        .take_while(|c| !c.starts_with("MAIL") && *c != "QUIT")
+        .cloned()
+        .collect()
+}
+
+const RFC7677_FIRST: &[u8] = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+const RFC7677_SERVER_FIRST: &[u8] =
+    b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+const RFC7677_FINAL: &[u8] = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+const RFC7677_SERVER_FINAL: &[u8] = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+/// The RFC 7677 §3 server, answering the RFC's client with `server_final`.
+fn scram_server(server_final: &[u8]) -> FakeServer {
+    FakeServer::new(&with_auth("AUTH PLAIN LOGIN SCRAM-SHA-1 SCRAM-SHA-256"))
+        .on(
+            "AUTH SCRAM-SHA-256",
+            &format!("334 {}", b64(RFC7677_SERVER_FIRST)),
+        )
+        .on_line(&b64(RFC7677_FINAL), &format!("334 {}", b64(server_final)))
+        .on_line("", "235 2.7.0 Authentication successful")
+}
+
+fn scram_session() -> Session {
+    sasl::test_nonce::set("rOprNGfwEbeRWgbNEkqO");
+    Session::new(
+        env(&["bob@example.net"]),
+        auth_opts(Some(Credentials::password("user", "pencil"))),
+    )
+}
+
+#[test]
+fn scram_sha256_is_preferred_and_follows_rfc7677_byte_for_byte() {
+    let o = run(
+        scram_session(),
+        scram_server(RFC7677_SERVER_FINAL),
+        b"x\n",
+        BANNER,
+    );
+    let r = done(&o);
+    assert!(r.authenticated);
+    assert_eq!(
+        auth_lines(&o),
+        [
+            format!("AUTH SCRAM-SHA-256 {}", b64(RFC7677_FIRST)),
+            b64(RFC7677_FINAL),
+            String::new(),
+        ]
+    );
+    // banner, EHLO, STARTTLS, handshake, EHLO, three SASL steps, MAIL+RCPT+DATA, body.
+    assert_eq!(o.waits, 10);
+    let trace = o.trace.join("\n");
+    assert!(
+        trace.contains("C: AUTH SCRAM-SHA-256 <redacted>"),
+        "{trace}"
+    );
+    assert!(!trace.contains(&b64(RFC7677_FIRST)) && !trace.contains(&b64(RFC7677_FINAL)));
+}
+
+#[test]
+fn scram_with_a_wrong_server_signature_fails_77() {
+    let o = run(
+        scram_session(),
+        scram_server(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G8="),
+        b"x\n",
+        BANNER,
+    );
+    let e = failed(&o);
+    assert!(
+        matches!(
+            e,
+            SessionError::Sasl {
+                error: SaslError::ServerSignature,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert!(
+        e.to_string()
+            .starts_with("AUTH SCRAM-SHA-256: the server could not prove it knows the password"),
+        "{e}"
+    );
+    // The exchange is cancelled (RFC 4954 §4) and nothing of the message is sent.
+    let cmds = &o.server.commands;
+    assert_eq!(&cmds[cmds.len() - 2..], ["*", "QUIT"]);
+    assert!(!cmds.iter().any(|c| c.starts_with("MAIL")));
+}
+
+#[test]
+fn scram_accepted_without_a_server_signature_fails_77() {
+    let server = FakeServer::new(&with_auth("AUTH SCRAM-SHA-256"))
+        .on(
+            "AUTH SCRAM-SHA-256",
+            &format!("334 {}", b64(RFC7677_SERVER_FIRST)),
+        )
+        .on_line(&b64(RFC7677_FINAL), "235 2.7.0 ok");
+    let o = run(scram_session(), server, b"x\n", BANNER);
+    let e = failed(&o);
+    assert!(
+        matches!(
+            e,
+            SessionError::Sasl {
+                error: SaslError::NoServerSignature,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("MAIL")));
+}
+
+#[test]
+fn scram_iterations_below_the_floor_are_refused() {
+    let weak =
+        b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1024";
+    let server = FakeServer::new(&with_auth("AUTH SCRAM-SHA-256"))
+        .on("AUTH SCRAM-SHA-256", &format!("334 {}", b64(weak)));
+    let o = run(scram_session(), server, b"x\n", BANNER);
+    let e = failed(&o);
+    assert_eq!(
+        e,
+        &SessionError::Sasl {
+            command: "AUTH SCRAM-SHA-256 <redacted>".into(),
+            error: SaslError::TooFewIterations(1024),
+        }
+    );
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert!(e.to_string().contains("downgrade"), "{e}");
+    // No proof was computed or sent: the next line is the cancel.
+    assert_eq!(auth_lines(&o)[1..], ["*"]);
+}
+
+#[test]
+fn scram_server_error_is_reported() {
+    let server = FakeServer::new(&with_auth("AUTH SCRAM-SHA-256"))
+        .on(
+            "AUTH SCRAM-SHA-256",
+            &format!("334 {}", b64(RFC7677_SERVER_FIRST)),
+        )
+        .on_line(
+            &b64(RFC7677_FINAL),
+            &format!("334 {}", b64(b"e=invalid-proof")),
+        );
+    let o = run(scram_session(), server, b"x\n", BANNER);
+    let e = failed(&o);
+    assert!(e.to_string().contains("invalid-proof"), "{e}");
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+}
+
+#[test]
+fn scram_sha1_follows_rfc5802_when_it_is_the_only_scram() {
+    sasl::test_nonce::set("fyko+d2lbbFgONRv9qkxdawL");
+    let first = b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL";
+    let server_first = b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096";
+    let final_ =
+        b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
+    let server = FakeServer::new(&with_auth("AUTH PLAIN SCRAM-SHA-1"))
+        .on("AUTH SCRAM-SHA-1", &format!("334 {}", b64(server_first)))
+        .on_line(
+            &b64(final_),
+            &format!("334 {}", b64(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ=")),
+        )
+        .on_line("", "235 2.7.0 ok");
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            auth_opts(Some(Credentials::password("user", "pencil"))),
+        ),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    assert_eq!(
+        auth_lines(&o),
+        [
+            format!("AUTH SCRAM-SHA-1 {}", b64(first)),
+            b64(final_),
+            String::new()
+        ]
+    );
+}
+
+#[test]
+fn a_password_saslprep_refuses_falls_back_from_scram_to_plain() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            auth_opts(Some(Credentials::password("alice", "tab\there"))),
+        ),
+        FakeServer::new(&with_auth("AUTH SCRAM-SHA-256 PLAIN")),
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    assert!(auth_lines(&o)[0].starts_with("AUTH PLAIN "));
+    assert!(
+        o.trace.iter().any(|t| t.contains("SASLprep")),
+        "{:?}",
+        o.trace
+    );
+}
+
+const GOOGLE_TOKEN: &str = "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg";
+const GOOGLE_ERROR: &str = "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIG1hYyIsInNjb3BlIjoiaHR0cHM6Ly9tYWlsLmdvb2dsZS5jb20vIn0K";
+
+#[test]
+fn xoauth2_is_preferred_for_a_token_and_goes_lockstep() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            auth_opts(token_creds("someuser@example.com", GOOGLE_TOKEN)),
+        ),
+        FakeServer::new(&with_auth("AUTH PLAIN OAUTHBEARER XOAUTH2")),
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    let ir =
+        b64(format!("user=someuser@example.com\x01auth=Bearer {GOOGLE_TOKEN}\x01\x01").as_bytes());
+    assert_eq!(auth_lines(&o), [format!("AUTH XOAUTH2 {ir}")]);
+    // Not pipelined: a 334 error challenge would take MAIL for the SASL response.
+    let auth_flight = String::from_utf8_lossy(&o.flights[3]).into_owned();
+    assert_eq!(auth_flight, format!("AUTH XOAUTH2 {ir}\r\n"));
+    // One wait more than PLAIN's seven.
+    assert_eq!(o.waits, 8);
+}
+
+#[test]
+fn xoauth2_error_challenge_gets_an_empty_line_then_535_exits_77() {
+    let server = FakeServer::new(&with_auth("AUTH XOAUTH2"))
+        .on("AUTH XOAUTH2", &format!("334 {GOOGLE_ERROR}"))
+        .on_line(
+            "",
+            "535-5.7.8 Username and Password not accepted.\r\n535 5.7.8 Learn more",
+        );
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            auth_opts(token_creds("someuser@example.com", GOOGLE_TOKEN)),
+        ),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    let e = failed(&o);
+    assert!(matches!(e, SessionError::AuthFailed { .. }), "{e:?}");
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    let msg = e.to_string();
+    assert!(msg.starts_with("AUTH XOAUTH2: 535"), "{msg}");
+    assert!(msg.contains("status=401"), "{msg}");
+    let lines = auth_lines(&o);
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("AUTH XOAUTH2 "));
+    assert_eq!(lines[1], "", "the empty response to the error challenge");
+    assert_eq!(o.server.commands.last().map(String::as_str), Some("QUIT"));
+    let trace = o.trace.join("\n");
+    assert!(!trace.contains(GOOGLE_TOKEN) && !trace.contains(&lines[0][13..]));
+}
+
+#[test]
+fn oauthbearer_error_gets_a_control_a_then_535_exits_77() {
+    let error = "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3BlbmlkLWNvbmZpZ3VyYXRpb24iOiJodHRwczovL2V4YW1wbGUuY29tLy53ZWxsLWtub3duL29wZW5pZC1jb25maWd1cmF0aW9uIn0=";
+    let server = FakeServer::new(&with_auth("AUTH OAUTHBEARER"))
+        .on("AUTH OAUTHBEARER", &format!("334 {error}"))
+        .on_line("AQ==", "535 5.7.8 Authentication credentials invalid");
+    let opts = SessionOptions {
+        server_address: Some(("server.example.com".into(), 143)),
+        ..auth_opts(token_creds(
+            "user@example.com",
+            "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+        ))
+    };
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    let e = failed(&o);
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert!(e.to_string().contains("status=invalid_token"), "{e}");
+    assert_eq!(
+        auth_lines(&o),
+        [
+            // RFC 7628 §4.1's initial response.
+            "AUTH OAUTHBEARER bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1\
+             dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB",
+            "AQ==",
+        ]
+    );
+}
+
+#[test]
+fn a_token_too_long_for_the_command_line_answers_the_empty_challenge() {
+    let long = "t".repeat(600);
+    let server = FakeServer::new(&with_auth("AUTH XOAUTH2"))
+        .on_line("AUTH XOAUTH2", "334 ")
+        .on("dXNlcj1h", "235 2.7.0 ok");
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            auth_opts(token_creds("a", &long)),
+        ),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    let lines = auth_lines(&o);
+    assert_eq!(
+        lines[0], "AUTH XOAUTH2",
+        "RFC 4954 §4: no initial response past 512 octets"
+    );
+    assert_eq!(
+        lines[1],
+        b64(format!("user=a\x01auth=Bearer {long}\x01\x01").as_bytes())
+    );
+}
+
+#[test]
+fn cram_md5_when_forced_answers_rfc2195_example() {
+    let server = FakeServer::new(&with_auth("AUTH PLAIN CRAM-MD5"))
+        .on(
+            "AUTH CRAM-MD5",
+            "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+",
+        )
+        .on_line(
+            "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw",
+            "235 2.7.0 ok",
+        );
+    let opts = SessionOptions {
+        mechanism: Some(Mechanism::CramMd5),
+        ..auth_opts(Some(Credentials::password("tim", "tanstaaftanstaaf")))
+    };
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        server,
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    assert_eq!(
+        auth_lines(&o),
+        [
+            "AUTH CRAM-MD5",
+            "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"
+        ]
+    );
+}
+
+#[test]
+fn cram_md5_is_never_chosen_automatically() {
+    let o = run(
+        Session::new(
+            env(&["bob@example.net"]),
+            auth_opts(Some(Credentials::password("tim", "tanstaaftanstaaf"))),
+        ),
+        FakeServer::new(&with_auth("AUTH CRAM-MD5 GSSAPI")),
+        b"x\n",
+        BANNER,
+    );
+    let e = failed(&o);
+    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("no authentication mechanism in common (server offers CRAM-MD5 GSSAPI"),
+        "{msg}"
+    );
+    assert!(auth_lines(&o).is_empty());
+}
+
+#[test]
+fn a_forced_mechanism_must_match_the_secret() {
+    for (mechanism, credentials) in [
+        (Mechanism::Plain, token_creds("a", "t")),
+        (Mechanism::XOAuth2, Some(Credentials::password("a", "p"))),
+        (Mechanism::External, Some(Credentials::password("a", "p"))),
+    ] {
+        let opts = SessionOptions {
+            mechanism: Some(mechanism),
+            ..auth_opts(credentials)
+        };
+        let o = run(
+            Session::new(env(&["bob@example.net"]), opts),
+            FakeServer::new(&with_auth("AUTH PLAIN XOAUTH2 EXTERNAL")),
+            b"x\n",
+            BANNER,
+        );
+        let e = failed(&o);
+        assert!(matches!(e, SessionError::AuthUnavailable(_)), "{e:?}");
+        assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+        assert!(e.to_string().contains("needs"), "{e}");
+        assert!(auth_lines(&o).is_empty(), "{mechanism:?}");
+    }
+}
+
+fn certificate() -> Option<Credentials> {
+    Some(Credentials {
+        user: String::new(),
+        secret: Secret::ClientCertificate,
+    })
+}
+
+#[test]
+fn external_is_pipelined_like_plain_in_seven_waits() {
+    let o = run(
+        Session::new(env(&["bob@example.net"]), auth_opts(certificate())),
+        FakeServer::new(&with_auth("AUTH PLAIN EXTERNAL")),
+        b"x\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    assert_eq!(o.waits, 7);
+    let flight = String::from_utf8_lossy(&o.flights[3]).into_owned();
+    assert!(
+        flight.starts_with("AUTH EXTERNAL =\r\nMAIL FROM:"),
+        "RFC 4422 Appendix A: empty authzid; pipelined: {flight}"
+    );
+}
+
+#[test]
+fn a_client_certificate_without_external_offered_sends_no_auth() {
+    let o = run(
+        Session::new(env(&["bob@example.net"]), auth_opts(certificate())),
+        FakeServer::new(&with_auth("AUTH PLAIN LOGIN")),
+        b"x\n",
+        BANNER,
+    );
+    assert!(!done(&o).authenticated);
+    assert!(!o.server.commands.iter().any(|c| c.starts_with("AUTH")));
+}
+
+#[test]
+fn a_challenge_that_is_not_base64_is_a_protocol_error() {
+    let opts = SessionOptions {
+        mechanism: Some(Mechanism::Login),
+        ..auth_opts(creds())
+    };
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts),
+        FakeServer::new(FULL).on("AUTH LOGIN", "334 Username:"),
+        b"x\n",
+        BANNER,
+    );
+    let e = failed(&o);
+    assert_eq!(e.exit_status(), crate::ExitStatus::Protocol);
+    assert_eq!(auth_lines(&o), ["AUTH LOGIN", "*"]);
 }

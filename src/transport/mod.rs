@@ -6,7 +6,7 @@ pub mod tls;
 
 pub use connect::{connect, connect_addrs, describe_io};
 pub use stream::Stream;
-pub use tls::{Tls, TlsSettings};
+pub use tls::{ClientCert, Tls, TlsSettings};
 
 use std::fmt;
 use std::str::FromStr;

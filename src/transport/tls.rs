@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -27,6 +27,17 @@ pub struct TlsSettings {
     pub fingerprint: Option<Vec<u8>>,
     /// Verify the chain and host name; when false (opportunistic), failures are recorded, not fatal.
     pub verify: bool,
+    /// A client certificate for AUTH EXTERNAL (RFC 4422 Appendix A) or a server that
+    /// relays by certificate.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate chain and its private key, PEM files (RFC 8446 §4.4.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    /// Often the same file as `cert`.
+    pub key: PathBuf,
 }
 
 /// Parse a SHA-256 fingerprint given as hex, with or without colons.
@@ -120,16 +131,78 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         enforce: settings.verify,
         verified: verified.clone(),
     };
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Internal(format!("TLS config: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match &settings.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(client) => {
+            let (cert, key) = (&client.cert, &client.key);
+            let (chain, key_der) = load_client_cert(cert, key)?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                config_error(format!(
+                    "TLS client certificate {} with key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?
+        }
+    };
     Ok(Tls {
         config: Arc::new(config),
         verified,
     })
+}
+
+/// The client certificate chain and its key. The key file must be private: mode 0600 or
+/// stricter, like a config file holding a password.
+fn load_client_cert(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+    use pki_types::pem::PemObject;
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    let pem = std::fs::read(cert).map_err(|e| {
+        config_error(format!(
+            "cannot read TLS client certificate {}: {e}",
+            cert.display()
+        ))
+    })?;
+    let chain = rustls_pemfile_certs(&pem)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_error(format!("TLS client certificate {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(config_error(format!(
+            "TLS client certificate {} holds no certificate",
+            cert.display()
+        )));
+    }
+    // fstat the open file, so the check applies to what is read.
+    let mut file = std::fs::File::open(key)
+        .map_err(|e| config_error(format!("cannot read TLS key {}: {e}", key.display())))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| config_error(format!("cannot read TLS key {}: {e}", key.display())))?
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(config_error(format!(
+            "TLS key {} is readable or writable by group or others (mode {:04o}); run chmod 600 {}",
+            key.display(),
+            mode & 0o7777,
+            key.display()
+        )));
+    }
+    let mut key_pem = Vec::new();
+    file.read_to_end(&mut key_pem)
+        .map_err(|e| config_error(format!("cannot read TLS key {}: {e}", key.display())))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| config_error(format!("TLS key {}: no private key ({e})", key.display())))?;
+    Ok((chain, key_der))
 }
 
 /// Certificates from PEM text, without another dependency.

@@ -105,6 +105,30 @@ impl Pki {
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A rustls server configuration presenting this chain that asks for a client
+    /// certificate and accepts one issued by `clients`' CA; a client without one may still
+    /// connect (the server records whether one came).
+    pub fn server_config_with_client_ca(&self, clients: &ClientPki) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(clients.ca.clone()).expect("client CA");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .expect("client verifier");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()));
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), key)
+            .expect("server certificate");
+        Arc::new(config)
+    }
+
     /// A rustls server configuration presenting this chain.
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -116,6 +140,54 @@ impl Pki {
             .with_single_cert(self.chain.clone(), key)
             .expect("server certificate");
         Arc::new(config)
+    }
+}
+
+/// A throw-away CA and one client certificate it issued, in PEM files for `--tls-cert`
+/// and `--tls-key`; the key file is private (0600), as the client insists.
+pub struct ClientPki {
+    pub ca: CertificateDer<'static>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl ClientPki {
+    pub fn new() -> ClientPki {
+        use std::os::unix::fs::PermissionsExt;
+
+        let ca_key = KeyPair::generate().expect("generate client CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "smtpsend test client CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign client CA");
+        let ca = ca_cert.der().clone();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "alice@example.org");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("generate client key");
+        let cert = params.signed_by(&key, &issuer).expect("sign client cert");
+
+        let dir = tempfile::tempdir().expect("temp dir for the client certificate");
+        let cert_file = dir.path().join("client.pem");
+        let key_file = dir.path().join("client.key");
+        std::fs::write(&cert_file, cert.pem()).expect("write client cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write client key");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod 600 client key");
+        ClientPki {
+            ca,
+            cert_file,
+            key_file,
+            _dir: dir,
+        }
     }
 }
 

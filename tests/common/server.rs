@@ -209,6 +209,8 @@ pub struct Builder {
     tls: Option<Arc<rustls::ServerConfig>>,
     implicit_tls: bool,
     credentials: Option<(String, String)>,
+    scram_iterations: u32,
+    scram_wrong_signature: bool,
     rules: Vec<Rule>,
     coalesce: bool,
     grace: Duration,
@@ -251,10 +253,32 @@ impl Builder {
         self
     }
 
-    /// Accept AUTH PLAIN and LOGIN for exactly this user and password, and require
-    /// authentication before MAIL (530 otherwise).
+    /// Accept AUTH PLAIN, LOGIN, SCRAM-SHA-256 and SCRAM-SHA-1 for exactly this user and
+    /// password, and XOAUTH2 and OAUTHBEARER with the password as the token; require
+    /// authentication before MAIL (530 otherwise). Which mechanisms are offered is up to
+    /// the capabilities. AUTH EXTERNAL succeeds when the client presented a certificate.
     pub fn credentials(mut self, user: &str, password: &str) -> Builder {
         self.credentials = Some((user.to_string(), password.to_string()));
+        self
+    }
+
+    /// Ask SCRAM clients for this many PBKDF2 iterations (default 4096).
+    pub fn scram_iterations(mut self, n: u32) -> Builder {
+        self.scram_iterations = n;
+        self
+    }
+
+    /// Send a SCRAM server signature that is wrong, as a server that does not know the
+    /// password (an impostor that got the client's proof) would.
+    pub fn scram_wrong_signature(mut self) -> Builder {
+        self.scram_wrong_signature = true;
+        self
+    }
+
+    /// Ask for a TLS client certificate and verify it against `clients`' CA (a client
+    /// without one may still connect). Call after [`tls`](Self::tls).
+    pub fn client_ca(mut self, pki: &Pki, clients: &super::pki::ClientPki) -> Builder {
+        self.tls = Some(pki.server_config_with_client_ca(clients));
         self
     }
 
@@ -364,6 +388,8 @@ impl TestServer {
             tls: None,
             implicit_tls: false,
             credentials: None,
+            scram_iterations: 4096,
+            scram_wrong_signature: false,
             rules: Vec::new(),
             coalesce: false,
             grace: DEFAULT_GRACE,
@@ -519,9 +545,12 @@ pub struct Message {
 pub struct AuthAttempt {
     pub mechanism: String,
     pub user: String,
+    /// The password or token as received; empty for SCRAM and EXTERNAL, which send none.
     pub password: String,
     pub tls: bool,
     pub success: bool,
+    /// Every line the client sent in the exchange, the AUTH argument first.
+    pub lines: Vec<String>,
 }
 
 /// How a connection ended.
@@ -551,6 +580,8 @@ pub struct Connection {
     pub auth_before_tls: bool,
     /// Whether a TLS handshake completed (STARTTLS or implicit).
     pub tls_established: bool,
+    /// Whether the client presented a certificate the server verified.
+    pub client_certificate: bool,
     /// Why a TLS handshake failed, if it did.
     pub tls_error: Option<String>,
     /// Bytes the client sent after STARTTLS in the same flight: they were discarded.
@@ -746,6 +777,8 @@ struct Session<'a> {
     eof: bool,
     env: Envelope,
     rec: Connection,
+    /// The lines of the SASL exchange under way.
+    sasl_lines: Vec<String>,
 }
 
 impl<'a> Session<'a> {
@@ -762,6 +795,7 @@ impl<'a> Session<'a> {
             eof: false,
             env: Envelope::default(),
             rec: Connection::default(),
+            sasl_lines: Vec::new(),
         }
     }
 
@@ -1217,11 +1251,14 @@ impl<'a> Session<'a> {
             }
         }
         self.rec.tls_established = true;
+        self.rec.client_certificate = conn.peer_certificates().is_some_and(|c| !c.is_empty());
         self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
         Ok(())
     }
 
-    /// AUTH PLAIN (RFC 4616) and LOGIN, with or without an initial response (RFC 4954).
+    /// AUTH PLAIN (RFC 4616), LOGIN, SCRAM-SHA-256/SHA-1 (RFC 7677, RFC 5802), XOAUTH2,
+    /// OAUTHBEARER (RFC 7628) and EXTERNAL (RFC 4422 Appendix A), with or without an
+    /// initial response (RFC 4954).
     fn auth(&mut self, arg: &str) -> Step<()> {
         let tls = self.tls();
         if !tls {
@@ -1237,18 +1274,23 @@ impl<'a> Session<'a> {
             }
             return Ok(());
         }
-        if self.script.credentials.is_none() {
+        self.sasl_lines = vec![arg.to_string()];
+        if mechanism == "EXTERNAL" {
+            let Some(authzid) = self.response(initial)? else {
+                return Ok(());
+            };
+            let success = self.rec.client_certificate;
+            let user = String::from_utf8_lossy(&decode(&authzid)).into_owned();
+            return self.auth_outcome(mechanism, user, String::new(), success);
+        }
+        let Some((want_user, want_password)) = self.script.credentials.clone() else {
             self.respond("AUTH", arg, b"503 5.5.1 AUTH not available\r\n".to_vec())?;
             return Ok(());
-        }
+        };
         let (user, password) = match mechanism.as_str() {
             "PLAIN" => {
-                let response = match initial {
-                    Some(ir) => ir,
-                    None => match self.challenge(b"334 \r\n")? {
-                        Some(r) => r,
-                        None => return Ok(()),
-                    },
+                let Some(response) = self.response(initial)? else {
+                    return Ok(());
                 };
                 let decoded = decode(&response);
                 let mut parts = decoded.split(|&b| b == 0);
@@ -1276,6 +1318,12 @@ impl<'a> Session<'a> {
                     String::from_utf8_lossy(&decode(&password)).into_owned(),
                 )
             }
+            "SCRAM-SHA-256" | "SCRAM-SHA-1" => {
+                return self.auth_scram(mechanism, initial, &want_user, &want_password);
+            }
+            "XOAUTH2" | "OAUTHBEARER" => {
+                return self.auth_bearer(mechanism, initial, &want_user, &want_password);
+            }
             _ => {
                 self.respond(
                     "AUTH",
@@ -1285,28 +1333,175 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
         };
-        let success = self
-            .script
-            .credentials
-            .as_ref()
-            .is_some_and(|(u, p)| *u == user && *p == password);
+        let success = want_user == user && want_password == password;
+        self.auth_outcome(mechanism, user, password, success)
+    }
+
+    /// The initial response, or the answer to an empty challenge; `None` if cancelled.
+    fn response(&mut self, initial: Option<String>) -> Step<Option<String>> {
+        match initial {
+            Some(ir) => Ok(Some(ir)),
+            None => self.challenge(b"334 \r\n"),
+        }
+    }
+
+    /// Record the attempt and send 235 or 535 (through the rules).
+    fn auth_outcome(
+        &mut self,
+        mechanism: String,
+        user: String,
+        password: String,
+        success: bool,
+    ) -> Step<()> {
+        let tls = self.tls();
+        let arg = self.sasl_lines.first().cloned().unwrap_or_default();
         self.rec.auth.push(AuthAttempt {
             mechanism,
             user,
             password,
             tls,
             success,
+            lines: std::mem::take(&mut self.sasl_lines),
         });
         let default: &[u8] = if success {
             b"235 2.7.0 Authentication successful\r\n"
         } else {
             b"535 5.7.8 Authentication credentials invalid\r\n"
         };
-        let sent = self.respond("AUTH", arg, default.to_vec())?;
+        let sent = self.respond("AUTH", &arg, default.to_vec())?;
         if positive(&sent) && success {
             self.env.authenticated = true;
         }
         Ok(())
+    }
+
+    /// The server side of SCRAM (RFC 5802 §3), with its own salt and nonce.
+    fn auth_scram(
+        &mut self,
+        mechanism: String,
+        initial: Option<String>,
+        want_user: &str,
+        want_password: &str,
+    ) -> Step<()> {
+        use ring::{digest, hmac, pbkdf2};
+        let (pbkdf, mac, hash) = if mechanism == "SCRAM-SHA-256" {
+            (
+                pbkdf2::PBKDF2_HMAC_SHA256,
+                hmac::HMAC_SHA256,
+                &digest::SHA256,
+            )
+        } else {
+            (
+                pbkdf2::PBKDF2_HMAC_SHA1,
+                hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            )
+        };
+        let Some(first) = self.response(initial)? else {
+            return Ok(());
+        };
+        let first = String::from_utf8_lossy(&decode(&first)).into_owned();
+        let bare = first.strip_prefix("n,,").unwrap_or_default().to_string();
+        let mut user = String::new();
+        let mut client_nonce = String::new();
+        for attr in bare.split(',') {
+            if let Some(u) = attr.strip_prefix("n=") {
+                user = u.replace("=2C", ",").replace("=3D", "=");
+            } else if let Some(r) = attr.strip_prefix("r=") {
+                client_nonce = r.to_string();
+            }
+        }
+        let nonce = format!("{client_nonce}server-nonce-0123");
+        let salt = b"smtpsend-test-salt";
+        let iterations = self.script.scram_iterations;
+        let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(salt));
+        let challenge = format!("334 {}\r\n", BASE64.encode(&server_first));
+        let Some(final_) = self.challenge(challenge.as_bytes())? else {
+            return Ok(());
+        };
+        let final_ = String::from_utf8_lossy(&decode(&final_)).into_owned();
+        let Some((without_proof, proof)) = final_.rsplit_once(",p=") else {
+            return self.auth_outcome(mechanism, user, String::new(), false);
+        };
+        let rounds = std::num::NonZeroU32::new(iterations.max(1)).expect("non-zero");
+        let mut salted = vec![0u8; hash.output_len()];
+        pbkdf2::derive(pbkdf, rounds, salt, want_password.as_bytes(), &mut salted);
+        let salted = hmac::Key::new(mac, &salted);
+        let client_key = hmac::sign(&salted, b"Client Key");
+        let server_key = hmac::sign(&salted, b"Server Key");
+        let stored_key = digest::digest(hash, client_key.as_ref());
+        let auth_message = format!("{bare},{server_first},{without_proof}");
+        let signature = hmac::sign(
+            &hmac::Key::new(mac, stored_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        let expected: Vec<u8> = client_key
+            .as_ref()
+            .iter()
+            .zip(signature.as_ref())
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let success = user == want_user
+            && without_proof == format!("c=biws,r={nonce}")
+            && decode(proof) == expected;
+        if !success {
+            return self.auth_outcome(mechanism, user, String::new(), false);
+        }
+        let mut server_signature = hmac::sign(
+            &hmac::Key::new(mac, server_key.as_ref()),
+            auth_message.as_bytes(),
+        )
+        .as_ref()
+        .to_vec();
+        if self.script.scram_wrong_signature {
+            server_signature[0] ^= 1;
+        }
+        let verifier = format!(
+            "334 {}\r\n",
+            BASE64.encode(format!("v={}", BASE64.encode(server_signature)))
+        );
+        let Some(last) = self.challenge(verifier.as_bytes())? else {
+            return Ok(());
+        };
+        let success = last.is_empty();
+        self.auth_outcome(mechanism, user, String::new(), success)
+    }
+
+    /// XOAUTH2 and OAUTHBEARER: the password is the token. A wrong one gets the JSON error
+    /// challenge, whose answer (empty, or ^A for OAUTHBEARER) is read before the 535.
+    fn auth_bearer(
+        &mut self,
+        mechanism: String,
+        initial: Option<String>,
+        want_user: &str,
+        want_token: &str,
+    ) -> Step<()> {
+        let Some(response) = self.response(initial)? else {
+            return Ok(());
+        };
+        let decoded = String::from_utf8_lossy(&decode(&response)).into_owned();
+        let (user, rest) = if mechanism == "XOAUTH2" {
+            let rest = decoded.strip_prefix("user=").unwrap_or_default();
+            rest.split_once('\x01').unwrap_or_default()
+        } else {
+            let rest = decoded.strip_prefix("n,a=").unwrap_or_default();
+            rest.split_once(",\x01").unwrap_or_default()
+        };
+        let user = user.replace("=2C", ",").replace("=3D", "=");
+        let token = rest
+            .split('\x01')
+            .find_map(|kv| kv.strip_prefix("auth=Bearer "))
+            .unwrap_or_default()
+            .to_string();
+        let success = user == want_user && token == want_token && decoded.ends_with("\x01\x01");
+        if !success {
+            let json = r#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#;
+            let challenge = format!("334 {}\r\n", BASE64.encode(json));
+            if self.challenge(challenge.as_bytes())?.is_none() {
+                return Ok(());
+            }
+        }
+        self.auth_outcome(mechanism, user, token, success)
     }
 
     /// Send a 334 challenge and read the client's response line; `None` if it cancelled.
@@ -1316,7 +1511,23 @@ impl<'a> Session<'a> {
         let Some((line, _)) = self.next_line()? else {
             return Err(Stop::Ended(End::ClientClosed));
         };
+        self.sasl_lines.push(line.clone());
         if line == "*" {
+            let mechanism = self
+                .sasl_lines
+                .first()
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let tls = self.tls();
+            self.rec.auth.push(AuthAttempt {
+                mechanism,
+                user: String::new(),
+                password: String::new(),
+                tls,
+                success: false,
+                lines: std::mem::take(&mut self.sasl_lines),
+            });
             self.respond(
                 "AUTH",
                 "",
