@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer};
 pub use file::SYSTEM_CONFIG;
 pub(crate) use file::{Ownership, check_private, open_failure};
 pub use password::PasswordSource;
+pub(crate) use password::run_secret_command;
 
 use crate::oauth::{Provider, ProviderKeys, TokenSource};
 use crate::smtp::session::Mechanism;

@@ -72,16 +72,22 @@ fn from_env(var: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Result<String>
     Ok(value)
 }
 
-/// Runs `sh -c command` with no stdin (it must not eat the message being sent) and
-/// stderr shown (gpg and pass explain themselves there). Its output is never echoed.
-fn from_command(command: &str) -> Result<String> {
-    let output = Command::new("sh")
+/// `sh -c command` with no stdin and stderr shown, stdout captured: how every secret
+/// helper (password or token) is run.
+pub(crate) fn run_secret_command(command: &str) -> std::io::Result<std::process::Output> {
+    Command::new("sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()
+}
+
+/// Runs `sh -c command` with no stdin (it must not eat the message being sent) and
+/// stderr shown (gpg and pass explain themselves there). Its output is never echoed.
+fn from_command(command: &str) -> Result<String> {
+    let output = run_secret_command(command)
         .map_err(|e| Error::Config(format!("password_command `{command}`: cannot run sh: {e}")))?;
     if !output.status.success() {
         return Err(Error::Config(format!(

@@ -22,7 +22,7 @@
 //! from the empty line that ends the header section on, the input's bytes are kept as they
 //! are. Bytes that are not UTF-8 in a header are read as ISO-8859-1.
 
-mod compose;
+pub(crate) mod compose;
 mod scan;
 
 use std::collections::HashSet;

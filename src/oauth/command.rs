@@ -1,8 +1,6 @@
 //! `oauth_token_command`: a program that prints a fresh access token (oama, mutt's
 //! `mutt_oauth2.py`, a vault client).
 
-use std::process::{Command, Stdio};
-
 use super::OAuthError;
 use super::token::first_line;
 
@@ -13,18 +11,11 @@ use super::token::first_line;
 /// Its exit status is read as sysexits: 75 (EX_TEMPFAIL) means try again later, 77
 /// (EX_NOPERM) that someone must sign in again; any other failure is a config error.
 pub fn run(command: &str) -> Result<String, OAuthError> {
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            OAuthError::Config(format!(
-                "oauth_token_command `{command}`: cannot run sh: {e}"
-            ))
-        })?;
+    let output = crate::config::run_secret_command(command).map_err(|e| {
+        OAuthError::Config(format!(
+            "oauth_token_command `{command}`: cannot run sh: {e}"
+        ))
+    })?;
     if !output.status.success() {
         let message = format!("oauth_token_command `{command}` failed ({})", output.status);
         return Err(match output.status.code() {
