@@ -6,6 +6,7 @@ pub mod body;
 pub mod capabilities;
 pub mod command;
 pub mod error;
+pub mod flight;
 pub mod probe;
 pub mod reply;
 pub mod sasl;

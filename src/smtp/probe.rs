@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use super::capabilities::Capabilities;
 use super::command::Command;
 use super::error::SessionError;
+use super::flight::Flight;
 use super::reply::{Reply, ReplyParser};
 use super::session::{TlsPolicy, TraceLine};
 use crate::exit::ExitStatus;
@@ -182,8 +183,7 @@ pub struct Probe {
     parser: ReplyParser,
     /// The one command whose reply is due, and its text for messages.
     pending: Option<(Step, String)>,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: Flight,
     events: VecDeque<ProbeEvent>,
     trace: VecDeque<TraceLine>,
     phase: Phase,
@@ -199,8 +199,7 @@ impl Probe {
             opts,
             parser: ReplyParser::new(),
             pending: Some((Step::Greeting, "connection greeting".into())),
-            out: Vec::new(),
-            out_pos: 0,
+            out: Flight::default(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
             phase: Phase::Talking,
@@ -246,16 +245,12 @@ impl Probe {
 
     /// Bytes to write next.
     pub fn poll_transmit(&self) -> Option<&[u8]> {
-        (self.out_pos < self.out.len()).then(|| &self.out[self.out_pos..])
+        self.out.pending()
     }
 
     /// `n` bytes of [`Self::poll_transmit`] were written.
     pub fn consume(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
+        self.out.consume(n);
     }
 
     pub fn poll_event(&mut self) -> Option<ProbeEvent> {
@@ -401,7 +396,7 @@ impl Probe {
     }
 
     fn send_unawaited(&mut self, command: Command) -> bool {
-        match command.encode(&mut self.out) {
+        match command.encode(self.out.buf()) {
             Ok(()) => {
                 if self.opts.trace {
                     self.trace.push_back(TraceLine {
@@ -434,7 +429,7 @@ impl Probe {
         self.phase = Phase::Finished;
         self.pending = None;
         if polite {
-            let _ = Command::Quit.encode(&mut self.out);
+            let _ = Command::Quit.encode(self.out.buf());
         }
         self.events.push_back(ProbeEvent::Failed(error));
     }

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::capabilities::Capabilities;
 use super::command::Command;
 use super::error::{RcptFailure, SessionError};
+use super::flight::Flight;
 use super::reply::{Reply, ReplyParser};
 use super::sasl;
 
@@ -285,8 +286,7 @@ pub struct Session {
     sasl: Option<sasl::Client>,
     /// Commands whose replies are due, oldest first, with their text for error messages.
     pending: VecDeque<(Awaiting, String)>,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: Flight,
     events: VecDeque<Event>,
     trace: VecDeque<TraceLine>,
     accepted: Vec<String>,
@@ -315,8 +315,7 @@ impl Session {
             authenticated: false,
             sasl: None,
             pending: VecDeque::new(),
-            out: Vec::new(),
-            out_pos: 0,
+            out: Flight::default(),
             events: VecDeque::new(),
             trace: VecDeque::new(),
             accepted: Vec::new(),
@@ -374,16 +373,12 @@ impl Session {
 
     /// Bytes to write next: everything queued so far, one flight.
     pub fn poll_transmit(&self) -> Option<&[u8]> {
-        (self.out_pos < self.out.len()).then(|| &self.out[self.out_pos..])
+        self.out.pending()
     }
 
     /// `n` bytes of [`Self::poll_transmit`] were written.
     pub fn consume(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
+        self.out.consume(n);
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -479,7 +474,7 @@ impl Session {
         if command == Command::Quit {
             self.quit_queued = true;
         }
-        match command.encode(&mut self.out) {
+        match command.encode(self.out.buf()) {
             Ok(()) => {
                 if self.opts.trace {
                     self.trace.push_back(TraceLine {
@@ -535,7 +530,7 @@ impl Session {
         self.pending.clear();
         if polite {
             // Best effort; a failure to encode QUIT is impossible.
-            let _ = Command::Quit.encode(&mut self.out);
+            let _ = Command::Quit.encode(self.out.buf());
         }
         self.events.push_back(Event::Failed(error));
     }
@@ -612,7 +607,7 @@ impl Session {
             });
         }
         if awaiting == Awaiting::Data && reply.code == 354 {
-            self.out.extend_from_slice(b".\r\n");
+            self.out.buf().extend_from_slice(b".\r\n");
             self.pending
                 .push_back((Awaiting::DataEnd, "end of DATA".into()));
         }
@@ -770,7 +765,7 @@ impl Session {
                     if self.accepted.is_empty() {
                         // RFC 2920 §3.1: DATA accepted although every RCPT failed; end
                         // the empty message at once.
-                        self.out.extend_from_slice(b".\r\n");
+                        self.out.buf().extend_from_slice(b".\r\n");
                         if self.opts.keep_open {
                             self.pending
                                 .push_back((Awaiting::DataEnd, "end of DATA".into()));
@@ -1094,9 +1089,9 @@ impl Session {
             match self.opts.chunk.take() {
                 Some(chunk) if self.caps.chunking => {
                     let label = format!("BDAT {} LAST", chunk.len());
-                    self.out.extend_from_slice(label.as_bytes());
-                    self.out.extend_from_slice(b"\r\n");
-                    self.out.extend_from_slice(&chunk);
+                    self.out.buf().extend_from_slice(label.as_bytes());
+                    self.out.buf().extend_from_slice(b"\r\n");
+                    self.out.buf().extend_from_slice(&chunk);
                     if self.opts.trace {
                         self.trace.push_back(TraceLine {
                             client: true,
