@@ -5,7 +5,7 @@
 //! a web server), and exiting EX_CONFIG there drops the message, the msmtp-mta trap.
 //! EX_TEMPFAIL makes the caller keep it and try again once the permissions are fixed.
 
-use std::ffi::{CStr, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -220,31 +220,9 @@ pub(super) fn current_uid() -> u32 {
 
 /// "user www-data (uid 33)", or "uid 33" when the user database has no entry.
 pub(super) fn describe_user(uid: u32) -> String {
-    match user_name(uid) {
+    match crate::identity::passwd(uid).map(|p| p.name) {
         Some(name) => format!("user {name} (uid {uid})"),
         None => format!("uid {uid}"),
-    }
-}
-
-fn user_name(uid: u32) -> Option<String> {
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: passwd is plain old data; getpwuid_r fills it with pointers into `buf`,
-        // which outlives every use of them below.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_name is a NUL-terminated string inside `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-        return Some(name.to_string_lossy().into_owned());
     }
 }
 

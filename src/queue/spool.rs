@@ -2,10 +2,9 @@
 //! argument are in the [module documentation](super).
 
 use std::collections::HashSet;
-use std::ffi::{CStr, OsString};
+use std::ffi::OsString;
 use std::fs::{self as stdfs, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -72,7 +71,7 @@ impl Spool {
                 Path::new(SYSTEM_SPOOL),
                 &|name| std::env::var_os(name),
                 euid,
-                &|| passwd_home(euid),
+                &|| crate::identity::passwd(euid).and_then(|p| p.home),
             )?,
         };
         open_dir(dir, euid)
@@ -687,29 +686,5 @@ fn unreachable_dir(dir: &Path, e: &io::Error) -> Error {
         ))
     } else {
         Error::Config(format!("queue directory {shown}: {}", fs::reason(e)))
-    }
-}
-
-/// The home directory from the password database, for cron jobs run without `$HOME`.
-fn passwd_home(uid: u32) -> Option<PathBuf> {
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: passwd is plain old data; getpwuid_r fills it with pointers into `buf`,
-        // which outlives every use of them below.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_dir is a NUL-terminated string inside `buf`.
-        let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
-        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
-        return dir.is_absolute().then_some(dir);
     }
 }

@@ -442,16 +442,8 @@ impl Probe {
     }
 
     fn trace_reply(&mut self, reply: &Reply) {
-        if !self.opts.trace {
-            return;
-        }
-        let n = reply.lines.len();
-        for (i, line) in reply.lines.iter().enumerate() {
-            let sep = if i + 1 == n { ' ' } else { '-' };
-            self.trace.push_back(TraceLine {
-                client: false,
-                text: format!("{}{}{}", reply.code, sep, line),
-            });
+        if self.opts.trace {
+            self.trace.extend(TraceLine::reply(reply));
         }
     }
 

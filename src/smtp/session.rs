@@ -242,6 +242,20 @@ pub struct TraceLine {
     pub text: String,
 }
 
+impl TraceLine {
+    /// A reply as the server sent it, one line each: `250-first`, ..., `250 last`.
+    pub fn reply(reply: &Reply) -> impl Iterator<Item = TraceLine> + '_ {
+        let n = reply.lines.len();
+        reply.lines.iter().enumerate().map(move |(i, line)| {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            TraceLine {
+                client: false,
+                text: format!("{}{}{}", reply.code, sep, line),
+            }
+        })
+    }
+}
+
 /// The reply the session waits for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Awaiting {
@@ -492,16 +506,8 @@ impl Session {
     }
 
     fn trace_reply(&mut self, reply: &Reply) {
-        if !self.opts.trace {
-            return;
-        }
-        let n = reply.lines.len();
-        for (i, line) in reply.lines.iter().enumerate() {
-            let sep = if i + 1 == n { ' ' } else { '-' };
-            self.trace.push_back(TraceLine {
-                client: false,
-                text: format!("{}{}{}", reply.code, sep, line),
-            });
+        if self.opts.trace {
+            self.trace.extend(TraceLine::reply(reply));
         }
     }
 
