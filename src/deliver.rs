@@ -1,6 +1,7 @@
 //! Runs one SMTP session over a real connection: the transport that drives the sans-IO
 //! [`crate::smtp::Session`], streams the body, and turns the outcome into a typed result.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,25 @@ use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
 pub const BLOCK: usize = 64 * 1024;
+
+/// The largest message sent as one `BDAT LAST` chunk pipelined with the envelope: small
+/// enough that sending it to a server that then refuses every recipient costs little.
+pub const CHUNK_MAX: usize = 64 * 1024;
+
+/// A queue run keeps at most this many transactions in flight on one connection…
+const MAX_IN_FLIGHT: usize = 32;
+/// …and stops staging more once this much is waiting to be written.
+const FLIGHT_MAX: usize = 256 * 1024;
+
+/// A whole message (read ahead, so it is known to be whole) encoded as one BDAT chunk:
+/// CRLF line ends, no dot-stuffing, a lone `.` line ending it when `dot_ends_input`.
+pub fn encode_chunk(whole: &[u8], dot_ends_input: bool) -> Vec<u8> {
+    let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
+    let mut chunk = Vec::with_capacity(whole.len() + whole.len() / 16 + 2);
+    encoder.encode(whole, &mut chunk);
+    encoder.finish(&mut chunk);
+    chunk
+}
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
@@ -110,7 +130,7 @@ pub fn deliver(
 ) -> Result<Delivered, Error> {
     let mut conn = Connection::open(route, envelope, opts, trace)?;
     let host = route.host.clone();
-    match conn.run_transaction(Some(body), trace)? {
+    match conn.run_transaction(Some(body), trace, &mut |_| {})? {
         Event::Done(report) => Ok(conn.finish(report)),
         Event::Failed(error) | Event::TransactionFailed(error) => {
             Err(Error::Session { host, error })
@@ -119,9 +139,13 @@ pub fn deliver(
     }
 }
 
-/// Deliver several messages over one connection, one transaction after another (a queue
-/// run). An error is returned only when the connection could not be set up at all;
-/// afterwards each job's outcome goes to `outcome` (by index) as soon as it is known, so a
+/// Deliver several messages over one connection (a queue run). With PIPELINING each
+/// transaction is written behind the one before without waiting for its outcome (small
+/// messages as `BDAT LAST` in the envelope's flight, the others with the next envelope
+/// behind the end of data), up to [`MAX_IN_FLIGHT`] at once.
+///
+/// An error is returned only when the connection could not be set up at all; afterwards
+/// each job's outcome goes to `outcome` (by index) as soon as the server gave it, so a
 /// caller that is killed later has already recorded it.
 pub fn deliver_batch(
     route: &Route,
@@ -131,9 +155,10 @@ pub fn deliver_batch(
     outcome: &mut dyn FnMut(usize, JobOutcome),
 ) -> Result<(), Error> {
     let mut jobs = jobs.into_iter().enumerate();
-    let Some((mut index, first)) = jobs.next() else {
+    let Some((first_index, mut first)) = jobs.next() else {
         return Ok(());
     };
+    read_ahead(&mut first);
     let opts = SessionOptions {
         keep_open: true,
         size: first.info.size,
@@ -143,43 +168,93 @@ pub fn deliver_batch(
         ..opts
     };
     let mut conn = Connection::open(route, first.envelope, opts, trace)?;
-    let mut body = Some(first.body);
+    // The jobs whose transactions are written, oldest (the current one) first.
+    let mut in_flight: VecDeque<(usize, Option<Body<'_>>)> = VecDeque::new();
+    in_flight.push_back((first_index, Some(first.body)));
     loop {
-        let event = match conn.run_transaction(body.take(), trace) {
-            Ok(e) => e,
-            Err(_) => {
-                // The connection broke mid-transaction: this job and the rest wait.
-                outcome(index, JobOutcome::NotAttempted);
-                break;
+        let Some((index, body)) = in_flight.front_mut() else {
+            break;
+        };
+        let index = *index;
+        let body = body.take();
+        let mut stage = |session: &mut Session| {
+            while in_flight.len() < MAX_IN_FLIGHT
+                && session.can_stage()
+                && session.poll_transmit().map_or(0, <[u8]>::len) < FLIGHT_MAX
+            {
+                let Some((i, mut job)) = jobs.next() else {
+                    return;
+                };
+                if session.capabilities().chunking {
+                    read_ahead(&mut job);
+                }
+                match session.stage_transaction(job.envelope, job.info) {
+                    Ok(()) => in_flight.push_back((i, Some(job.body))),
+                    Err(error) => outcome(i, JobOutcome::Failed(error)),
+                }
             }
         };
+        let event = conn.run_transaction(body, trace, &mut stage);
+        in_flight.pop_front();
         match event {
-            Event::Done(report) => outcome(index, JobOutcome::Delivered(report)),
-            Event::TransactionFailed(error) => outcome(index, JobOutcome::Failed(error)),
-            Event::Failed(error) => {
+            Ok(Event::Done(report)) => outcome(index, JobOutcome::Delivered(report)),
+            Ok(Event::TransactionFailed(error)) => outcome(index, JobOutcome::Failed(error)),
+            Ok(Event::Failed(error)) => {
                 outcome(index, JobOutcome::Failed(error));
                 break;
             }
-            other => return Err(Error::Internal(format!("unexpected event {other:?}"))),
-        }
-        match jobs.next() {
-            Some((i, job)) => {
-                index = i;
-                conn.session.start_transaction(job.envelope, job.info);
-                body = Some(job.body);
+            // The connection broke mid-transaction: this job and the rest wait.
+            Err(_) => {
+                outcome(index, JobOutcome::NotAttempted);
+                break;
             }
-            None => {
-                conn.session.quit();
-                conn.close();
-                return Ok(());
+            Ok(other) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
+        }
+        if in_flight.is_empty() {
+            match jobs.next() {
+                Some((i, mut job)) => {
+                    read_ahead(&mut job);
+                    conn.session.start_transaction(job.envelope, job.info);
+                    in_flight.push_back((i, Some(job.body)));
+                }
+                None => {
+                    conn.session.quit();
+                    conn.close();
+                    return Ok(());
+                }
             }
         }
+    }
+    for (i, _) in in_flight {
+        outcome(i, JobOutcome::NotAttempted);
     }
     for (i, _) in jobs {
         outcome(i, JobOutcome::NotAttempted);
     }
     conn.close();
     Ok(())
+}
+
+/// Read a small message whole, so it can go as one `BDAT LAST` chunk in its envelope's
+/// flight. What was read stays in the body's head, for a server without CHUNKING; a
+/// message that turns out larger, or holds a NUL, goes the usual way.
+fn read_ahead(job: &mut Job<'_>) {
+    let body = &mut job.body;
+    if job.info.chunk.is_some() || job.info.size.is_none_or(|n| n > BLOCK as u64) {
+        return;
+    }
+    let want = BLOCK.saturating_sub(body.head.len()) as u64;
+    let Ok(got) = (&mut body.rest).take(want + 1).read_to_end(&mut body.head) else {
+        return;
+    };
+    if got as u64 > want || memchr::memchr(0, &body.head).is_some() {
+        return;
+    }
+    let chunk = encode_chunk(&body.head, body.dot_ends_input);
+    if chunk.len() <= CHUNK_MAX {
+        job.info.size = Some(chunk.len() as u64);
+        job.info.chunk = Some(chunk);
+    }
 }
 
 /// A connection with its session: the transport loop around the sans-IO engine.
@@ -257,15 +332,22 @@ impl<'r> Connection<'r> {
 
     /// Run the session until the current transaction ends: `Done`, `TransactionFailed` or
     /// `Failed`. Network failures are errors.
+    ///
+    /// `stage` is offered the session whenever another transaction could be written behind
+    /// this one ([`Session::stage_transaction`]), before each write.
     fn run_transaction(
         &mut self,
         mut body: Option<Body<'_>>,
         trace: &mut dyn FnMut(&TraceLine),
+        stage: &mut dyn FnMut(&mut Session),
     ) -> Result<Event, Error> {
         let route = self.route;
         let host = route.host.as_str();
         let mut deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
         loop {
+            if self.session.can_stage() {
+                stage(&mut self.session);
+            }
             if let Some(out) = self.session.poll_transmit() {
                 let n = out.len();
                 let write_deadline =
@@ -306,9 +388,14 @@ impl<'r> Connection<'r> {
                         return Err(Error::Internal("body requested twice".into()));
                     };
                     let overall = self.overall;
-                    send_body(&mut self.stream, &mut self.session, b, route, |d| {
-                        overall.map_or(d, |o| o.min(d))
-                    })?;
+                    send_body(
+                        &mut self.stream,
+                        &mut self.session,
+                        b,
+                        route,
+                        |d| overall.map_or(d, |o| o.min(d)),
+                        stage,
+                    )?;
                     continue;
                 }
                 Some(event @ (Event::Done(_) | Event::TransactionFailed(_))) => {
@@ -423,6 +510,7 @@ fn send_body(
     body: Body<'_>,
     route: &Route,
     cap: impl Fn(Instant) -> Instant,
+    stage: &mut dyn FnMut(&mut Session),
 ) -> Result<(), Error> {
     let host = route.host.as_str();
     let block_timeout = route.timeouts.for_wait(Wait::DataBlock);
@@ -478,6 +566,10 @@ fn send_body(
         meter.finish();
     }
     session.body_sent();
+    if session.can_stage() {
+        // The next envelope leaves with the end of this message.
+        stage(session);
+    }
     let last = session.quit_queued();
     if let Some(quit) = session.poll_transmit() {
         out.extend_from_slice(quit);

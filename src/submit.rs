@@ -21,17 +21,12 @@ use crate::queue::{self, NewEntry, Spool};
 use crate::recipients::{self, LocalPolicy, Target};
 use crate::resolve::Resolver;
 use crate::smtp::{
-    BodyEncoder, Credentials, Dsn, Envelope, Mechanism, Secret, SecretKind, SessionOptions,
-    TraceLine,
+    Credentials, Dsn, Envelope, Mechanism, Secret, SecretKind, SessionOptions, TraceLine,
 };
 use crate::transport::{ClientCert, TlsMode, TlsSettings, tls};
 
 /// Environment variable holding the SMTP password (never a command-line argument).
 pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
-
-/// The largest message sent as one `BDAT LAST` chunk pipelined with the envelope: small
-/// enough that sending it to a server that then refuses every recipient costs little.
-pub const CHUNK_MAX: usize = 64 * 1024;
 
 /// Run what the command line asks for. Diagnostics go to `err`.
 /// The message input: standard input as a stream, or (when it is a regular file) as a
@@ -836,12 +831,12 @@ fn session_for(
     }
     let dot_ends_input = !cli.ignore_dots();
     let (chunk, size) = if whole {
-        let mut encoder = BodyEncoder::for_bdat(dot_ends_input);
-        let mut chunk = Vec::with_capacity(head.len() + head.len() / 16 + 2);
-        encoder.encode(head, &mut chunk);
-        encoder.finish(&mut chunk);
+        let chunk = deliver::encode_chunk(head, dot_ends_input);
         let size = chunk.len() as u64;
-        ((chunk.len() <= CHUNK_MAX).then_some(chunk), Some(size))
+        (
+            (chunk.len() <= deliver::CHUNK_MAX).then_some(chunk),
+            Some(size),
+        )
     } else {
         (None, None)
     };

@@ -185,9 +185,14 @@ impl Postfix {
 
     /// Runs the binary against this instance.
     fn smtpsend(&self, args: &[&str], input: &[u8]) -> Output {
+        self.smtpsend_with("queue_on_tempfail = false\n", args, input)
+    }
+
+    /// smtpsend with this configuration file.
+    fn smtpsend_with(&self, config_text: &str, args: &[&str], input: &[u8]) -> Output {
         let home = tempfile::tempdir().expect("temp dir");
         let config = home.path().join("smtpsend.toml");
-        fs::write(&config, "queue_on_tempfail = false\n").expect("test config");
+        fs::write(&config, config_text).expect("test config");
         assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"))
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--config")
@@ -892,4 +897,51 @@ fn delivered_file_parser_splits_trace_fields_from_message() {
     assert_eq!(d.message, b"Subject: x\n\n.body\n");
     assert_eq!(as_postfix_stores_it(b"a\r\nb\r\n\r\n"), b"a\nb\n\n");
     assert!(parse_delivered(b"Subject: x\n\nbody\n").is_err());
+}
+
+/// A queue run pipelines its transactions (each opening with RSET, written behind the one
+/// before without waiting for its outcome): Postfix's smtpd takes every message, with BDAT
+/// and with DATA, in one session.
+#[test]
+fn pipelined_queue_run_delivers_every_message_to_postfix() {
+    for (extra_main_cf, command) in [("", "bdat"), (NO_CHUNKING, "data")] {
+        let Some(postfix) = postfix_or_skip(extra_main_cf) else {
+            return;
+        };
+        let spool = tempfile::tempdir().expect("temp dir");
+        let config = format!("queue_dir = \"{}\"\n", spool.path().join("q").display());
+        let to = ["bob", "victim", "bob", "victim"];
+        for (n, user) in to.iter().enumerate() {
+            let mut input = headers(&format!("queued-{n}")).into_bytes();
+            input.extend_from_slice(format!("message {n} for {user}\n").as_bytes());
+            let rcpt = format!("{user}@example.net");
+            let out = postfix.smtpsend_with(&config, &["--queue", "-f", SENDER, &rcpt], &input);
+            assert_exit(&out, 0, &postfix);
+        }
+        let out = postfix.smtpsend_with(&config, &["-q", "--tls", "off"], b"");
+        assert_exit(&out, 0, &postfix);
+        postfix.wait_until_queue_empty();
+        for user in ["bob", "victim"] {
+            let mut bodies: Vec<String> = postfix
+                .mailbox(user)
+                .iter()
+                .map(|m| parse_delivered(m).unwrap_or_else(|e| panic!("{e}")))
+                .map(|d| String::from_utf8_lossy(&d.message).into_owned())
+                .map(|m| m.lines().last().unwrap_or_default().to_owned())
+                .collect();
+            bodies.sort();
+            let want: Vec<String> = (0..4)
+                .filter(|n| to[*n] == user)
+                .map(|n| format!("message {n} for {user}"))
+                .collect();
+            assert_eq!(bodies, want, "{command}\n{}", postfix.logs());
+        }
+        let disconnects = postfix.disconnect_lines(1);
+        assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
+        assert!(
+            disconnects[0].contains(&format!(" mail=4 rcpt=4 {command}=4 rset=3 quit=1 ")),
+            "{}",
+            disconnects[0]
+        );
+    }
 }

@@ -489,38 +489,60 @@ fn piped_and_file_stdin_both_queue_byte_exact() {
     q.assert_empty();
 }
 
+/// 20 queued messages go over one connection, pipelined: each transaction is written behind
+/// the one before without waiting for its outcome. With CHUNKING every small message goes
+/// as `BDAT LAST` and all 20 leave in one flight; with DATA only, the next envelope leaves
+/// with the end of the previous message (one flight per message instead of two).
 #[test]
 fn many_entries_flush_over_one_connection() {
-    let q = Queue::new();
-    let down = dead_port();
-    for n in 0..20 {
-        let out = q.send(down.port(), &[RECIPIENT], message(n));
-        assert_status(&out, 0);
-    }
-    assert_eq!(q.entries().len(), 20);
+    for chunking in [false, true] {
+        let q = Queue::new();
+        let down = dead_port();
+        for n in 0..20 {
+            let out = q.send(down.port(), &[RECIPIENT], message(n));
+            assert_status(&out, 0);
+        }
+        assert_eq!(q.entries().len(), 20);
 
-    let server = TestServer::builder()
-        .connections(1)
-        .grace(Duration::from_millis(2))
-        .start();
-    let out = q.flush(server.port(), false);
-    let t = server.finish();
-    assert_exit(&out, 0, &t);
-    let conn = t.only();
-    assert_eq!(conn.commands_for("MAIL").len(), 20, "{:?}", conn.verbs());
-    let mut ids: Vec<String> = conn
-        .messages
-        .iter()
-        .filter(|m| m.accepted)
-        .map(|m| message_id(&m.content))
-        .collect();
-    ids.sort();
-    let mut expected: Vec<String> = (0..20)
-        .map(|n| format!("<queued-{n}@example.org>"))
-        .collect();
-    expected.sort();
-    assert_eq!(ids, expected);
-    q.assert_empty();
+        let mut caps = vec!["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"];
+        if chunking {
+            caps.push("CHUNKING");
+        }
+        let server = TestServer::builder()
+            .capabilities(&caps)
+            .connections(1)
+            .grace(Duration::from_millis(2))
+            .start();
+        let out = q.flush(server.port(), false);
+        let t = server.finish();
+        assert_exit(&out, 0, &t);
+        let conn = t.only();
+        assert_eq!(conn.commands_for("MAIL").len(), 20, "{:?}", conn.verbs());
+        let mut ids: Vec<String> = conn
+            .messages
+            .iter()
+            .filter(|m| m.accepted)
+            .map(|m| message_id(&m.content))
+            .collect();
+        ids.sort();
+        let mut expected: Vec<String> = (0..20)
+            .map(|n| format!("<queued-{n}@example.org>"))
+            .collect();
+        expected.sort();
+        assert_eq!(ids, expected, "chunking={chunking}");
+        assert!(conn.messages.iter().all(|m| m.chunked == chunking));
+        // EHLO, then (CHUNKING) all 20 transactions, then QUIT; or (DATA) the first
+        // envelope, 20 flights of message + next envelope, then QUIT. Unpipelined it was
+        // 1 + 2 × 20 + 1.
+        let most = if chunking { 3 } else { 23 };
+        assert!(
+            conn.flights.len() <= most,
+            "chunking={chunking}: {} flights: {:?}",
+            conn.flights.len(),
+            conn.flight_shape()
+        );
+        q.assert_empty();
+    }
 }
 
 #[test]
@@ -683,4 +705,61 @@ fn expired_entry_with_the_relay_down_goes_to_dead_letter() {
     assert!(dead.contains(&entry.id), "{dead}");
     assert!(dead.contains("Message-ID: <test-1@example.org>"), "{dead}");
     q.assert_empty();
+}
+
+/// In a pipelined queue run each entry keeps its own outcome: a permanent refusal of one
+/// transaction's recipient and a temporary one of another's do not touch the transactions
+/// written before and after them in the same flight.
+#[test]
+fn pipelined_flush_keeps_each_failure_with_its_own_entry() {
+    let q = Queue::new();
+    let down = dead_port();
+    let rcpts: Vec<String> = (0..6).map(|n| format!("r{n}@example.net")).collect();
+    for (n, rcpt) in rcpts.iter().enumerate() {
+        let out = q.send(down.port(), &[rcpt.as_str()], message(n));
+        assert_status(&out, 0);
+    }
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES"])
+        .connections(2)
+        .rule(
+            Rule::on("RCPT")
+                .arg(&rcpts[2])
+                .reply("550 5.1.1 no such user"),
+        )
+        .rule(Rule::on("RCPT").arg(&rcpts[4]).reply("451 4.2.0 try later"))
+        .start();
+    let out = q.flush(server.port(), false);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert_eq!(t.connections.len(), 2, "expected the run and one notice");
+    let run = &t.connections[0];
+    // All six transactions left together, after EHLO.
+    assert_eq!(run.flights.len(), 3, "{:?}", run.flight_shape());
+    let mut delivered: Vec<String> = run
+        .messages
+        .iter()
+        .filter(|m| m.accepted)
+        .map(|m| message_id(&m.content))
+        .collect();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        [0, 1, 3, 5].map(|n| format!("<queued-{n}@example.org>"))
+    );
+    let notice = t.connections[1].message();
+    assert_eq!(notice.rcpt_to, [SENDER]);
+    let text = String::from_utf8_lossy(&notice.content);
+    assert!(text.contains("550 5.1.1 no such user"), "{text}");
+    assert!(text.contains(&rcpts[2]), "{text}");
+    // Only the temporarily refused entry is left, with its reason.
+    let left = q.only_entry();
+    assert_eq!(left.recipients, [rcpts[4].clone()]);
+    assert!(
+        left.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("451 4.2.0 try later")),
+        "{:?}",
+        left.last_error
+    );
 }

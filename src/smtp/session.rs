@@ -312,6 +312,17 @@ pub struct Session {
     needs_rset: bool,
     /// QUIT has been queued.
     quit_queued: bool,
+    /// Transactions written behind the current one whose replies are still due, oldest
+    /// first ([`Session::stage_transaction`]).
+    staged: VecDeque<Staged>,
+}
+
+/// A transaction pipelined behind the current one: its envelope (to name the recipients its
+/// replies are about) and how many of the entries in `pending` are its.
+#[derive(Debug)]
+struct Staged {
+    envelope: Envelope,
+    replies: usize,
 }
 
 impl Session {
@@ -338,6 +349,7 @@ impl Session {
             doomed: None,
             needs_rset: false,
             quit_queued: false,
+            staged: VecDeque::new(),
         };
         session
             .pending
@@ -534,6 +546,7 @@ impl Session {
         let polite = self.phase == Phase::Talking;
         self.phase = Phase::Finished;
         self.pending.clear();
+        self.staged.clear();
         if polite {
             // Best effort; a failure to encode QUIT is impossible.
             let _ = Command::Quit.encode(self.out.buf());
@@ -555,10 +568,7 @@ impl Session {
         self.envelope = envelope;
         self.accepted.clear();
         self.rejected.clear();
-        self.opts.size = message.size;
-        self.opts.eight_bit = message.eight_bit;
-        self.opts.chunk = message.chunk;
-        self.opts.dsn = message.dsn;
+        self.set_message(message);
         self.phase = Phase::Talking;
         if std::mem::take(&mut self.needs_rset) {
             self.send(Command::Rset, Awaiting::Rset);
@@ -567,6 +577,91 @@ impl Session {
             }
         } else {
             self.send_transaction();
+        }
+    }
+
+    fn set_message(&mut self, message: MessageInfo) {
+        self.opts.size = message.size;
+        self.opts.eight_bit = message.eight_bit;
+        self.opts.chunk = message.chunk;
+        self.opts.dsn = message.dsn;
+    }
+
+    /// Whether another transaction can be written now, behind those whose replies are
+    /// still due ([`Self::stage_transaction`]): the server pipelines, and everything of the
+    /// newest transaction, its message included, is already written (its last command is
+    /// `BDAT … LAST` or the end of data). Nothing waits on a 354 then, so the server reads
+    /// the next commands as commands.
+    pub fn can_stage(&self) -> bool {
+        self.opts.keep_open
+            && self.phase == Phase::Talking
+            && self.pipelined()
+            && !self.quit_queued
+            && matches!(
+                self.pending.back(),
+                Some((Awaiting::Bdat | Awaiting::DataEnd, _))
+            )
+    }
+
+    /// Write the next transaction behind the current one without waiting for its outcome
+    /// (a queue run: one round trip per message or less instead of two). It opens with
+    /// RSET, so it starts clean whatever became of the one before (RFC 2920 lets RSET,
+    /// MAIL and RCPT share a flight; RFC 3030 §4.2 lets `BDAT LAST` be followed by more
+    /// commands). Its outcome is the event after the current one's.
+    ///
+    /// An envelope this server cannot take (size, 8-bit, SMTPUTF8) is refused here, with
+    /// nothing sent; so is any call while [`Self::can_stage`] is false.
+    pub fn stage_transaction(
+        &mut self,
+        envelope: Envelope,
+        message: MessageInfo,
+    ) -> Result<(), SessionError> {
+        if !self.can_stage() {
+            return Err(SessionError::Protocol(
+                "no transaction can be pipelined now".into(),
+            ));
+        }
+        self.set_message(message);
+        let params = self.mail_params(&envelope)?;
+        // Refuse an unsafe address here, as this envelope's failure; once sent, a refused
+        // argument fails the whole session.
+        let mut scratch = Vec::new();
+        let mail = Command::Mail {
+            from: envelope.from.clone(),
+            params: params.clone(),
+        };
+        std::iter::once(mail)
+            .chain(envelope.recipients.iter().map(|to| Command::Rcpt {
+                to: to.clone(),
+                params: Vec::new(),
+            }))
+            .try_for_each(|c| c.encode(&mut scratch))
+            .map_err(|e| SessionError::UnsafeArgument(e.to_string()))?;
+        let before = self.pending.len();
+        self.send(Command::Rset, Awaiting::Rset);
+        self.send_envelope(&envelope, params);
+        let replies = self.pending.len() - before;
+        self.staged.push_back(Staged { envelope, replies });
+        Ok(())
+    }
+
+    /// How many of the replies due belong to staged transactions.
+    fn staged_replies(&self) -> usize {
+        self.staged.iter().map(|s| s.replies).sum()
+    }
+
+    /// The current transaction ended (its event is queued): go on with the next staged
+    /// one, or wait between transactions.
+    fn next_transaction(&mut self) {
+        match self.staged.pop_front() {
+            Some(next) => {
+                self.envelope = next.envelope;
+                self.accepted.clear();
+                self.rejected.clear();
+                self.needs_rset = false;
+                self.phase = Phase::Talking;
+            }
+            None => self.phase = Phase::Idle,
         }
     }
 
@@ -592,12 +687,12 @@ impl Session {
     }
 
     fn end_doomed_transaction(&mut self) {
-        if self.pending.is_empty()
+        if self.pending.len() == self.staged_replies()
             && let Some(error) = self.doomed.take()
         {
-            self.phase = Phase::Idle;
             self.needs_rset = true;
             self.events.push_back(Event::TransactionFailed(error));
+            self.next_transaction();
         }
     }
 
@@ -621,12 +716,9 @@ impl Session {
     }
 
     fn finish(&mut self, reply: Reply) {
-        self.phase = if self.opts.keep_open {
-            Phase::Idle
-        } else {
-            Phase::Finished
-        };
-        self.pending.clear();
+        // Whatever is still due belongs to the staged transactions.
+        let own = self.pending.len() - self.staged_replies();
+        self.pending.drain(..own);
         self.events.push_back(Event::Done(Report {
             accepted: std::mem::take(&mut self.accepted),
             rejected: std::mem::take(&mut self.rejected),
@@ -635,6 +727,11 @@ impl Session {
             tls_verified: self.tls_verified,
             authenticated: self.authenticated,
         }));
+        if self.opts.keep_open {
+            self.next_transaction();
+        } else {
+            self.phase = Phase::Finished;
+        }
     }
 
     fn transaction_refused(&mut self, command: String, reply: Reply) {
@@ -1045,10 +1142,23 @@ impl Session {
         if self.envelope.recipients.is_empty() {
             return self.fail(SessionError::Protocol("no recipients to send to".into()));
         }
+        let envelope = self.envelope.clone();
+        match self.mail_params(&envelope) {
+            Ok(params) => self.send_envelope(&envelope, params),
+            Err(error) => self.transaction_failed(error),
+        }
+    }
+
+    /// The MAIL parameters for `envelope` and the current message, or why this server
+    /// cannot take it.
+    fn mail_params(&self, envelope: &Envelope) -> Result<Vec<String>, SessionError> {
+        if envelope.recipients.is_empty() {
+            return Err(SessionError::Protocol("no recipients to send to".into()));
+        }
         let mut params = Vec::new();
         if let (Some(size), Some(limit)) = (self.opts.size, self.caps.size) {
             if limit > 0 && size > limit {
-                return self.transaction_failed(SessionError::Unsupported(format!(
+                return Err(SessionError::Unsupported(format!(
                     "message of {size} bytes exceeds the server's SIZE limit of {limit}"
                 )));
             }
@@ -1059,15 +1169,15 @@ impl Session {
                 params.push("BODY=8BITMIME".into());
             }
         } else if self.opts.eight_bit == Some(true) {
-            return self.transaction_failed(SessionError::Unsupported(
+            return Err(SessionError::Unsupported(
                 "the message has 8-bit data and the server does not offer 8BITMIME".into(),
             ));
         }
-        let needs_utf8 = !self.envelope.from.is_ascii()
-            || self.envelope.recipients.iter().any(|r| !r.is_ascii());
+        let needs_utf8 =
+            !envelope.from.is_ascii() || envelope.recipients.iter().any(|r| !r.is_ascii());
         if needs_utf8 {
             if !self.caps.smtputf8 {
-                return self.transaction_failed(SessionError::Unsupported(
+                return Err(SessionError::Unsupported(
                     "an address is not ASCII and the server does not offer SMTPUTF8".into(),
                 ));
             }
@@ -1081,16 +1191,21 @@ impl Session {
                 params.push(format!("ENVID={}", xtext(envid)));
             }
         }
+        Ok(params)
+    }
+
+    /// MAIL, and when pipelining every RCPT and then `BDAT … LAST` with the message or DATA.
+    fn send_envelope(&mut self, envelope: &Envelope, params: Vec<String>) {
         self.send(
             Command::Mail {
-                from: self.envelope.from.clone(),
+                from: envelope.from.clone(),
                 params,
             },
             Awaiting::Mail,
         );
         if self.pipelined() {
-            for i in 0..self.envelope.recipients.len() {
-                self.send_rcpt(i);
+            for (i, to) in envelope.recipients.iter().enumerate() {
+                self.send_rcpt_to(to.clone(), i);
             }
             match self.opts.chunk.take() {
                 Some(chunk) if self.caps.chunking => {
@@ -1116,7 +1231,10 @@ impl Session {
     }
 
     fn send_rcpt(&mut self, i: usize) {
-        let to = self.envelope.recipients[i].clone();
+        self.send_rcpt_to(self.envelope.recipients[i].clone(), i);
+    }
+
+    fn send_rcpt_to(&mut self, to: String, i: usize) {
         let params = match (&self.opts.dsn.notify, self.caps.dsn) {
             (Some(n), true) => vec![format!("NOTIFY={n}")],
             _ => vec![],

@@ -1,6 +1,8 @@
 //! Session tests: a scripted server answers each flight; waits are counted as the
 //! bench counts them (each time the client must read before it can go on).
 
+use std::collections::VecDeque;
+
 use super::body::encode_all;
 use super::*;
 
@@ -21,6 +23,10 @@ struct FakeServer {
     data: Vec<u8>,
     partial: Vec<u8>,
     bdat_left: usize,
+    /// Replies to the `BDAT` chunks in order, before the override or the default.
+    bdat_replies: VecDeque<String>,
+    /// Every chunk received, in order.
+    chunks: Vec<Vec<u8>>,
 }
 
 impl FakeServer {
@@ -37,6 +43,8 @@ impl FakeServer {
             data: vec![],
             partial: vec![],
             bdat_left: 0,
+            bdat_replies: VecDeque::new(),
+            chunks: vec![],
         }
     }
 
@@ -78,6 +86,7 @@ impl FakeServer {
             "MAIL" | "RCPT" => "250 2.1.0 ok\r\n".into(),
             "DATA" => "354 go on\r\n".into(),
             "QUIT" => "221 bye\r\n".into(),
+            "RSET" | "NOOP" => "250 2.0.0 ok\r\n".into(),
             _ => "500 5.5.1 unknown\r\n".into(),
         }
     }
@@ -92,13 +101,17 @@ impl FakeServer {
                     break;
                 }
                 self.data = self.partial.drain(..self.bdat_left).collect();
+                self.chunks.push(self.data.clone());
                 self.bdat_left = 0;
-                let reply = self
-                    .overrides
-                    .iter()
-                    .find(|(p, _)| p == "BDAT")
-                    .map(|(_, r)| format!("{r}\r\n"))
-                    .unwrap_or_else(|| "250 2.0.0 queued\r\n".into());
+                let reply = match self.bdat_replies.pop_front() {
+                    Some(r) => format!("{r}\r\n"),
+                    None => self
+                        .overrides
+                        .iter()
+                        .find(|(p, _)| p == "BDAT")
+                        .map(|(_, r)| format!("{r}\r\n"))
+                        .unwrap_or_else(|| "250 2.0.0 queued\r\n".into()),
+                };
                 out.extend_from_slice(reply.as_bytes());
                 continue;
             }
@@ -1606,4 +1619,255 @@ fn a_challenge_that_is_not_base64_is_a_protocol_error() {
     let e = failed(&o);
     assert_eq!(e.exit_status(), crate::ExitStatus::Protocol);
     assert_eq!(auth_lines(&o), ["AUTH LOGIN", "*"]);
+}
+
+/// What `run_staged` saw: each transaction's outcome in order, the server, the client's
+/// waits, and the envelopes `stage_transaction` refused.
+struct Staging {
+    results: Vec<Event>,
+    server: FakeServer,
+    waits: usize,
+    refused: Vec<SessionError>,
+}
+
+/// Drive a kept-open session as a queue run does: every further envelope is staged behind
+/// the current transaction as soon as [`Session::can_stage`] allows, the first with
+/// `Session::new`, any left once the session is idle with `start_transaction`.
+fn run_staged(
+    jobs: Vec<(Envelope, MessageInfo)>,
+    opts: SessionOptions,
+    mut server: FakeServer,
+) -> Staging {
+    let mut jobs = jobs.into_iter();
+    let (first, info) = jobs.next().unwrap();
+    let mut s = Session::new(
+        first,
+        SessionOptions {
+            keep_open: true,
+            chunk: info.chunk,
+            size: info.size,
+            ..opts
+        },
+    );
+    let mut inbox = BANNER.as_bytes().to_vec();
+    let mut results = vec![];
+    let mut refused = vec![];
+    let stage = |s: &mut Session, jobs: &mut std::vec::IntoIter<_>, refused: &mut Vec<_>| {
+        while s.can_stage() {
+            let Some((envelope, info)) = jobs.next() else {
+                break;
+            };
+            if let Err(e) = s.stage_transaction(envelope, info) {
+                refused.push(e);
+            }
+        }
+    };
+    for waits in 0..200 {
+        let mut flight = Vec::new();
+        loop {
+            stage(&mut s, &mut jobs, &mut refused);
+            while let Some(buf) = s.poll_transmit() {
+                let n = buf.len();
+                flight.extend_from_slice(buf);
+                s.consume(n);
+            }
+            match s.poll_event() {
+                Some(Event::SendBody) => {
+                    flight.extend_from_slice(&encode_all(b"body\n", false));
+                    s.body_sent();
+                }
+                Some(e @ (Event::Done(_) | Event::TransactionFailed(_))) => {
+                    results.push(e);
+                    if s.is_idle() {
+                        match jobs.next() {
+                            Some((env, info)) => s.start_transaction(env, info),
+                            None => s.quit(),
+                        }
+                    }
+                }
+                Some(e) => {
+                    results.push(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !flight.is_empty() {
+            inbox.extend_from_slice(&server.respond(&flight));
+        }
+        if s.is_finished() {
+            return Staging {
+                results,
+                server,
+                waits,
+                refused,
+            };
+        }
+        assert!(s.wants_input(), "neither finished nor waiting");
+        let input = std::mem::take(&mut inbox);
+        s.handle_input(&input);
+    }
+    panic!("did not finish");
+}
+
+fn chunked(rcpt: &str, text: &str) -> (Envelope, MessageInfo) {
+    (
+        env(&[rcpt]),
+        MessageInfo {
+            chunk: Some(text.as_bytes().to_vec()),
+            ..MessageInfo::default()
+        },
+    )
+}
+
+#[test]
+fn staged_small_messages_take_one_flight_together() {
+    let jobs: Vec<_> = (0..5)
+        .map(|i| chunked(&format!("r{i}@x.example"), &format!("message {i}\r\n")))
+        .collect();
+    let st = run_staged(
+        jobs,
+        plain_opts(),
+        FakeServer::new(&["PIPELINING", "CHUNKING"]),
+    );
+    assert_eq!(st.results.len(), 5);
+    for (i, r) in st.results.iter().enumerate() {
+        let Event::Done(report) = r else {
+            panic!("{i}: {r:?}")
+        };
+        assert_eq!(report.accepted, vec![format!("r{i}@x.example")]);
+    }
+    let expected: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("message {i}\r\n").into_bytes())
+        .collect();
+    assert_eq!(st.server.chunks, expected);
+    // Banner, EHLO, then every transaction in one flight (the QUIT's 221 is not read):
+    // against two waits per message when each waits for the one before.
+    assert_eq!(st.waits, 3);
+    let cmds = &st.server.commands;
+    assert_eq!(cmds.iter().filter(|c| *c == "RSET").count(), 4, "{cmds:?}");
+    assert_eq!(cmds.last().map(String::as_str), Some("QUIT"));
+}
+
+#[test]
+fn staged_data_transactions_send_the_next_envelope_with_the_end_of_data() {
+    let jobs: Vec<_> = (0..5)
+        .map(|i| (env(&[&format!("r{i}@x.example")]), MessageInfo::default()))
+        .collect();
+    let st = run_staged(jobs, plain_opts(), FakeServer::new(&["PIPELINING"]));
+    assert!(st.results.iter().all(|r| matches!(r, Event::Done(_))));
+    assert_eq!(
+        st.server.commands.iter().filter(|c| *c == "DATA").count(),
+        5
+    );
+    // Banner, EHLO, the first envelope, then one wait per message (body, end of data and
+    // the next envelope in one flight): 2 + 1 + 5 against 2 + 2 × 5 unstaged.
+    assert_eq!(st.waits, 8);
+}
+
+#[test]
+fn a_failed_staged_transaction_leaves_the_others_alone() {
+    let mut jobs: Vec<_> = (0..5)
+        .map(|i| chunked(&format!("r{i}@x.example"), "text\r\n"))
+        .collect();
+    jobs[1].0.from = "refused@example.org".into();
+    jobs[3].0.recipients = vec!["nobody@x.example".into()];
+    let mut server = FakeServer::new(&["PIPELINING", "CHUNKING"])
+        .on("MAIL FROM:<refused@", "550 5.7.1 sender refused")
+        .on("RCPT TO:<nobody@", "550 5.1.1 no such user");
+    server.bdat_replies = [
+        "250 2.0.0 queued",
+        "503 5.5.1 no MAIL",
+        "250 2.0.0 queued",
+        "554 5.5.1 no valid recipients",
+        "250 2.0.0 queued",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let st = run_staged(jobs, plain_opts(), server);
+    assert_eq!(st.results.len(), 5);
+    assert!(matches!(st.results[0], Event::Done(_)));
+    assert!(matches!(
+        &st.results[1],
+        Event::TransactionFailed(SessionError::Refused { reply, .. }) if reply.code == 550
+    ));
+    assert!(matches!(st.results[2], Event::Done(_)));
+    assert!(matches!(
+        &st.results[3],
+        Event::TransactionFailed(SessionError::NoRecipientAccepted(r)) if r.len() == 1
+    ));
+    let Event::Done(last) = &st.results[4] else {
+        panic!("{:?}", st.results[4])
+    };
+    assert_eq!(last.accepted, vec!["r4@x.example".to_string()]);
+    assert_eq!(st.waits, 3);
+}
+
+#[test]
+fn a_421_to_a_staged_transaction_ends_the_session_there() {
+    let mut jobs: Vec<_> = (0..4)
+        .map(|i| chunked(&format!("r{i}@x.example"), "text\r\n"))
+        .collect();
+    jobs[2].0.from = "closing@example.org".into();
+    let server = FakeServer::new(&["PIPELINING", "CHUNKING"])
+        .on("MAIL FROM:<closing@", "421 4.3.2 shutting down");
+    let st = run_staged(jobs, plain_opts(), server);
+    // The first two delivered, the third failed with the 421; the fourth has no outcome
+    // (the caller keeps it for the next run).
+    assert_eq!(st.results.len(), 3, "{:?}", st.results);
+    assert!(matches!(st.results[0], Event::Done(_)));
+    assert!(matches!(st.results[1], Event::Done(_)));
+    assert!(matches!(
+        &st.results[2],
+        Event::Failed(SessionError::Refused { reply, .. }) if reply.code == 421
+    ));
+}
+
+#[test]
+fn an_envelope_the_server_cannot_take_is_refused_before_staging() {
+    let mut jobs: Vec<_> = (0..3)
+        .map(|i| chunked(&format!("r{i}@x.example"), "text\r\n"))
+        .collect();
+    jobs[1].1.size = Some(5_000_000);
+    jobs[2].0.recipients = vec!["evil@x.example\r\nRCPT TO:<x@y>".into()];
+    let st = run_staged(
+        jobs,
+        plain_opts(),
+        FakeServer::new(&["PIPELINING", "CHUNKING", "SIZE 1000000"]),
+    );
+    assert_eq!(st.results.len(), 1);
+    assert!(matches!(st.results[0], Event::Done(_)));
+    assert_eq!(st.refused.len(), 2);
+    assert!(matches!(&st.refused[0], SessionError::Unsupported(m) if m.contains("SIZE")));
+    assert!(matches!(&st.refused[1], SessionError::UnsafeArgument(_)));
+    let cmds = &st.server.commands;
+    assert_eq!(cmds.iter().filter(|c| c.starts_with("MAIL")).count(), 1);
+    assert!(!cmds.iter().any(|c| c.contains("evil")), "{cmds:?}");
+}
+
+#[test]
+fn nothing_is_staged_without_pipelining_or_while_a_354_is_due() {
+    let jobs: Vec<_> = (0..3)
+        .map(|i| chunked(&format!("r{i}@x.example"), "text\r\n"))
+        .collect();
+    // CHUNKING without PIPELINING: one transaction at a time.
+    let st = run_staged(jobs, plain_opts(), FakeServer::new(&["CHUNKING"]));
+    assert!(st.results.iter().all(|r| matches!(r, Event::Done(_))));
+    assert!(!st.server.commands.iter().any(|c| c == "RSET"));
+    let mut s = Session::new(
+        env(&["a@x.example"]),
+        SessionOptions {
+            keep_open: true,
+            ..plain_opts()
+        },
+    );
+    s.handle_input(BANNER.as_bytes());
+    s.handle_input(b"250-server.example\r\n250 PIPELINING\r\n");
+    // MAIL, RCPT and DATA are out; the 354 is still due.
+    assert!(!s.can_stage());
+    assert!(
+        s.stage_transaction(env(&["b@x.example"]), MessageInfo::default())
+            .is_err()
+    );
 }
