@@ -171,10 +171,7 @@ pub fn deliver_batch(
     // The jobs whose transactions are written, oldest (the current one) first.
     let mut in_flight: VecDeque<(usize, Option<Body<'_>>)> = VecDeque::new();
     in_flight.push_back((first_index, Some(first.body)));
-    loop {
-        let Some((index, body)) = in_flight.front_mut() else {
-            break;
-        };
+    while let Some((index, body)) = in_flight.front_mut() {
         let index = *index;
         let body = body.take();
         let mut stage = |session: &mut Session| {
