@@ -349,12 +349,9 @@ impl<'r> Connection<'r> {
                 let n = out.len();
                 let write_deadline =
                     self.cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
-                let written = if self.session.quit_queued() {
-                    self.stream.write_last(out, write_deadline)
-                } else {
-                    self.stream.write_all(out, write_deadline)
-                };
-                written.map_err(|e| session_io_error(host, &self.session, &e))?;
+                self.stream
+                    .write_all(out, write_deadline)
+                    .map_err(|e| session_io_error(host, &self.session, &e))?;
                 self.session.consume(n);
                 deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
             }
@@ -514,17 +511,14 @@ fn send_body(
     let mut encoder = BodyEncoder::new(body.dot_ends_input);
     let mut progress = Progress::start(route.progress);
     let mut out = Vec::with_capacity(2 * BLOCK + 8);
-    let mut write = |out: &mut Vec<u8>, last: bool| -> Result<(), Error> {
+    let mut write = |out: &mut Vec<u8>| -> Result<(), Error> {
         let deadline = cap(Instant::now() + block_timeout);
-        let written = if last {
-            stream.write_last(out, deadline)
-        } else {
-            stream.write_all(out, deadline)
-        };
-        written.map_err(|e| Error::Network {
-            host: host.to_string(),
-            detail: format!("sending the message: {}", describe_io(&e)),
-        })?;
+        stream
+            .write_all(out, deadline)
+            .map_err(|e| Error::Network {
+                host: host.to_string(),
+                detail: format!("sending the message: {}", describe_io(&e)),
+            })?;
         out.clear();
         Ok(())
     };
@@ -534,7 +528,7 @@ fn send_body(
             return Err(nul_error());
         }
         if out.len() >= BLOCK {
-            write(&mut out, false)?;
+            write(&mut out)?;
         }
     }
     let mut inbuf = vec![0u8; BLOCK];
@@ -555,7 +549,7 @@ fn send_body(
             return Err(nul_error());
         }
         if out.len() >= BLOCK {
-            write(&mut out, false)?;
+            write(&mut out)?;
         }
     }
     encoder.finish(&mut out);
@@ -567,11 +561,10 @@ fn send_body(
         // The next envelope leaves with the end of this message.
         stage(session);
     }
-    let last = session.quit_queued();
     if let Some(quit) = session.poll_transmit() {
         out.extend_from_slice(quit);
         let n = quit.len();
         session.consume(n);
     }
-    write(&mut out, last)
+    write(&mut out)
 }

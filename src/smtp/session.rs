@@ -489,12 +489,6 @@ impl Session {
         }
     }
 
-    /// Whether QUIT is among the bytes to transmit: nothing follows it, so the transport
-    /// may close its side of TLS in the same flight.
-    pub fn quit_queued(&self) -> bool {
-        self.quit_queued && self.poll_transmit().is_some()
-    }
-
     /// Queue a command whose reply is not waited for. False if it was refused as unsafe.
     fn send_unawaited(&mut self, command: Command) -> bool {
         if command == Command::Quit {

@@ -265,42 +265,12 @@ impl Stream {
         Ok(())
     }
 
-    /// Write the last flight: with TLS the close_notify alert goes in the same write, so
-    /// closing costs no extra turn.
-    pub fn write_last(&mut self, data: &[u8], deadline: Instant) -> io::Result<()> {
-        match self.tls.as_mut() {
-            None => self.write_all(data, deadline),
-            Some(conn) => {
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let n = conn.writer().write(rest)?;
-                    rest = &rest[n..];
-                    if n == 0 || !rest.is_empty() {
-                        let mut io = Deadlined {
-                            sock: &self.sock,
-                            armed: &self.armed,
-                            deadline,
-                        };
-                        while conn.wants_write() {
-                            conn.write_tls(&mut io)?;
-                        }
-                    }
-                }
-                conn.send_close_notify();
-                let mut io = Deadlined {
-                    sock: &self.sock,
-                    armed: &self.armed,
-                    deadline,
-                };
-                while conn.wants_write() {
-                    conn.write_tls(&mut io)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
     /// Close politely: TLS close_notify when TLS is up, then shut the socket.
+    ///
+    /// Called only once the last reply needed is read. A close_notify sent with QUIT, before
+    /// the replies, is often left unread by a server that closes after its 221 (OpenSSL
+    /// reads record by record); its kernel then answers with a reset, and a reset can
+    /// discard the replies still on their way here, the 250 for the message among them.
     pub fn close(mut self, deadline: Instant) {
         if let Some(conn) = self.tls.as_mut() {
             conn.send_close_notify();

@@ -518,6 +518,8 @@ pub struct Flight {
     pub tls: bool,
     /// The verbs of the commands this flight completed; `"<data>"` for message data.
     pub items: Vec<String>,
+    /// The client ended its side (TLS close_notify, FIN or reset) within this burst.
+    pub ended: bool,
 }
 
 /// One message transfer, from the 354 to the final dot.
@@ -1006,6 +1008,7 @@ impl<'a> Session<'a> {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.eof = true;
+                    flight.ended = true;
                     break;
                 }
                 Ok(n) => {
@@ -1015,6 +1018,7 @@ impl<'a> Session<'a> {
                 Err(e) if is_timeout(&e) => break,
                 Err(_) => {
                     self.eof = true;
+                    flight.ended = true;
                     break;
                 }
             }
