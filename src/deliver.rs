@@ -112,8 +112,9 @@ pub struct Job<'a> {
 /// What happened to one job of a batch.
 #[derive(Debug)]
 pub enum JobOutcome {
-    /// Accepted for `report.accepted`; `report.rejected` were refused.
-    Delivered(Report),
+    /// Accepted for `report.accepted`; `report.rejected` were refused. With the TLS version
+    /// and cipher when TLS was used.
+    Delivered(Report, Option<String>),
     /// This transaction failed; the connection went on.
     Failed(SessionError),
     /// Not attempted: the connection failed before its turn (temporary for it).
@@ -194,7 +195,10 @@ pub fn deliver_batch(
         let event = conn.run_transaction(body, trace, &mut stage);
         in_flight.pop_front();
         match event {
-            Ok(Event::Done(report)) => outcome(index, JobOutcome::Delivered(report)),
+            Ok(Event::Done(report)) => outcome(
+                index,
+                JobOutcome::Delivered(report, conn.stream.tls_description()),
+            ),
             Ok(Event::TransactionFailed(error)) => outcome(index, JobOutcome::Failed(error)),
             Ok(Event::Failed(error)) => {
                 outcome(index, JobOutcome::Failed(error));

@@ -1,5 +1,6 @@
 //! The queue runner (`-q`, `--flush`): every due entry is retried, those for the same
-//! relay over one connection, one transaction after another. What succeeds leaves the
+//! relay over one connection, each transaction written behind the one before without
+//! waiting for its outcome ([`deliver::deliver_batch`]). What succeeds leaves the
 //! spool only after the server's 250 to the end of data; what fails for good, or has
 //! waited longer than [`queue::MAX_AGE`], is returned to its sender.
 
@@ -234,7 +235,7 @@ fn record_outcome(
 ) -> Option<Notice> {
     let verbose = cli.verbose > 0;
     match outcome {
-        JobOutcome::Delivered(report) => {
+        JobOutcome::Delivered(report, _) => {
             let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
                 .rejected
                 .into_iter()

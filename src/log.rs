@@ -63,7 +63,12 @@ pub enum TlsState {
 impl TlsState {
     /// From a delivery's `tls` description (`TLSv1_3 TLS13_AES_256_GCM_SHA384`).
     pub fn of(delivered: &Delivered) -> TlsState {
-        match &delivered.tls {
+        TlsState::from_description(delivered.tls.as_deref(), delivered.tls_verified)
+    }
+
+    /// From the transport's description ("TLSv1_3 TLS13_AES_256_GCM_SHA384"), if TLS was used.
+    fn from_description(description: Option<&str>, verified: bool) -> TlsState {
+        match description {
             None => TlsState::None,
             Some(desc) => {
                 let version = desc
@@ -71,7 +76,7 @@ impl TlsState {
                     .next()
                     .unwrap_or("TLS")
                     .replace('_', ".");
-                if delivered.tls_verified {
+                if verified {
                     TlsState::Verified(version)
                 } else {
                     TlsState::Unverified(version)
@@ -303,8 +308,9 @@ impl Logger {
         }
         let host = a.host.to_string();
         match outcome {
-            JobOutcome::Delivered(report) => {
-                for rec in Record::delivered(a, report, a.host, &TlsState::Unknown) {
+            JobOutcome::Delivered(report, tls) => {
+                let tls = TlsState::from_description(tls.as_deref(), report.tls_verified);
+                for rec in Record::delivered(a, report, a.host, &tls) {
                     self.record_or_warn(&rec, err);
                 }
             }

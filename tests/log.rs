@@ -273,6 +273,8 @@ fn a_queue_run_logs_each_entry_by_its_queue_id() {
     assert_eq!(field(&lines[0], "id"), id);
     assert_eq!(field(&lines[0], "status"), "sent");
     assert_eq!(field(&lines[0], "to"), RECIPIENT);
+    // The queue run knows the connection's TLS state as a direct send does.
+    assert_eq!(field(&lines[0], "tls"), "none");
 }
 
 #[test]
