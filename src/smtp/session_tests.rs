@@ -929,62 +929,19 @@ fn bdat_with_every_recipient_refused_is_no_user() {
     assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoUser);
 }
 
-/// Drive a kept-open session through several envelopes, then QUIT; returns each
-/// transaction's outcome.
+/// Drive a kept-open session through several envelopes, one transaction at a time (never
+/// staged), then QUIT; returns each transaction's outcome.
 fn run_many(
     envelopes: Vec<Envelope>,
     opts: SessionOptions,
-    mut server: FakeServer,
+    server: FakeServer,
 ) -> (Vec<Event>, FakeServer, usize) {
-    let mut envelopes = envelopes.into_iter();
-    let first = envelopes.next().unwrap();
-    let mut s = Session::new(
-        first,
-        SessionOptions {
-            keep_open: true,
-            ..opts
-        },
-    );
-    let mut inbox = BANNER.as_bytes().to_vec();
-    let mut results = vec![];
-    for waits in 0..200 {
-        let mut flight = Vec::new();
-        loop {
-            while let Some(buf) = s.poll_transmit() {
-                let n = buf.len();
-                flight.extend_from_slice(buf);
-                s.consume(n);
-            }
-            match s.poll_event() {
-                Some(Event::SendBody) => {
-                    flight.extend_from_slice(&encode_all(b"body\n", false));
-                    s.body_sent();
-                }
-                Some(e @ (Event::Done(_) | Event::TransactionFailed(_))) => {
-                    results.push(e);
-                    match envelopes.next() {
-                        Some(env) => s.start_transaction(env, MessageInfo::default()),
-                        None => s.quit(),
-                    }
-                }
-                Some(e) => {
-                    results.push(e);
-                    break;
-                }
-                None => break,
-            }
-        }
-        if !flight.is_empty() {
-            inbox.extend_from_slice(&server.respond(&flight));
-        }
-        if s.is_finished() {
-            return (results, server, waits);
-        }
-        assert!(s.wants_input(), "neither finished nor waiting");
-        let input = std::mem::take(&mut inbox);
-        s.handle_input(&input);
-    }
-    panic!("did not finish");
+    let jobs = envelopes
+        .into_iter()
+        .map(|e| (e, MessageInfo::default()))
+        .collect();
+    let st = drive_jobs(jobs, opts, server, false);
+    (st.results, st.server, st.waits)
 }
 
 #[test]
@@ -1636,7 +1593,18 @@ struct Staging {
 fn run_staged(
     jobs: Vec<(Envelope, MessageInfo)>,
     opts: SessionOptions,
+    server: FakeServer,
+) -> Staging {
+    drive_jobs(jobs, opts, server, true)
+}
+
+/// Drive a kept-open session through `jobs`, staging when `staging` and allowed, else one
+/// transaction after another.
+fn drive_jobs(
+    jobs: Vec<(Envelope, MessageInfo)>,
+    opts: SessionOptions,
     mut server: FakeServer,
+    staging: bool,
 ) -> Staging {
     let mut jobs = jobs.into_iter();
     let (first, info) = jobs.next().unwrap();
@@ -1653,7 +1621,7 @@ fn run_staged(
     let mut results = vec![];
     let mut refused = vec![];
     let stage = |s: &mut Session, jobs: &mut std::vec::IntoIter<_>, refused: &mut Vec<_>| {
-        while s.can_stage() {
+        while staging && s.can_stage() {
             let Some((envelope, info)) = jobs.next() else {
                 break;
             };
