@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtpsend::smtp::reply::{MAX_LINE, MAX_LINES};
 use smtpsend::smtp::ReplyParser;
+use smtpsend::smtp::reply::{MAX_LINE, MAX_LINES};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte chooses the read size, so splits are explored too.
