@@ -117,8 +117,9 @@ pub enum JobOutcome {
     Delivered(Report, Option<String>),
     /// This transaction failed; the connection went on.
     Failed(SessionError),
-    /// Not attempted: the connection failed before its turn (temporary for it).
-    NotAttempted,
+    /// Not attempted, or its outcome never came: the connection failed (temporary for
+    /// it). Why, naming the host, for the record.
+    NotAttempted(String),
 }
 
 /// Deliver `envelope` through `route`. `trace` receives each line of the dialogue.
@@ -172,6 +173,8 @@ pub fn deliver_batch(
     // The jobs whose transactions are written, oldest (the current one) first.
     let mut in_flight: VecDeque<(usize, Option<Body<'_>>)> = VecDeque::new();
     in_flight.push_back((first_index, Some(first.body)));
+    // Why the jobs left without an outcome have none, once the connection is gone.
+    let mut lost = String::new();
     while let Some((index, body)) = in_flight.front_mut() {
         let index = *index;
         let body = body.take();
@@ -201,12 +204,14 @@ pub fn deliver_batch(
             ),
             Ok(Event::TransactionFailed(error)) => outcome(index, JobOutcome::Failed(error)),
             Ok(Event::Failed(error)) => {
+                lost = format!("{}: the session ended: {error}", route.host);
                 outcome(index, JobOutcome::Failed(error));
                 break;
             }
             // The connection broke mid-transaction: this job and the rest wait.
-            Err(_) => {
-                outcome(index, JobOutcome::NotAttempted);
+            Err(e) => {
+                lost = e.to_string();
+                outcome(index, JobOutcome::NotAttempted(lost.clone()));
                 break;
             }
             Ok(other) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
@@ -227,10 +232,10 @@ pub fn deliver_batch(
         }
     }
     for (i, _) in in_flight {
-        outcome(i, JobOutcome::NotAttempted);
+        outcome(i, JobOutcome::NotAttempted(lost.clone()));
     }
     for (i, _) in jobs {
-        outcome(i, JobOutcome::NotAttempted);
+        outcome(i, JobOutcome::NotAttempted(lost.clone()));
     }
     conn.close();
     Ok(())

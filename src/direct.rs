@@ -8,10 +8,10 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use crate::deliver::{self, Body, Delivered, Route, Timeouts};
+use crate::deliver::{self, Body, Delivered, Job, JobOutcome, Route, Timeouts};
 use crate::error::Error;
 use crate::resolve::Resolver;
-use crate::smtp::{Envelope, SessionError, SessionOptions, TraceLine};
+use crate::smtp::{Envelope, MessageInfo, SessionError, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings};
 
 /// How direct delivery connects.
@@ -97,6 +97,124 @@ pub fn deliver_domain(
     dot_ends_input: bool,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<Delivered, Error> {
+    each_exchanger(direct, domain, trace, &mut |route, trace| {
+        let (head, rest) = match message.reopen() {
+            Ok(x) => x,
+            Err(e) => return Tried::NoMessage(e),
+        };
+        match deliver::deliver(
+            route,
+            envelope.clone(),
+            opts.clone(),
+            Body {
+                head,
+                rest,
+                dot_ends_input,
+            },
+            trace,
+        ) {
+            Ok(d) => Tried::Done(d),
+            Err(e) => Tried::Failed(e),
+        }
+    })
+}
+
+/// One message of a batch for a domain's exchangers.
+pub struct DomainJob<'a> {
+    pub envelope: Envelope,
+    pub info: MessageInfo,
+    pub message: &'a mut dyn Reopen,
+    pub dot_ends_input: bool,
+}
+
+/// Deliver several messages to `domain` over one connection to its first exchanger that
+/// takes them (a queue run), pipelined as [`deliver::deliver_batch`] does. An exchanger
+/// that cannot be reached, does not greet or fails before the first outcome passes the
+/// whole batch to the next; once one has answered for a message, outcomes go to `outcome`
+/// (by index, with the exchanger's name) as they come, and what the connection did not get
+/// to waits for the next run.
+/// Returns the host that answered.
+pub fn deliver_domain_batch(
+    direct: &Direct,
+    domain: &str,
+    opts: &SessionOptions,
+    jobs: &mut [DomainJob<'_>],
+    trace: &mut dyn FnMut(&TraceLine),
+    outcome: &mut dyn FnMut(usize, &str, JobOutcome),
+) -> Result<String, Error> {
+    each_exchanger(direct, domain, trace, &mut |route, trace| {
+        let mut batch = Vec::with_capacity(jobs.len());
+        for job in jobs.iter_mut() {
+            let (head, rest) = match job.message.reopen() {
+                Ok(x) => x,
+                Err(e) => return Tried::NoMessage(e),
+            };
+            batch.push(Job {
+                envelope: job.envelope.clone(),
+                info: job.info.clone(),
+                body: Body {
+                    head,
+                    rest,
+                    dot_ends_input: job.dot_ends_input,
+                },
+            });
+        }
+        // Until the first outcome, a failure is the exchanger's, not a message's.
+        let mut answered = false;
+        let mut host_failure: Option<Error> = None;
+        let result = deliver::deliver_batch(route, opts.clone(), batch, trace, &mut |i, o| {
+            if !answered && host_failure.is_none() {
+                let failure = match &o {
+                    JobOutcome::NotAttempted(why) => Some(Error::Network {
+                        host: route.host.clone(),
+                        detail: why
+                            .strip_prefix(&format!("{}: ", route.host))
+                            .unwrap_or(why)
+                            .to_string(),
+                    }),
+                    JobOutcome::Failed(error) => Some(Error::Session {
+                        host: route.host.clone(),
+                        error: error.clone(),
+                    })
+                    .filter(try_next_host),
+                    JobOutcome::Delivered(..) => None,
+                };
+                match failure {
+                    Some(e) => host_failure = Some(e),
+                    None => answered = true,
+                }
+            }
+            if answered {
+                outcome(i, &route.host, o);
+            }
+        });
+        match (result, host_failure) {
+            (Err(e), _) | (Ok(()), Some(e)) => Tried::Failed(e),
+            (Ok(()), None) => Tried::Done(route.host.clone()),
+        }
+    })
+}
+
+/// One try of one exchanger, with the trace to write to.
+type Attempt<'a, T> = dyn FnMut(&Route, &mut dyn FnMut(&TraceLine)) -> Tried<T> + 'a;
+
+/// What one exchanger made of an attempt.
+enum Tried<T> {
+    Done(T),
+    Failed(Error),
+    /// The message cannot be read again: the previous exchanger's failure (or this) is final.
+    NoMessage(Error),
+}
+
+/// Try `domain`'s exchangers in preference order with `attempt`, which is handed a route
+/// to each; the next is tried when one cannot be reached or does not greet
+/// ([`try_next_host`]). The last failure is returned when none would do.
+fn each_exchanger<T>(
+    direct: &Direct,
+    domain: &str,
+    trace: &mut dyn FnMut(&TraceLine),
+    attempt: &mut Attempt<'_, T>,
+) -> Result<T, Error> {
     let tls = if direct
         .verify_domains
         .iter()
@@ -150,30 +268,17 @@ pub fn deliver_domain(
             timeouts: direct.timeouts.clone(),
             progress: direct.progress,
         };
-        let (head, rest) = match message.reopen() {
-            Ok(x) => x,
-            Err(e) => return Err(last.unwrap_or(e)),
-        };
-        match deliver::deliver(
-            &route,
-            envelope.clone(),
-            opts.clone(),
-            Body {
-                head,
-                rest,
-                dot_ends_input,
-            },
-            trace,
-        ) {
-            Ok(d) => return Ok(d),
-            Err(e) if try_next_host(&e) => {
+        match attempt(&route, trace) {
+            Tried::Done(done) => return Ok(done),
+            Tried::Failed(e) if try_next_host(&e) => {
                 trace(&TraceLine {
                     client: true,
                     text: format!("{e}; trying the next exchanger"),
                 });
                 last = Some(e);
             }
-            Err(e) => return Err(e),
+            Tried::Failed(e) => return Err(e),
+            Tried::NoMessage(e) => return Err(last.unwrap_or(e)),
         }
     }
     Err(last.unwrap_or_else(|| Error::NoHost {

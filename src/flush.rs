@@ -105,12 +105,7 @@ fn flush_group(
     let log = Logger::from_cli(cli, acct);
     let relay: Relay = match submit::remote_settings(cli, acct) {
         Ok(Remote::Relay(r)) => *r,
-        Ok(Remote::Direct(direct)) => {
-            for entry in entries {
-                flush_direct(cli, &direct, spool, entry, &log, err);
-            }
-            return;
-        }
+        Ok(Remote::Direct(direct)) => return flush_direct(cli, &direct, spool, entries, &log, err),
         Err(e) => return record_all(spool, entries, &e.to_string(), err),
     };
     // Open every data file first: an entry whose file is damaged is reported and skipped.
@@ -311,21 +306,22 @@ fn record_outcome(
                 _ => Some(Notice::Whole { entry, reason }),
             }
         }
-        JobOutcome::NotAttempted => {
-            note_failure(spool, &mut entry, &format!("{host}: connection lost"), err);
+        JobOutcome::NotAttempted(why) => {
+            note_failure(spool, &mut entry, &why, err);
             None
         }
     }
 }
 
-/// Retry one entry by direct delivery: each of its domains in turn. Recipients accepted
-/// or refused for good are finished (the refused ones returned to the sender); the others
-/// stay queued.
+/// Retry entries by direct delivery: per domain, every entry with recipients there goes
+/// over one connection to the domain's exchangers, pipelined. Recipients accepted are
+/// recorded at once; those refused for good are returned to the sender once the domains
+/// are done; the others wait for the next run.
 fn flush_direct(
     cli: &Cli,
     direct: &Direct,
     spool: &Spool,
-    mut entry: Entry,
+    entries: Vec<Entry>,
     log: &Logger,
     err: &mut dyn Write,
 ) {
@@ -335,93 +331,199 @@ fn flush_direct(
             let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
         }
     };
-    let mut waiting: Vec<String> = Vec::new();
-    let mut reasons: Vec<String> = Vec::new();
-    for (domain, rcpts) in direct::by_domain(&entry.recipients) {
-        let mut file = match spool.open_data(&entry) {
-            Ok(f) => f,
+    let mut ready: Vec<(Entry, std::fs::File)> = Vec::new();
+    for entry in entries {
+        match spool.open_data(&entry) {
+            Ok(file) => ready.push((entry, file)),
             Err(e) => {
                 let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
-                return;
             }
-        };
-        let opts = SessionOptions {
-            ehlo_name: cli.ehlo.clone().unwrap_or_else(identity::mail_name),
-            pipelining: !cli.no_pipelining,
-            size: Some(entry.size),
-            eight_bit: entry.eight_bit,
-            dsn: entry.dsn(),
-            trace: verbose,
-            ..SessionOptions::default()
-        };
-        let envelope = Envelope {
-            from: entry.from.clone(),
-            recipients: rcpts.clone(),
-        };
-        let mut message = DataFile { file: &mut file };
-        let result = direct::deliver_domain(
+        }
+    }
+    let (mut entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
+    // Each domain with the entries (by index, ascending) that have recipients there.
+    let mut domains: Vec<(String, Vec<Member>)> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        for (domain, rcpts) in direct::by_domain(&entry.recipients) {
+            match domains.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, members)) => members.push((i, rcpts)),
+                None => domains.push((domain, vec![(i, rcpts)])),
+            }
+        }
+    }
+    let mut tally: Vec<Tally> = entries.iter().map(|_| Tally::default()).collect();
+    let opts = SessionOptions {
+        ehlo_name: cli.ehlo.clone().unwrap_or_else(identity::mail_name),
+        pipelining: !cli.no_pipelining,
+        trace: verbose,
+        ..SessionOptions::default()
+    };
+    for (domain, members) in &domains {
+        let mut mine = members.iter().map(|(i, _)| *i).peekable();
+        let mut data: Vec<DataFile<'_>> = Vec::new();
+        for (i, file) in files.iter_mut().enumerate() {
+            if mine.next_if_eq(&i).is_some() {
+                data.push(DataFile { file });
+            }
+        }
+        let mut jobs: Vec<direct::DomainJob<'_>> = members
+            .iter()
+            .zip(data.iter_mut())
+            .map(|((i, rcpts), message)| {
+                let entry = &entries[*i];
+                direct::DomainJob {
+                    envelope: Envelope {
+                        from: entry.from.clone(),
+                        recipients: rcpts.clone(),
+                    },
+                    info: MessageInfo {
+                        size: Some(entry.size),
+                        eight_bit: entry.eight_bit,
+                        chunk: None,
+                        dsn: entry.dsn(),
+                    },
+                    message: message as &mut dyn Reopen,
+                    dot_ends_input: entry.dot_ends_input,
+                }
+            })
+            .collect();
+        let result = direct::deliver_domain_batch(
             direct,
-            &domain,
-            &envelope,
+            domain,
             &opts,
-            &mut message,
-            entry.dot_ends_input,
+            &mut jobs,
             &mut trace,
+            &mut |k, host, outcome| {
+                let (i, rcpts) = &members[k];
+                let entry = &mut entries[*i];
+                let logged = Attempt {
+                    to: rcpts,
+                    ..attempt(entry, domain)
+                };
+                log.job(&logged, &outcome, err);
+                tally[*i].take(spool, entry, host, rcpts, outcome, err);
+            },
         );
-        let logged = Attempt {
-            to: &rcpts,
-            ..attempt(&entry, &domain)
-        };
-        log.attempt(&logged, &result, err);
-        match result {
-            Ok(delivered) => {
-                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = delivered
-                    .report
+        if let Err(e) = result {
+            for (i, rcpts) in members {
+                let logged = Attempt {
+                    to: rcpts,
+                    ..attempt(&entries[*i], domain)
+                };
+                log.failure(&logged, &e, err);
+                tally[*i].failed(rcpts, &e);
+            }
+        }
+    }
+    for (entry, tally) in entries.into_iter().zip(tally) {
+        tally.settle(cli, spool, entry, err);
+    }
+}
+
+/// An entry (by index) and its recipients in one domain.
+type Member = (usize, Vec<String>);
+
+/// What became of one entry's recipients in a direct queue run, domain by domain.
+#[derive(Default)]
+struct Tally {
+    /// Recipients that wait for the next run, and why.
+    waiting: Vec<String>,
+    reasons: Vec<String>,
+    /// Refused for good: returned to the sender once every domain is done.
+    refused: Vec<(String, Vec<RcptFailure>)>,
+    failed: Vec<(Vec<String>, String)>,
+}
+
+impl Tally {
+    /// One domain's outcome. What was accepted is recorded in the spool at once, so a run
+    /// killed later does not send it again.
+    fn take(
+        &mut self,
+        spool: &Spool,
+        entry: &mut Entry,
+        host: &str,
+        rcpts: &[String],
+        outcome: JobOutcome,
+        err: &mut dyn Write,
+    ) {
+        match outcome {
+            JobOutcome::Delivered(report, _) => {
+                if let Err(e) = spool.record_delivered(entry, &report.accepted) {
+                    let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                }
+                let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
                     .rejected
                     .into_iter()
                     .partition(|f| f.reply.is_transient());
-                if !permanent.is_empty() {
-                    bounce_recipients(cli, spool, &entry, &delivered.host, &permanent, err);
-                }
                 for f in temporary {
-                    reasons.push(format!(
-                        "{}: RCPT TO:<{}>: {}",
-                        delivered.host, f.recipient, f.reply
-                    ));
-                    waiting.push(f.recipient);
+                    self.reasons
+                        .push(format!("{host}: RCPT TO:<{}>: {}", f.recipient, f.reply));
+                    self.waiting.push(f.recipient);
+                }
+                if !permanent.is_empty() {
+                    self.refused.push((host.to_string(), permanent));
                 }
             }
-            Err(e) if e.exit_status() == ExitStatus::TempFail => {
-                reasons.push(e.to_string());
-                waiting.extend(rcpts);
+            JobOutcome::Failed(error) if error.exit_status() == ExitStatus::TempFail => {
+                self.reasons.push(format!("{host}: {error}"));
+                self.waiting.extend(rcpts.iter().cloned());
             }
-            Err(e) => {
-                let mut failed = entry.clone();
-                failed.recipients = rcpts;
-                notify_sender(cli, spool, &failed, &e.to_string(), err);
+            JobOutcome::Failed(error) => {
+                self.failed
+                    .push((rcpts.to_vec(), format!("{host}: {error}")));
+            }
+            JobOutcome::NotAttempted(why) => {
+                self.reasons.push(why);
+                self.waiting.extend(rcpts.iter().cloned());
             }
         }
     }
-    if waiting.is_empty() {
-        if let Err(e) = spool.remove(&entry) {
+
+    /// The domain could not be delivered to at all.
+    fn failed(&mut self, rcpts: &[String], e: &Error) {
+        if e.exit_status() == ExitStatus::TempFail {
+            self.reasons.push(e.to_string());
+            self.waiting.extend(rcpts.iter().cloned());
+        } else {
+            self.failed.push((rcpts.to_vec(), e.to_string()));
+        }
+    }
+
+    /// Send the notices, then remove the entry or keep it for the recipients waiting.
+    fn settle(self, cli: &Cli, spool: &Spool, mut entry: Entry, err: &mut dyn Write) {
+        for (host, failures) in &self.refused {
+            bounce_recipients(cli, spool, &entry, host, failures, err);
+        }
+        for (rcpts, reason) in &self.failed {
+            let mut failed = entry.clone();
+            failed.recipients = rcpts.clone();
+            notify_sender(cli, spool, &failed, reason, err);
+        }
+        if entry.recipients.is_empty() {
+            // Every recipient accepted: record_delivered removed the entry.
+            return;
+        }
+        if self.waiting.is_empty() {
+            if let Err(e) = spool.remove(&entry) {
+                let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+            } else if cli.verbose > 0 {
+                let _ = writeln!(err, "smtpsend: {}: done", entry.id);
+            }
+            return;
+        }
+        let finished: Vec<String> = entry
+            .recipients
+            .iter()
+            .filter(|r| !self.waiting.contains(r))
+            .cloned()
+            .collect();
+        if !finished.is_empty()
+            && let Err(e) = spool.record_delivered(&mut entry, &finished)
+        {
             let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
-        } else if verbose {
-            let _ = writeln!(err, "smtpsend: {}: done", entry.id);
         }
-        return;
+        note_failure(spool, &mut entry, &self.reasons.join("; "), err);
     }
-    let finished: Vec<String> = entry
-        .recipients
-        .iter()
-        .filter(|r| !waiting.contains(r))
-        .cloned()
-        .collect();
-    if !finished.is_empty()
-        && let Err(e) = spool.record_delivered(&mut entry, &finished)
-    {
-        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
-    }
-    note_failure(spool, &mut entry, &reasons.join("; "), err);
 }
 
 /// What the log records of a queued message, whatever became of it.

@@ -321,11 +321,12 @@ impl Logger {
                 };
                 self.failure(a, &error, err);
             }
-            JobOutcome::NotAttempted => {
-                let error = Error::Network {
-                    host,
-                    detail: "connection lost before this message".into(),
-                };
+            JobOutcome::NotAttempted(why) => {
+                let detail = why
+                    .strip_prefix(&format!("{host}: "))
+                    .unwrap_or(why)
+                    .to_string();
+                let error = Error::Network { host, detail };
                 self.failure(a, &error, err);
             }
         }

@@ -733,3 +733,118 @@ fn tls_verify_domains_policy_applies_per_domain() {
     );
     assert_one_message(&t2, &["carol@two.test"], MESSAGE.as_bytes());
 }
+
+/// Queue `(recipients, text)` with `--queue` (nothing is dialled) into `queue`.
+fn queue_direct(dns: &DnsServer, port: u16, queue: &std::path::Path, messages: &[(&[&str], &str)]) {
+    for (rcpts, text) in messages {
+        let mut cmd = direct(dns, port, &["--queue", "--queue-dir"]);
+        cmd.arg(queue).args(*rcpts);
+        let out = run(cmd, *text);
+        assert_eq!(code(&out), 0, "queueing: {}", stderr(&out));
+    }
+}
+
+/// Queue run, direct route: every entry with recipients in a domain goes over one
+/// connection to that domain's exchanger, pipelined; an entry with recipients in two
+/// domains goes to each; nothing is left in the spool.
+#[test]
+fn queue_run_sends_each_domains_entries_over_one_connection() {
+    let dns = DnsServer::start(&[
+        ("one.test", Mx(10, "mx.one.test")),
+        ("mx.one.test", A(MX1)),
+        ("two.test", Mx(10, "mx.two.test")),
+        ("mx.two.test", A(MX2)),
+    ]);
+    let spool = tempfile::tempdir().expect("temp dir");
+    let queue = spool.path().join("queue");
+    let texts = [
+        "Subject: 0\n\nzero\n",
+        "Subject: 1\n\none\n",
+        "Subject: 2\n\ntwo\n",
+    ];
+    let (port, [one, two]) = servers([(MX1, exchanger()), (MX2, exchanger())]);
+    queue_direct(
+        &dns,
+        port,
+        &queue,
+        &[
+            (&["a@one.test"], texts[0]),
+            (&["b@one.test", "c@two.test"], texts[1]),
+            (&["d@two.test"], texts[2]),
+        ],
+    );
+    let mut cmd = direct(&dns, port, &["-q", "--queue-dir"]);
+    cmd.arg(&queue);
+    let out = run(cmd, "");
+    let (t1, t2) = (one.finish(), two.finish());
+    assert_status(&out, 0, &[&t1, &t2]);
+    for (t, want) in [
+        (&t1, [("a@one.test", texts[0]), ("b@one.test", texts[1])]),
+        (&t2, [("c@two.test", texts[1]), ("d@two.test", texts[2])]),
+    ] {
+        assert_eq!(t.connections.len(), 1, "one connection per domain");
+        let conn = t.only();
+        assert_eq!(conn.messages.len(), 2, "{:?}", conn.verbs());
+        for (m, (rcpt, text)) in conn.messages.iter().zip(want) {
+            assert!(m.accepted);
+            assert_eq!(m.rcpt_to, [rcpt]);
+            let content = String::from_utf8_lossy(&m.content);
+            let (subject, body) = text.split_once("\n\n").expect("a body");
+            assert!(content.starts_with(&format!("{subject}\r\n")), "{content}");
+            assert!(
+                content.ends_with(&format!("\r\n\r\n{}", body.replace('\n', "\r\n"))),
+                "{content}"
+            );
+        }
+        // The second transaction went behind the first: RSET opens it, in a flight that
+        // also carries the end of the first message.
+        assert_eq!(
+            conn.commands_for("RSET").len(),
+            1,
+            "{:?}",
+            conn.flight_shape()
+        );
+    }
+    let mut cmd = direct(&dns, port, &["-bp", "--queue-dir"]);
+    cmd.arg(&queue);
+    let listing = String::from_utf8_lossy(&run(cmd, "").stdout).into_owned();
+    assert!(listing.contains("Mail queue is empty"), "{listing}");
+}
+
+/// Queue run, direct route: an exchanger that greets with 421 passes the whole batch to the
+/// next one.
+#[test]
+fn queue_run_passes_the_batch_to_the_next_exchanger() {
+    let dns = DnsServer::start(&[
+        ("one.test", Mx(10, "mx1.one.test")),
+        ("one.test", Mx(20, "mx2.one.test")),
+        ("mx1.one.test", A(MX1)),
+        ("mx2.one.test", A(MX2)),
+    ]);
+    let spool = tempfile::tempdir().expect("temp dir");
+    let queue = spool.path().join("queue");
+    let busy = exchanger().banner("421 4.3.2 mx1.one.test busy, try again later");
+    let (port, [mx1, mx2]) = servers([(MX1, busy), (MX2, exchanger())]);
+    queue_direct(
+        &dns,
+        port,
+        &queue,
+        &[(&["a@one.test"], MESSAGE), (&["b@one.test"], MESSAGE)],
+    );
+    let mut cmd = direct(&dns, port, &["-q", "--queue-dir"]);
+    cmd.arg(&queue);
+    let out = run(cmd, "");
+    let (t1, t2) = (mx1.finish(), mx2.finish());
+    assert_status(&out, 0, &[&t1, &t2]);
+    assert_eq!(t1.connections.len(), 1);
+    assert!(t1.never_saw("MAIL"));
+    assert_eq!(t2.connections.len(), 1);
+    let rcpts: Vec<&str> = t2
+        .only()
+        .messages
+        .iter()
+        .filter(|m| m.accepted)
+        .map(|m| m.rcpt_to[0].as_str())
+        .collect();
+    assert_eq!(rcpts, ["a@one.test", "b@one.test"]);
+}
