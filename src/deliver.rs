@@ -219,7 +219,9 @@ pub fn deliver_batch(
         if in_flight.is_empty() {
             match jobs.next() {
                 Some((i, mut job)) => {
-                    read_ahead(&mut job);
+                    if conn.session.capabilities().chunking {
+                        read_ahead(&mut job);
+                    }
                     conn.session.start_transaction(job.envelope, job.info);
                     in_flight.push_back((i, Some(job.body)));
                 }
