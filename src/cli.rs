@@ -209,6 +209,7 @@ pub struct Cli {
     pub direct: bool,
 
     /// DNS server for MX lookups, IP[:PORT] (default: /etc/resolv.conf).
+    #[allow(rustdoc::broken_intra_doc_links)] // clap's help text, not a link
     #[arg(long, value_name = "IP[:PORT]", help_heading = "Direct delivery")]
     pub dns_server: Option<String>,
 
@@ -460,7 +461,7 @@ pub fn filter_unknown_flags(args: Vec<OsString>) -> (Vec<OsString>, Vec<String>)
 }
 
 impl Cli {
-    /// The mode, from argv[0] (`mailq`, `newaliases`) and the `-b`/`-q` flags.
+    /// The mode, from `argv[0]` (`mailq`, `newaliases`) and the `-b`/`-q` flags.
     pub fn mode(&self, argv0: &str) -> Result<Mode, String> {
         let name = std::path::Path::new(argv0)
             .file_name()

@@ -144,7 +144,7 @@ pub fn deliver(
 /// Deliver several messages over one connection (a queue run). With PIPELINING each
 /// transaction is written behind the one before without waiting for its outcome (small
 /// messages as `BDAT LAST` in the envelope's flight, the others with the next envelope
-/// behind the end of data), up to [`MAX_IN_FLIGHT`] at once.
+/// behind the end of data), up to 32 at once.
 ///
 /// An error is returned only when the connection could not be set up at all; afterwards
 /// each job's outcome goes to `outcome` (by index) as soon as the server gave it, so a

@@ -2,7 +2,7 @@
 //! relay over one connection, each transaction written behind the one before without
 //! waiting for its outcome ([`deliver::deliver_batch`]). What succeeds leaves the
 //! spool only after the server's 250 to the end of data; what fails for good, or has
-//! waited longer than [`queue::MAX_AGE`], is returned to its sender.
+//! waited longer than [`crate::queue::MAX_AGE`], is returned to its sender.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
