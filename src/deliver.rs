@@ -16,6 +16,9 @@ use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 /// Input is read in blocks of this size; output is written once this much is encoded.
 pub const BLOCK: usize = 64 * 1024;
 
+/// The most plaintext one TLS record carries (RFC 8446 §5.1).
+const TLS_RECORD: usize = 16 * 1024;
+
 /// The largest message sent as one `BDAT LAST` chunk pipelined with the envelope: small
 /// enough that sending it to a server that then refuses every recipient costs little.
 pub const CHUNK_MAX: usize = 64 * 1024;
@@ -522,15 +525,24 @@ fn send_body(
     let mut encoder = BodyEncoder::new(body.dot_ends_input);
     let mut progress = Progress::start(route.progress);
     let mut out = Vec::with_capacity(2 * BLOCK + 8);
-    let mut write = |out: &mut Vec<u8>| -> Result<(), Error> {
+    // Blocks leave in whole multiples of a TLS record's payload, the rest waiting for the
+    // next block: an encoded block is a little over 64 KiB, and cut as it comes every
+    // block would end in a small record, one more for the server to take apart (a server
+    // that reads record by record, like OpenSSL's, then reads a fifth more often).
+    let mut write = |out: &mut Vec<u8>, last: bool| -> Result<(), Error> {
         let deadline = cap(Instant::now() + block_timeout);
+        let whole = if last {
+            out.len()
+        } else {
+            out.len() - out.len() % TLS_RECORD
+        };
         stream
-            .write_all(out, deadline)
+            .write_all(&out[..whole], deadline)
             .map_err(|e| Error::Network {
                 host: host.to_string(),
                 detail: format!("sending the message: {}", describe_io(&e)),
             })?;
-        out.clear();
+        out.drain(..whole);
         Ok(())
     };
     for piece in body.head.chunks(BLOCK) {
@@ -539,7 +551,7 @@ fn send_body(
             return Err(nul_error());
         }
         if out.len() >= BLOCK {
-            write(&mut out)?;
+            write(&mut out, false)?;
         }
     }
     let mut inbuf = vec![0u8; BLOCK];
@@ -560,7 +572,7 @@ fn send_body(
             return Err(nul_error());
         }
         if out.len() >= BLOCK {
-            write(&mut out)?;
+            write(&mut out, false)?;
         }
     }
     encoder.finish(&mut out);
@@ -577,5 +589,5 @@ fn send_body(
         let n = quit.len();
         session.consume(n);
     }
-    write(&mut out)
+    write(&mut out, true)
 }
