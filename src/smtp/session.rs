@@ -1202,7 +1202,11 @@ impl Session {
                 self.send_rcpt_to(to.clone(), i);
             }
             match self.opts.chunk.take() {
-                Some(chunk) if self.caps.chunking => {
+                // Never behind an AUTH whose answer is not in: a server that refuses the
+                // credentials may still take mail for its own domains from anyone, and
+                // would deliver the message that the 535 says was not sent. DATA waits
+                // for its 354, by when the AUTH reply is known.
+                Some(chunk) if self.caps.chunking && !self.auth_pending() => {
                     let label = format!("BDAT {} LAST", chunk.len());
                     self.out.buf().extend_from_slice(label.as_bytes());
                     self.out.buf().extend_from_slice(b"\r\n");
@@ -1222,6 +1226,13 @@ impl Session {
                 _ => self.send(Command::Data, Awaiting::Data),
             }
         }
+    }
+
+    /// Whether an AUTH command's reply is still due (it was pipelined).
+    fn auth_pending(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|(a, _)| matches!(a, Awaiting::Auth { .. }))
     }
 
     fn send_rcpt(&mut self, i: usize) {

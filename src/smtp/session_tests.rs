@@ -1839,3 +1839,51 @@ fn nothing_is_staged_without_pipelining_or_while_a_354_is_due() {
             .is_err()
     );
 }
+
+/// A pipelined AUTH never has the message behind it, even where one BDAT chunk would save
+/// a round trip: a server that refuses the credentials may take mail for its own domains
+/// from anyone (an MX that is also a submission server), and would deliver what the 535
+/// reports as not sent. Found against Postfix with Dovecot SASL.
+#[test]
+fn pipelined_auth_never_carries_the_message() {
+    let body = b"Subject: x\r\n\r\nsecret text\r\n".to_vec();
+    let opts = || SessionOptions {
+        tls: TlsPolicy::Required,
+        credentials: creds(),
+        chunk: Some(body.clone()),
+        ..plain_opts()
+    };
+    let caps = &["PIPELINING", "CHUNKING", "STARTTLS", "AUTH PLAIN"];
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts()),
+        FakeServer::new(caps),
+        b"secret text\n",
+        BANNER,
+    );
+    assert!(done(&o).authenticated);
+    // AUTH + MAIL + RCPT + DATA, then the message: the same seven waits as without CHUNKING.
+    assert_eq!(o.waits, 7);
+    let auth_flight = o
+        .flights
+        .iter()
+        .find(|f| f.starts_with(b"AUTH "))
+        .expect("an AUTH flight");
+    assert!(
+        auth_flight.ends_with(b"DATA\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(auth_flight)
+    );
+
+    // Refused credentials on a server that would take the mail anyway: no message leaves.
+    let o = run(
+        Session::new(env(&["bob@example.net"]), opts()),
+        FakeServer::new(caps).on("AUTH", "535 5.7.8 authentication failed"),
+        b"secret text\n",
+        BANNER,
+    );
+    assert!(matches!(failed(&o), SessionError::AuthFailed { .. }));
+    assert!(
+        !o.flights.iter().any(|f| find(f, b"secret text").is_some()),
+        "the message was sent behind a refused AUTH"
+    );
+}
