@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::{
-    Postfix, RECIPIENT, SENDER, START_LIMIT, STOP_LIMIT, assert_exit, assert_message, files_under,
-    headers, postfix_or_skip, running_as_root, skip, stderr, stdout,
+    NO_CHUNKING, Postfix, RECIPIENT, SENDER, START_LIMIT, STOP_LIMIT, assert_exit, assert_message,
+    files_under, headers, postfix_or_skip, running_as_root, skip, stderr, stdout,
 };
 
 const DOVECOT: &str = "/usr/sbin/dovecot";
@@ -503,4 +503,54 @@ fn unauthenticated_client_is_refused_by_the_dovecot_instance() {
     assert_exit(&out, 69, postfix);
     postfix.wait_until_queue_empty();
     assert!(files_under(&postfix.dir.path().join("mail")).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// A refused AUTH PLAIN on a server that takes mail for its own domain from anyone.
+
+/// Restrictions of a server that is both MX and submission server on one port: its own
+/// domain (example.net) from anyone, other domains only after AUTH.
+const OPEN_TO_ITS_DOMAIN: &str =
+    "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n";
+
+/// AUTH PLAIN with its initial response is pipelined with MAIL, RCPT and what follows (RFC
+/// 4954 §4 allows it for a one-step mechanism). Postfix answers the wrong password with 535,
+/// then takes MAIL and RCPT as from any unauthenticated client, because bob@example.net is
+/// its own. Without CHUNKING the flight ends with DATA and the client hangs up at the 354:
+/// nothing is delivered, and the 535 is what it reports.
+#[test]
+fn refused_auth_plain_over_data_delivers_nothing_even_where_mail_is_open() {
+    let no_chunking = format!("{OPEN_TO_ITS_DOMAIN}{NO_CHUNKING}");
+    refused_auth_plain_delivers_nothing(&no_chunking);
+}
+
+/// The same with CHUNKING (Postfix's default): the flight carries `BDAT n LAST` with the
+/// whole message, so the server has it before the client has read the 535. Postfix delivers
+/// it, unauthenticated, and the client exits 77 for a message that was delivered; a caller
+/// that retries sends it twice.
+#[test]
+#[ignore = "bug: a refused AUTH PLAIN pipelined with BDAT LAST still delivers the message, \
+            and the client exits 77"]
+fn refused_auth_plain_over_bdat_delivers_nothing_even_where_mail_is_open() {
+    refused_auth_plain_delivers_nothing(OPEN_TO_ITS_DOMAIN);
+}
+
+fn refused_auth_plain_delivers_nothing(extra_main_cf: &str) {
+    let Some(submission) = submission_with_or_skip(PASSWORD, extra_main_cf) else {
+        return;
+    };
+    let postfix = &submission.postfix;
+    let out = submission.send(Some("plain"), WRONG_PASSWORD, &message("refused-plain"));
+    assert_exit(&out, 77, postfix);
+    let err = stderr(&out);
+    assert!(
+        err.contains("AUTH PLAIN <redacted>: 535 5.7.8 Error: authentication failed"),
+        "{err}"
+    );
+    postfix.wait_until_queue_empty();
+    assert!(
+        postfix.mailbox("bob").is_empty(),
+        "delivered without authentication, while the client exits 77\n{}",
+        postfix.logs()
+    );
 }
