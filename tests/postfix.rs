@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// SASL through this Postfix, checked by a private Dovecot auth service.
+#[path = "postfix/dovecot.rs"]
+mod dovecot;
+
 const POSTFIX: &str = "/usr/sbin/postfix";
 const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postfix/run-postfix.sh");
 const MAIN_CF: &str = include_str!("postfix/main.cf");
@@ -55,28 +59,32 @@ fn in_ci() -> bool {
 /// printed note where it cannot run (no Postfix, not root, or it would not start). With
 /// `CI=true` that is a failure instead.
 fn postfix_or_skip(extra_main_cf: &str) -> Option<Postfix> {
-    // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
     let started = if !Path::new(POSTFIX).exists() {
         Err(format!(
             "{POSTFIX} not found; .ci/install installs the postfix package"
         ))
-    } else if !root {
+    } else if !running_as_root() {
         Err("Postfix can only be started as root".to_owned())
     } else {
         Postfix::start(extra_main_cf)
     };
-    match started {
-        Ok(postfix) => Some(postfix),
-        Err(problem) => {
-            assert!(
-                !in_ci(),
-                "no private Postfix, and CI=true does not allow skipping: {problem}"
-            );
-            eprintln!("skipped: no private Postfix: {problem}");
-            None
-        }
-    }
+    started.map_or_else(|problem| skip("private Postfix", &problem), Some)
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `None` with a printed "skipped: no `what`: ..." where a server the test needs cannot run;
+/// with `CI=true` a failure instead.
+fn skip<T>(what: &str, problem: &str) -> Option<T> {
+    assert!(
+        !in_ci(),
+        "no {what}, and CI=true does not allow skipping: {problem}"
+    );
+    eprintln!("skipped: no {what}: {problem}");
+    None
 }
 
 // ---------------------------------------------------------------------------------------
@@ -91,6 +99,9 @@ struct Postfix {
     cert: PathBuf,
     /// SHA-256 of the certificate, in the colon form `--serverinfo` prints.
     fingerprint: String,
+    /// Logs of other servers the test started beside this one (a name and a file), shown
+    /// with Postfix's own in a failure message.
+    other_logs: Vec<(&'static str, PathBuf)>,
     dir: TempDir,
 }
 
@@ -133,6 +144,7 @@ impl Postfix {
             port,
             cert,
             fingerprint,
+            other_logs: Vec::new(),
             dir,
         };
         let (tx, rx) = mpsc::channel();
@@ -172,11 +184,16 @@ impl Postfix {
     /// The launcher's output and Postfix's log, for a failure message.
     fn logs(&self) -> String {
         let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!(
+        let mut text = format!(
             "--- run-postfix.sh ---\n{}--- maillog ---\n{}",
             read("launcher.log"),
             read("maillog")
-        )
+        );
+        for (name, file) in &self.other_logs {
+            let log = fs::read_to_string(file).unwrap_or_default();
+            text.push_str(&format!("--- {name} ---\n{log}"));
+        }
+        text
     }
 
     fn maillog(&self) -> String {
@@ -190,17 +207,37 @@ impl Postfix {
 
     /// smtpsend with this configuration file.
     fn smtpsend_with(&self, config_text: &str, args: &[&str], input: &[u8]) -> Output {
+        self.run_smtpsend(config_text, None, args, input)
+    }
+
+    /// smtpsend with this password in `$SMTPSEND_PASSWORD`.
+    fn smtpsend_with_password(&self, password: &str, args: &[&str], input: &[u8]) -> Output {
+        self.run_smtpsend("queue_on_tempfail = false\n", Some(password), args, input)
+    }
+
+    fn run_smtpsend(
+        &self,
+        config_text: &str,
+        password: Option<&str>,
+        args: &[&str],
+        input: &[u8],
+    ) -> Output {
         let home = tempfile::tempdir().expect("temp dir");
         let config = home.path().join("smtpsend.toml");
         fs::write(&config, config_text).expect("test config");
-        assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"))
+        let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        command
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--config")
             .arg(&config)
             .args(args)
             .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path())
-            .env_remove("SMTPSEND_PASSWORD")
+            .env("XDG_CONFIG_HOME", home.path());
+        match password {
+            Some(password) => command.env("SMTPSEND_PASSWORD", password),
+            None => command.env_remove("SMTPSEND_PASSWORD"),
+        };
+        command
             .timeout(CLIENT_LIMIT)
             .write_stdin(input.to_vec())
             .output()
