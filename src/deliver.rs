@@ -113,7 +113,7 @@ pub struct Job<'a> {
 }
 
 /// What happened to one job of a batch.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum JobOutcome {
     /// Accepted for `report.accepted`; `report.rejected` were refused. With the TLS version
     /// and cipher when TLS was used.
@@ -176,8 +176,9 @@ pub fn deliver_batch(
     // The jobs whose transactions are written, oldest (the current one) first.
     let mut in_flight: VecDeque<(usize, Option<Body<'_>>)> = VecDeque::new();
     in_flight.push_back((first_index, Some(first.body)));
-    // Why the jobs left without an outcome have none, once the connection is gone.
-    let mut lost = String::new();
+    // What the jobs left without an outcome get, once the connection is gone.
+    let mut leftover = JobOutcome::NotAttempted(String::new());
+    let mut reported = false;
     while let Some((index, body)) = in_flight.front_mut() {
         let index = *index;
         let body = body.take();
@@ -201,20 +202,39 @@ pub fn deliver_batch(
         let event = conn.run_transaction(body, trace, &mut stage);
         in_flight.pop_front();
         match event {
-            Ok(Event::Done(report)) => outcome(
-                index,
-                JobOutcome::Delivered(report, conn.stream.tls_description()),
-            ),
-            Ok(Event::TransactionFailed(error)) => outcome(index, JobOutcome::Failed(error)),
+            Ok(Event::Done(report)) => {
+                reported = true;
+                let tls = conn.stream.tls_description();
+                outcome(index, JobOutcome::Delivered(report, tls));
+            }
+            Ok(Event::TransactionFailed(error)) => {
+                reported = true;
+                outcome(index, JobOutcome::Failed(error));
+            }
+            // Before any message's turn, a failure is the session's: refused credentials
+            // leave every message waiting for new ones; anything else (a 554 greeting
+            // included) defers them all, as Postfix's smtp_skip_5xx_greeting does. It is
+            // never one message's permanent failure, returned to its sender.
+            Ok(Event::Failed(error)) if !reported && error.is_auth() => {
+                leftover = JobOutcome::Failed(error.clone());
+                outcome(index, JobOutcome::Failed(error));
+                break;
+            }
+            Ok(Event::Failed(error)) if !reported && !conn.session.mail_sent() => {
+                leftover = JobOutcome::NotAttempted(format!("{}: {error}", route.host));
+                outcome(index, leftover.clone());
+                break;
+            }
             Ok(Event::Failed(error)) => {
-                lost = format!("{}: the session ended: {error}", route.host);
+                let why = format!("{}: the session ended: {error}", route.host);
+                leftover = JobOutcome::NotAttempted(why);
                 outcome(index, JobOutcome::Failed(error));
                 break;
             }
             // The connection broke mid-transaction: this job and the rest wait.
             Err(e) => {
-                lost = e.to_string();
-                outcome(index, JobOutcome::NotAttempted(lost.clone()));
+                leftover = JobOutcome::NotAttempted(e.to_string());
+                outcome(index, leftover.clone());
                 break;
             }
             Ok(other) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
@@ -237,10 +257,10 @@ pub fn deliver_batch(
         }
     }
     for (i, _) in in_flight {
-        outcome(i, JobOutcome::NotAttempted(lost.clone()));
+        outcome(i, leftover.clone());
     }
     for (i, _) in jobs {
-        outcome(i, JobOutcome::NotAttempted(lost.clone()));
+        outcome(i, leftover.clone());
     }
     conn.close();
     Ok(())

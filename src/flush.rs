@@ -289,12 +289,7 @@ fn record_outcome(
                     failures,
                     remove: true,
                 }),
-                (
-                    SessionError::AuthFailed { .. }
-                    | SessionError::AuthUnavailable(_)
-                    | SessionError::Sasl { .. },
-                    _,
-                ) => {
+                (error, _) if error.is_auth() => {
                     entry.waiting_for_auth = true;
                     note_failure(spool, &mut entry, &reason, err);
                     None

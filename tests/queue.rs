@@ -763,3 +763,77 @@ fn pipelined_flush_keeps_each_failure_with_its_own_entry() {
         left.last_error
     );
 }
+
+/// A server that refuses the session itself (554 at the greeting) says nothing about any
+/// message: a queue run defers every entry and returns none to its sender, as Postfix's
+/// smtp_skip_5xx_greeting does. (It used to return the first entry of each run.)
+#[test]
+fn a_554_greeting_defers_every_entry_and_returns_none() {
+    let q = Queue::new();
+    let down = dead_port();
+    for n in 0..3 {
+        let out = q.send(down.port(), &[RECIPIENT], message(n));
+        assert_status(&out, 0);
+    }
+    // Room for a notice's connection too, which must not come.
+    let server = TestServer::builder()
+        .banner("554 5.3.2 no service for you")
+        .connections(2)
+        .start();
+    let out = q.flush(server.port(), false);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert_eq!(t.connections.len(), 1, "a notice was sent");
+    assert!(t.never_saw("MAIL"));
+    let entries = q.entries();
+    assert_eq!(entries.len(), 3, "every entry stays");
+    for e in &entries {
+        assert_eq!(e.attempts, 1, "{:?}", e.table);
+        assert!(
+            e.last_error
+                .as_deref()
+                .is_some_and(|r| r.contains("554 5.3.2 no service for you")),
+            "{:?}",
+            e.last_error
+        );
+    }
+}
+
+/// Refused credentials in a queue run are every entry's wait, not the first one's: all are
+/// kept and marked as waiting for credentials in the listing.
+#[test]
+fn refused_credentials_leave_every_entry_waiting_for_them() {
+    let q = Queue::new();
+    let down = dead_port();
+    for n in 0..2 {
+        let out = q.send(down.port(), &[RECIPIENT], message(n));
+        assert_status(&out, 0);
+    }
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "8BITMIME", "AUTH PLAIN"])
+        .credentials("alice", "right")
+        .connections(2)
+        .start();
+    let mut cmd = q.cmd(server.port());
+    cmd.args([
+        "-q",
+        "--user",
+        "alice",
+        "--auth",
+        "plain",
+        "--insecure-auth",
+    ])
+    .env("SMTPSEND_PASSWORD", "wrong");
+    let out = run(cmd, Vec::new());
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert_eq!(t.connections.len(), 1, "a notice was sent");
+    let entries = q.entries();
+    assert_eq!(entries.len(), 2);
+    let listing = q.listing();
+    assert_eq!(
+        listing.matches("waiting for credentials").count(),
+        2,
+        "{listing}"
+    );
+}

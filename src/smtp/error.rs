@@ -68,6 +68,17 @@ fn describe_rcpt_failures(failures: &[RcptFailure]) -> String {
 }
 
 impl SessionError {
+    /// Whether this is about the credentials (refused, unusable, or no way to send them):
+    /// every message of the session is waiting for them, none is at fault.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            SessionError::AuthFailed { .. }
+                | SessionError::AuthUnavailable(_)
+                | SessionError::Sasl { .. }
+        )
+    }
+
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             SessionError::Refused { reply, at_rcpt, .. } => {

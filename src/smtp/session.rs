@@ -312,6 +312,8 @@ pub struct Session {
     needs_rset: bool,
     /// QUIT has been queued.
     quit_queued: bool,
+    /// A MAIL command has been written: a failure from then on may concern a message.
+    mail_sent: bool,
     /// Transactions written behind the current one whose replies are still due, oldest
     /// first ([`Session::stage_transaction`]).
     staged: VecDeque<Staged>,
@@ -349,6 +351,7 @@ impl Session {
             doomed: None,
             needs_rset: false,
             quit_queued: false,
+            mail_sent: false,
             staged: VecDeque::new(),
         };
         session
@@ -1188,8 +1191,15 @@ impl Session {
         Ok(params)
     }
 
+    /// Whether a transaction was ever begun: a failure before it (greeting, EHLO, STARTTLS,
+    /// AUTH) is the session's, not any message's.
+    pub fn mail_sent(&self) -> bool {
+        self.mail_sent
+    }
+
     /// MAIL, and when pipelining every RCPT and then `BDAT … LAST` with the message or DATA.
     fn send_envelope(&mut self, envelope: &Envelope, params: Vec<String>) {
+        self.mail_sent = true;
         self.send(
             Command::Mail {
                 from: envelope.from.clone(),
