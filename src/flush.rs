@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::cli::Cli;
@@ -18,7 +19,7 @@ use crate::identity;
 use crate::log::{Attempt, Logger};
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Envelope, MessageInfo, RcptFailure, SessionError, SessionOptions, TraceLine};
-use crate::submit::{self, Relay, Remote};
+use crate::submit::{self, At, Relay, Remote};
 
 /// How many entries go over one connection before it is closed and another opened.
 const BATCH: usize = 100;
@@ -105,7 +106,9 @@ fn flush_group(
     let log = Logger::from_cli(cli, acct);
     let relay: Relay = match submit::remote_settings(cli, acct) {
         Ok(Remote::Relay(r)) => *r,
-        Ok(Remote::Direct(direct)) => return flush_direct(cli, &direct, spool, entries, &log, err),
+        Ok(Remote::Direct(direct)) => {
+            return flush_direct(cli, acct, &direct, spool, entries, &log, err);
+        }
         Err(e) => return record_all(spool, entries, &e.to_string(), err),
     };
     // Open every data file first: an entry whose file is damaged is reported and skipped.
@@ -314,6 +317,7 @@ fn record_outcome(
 /// are done; the others wait for the next run.
 fn flush_direct(
     cli: &Cli,
+    acct: Option<&Account>,
     direct: &Direct,
     spool: &Spool,
     entries: Vec<Entry>,
@@ -321,11 +325,6 @@ fn flush_direct(
     err: &mut dyn Write,
 ) {
     let verbose = cli.verbose > 0;
-    let mut trace = |line: &TraceLine| {
-        if verbose {
-            let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
-        }
-    };
     let mut ready: Vec<(Entry, std::fs::File)> = Vec::new();
     for entry in entries {
         match spool.open_data(&entry) {
@@ -335,8 +334,8 @@ fn flush_direct(
             }
         }
     }
-    let (mut entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
-    // Each domain with the entries (by index, ascending) that have recipients there.
+    let (entries, files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
+    // Each domain with the entries (by index) that have recipients there.
     let mut domains: Vec<(String, Vec<Member>)> = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         for (domain, rcpts) in direct::by_domain(&entry.recipients) {
@@ -346,42 +345,68 @@ fn flush_direct(
             }
         }
     }
-    let mut tally: Vec<Tally> = entries.iter().map(|_| Tally::default()).collect();
+    let tally: Vec<Tally> = entries.iter().map(|_| Tally::default()).collect();
+    // Domains go at once on the pool's threads; an entry's record is written under the
+    // lock as each outcome comes.
+    let shared = Mutex::new((entries, tally));
     let opts = SessionOptions {
         ehlo_name: cli.ehlo.clone().unwrap_or_else(identity::mail_name),
         pipelining: !cli.no_pipelining,
         trace: verbose,
         ..SessionOptions::default()
     };
-    for (domain, members) in &domains {
-        let mut mine = members.iter().map(|(i, _)| *i).peekable();
-        let mut data: Vec<DataFile<'_>> = Vec::new();
-        for (i, file) in files.iter_mut().enumerate() {
-            if mine.next_if_eq(&i).is_some() {
-                data.push(DataFile { file });
+    let lock = || {
+        shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    let outputs = crate::pool::run(&domains, submit::parallel(cli, acct), &|(
+        domain,
+        members,
+    ): &(
+        String,
+        Vec<Member>,
+    ),
+                                                                            out: &mut Vec<
+        u8,
+    >| {
+        let mut trace = |line: &TraceLine| {
+            if verbose {
+                let _ = writeln!(out, "{}", crate::terminal::trace_line(line));
             }
-        }
-        let mut jobs: Vec<direct::DomainJob<'_>> = members
+        };
+        let mut readers: Vec<At<'_>> = members
             .iter()
-            .zip(data.iter_mut())
-            .map(|((i, rcpts), message)| {
-                let entry = &entries[*i];
-                direct::DomainJob {
-                    envelope: Envelope {
-                        from: entry.from.clone(),
-                        recipients: rcpts.clone(),
-                    },
-                    info: MessageInfo {
-                        size: Some(entry.size),
-                        eight_bit: entry.eight_bit,
-                        chunk: None,
-                        dsn: entry.dsn(),
-                    },
-                    message: message as &mut dyn Reopen,
-                    dot_ends_input: entry.dot_ends_input,
-                }
+            .map(|(i, _)| At {
+                file: &files[*i],
+                pos: 0,
             })
             .collect();
+        let mut jobs: Vec<direct::DomainJob<'_>> = {
+            let (entries, _) = &*lock();
+            members
+                .iter()
+                .zip(readers.iter_mut())
+                .map(|((i, rcpts), message)| {
+                    let entry = &entries[*i];
+                    direct::DomainJob {
+                        envelope: Envelope {
+                            from: entry.from.clone(),
+                            recipients: rcpts.clone(),
+                        },
+                        info: MessageInfo {
+                            size: Some(entry.size),
+                            eight_bit: entry.eight_bit,
+                            chunk: None,
+                            dsn: entry.dsn(),
+                        },
+                        message: message as &mut dyn Reopen,
+                        dot_ends_input: entry.dot_ends_input,
+                    }
+                })
+                .collect()
+        };
+        let mut notes = Vec::new();
         let result = direct::deliver_domain_batch(
             direct,
             domain,
@@ -390,26 +415,35 @@ fn flush_direct(
             &mut trace,
             &mut |k, host, outcome| {
                 let (i, rcpts) = &members[k];
+                let (entries, tally) = &mut *lock();
                 let entry = &mut entries[*i];
                 let logged = Attempt {
                     to: rcpts,
                     ..attempt(entry, domain)
                 };
-                log.job(&logged, &outcome, err);
-                tally[*i].take(spool, entry, host, rcpts, outcome, err);
+                log.job(&logged, &outcome, &mut notes);
+                tally[*i].take(spool, entry, host, rcpts, outcome, &mut notes);
             },
         );
+        out.extend_from_slice(&notes);
         if let Err(e) = result {
+            let (entries, tally) = &mut *lock();
             for (i, rcpts) in members {
                 let logged = Attempt {
                     to: rcpts,
                     ..attempt(&entries[*i], domain)
                 };
-                log.failure(&logged, &e, err);
+                log.failure(&logged, &e, out);
                 tally[*i].failed(rcpts, &e);
             }
         }
+    });
+    for (out, ()) in outputs {
+        let _ = err.write_all(&out);
     }
+    let (entries, tally) = shared
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for (entry, tally) in entries.into_iter().zip(tally) {
         tally.settle(cli, spool, entry, err);
     }
@@ -529,21 +563,6 @@ fn attempt<'a>(entry: &'a Entry, host: &'a str) -> Attempt<'a> {
         to: &entry.recipients,
         host,
         size: Some(entry.size),
-    }
-}
-
-/// A spool data file as a message that can be read again from its start.
-struct DataFile<'a> {
-    file: &'a mut std::fs::File,
-}
-
-impl Reopen for DataFile<'_> {
-    fn reopen(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error> {
-        use std::io::Seek;
-        self.file
-            .seek(std::io::SeekFrom::Start(0))
-            .map_err(|e| Error::Io(format!("rewinding a queued message: {e}")))?;
-        Ok((Vec::new(), &mut *self.file))
     }
 }
 

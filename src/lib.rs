@@ -19,6 +19,7 @@ pub mod local;
 pub mod log;
 pub mod message;
 pub mod oauth;
+pub mod pool;
 pub mod queue;
 pub mod recipients;
 pub mod resolve;

@@ -746,7 +746,9 @@ fn queue_direct(dns: &DnsServer, port: u16, queue: &std::path::Path, messages: &
 
 /// Queue run, direct route: every entry with recipients in a domain goes over one
 /// connection to that domain's exchanger, pipelined; an entry with recipients in two
-/// domains goes to each; nothing is left in the spool.
+/// domains goes to each; nothing is left in the spool. The domains go at once on the pool
+/// (their connections overlap, each greeting held back a little), or one after the other
+/// with `--parallel 1`.
 #[test]
 fn queue_run_sends_each_domains_entries_over_one_connection() {
     let dns = DnsServer::start(&[
@@ -755,60 +757,71 @@ fn queue_run_sends_each_domains_entries_over_one_connection() {
         ("two.test", Mx(10, "mx.two.test")),
         ("mx.two.test", A(MX2)),
     ]);
-    let spool = tempfile::tempdir().expect("temp dir");
-    let queue = spool.path().join("queue");
     let texts = [
         "Subject: 0\n\nzero\n",
         "Subject: 1\n\none\n",
         "Subject: 2\n\ntwo\n",
     ];
-    let (port, [one, two]) = servers([(MX1, exchanger()), (MX2, exchanger())]);
-    queue_direct(
-        &dns,
-        port,
-        &queue,
-        &[
-            (&["a@one.test"], texts[0]),
-            (&["b@one.test", "c@two.test"], texts[1]),
-            (&["d@two.test"], texts[2]),
-        ],
-    );
-    let mut cmd = direct(&dns, port, &["-q", "--queue-dir"]);
-    cmd.arg(&queue);
-    let out = run(cmd, "");
-    let (t1, t2) = (one.finish(), two.finish());
-    assert_status(&out, 0, &[&t1, &t2]);
-    for (t, want) in [
-        (&t1, [("a@one.test", texts[0]), ("b@one.test", texts[1])]),
-        (&t2, [("c@two.test", texts[1]), ("d@two.test", texts[2])]),
-    ] {
-        assert_eq!(t.connections.len(), 1, "one connection per domain");
-        let conn = t.only();
-        assert_eq!(conn.messages.len(), 2, "{:?}", conn.verbs());
-        for (m, (rcpt, text)) in conn.messages.iter().zip(want) {
-            assert!(m.accepted);
-            assert_eq!(m.rcpt_to, [rcpt]);
-            let content = String::from_utf8_lossy(&m.content);
-            let (subject, body) = text.split_once("\n\n").expect("a body");
-            assert!(content.starts_with(&format!("{subject}\r\n")), "{content}");
-            assert!(
-                content.ends_with(&format!("\r\n\r\n{}", body.replace('\n', "\r\n"))),
-                "{content}"
+    for mode in MODES {
+        let spool = tempfile::tempdir().expect("temp dir");
+        let queue = spool.path().join("queue");
+        let slow = || exchanger().rule(Rule::banner().stall(Duration::from_millis(300)));
+        let (port, [one, two]) = servers([(MX1, slow()), (MX2, slow())]);
+        queue_direct(
+            &dns,
+            port,
+            &queue,
+            &[
+                (&["a@one.test"], texts[0]),
+                (&["b@one.test", "c@two.test"], texts[1]),
+                (&["d@two.test"], texts[2]),
+            ],
+        );
+        let mut cmd = direct(&dns, port, &["-q", "--queue-dir"]);
+        cmd.arg(&queue).args(mode);
+        let out = run(cmd, "");
+        let (t1, t2) = (one.finish(), two.finish());
+        assert_status(&out, 0, &[&t1, &t2]);
+        for (t, want) in [
+            (&t1, [("a@one.test", texts[0]), ("b@one.test", texts[1])]),
+            (&t2, [("c@two.test", texts[1]), ("d@two.test", texts[2])]),
+        ] {
+            assert_eq!(
+                t.connections.len(),
+                1,
+                "{mode:?}: one connection per domain"
+            );
+            let conn = t.only();
+            assert_eq!(conn.messages.len(), 2, "{mode:?}: {:?}", conn.verbs());
+            for (m, (rcpt, text)) in conn.messages.iter().zip(want) {
+                assert!(m.accepted);
+                assert_eq!(m.rcpt_to, [rcpt]);
+                let content = String::from_utf8_lossy(&m.content);
+                let (subject, body) = text.split_once("\n\n").expect("a body");
+                assert!(content.starts_with(&format!("{subject}\r\n")), "{content}");
+                let end = format!("\r\n\r\n{}", body.replace('\n', "\r\n"));
+                assert!(content.ends_with(&end), "{content}");
+            }
+            // The second transaction went behind the first: RSET opens it, in a flight that
+            // also carries the end of the first message.
+            assert_eq!(
+                conn.commands_for("RSET").len(),
+                1,
+                "{:?}",
+                conn.flight_shape()
             );
         }
-        // The second transaction went behind the first: RSET opens it, in a flight that
-        // also carries the end of the first message.
+        let at_once = t1.only().overlaps(t2.only());
         assert_eq!(
-            conn.commands_for("RSET").len(),
-            1,
-            "{:?}",
-            conn.flight_shape()
+            at_once,
+            mode.is_empty(),
+            "{mode:?}: domains at once: {at_once}"
         );
+        let mut cmd = direct(&dns, port, &["-bp", "--queue-dir"]);
+        cmd.arg(&queue);
+        let listing = String::from_utf8_lossy(&run(cmd, "").stdout).into_owned();
+        assert!(listing.contains("Mail queue is empty"), "{listing}");
     }
-    let mut cmd = direct(&dns, port, &["-bp", "--queue-dir"]);
-    cmd.arg(&queue);
-    let listing = String::from_utf8_lossy(&run(cmd, "").stdout).into_owned();
-    assert!(listing.contains("Mail queue is empty"), "{listing}");
 }
 
 /// Queue run, direct route: an exchanger that greets with 421 passes the whole batch to the

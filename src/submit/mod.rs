@@ -31,8 +31,8 @@ mod spooling;
 
 use settings::*;
 pub(crate) use settings::{Relay, Remote, load_account, relay_settings, remote_settings};
-pub(crate) use source::private_temp_file;
 use source::*;
+pub(crate) use source::{At, private_temp_file};
 pub use spooling::open_spool;
 use spooling::*;
 
@@ -336,20 +336,17 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
                 failures.push(e);
             }
         } else {
-            let parallel = cli
-                .parallel
-                .or(acct.and_then(|a| a.parallel))
-                .unwrap_or(DEFAULT_PARALLEL)
-                .max(1);
+            let parallel = parallel(cli, acct);
             match &source {
                 // Domains are independent: a small pool delivers them at once, each
                 // reading the shared copy at its own offset.
                 Source::Copy(file) if groups.len() > 1 && parallel > 1 => {
-                    let results = deliver_in_parallel(
+                    let results = crate::pool::run(
                         &groups,
                         parallel,
-                        &|rcpts: Vec<String>, out: &mut Vec<u8>| {
+                        &|rcpts: &Vec<String>, out: &mut Vec<u8>| {
                             let mut own = Source::At(At { file, pos: 0 });
+                            let rcpts = rcpts.clone();
                             deliver_group(cli, acct, route, &from, rcpts, &mut own, queueing, out)
                         },
                     );
@@ -414,6 +411,14 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
 /// Domains delivered at once on the direct route (the `parallel` setting).
 pub const DEFAULT_PARALLEL: usize = 4;
 
+/// `--parallel`, else the account's `parallel`, else [`DEFAULT_PARALLEL`].
+pub(crate) fn parallel(cli: &Cli, acct: Option<&Account>) -> usize {
+    cli.parallel
+        .or(acct.and_then(|a| a.parallel))
+        .unwrap_or(DEFAULT_PARALLEL)
+        .max(1)
+}
+
 /// One transaction (a relay's, or one domain's), queueing on a temporary failure when
 /// `queueing`.
 #[allow(clippy::too_many_arguments)]
@@ -435,48 +440,6 @@ fn deliver_group(
             .and_then(|(head, rest)| send_remote(cli, acct, route, from, rcpts, head, rest, err))
             .and_then(report)
     }
-}
-
-/// Delivers one group, writing what is for stderr into the buffer.
-type GroupJob<'a> = dyn Fn(Vec<String>, &mut Vec<u8>) -> Result<(), Error> + Sync + 'a;
-
-/// A group's index, its stderr output and its outcome.
-type Finished = (usize, Vec<u8>, Result<(), Error>);
-
-/// Run `job` for every group on at most `parallel` threads; results (each with what the
-/// job wrote for stderr) come back in the groups' order.
-fn deliver_in_parallel(
-    groups: &[Vec<String>],
-    parallel: usize,
-    job: &GroupJob<'_>,
-) -> Vec<(Vec<u8>, Result<(), Error>)> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.min(groups.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(group) = groups.get(i) else {
-                        break;
-                    };
-                    let mut out = Vec::new();
-                    let result = job(group.clone(), &mut out);
-                    results
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push((i, out, result));
-                }
-            });
-        }
-    });
-    let mut results = results
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    results.sort_by_key(|(i, _, _)| *i);
-    results.into_iter().map(|(_, out, r)| (out, r)).collect()
 }
 
 fn add_targets(list: &mut Vec<Target>, new: Vec<Target>) {

@@ -4,9 +4,17 @@
 use super::*;
 
 /// A reader of a shared file at its own offset (pread), so threads need not share one.
-pub(super) struct At<'a> {
-    pub(super) file: &'a std::fs::File,
-    pub(super) pos: u64,
+pub(crate) struct At<'a> {
+    pub(crate) file: &'a std::fs::File,
+    pub(crate) pos: u64,
+}
+
+/// Read again from the start of the file (a queued message's data file).
+impl Reopen for At<'_> {
+    fn reopen(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error> {
+        self.pos = 0;
+        Ok((Vec::new(), self))
+    }
 }
 
 impl Read for At<'_> {

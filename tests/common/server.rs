@@ -597,9 +597,20 @@ pub struct Connection {
     /// index on were written after the client could have read the 421.
     pub flights_before_421: Option<usize>,
     pub end: End,
+    /// When the connection was accepted and when it ended: to tell whether two
+    /// connections (to two servers) were open at the same time.
+    pub open: Option<(Instant, Instant)>,
 }
 
 impl Connection {
+    /// Whether this connection and `other` were open at the same time.
+    pub fn overlaps(&self, other: &Connection) -> bool {
+        match (self.open, other.open) {
+            (Some((a0, a1)), Some((b0, b1))) => a0 < b1 && b0 < a1,
+            _ => false,
+        }
+    }
+
     /// The verbs in the order received.
     pub fn verbs(&self) -> Vec<&str> {
         self.commands.iter().map(|c| c.verb.as_str()).collect()
@@ -802,6 +813,7 @@ impl<'a> Session<'a> {
     }
 
     fn run(&mut self) {
+        let accepted = Instant::now();
         let end = match self.converse() {
             Ok(()) => End::ServerClosed,
             Err(Stop::Ended(end)) => end,
@@ -811,6 +823,7 @@ impl<'a> Session<'a> {
         }
         self.stream = Stream::Closed;
         self.rec.end = end;
+        self.rec.open = Some((accepted, Instant::now()));
     }
 
     fn tls(&self) -> bool {
