@@ -213,7 +213,8 @@ pub struct Cli {
     #[arg(long, value_name = "IP[:PORT]", help_heading = "Direct delivery")]
     pub dns_server: Option<String>,
 
-    /// Domains delivered at once on the direct route (default 4).
+    /// Threads delivering domains at once on the direct route, each driving up to 4
+    /// connections; 1 delivers one domain after another (default 4).
     #[arg(long, value_name = "N", help_heading = "Direct delivery")]
     pub parallel: Option<usize>,
 

@@ -1,18 +1,27 @@
-//! A small bounded pool of threads for independent deliveries (one per recipient domain):
-//! at most `parallel` run at once; what each writes for stderr is kept apart and handed
-//! back in the items' order, so the report reads as if they had run one after another.
+//! A small bounded pool of threads for independent deliveries (one per recipient domain).
+//! Each thread drives up to [`AT_ONCE`] deliveries at a time, going on with another while
+//! one waits for its server ([`crate::transport::fiber`]): a delivery is mostly waiting, so
+//! four threads keep sixteen connections busy. What each delivery writes for stderr is kept
+//! apart and handed back in the items' order, so the report reads as if they had run one
+//! after another.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Run `job` for every item on at most `parallel` threads (none when one would do).
-/// Returns each item's stderr output and result, in the items' order.
+use crate::transport::fiber;
+
+/// Deliveries one thread drives at a time.
+pub const AT_ONCE: usize = 4;
+
+/// Run `job` for every item on at most `threads` threads, each driving up to [`AT_ONCE`]
+/// items at a time; with one thread, one item after the other (`--parallel 1`). Returns
+/// each item's stderr output and result, in the items' order.
 pub fn run<T: Sync, R: Send>(
     items: &[T],
-    parallel: usize,
+    threads: usize,
     job: &(dyn Fn(&T, &mut Vec<u8>) -> R + Sync),
 ) -> Vec<(Vec<u8>, R)> {
-    if parallel <= 1 || items.len() <= 1 {
+    if threads <= 1 {
         return items
             .iter()
             .map(|item| {
@@ -24,24 +33,34 @@ pub fn run<T: Sync, R: Send>(
     }
     let next = AtomicUsize::new(0);
     let finished: Mutex<Vec<(usize, Vec<u8>, R)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..parallel.min(items.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else {
-                        break;
-                    };
-                    let mut out = Vec::new();
-                    let result = job(item, &mut out);
-                    finished
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push((i, out, result));
-                }
-            });
-        }
-    });
+    let with_output = |item: &T| {
+        let mut out = Vec::new();
+        let result = job(item, &mut out);
+        (out, result)
+    };
+    let worker = || {
+        let mut take = || {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            items.get(i).map(|item| (i, item))
+        };
+        let mut done = |i: usize, (out, result): (Vec<u8>, R)| {
+            finished
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((i, out, result));
+        };
+        fiber::run(&mut take, AT_ONCE, &with_output, &mut done);
+    };
+    let threads = threads.min(items.len().div_ceil(AT_ONCE));
+    if threads <= 1 {
+        worker();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(worker);
+            }
+        });
+    }
     let mut finished = finished
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -73,7 +92,7 @@ mod tests {
     }
 
     #[test]
-    fn never_more_than_parallel_at_once() {
+    fn jobs_that_never_wait_use_no_more_threads_than_asked() {
         let running = AtomicUsize::new(0);
         let most = AtomicUsize::new(0);
         let items: Vec<u32> = (0..16).collect();

@@ -861,3 +861,45 @@ fn queue_run_passes_the_batch_to_the_next_exchanger() {
         .collect();
     assert_eq!(rcpts, ["a@one.test", "b@one.test"]);
 }
+
+/// Issue 8: six domains on the default pool of four threads are all delivered at once, each
+/// thread driving several connections while they wait for their servers (each greeting is
+/// held back so the waits are long enough to see). Every pair of connections overlaps.
+#[test]
+fn six_domains_are_open_at_once_on_the_default_pool() {
+    let addrs = [
+        "127.0.0.11",
+        "127.0.0.12",
+        "127.0.0.13",
+        "127.0.0.14",
+        "127.0.0.15",
+        "127.0.0.16",
+    ];
+    let domains: Vec<String> = (0..addrs.len()).map(|i| format!("d{i}.test")).collect();
+    let exchangers: Vec<String> = domains.iter().map(|d| format!("mx.{d}")).collect();
+    let mut zone = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        zone.push((domains[i].as_str(), Mx(10, exchangers[i].as_str())));
+        zone.push((exchangers[i].as_str(), A(addr)));
+    }
+    let dns = DnsServer::start(&zone);
+    let slow = || exchanger().rule(Rule::banner().stall(Duration::from_millis(300)));
+    let (port, servers) = servers(addrs.map(|a| (a, slow())));
+    let rcpts: Vec<String> = domains.iter().map(|d| format!("rcpt@{d}")).collect();
+    let args: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let out = run(direct(&dns, port, &args), MESSAGE);
+    let transcripts: Vec<Transcript> = servers.into_iter().map(TestServer::finish).collect();
+    let refs: Vec<&Transcript> = transcripts.iter().collect();
+    assert_status(&out, 0, &refs);
+    for (t, rcpt) in transcripts.iter().zip(&rcpts) {
+        assert_one_message(t, &[rcpt.as_str()], MESSAGE.as_bytes());
+    }
+    for (i, a) in transcripts.iter().enumerate() {
+        for b in &transcripts[i + 1..] {
+            assert!(
+                a.only().overlaps(b.only()),
+                "two of the six domains were not delivered at the same time"
+            );
+        }
+    }
+}

@@ -75,7 +75,8 @@ pub struct Account {
     pub add_missing_headers: bool,
     /// The DNS server for MX lookups in direct delivery, `IP[:PORT]`.
     pub dns_server: Option<String>,
-    /// Domains delivered at once on the direct route.
+    /// Threads delivering domains at once on the direct route (each driving up to 4
+    /// connections; 1: one domain after another).
     pub parallel: Option<usize>,
     /// A deadline in seconds for a whole SMTP session.
     pub deadline: Option<u64>,

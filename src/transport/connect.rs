@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
@@ -30,7 +30,7 @@ pub fn connect_addrs(
 ) -> Result<(TcpStream, SocketAddr), Error> {
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+        match connect_one(addr, timeout) {
             Ok(s) => return Ok((s, *addr)),
             Err(e) => last = Some((addr, e)),
         }
@@ -43,6 +43,31 @@ pub fn connect_addrs(
         host: host.into(),
         detail: format!("connect to {addr}: {}", describe_io(&e)),
     })
+}
+
+/// A non-blocking connect whose wait is the fiber's (or a poll, outside one), so that a
+/// thread delivering to several domains goes on with the others meanwhile.
+fn connect_one(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + timeout;
+    let sock = Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    sock.set_nonblocking(true)?;
+    match sock.connect(&(*addr).into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            super::fiber::writable(sock.as_raw_fd(), deadline)?;
+            if let Some(e) = sock.take_error()? {
+                return Err(e);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(sock.into())
 }
 
 /// getaddrinfo's failures: "not known" is permanent (EX_NOHOST), anything else (EAI_AGAIN,

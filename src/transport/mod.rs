@@ -1,6 +1,7 @@
 //! Connections: TCP with deadlines, TLS with rustls (STARTTLS upgrade and implicit TLS).
 
 pub mod connect;
+pub mod fiber;
 pub mod stream;
 pub mod tls;
 

@@ -3,58 +3,21 @@
 //! Deadlines, not per-read timeouts: each wait has an instant after which it fails, so a
 //! server trickling a byte at a time cannot hold the process past it.
 
-use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
+
+use super::fiber;
 
 /// A connection to one server.
 pub struct Stream {
     sock: TcpStream,
     tls: Option<Box<ClientConnection>>,
-    armed: Armed,
-}
-
-/// The timeouts last set on the socket. Setting one is a system call, and a 100 MiB body is
-/// 1,600 writes whose deadlines differ by microseconds.
-#[derive(Default)]
-struct Armed {
-    read: Cell<Option<Duration>>,
-    write: Cell<Option<Duration>>,
-}
-
-/// How far an armed timeout may miss the deadline, early or late, before it is set again.
-const ARM_SLACK: Duration = Duration::from_millis(50);
-
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "timed out")
-}
-
-/// Arm the socket so that the next blocking call returns at `deadline` (within
-/// [`ARM_SLACK`]).
-fn arm(sock: &TcpStream, armed: &Armed, deadline: Instant, read: bool) -> io::Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(timed_out());
-    }
-    let cell = if read { &armed.read } else { &armed.write };
-    if cell
-        .get()
-        .is_some_and(|prev| prev <= left + ARM_SLACK && left <= prev + ARM_SLACK)
-    {
-        return Ok(());
-    }
-    if read {
-        sock.set_read_timeout(Some(left))?;
-    } else {
-        sock.set_write_timeout(Some(left))?;
-    }
-    cell.set(Some(left));
-    Ok(())
 }
 
 /// Acknowledge what arrives at once instead of after the delayed-ACK timer (40 ms on
@@ -81,40 +44,52 @@ fn quick_ack(sock: &TcpStream) {
 #[cfg(not(target_os = "linux"))]
 fn quick_ack(_sock: &TcpStream) {}
 
-/// Map the error a timed-out socket call gives (EAGAIN on Linux) to `TimedOut`.
-fn classify(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock => timed_out(),
-        _ => e,
-    }
-}
-
+/// The socket seen through a deadline: each call waits (in [`fiber`]) for the socket to be
+/// ready, never past `deadline`.
 struct Deadlined<'a> {
     sock: &'a TcpStream,
-    armed: &'a Armed,
     deadline: Instant,
 }
 
 impl Read for Deadlined<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        arm(self.sock, self.armed, self.deadline, true)?;
         quick_ack(self.sock);
-        let mut sock = self.sock;
-        sock.read(buf).map_err(classify)
+        loop {
+            let mut sock = self.sock;
+            match sock.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    fiber::readable(self.sock.as_raw_fd(), self.deadline)?;
+                    quick_ack(self.sock);
+                }
+                other => return other,
+            }
+        }
     }
 }
 
 impl Write for Deadlined<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        arm(self.sock, self.armed, self.deadline, false)?;
-        let mut sock = self.sock;
-        sock.write(buf).map_err(classify)
+        loop {
+            let mut sock = self.sock;
+            match sock.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    fiber::writable(self.sock.as_raw_fd(), self.deadline)?
+                }
+                other => return other,
+            }
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        arm(self.sock, self.armed, self.deadline, false)?;
-        let mut sock = self.sock;
-        sock.write_vectored(bufs).map_err(classify)
+        loop {
+            let mut sock = self.sock;
+            match sock.write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    fiber::writable(self.sock.as_raw_fd(), self.deadline)?
+                }
+                other => return other,
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -130,11 +105,10 @@ impl Stream {
     pub fn new(sock: TcpStream) -> Stream {
         // Flights are written whole; Nagle would only delay the last segment of each.
         let _ = sock.set_nodelay(true);
-        Stream {
-            sock,
-            tls: None,
-            armed: Armed::default(),
-        }
+        // Waits are the deadlined reads and writes' (poll, or a fiber's turn), never the
+        // kernel's.
+        let _ = sock.set_nonblocking(true);
+        Stream { sock, tls: None }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -171,7 +145,6 @@ impl Stream {
         let mut conn = ClientConnection::new(config, name).map_err(tls_error)?;
         let mut io = Deadlined {
             sock: &self.sock,
-            armed: &self.armed,
             deadline,
         };
         while conn.is_handshaking() {
@@ -202,7 +175,6 @@ impl Stream {
     pub fn flush(&mut self, deadline: Instant) -> io::Result<()> {
         let mut io = Deadlined {
             sock: &self.sock,
-            armed: &self.armed,
             deadline,
         };
         if let Some(conn) = self.tls.as_mut() {
@@ -217,7 +189,6 @@ impl Stream {
     pub fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         let mut io = Deadlined {
             sock: &self.sock,
-            armed: &self.armed,
             deadline,
         };
         let Some(conn) = self.tls.as_mut() else {
@@ -243,7 +214,6 @@ impl Stream {
     pub fn write_all(&mut self, data: &[u8], deadline: Instant) -> io::Result<()> {
         let mut io = Deadlined {
             sock: &self.sock,
-            armed: &self.armed,
             deadline,
         };
         let Some(conn) = self.tls.as_mut() else {
@@ -276,7 +246,6 @@ impl Stream {
             conn.send_close_notify();
             let mut io = Deadlined {
                 sock: &self.sock,
-                armed: &self.armed,
                 deadline,
             };
             while conn.wants_write() {
