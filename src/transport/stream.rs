@@ -219,11 +219,13 @@ impl Stream {
         let Some(conn) = self.tls.as_mut() else {
             return io.write_all(data);
         };
-        let mut rest = data;
-        while !rest.is_empty() {
-            let n = conn.writer().write(rest)?;
-            rest = &rest[n..];
-            if n == 0 || !rest.is_empty() {
+        // One record's worth at a time, each written as soon as it is sealed: a server that
+        // reads record by record gets each one as early as possible (as curl does it).
+        for piece in data.chunks(16 * 1024) {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let n = conn.writer().write(rest)?;
+                rest = &rest[n..];
                 while conn.wants_write() {
                     conn.write_tls(&mut io)?;
                 }
