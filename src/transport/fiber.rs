@@ -1,9 +1,10 @@
 //! Waiting for a socket, and running several deliveries on one thread.
 //!
-//! Sockets are non-blocking; every place that would block ([`wait`]) either polls the one
-//! socket until its deadline, or, inside [`run`], suspends the delivery (a stackful
-//! coroutine) so that the thread drives the others meanwhile. A delivery is written as
-//! plain blocking code either way: the session driver does not know which.
+//! Sockets are non-blocking; every place that would block ([`readable`], [`writable`])
+//! either polls the one socket until its deadline, or, inside [`run`], suspends the
+//! delivery (a stackful coroutine) so that the thread drives the others meanwhile. A
+//! delivery is written as plain blocking code either way: the session driver does not know
+//! which.
 
 use std::cell::Cell;
 use std::io;
