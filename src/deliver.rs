@@ -125,6 +125,20 @@ pub enum JobOutcome {
     NotAttempted(String),
 }
 
+impl JobOutcome {
+    /// A job left without an outcome, as the network error it stands for at `host` (its
+    /// reason already names the host; the error adds it again when shown).
+    pub fn not_attempted_error(host: &str, why: &str) -> Error {
+        Error::Network {
+            host: host.to_string(),
+            detail: why
+                .strip_prefix(&format!("{host}: "))
+                .unwrap_or(why)
+                .to_string(),
+        }
+    }
+}
+
 /// Deliver `envelope` through `route`. `trace` receives each line of the dialogue.
 pub fn deliver(
     route: &Route,

@@ -165,13 +165,9 @@ pub fn deliver_domain_batch(
         let result = deliver::deliver_batch(route, opts.clone(), batch, trace, &mut |i, o| {
             if !answered && host_failure.is_none() {
                 let failure = match &o {
-                    JobOutcome::NotAttempted(why) => Some(Error::Network {
-                        host: route.host.clone(),
-                        detail: why
-                            .strip_prefix(&format!("{}: ", route.host))
-                            .unwrap_or(why)
-                            .to_string(),
-                    }),
+                    JobOutcome::NotAttempted(why) => {
+                        Some(JobOutcome::not_attempted_error(&route.host, why))
+                    }
                     JobOutcome::Failed(error) => Some(Error::Session {
                         host: route.host.clone(),
                         error: error.clone(),

@@ -322,12 +322,7 @@ impl Logger {
                 self.failure(a, &error, err);
             }
             JobOutcome::NotAttempted(why) => {
-                let detail = why
-                    .strip_prefix(&format!("{host}: "))
-                    .unwrap_or(why)
-                    .to_string();
-                let error = Error::Network { host, detail };
-                self.failure(a, &error, err);
+                self.failure(a, &JobOutcome::not_attempted_error(&host, why), err);
             }
         }
     }
