@@ -75,6 +75,18 @@ fn assert_status(out: &std::process::Output, expected: i32) {
     assert_eq!(code(out), expected, "exit status, stderr:\n{}", stderr(out));
 }
 
+/// A queue holding `n` messages (`message(0)` on) for [`RECIPIENT`], queued while the relay
+/// was down.
+fn queued(n: usize) -> Queue {
+    let q = Queue::new();
+    let down = dead_port();
+    for i in 0..n {
+        let out = q.send(down.port(), &[RECIPIENT], message(i));
+        assert_status(&out, 0);
+    }
+    q
+}
+
 #[test]
 fn relay_down_queues_then_flush_delivers() {
     let q = Queue::new();
@@ -331,12 +343,8 @@ fn queue_only_flag_does_not_connect() {
 
 #[test]
 fn queue_remove_and_remove_all() {
-    let q = Queue::new();
+    let q = queued(3);
     let down = dead_port();
-    for n in 0..3 {
-        let out = q.send(down.port(), &[RECIPIENT], message(n));
-        assert_status(&out, 0);
-    }
     let ids: Vec<String> = q.entries().into_iter().map(|e| e.id).collect();
     assert_eq!(ids.len(), 3);
 
@@ -496,12 +504,7 @@ fn piped_and_file_stdin_both_queue_byte_exact() {
 #[test]
 fn many_entries_flush_over_one_connection() {
     for chunking in [false, true] {
-        let q = Queue::new();
-        let down = dead_port();
-        for n in 0..20 {
-            let out = q.send(down.port(), &[RECIPIENT], message(n));
-            assert_status(&out, 0);
-        }
+        let q = queued(20);
         assert_eq!(q.entries().len(), 20);
 
         let mut caps = vec!["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"];
@@ -769,12 +772,7 @@ fn pipelined_flush_keeps_each_failure_with_its_own_entry() {
 /// smtp_skip_5xx_greeting does. (It used to return the first entry of each run.)
 #[test]
 fn a_554_greeting_defers_every_entry_and_returns_none() {
-    let q = Queue::new();
-    let down = dead_port();
-    for n in 0..3 {
-        let out = q.send(down.port(), &[RECIPIENT], message(n));
-        assert_status(&out, 0);
-    }
+    let q = queued(3);
     // Room for a notice's connection too, which must not come.
     let server = TestServer::builder()
         .banner("554 5.3.2 no service for you")
@@ -803,12 +801,7 @@ fn a_554_greeting_defers_every_entry_and_returns_none() {
 /// kept and marked as waiting for credentials in the listing.
 #[test]
 fn refused_credentials_leave_every_entry_waiting_for_them() {
-    let q = Queue::new();
-    let down = dead_port();
-    for n in 0..2 {
-        let out = q.send(down.port(), &[RECIPIENT], message(n));
-        assert_status(&out, 0);
-    }
+    let q = queued(2);
     let server = TestServer::builder()
         .capabilities(&["PIPELINING", "8BITMIME", "AUTH PLAIN"])
         .credentials("alice", "right")
