@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use smtpsend::ExitStatus;
-use smtpsend::cli::{self, Cli};
-use smtpsend::submit::Input;
+use smtpsend::app::cli::{self, Cli};
+use smtpsend::app::send::Input;
 
 /// Standard input as a file when it is a regular one (`smtpsend rcpt < msg.eml`), so the
 /// message can be read again after a failure instead of being copied as it streams.
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         .and_then(|a| a.to_str())
         .unwrap_or("smtpsend")
         .to_string();
-    if smtpsend::oauth::cli::is_invocation(&args) {
+    if smtpsend::app::oauth::is_invocation(&args) {
         return oauth(&args[2..]);
     }
     let (args, dropped) = cli::filter_unknown_flags(args);
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 Some(file) => Input::File(file),
                 None => Input::Stream(&mut lock),
             };
-            match smtpsend::submit::run(&cli, mode, input, &mut stderr) {
+            match smtpsend::app::send::run(&cli, mode, input, &mut stderr) {
                 Ok(status) => status,
                 Err(e) => {
                     for line in e.lines() {
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
 /// has no subcommands).
 fn oauth(args: &[OsString]) -> ExitCode {
     let mut stderr = std::io::stderr();
-    let status = match smtpsend::oauth::cli::run(args, &mut std::io::stdout(), &mut stderr) {
+    let status = match smtpsend::app::oauth::run(args, &mut std::io::stdout(), &mut stderr) {
         Ok(status) => status,
         Err(e) => {
             for line in e.lines() {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use smtpsend::cli::Cli;
+use smtpsend::app::cli::Cli;
 
 fn check(path: &str, generated: &[u8]) {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::dns::*;
 use hickory_server::proto::rr::RecordType;
 use smtpsend::ExitStatus;
-use smtpsend::resolve::{MailHost, Resolver, address_literal};
+use smtpsend::delivery::resolve::{MailHost, Resolver, address_literal};
 
 /// A resolver for `server`, quick to give up so a failing test fails fast.
 fn resolver(server: &DnsServer) -> Resolver {

@@ -220,7 +220,7 @@ pub(super) fn current_uid() -> u32 {
 
 /// "user www-data (uid 33)", or "uid 33" when the user database has no entry.
 pub(super) fn describe_user(uid: u32) -> String {
-    match crate::identity::passwd(uid).map(|p| p.name) {
+    match crate::system::identity::passwd(uid).map(|p| p.name) {
         Some(name) => format!("user {name} (uid {uid})"),
         None => format!("uid {uid}"),
     }

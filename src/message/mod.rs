@@ -22,16 +22,19 @@
 //! from the empty line that ends the header section on, the input's bytes are kept as they
 //! are. Bytes that are not UTF-8 in a header are read as ISO-8859-1.
 
-pub(crate) mod compose;
+pub mod address;
+pub mod aliases;
+pub mod compose;
 mod scan;
+pub(crate) mod stamp;
 
 use std::collections::HashSet;
 use std::io::Read;
 
-use crate::address::{self, AddressError, Origin};
 use crate::{Error, Result};
-use compose::Stamp;
+use address::{AddressError, Origin};
 use scan::{End, Section};
+use stamp::Stamp;
 
 /// What to do to the message; sendmail's flags map onto these.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -217,7 +220,7 @@ fn missing_fields(
             .any(|f| f.name.eq_ignore_ascii_case(name))
     };
     let host = || {
-        if compose::is_dot_atom_text(&opts.hostname) {
+        if stamp::is_dot_atom_text(&opts.hostname) {
             Ok(opts.hostname.as_str())
         } else {
             Err(Error::Config(format!(
@@ -237,12 +240,12 @@ fn missing_fields(
                 Err(e) => return Err(e.into_error(Origin::CommandLine)),
             }
         };
-        let field = compose::from_field(opts.full_name.as_deref(), &address, newline);
+        let field = stamp::from_field(opts.full_name.as_deref(), &address, newline);
         out.push_str(&field);
         out.push_str(newline);
     }
     if !has("Date") {
-        let date = compose::date(stamp.secs, stamp.offset);
+        let date = stamp::date(stamp.secs, stamp.offset);
         out.push_str(&format!("Date: {date}{newline}"));
     }
     if !has("Message-ID") {

@@ -9,7 +9,6 @@
 //! Tokens are secrets: they are never printed, never put on a command line, and every
 //! type holding one redacts it in `Debug`.
 
-pub mod cli;
 mod command;
 mod device;
 mod http;

@@ -57,6 +57,7 @@ mod envelope;
 mod fs;
 mod id;
 mod listing;
+pub mod run;
 mod spool;
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl Spool {
                 Path::new(SYSTEM_SPOOL),
                 &|name| std::env::var_os(name),
                 euid,
-                &|| crate::identity::passwd(euid).and_then(|p| p.home),
+                &|| crate::system::identity::passwd(euid).and_then(|p| p.home),
             )?,
         };
         open_dir(dir, euid)

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::address::{self, AddressError, Origin};
-use crate::aliases::{self, Aliases};
 use crate::config::Account;
 use crate::error::Error;
+use crate::message::address::{self, AddressError, Origin};
+use crate::message::aliases::{self, Aliases};
 
 /// The destination of one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl LocalPolicy {
 pub fn mail_spool(account: Option<&Account>) -> PathBuf {
     account
         .and_then(|a| a.mail_spool.clone())
-        .unwrap_or_else(|| Path::new(crate::local::SPOOL_DIR).to_path_buf())
+        .unwrap_or_else(|| Path::new(crate::delivery::mailbox::SPOOL_DIR).to_path_buf())
 }
 
 #[cfg(test)]

@@ -4,25 +4,25 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
-use crate::address::{self, AddressError, Origin};
-use crate::cli::{Cli, Mode};
-use crate::compose::{self, ComposeOptions};
+use crate::app::cli::{Cli, Mode};
 use crate::config::{self, Account};
-use crate::deliver::{self, Body, Delivered, Route, Timeouts};
-use crate::direct::{self, Direct, Reopen};
+use crate::delivery::direct::{self, Direct, Reopen};
+use crate::delivery::{self, Body, Delivered, Route, Timeouts};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::flush;
-use crate::identity;
-use crate::local;
-use crate::log::Logger;
+use crate::message::address::{self, AddressError, Origin};
+use crate::message::compose::ComposeOptions;
+
+use crate::delivery::log::Logger;
+use crate::delivery::mailbox;
+use crate::delivery::recipients::{self, LocalPolicy, Target};
+use crate::delivery::resolve::Resolver;
 use crate::message::{self, PrepareOptions};
 use crate::queue::{self, NewEntry, Spool};
-use crate::recipients::{self, LocalPolicy, Target};
-use crate::resolve::Resolver;
 use crate::smtp::{
     Credentials, Dsn, Envelope, Mechanism, Secret, SecretKind, SessionOptions, TraceLine,
 };
+use crate::system::identity;
 use crate::transport::{ClientCert, TlsMode, TlsSettings, tls};
 
 mod settings;
@@ -72,7 +72,7 @@ pub fn run(
             let _ = io::stdout().write_all(text.as_bytes());
             Ok(ExitStatus::Ok)
         }
-        Mode::RunQueue => flush::run(cli, err),
+        Mode::RunQueue => crate::queue::run::run(cli, err),
         Mode::RemoveFromQueue => {
             let spool = open_spool(cli, load_account(cli)?.as_ref())?;
             if cli.queue_remove_all {
@@ -109,8 +109,8 @@ pub fn run(
             }
             Ok(ExitStatus::Ok)
         }
-        Mode::SmtpOnStdio => crate::smtp_stdio::run(cli, input, err),
-        Mode::Diagnose => crate::diagnose::run(cli, err),
+        Mode::SmtpOnStdio => crate::app::smtp_stdio::run(cli, input, err),
+        Mode::Diagnose => crate::app::diagnose::run(cli, err),
     }
 }
 
@@ -255,13 +255,13 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
     let mut failures: Vec<Error> = Vec::new();
     for name in &mailboxes {
         let result = source.open().and_then(|(head, rest)| {
-            let mailbox = local::mailbox_for(name, &recipients::mail_spool(acct))?;
+            let mailbox = mailbox::mailbox_for(name, &recipients::mail_spool(acct))?;
             let sender = if from.is_empty() {
                 "MAILER-DAEMON"
             } else {
                 &from
             };
-            local::deliver(&mailbox, sender, &mut io::Cursor::new(head).chain(rest))
+            mailbox::deliver(&mailbox, sender, &mut io::Cursor::new(head).chain(rest))
         });
         match result {
             Ok(bytes) if cli.verbose > 0 => {
@@ -341,7 +341,7 @@ pub(crate) fn send(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<E
                 // Domains are independent: a small pool delivers them at once, each
                 // reading the shared copy at its own offset.
                 Source::Copy(file) if groups.len() > 1 && parallel > 1 => {
-                    let results = crate::pool::run(
+                    let results = crate::delivery::pool::run(
                         &groups,
                         parallel,
                         &|rcpts: &Vec<String>, out: &mut Vec<u8>| {
@@ -514,9 +514,10 @@ fn send_remote(
     };
     let opts = session_for(cli, acct, credentials, &mut head, input)?;
     let (log, log_to, whole) = (Logger::from_cli(cli, acct), recipients.clone(), opts.size);
-    let log_id = crate::log::message_id(&head).unwrap_or_else(crate::log::random_id);
+    let log_id =
+        crate::delivery::log::message_id(&head).unwrap_or_else(crate::delivery::log::random_id);
     let head_len = head.len() as u64;
-    let mut counted = crate::log::Counted::new(input);
+    let mut counted = crate::delivery::log::Counted::new(input);
     let input = &mut counted;
     let envelope = Envelope {
         from: from.to_string(),
@@ -524,12 +525,12 @@ fn send_remote(
     };
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let _ = writeln!(err, "{}", crate::terminal::trace_line(line));
+            let _ = writeln!(err, "{}", crate::app::terminal::trace_line(line));
         }
     };
     let dot_ends_input = !cli.ignore_dots();
     let result = match remote {
-        Remote::Relay(relay) => deliver::deliver(
+        Remote::Relay(relay) => delivery::deliver(
             &relay.route,
             envelope,
             opts,
@@ -561,7 +562,7 @@ fn send_remote(
             )
         }
     };
-    let attempt = crate::log::Attempt {
+    let attempt = crate::delivery::log::Attempt {
         id: &log_id,
         from,
         to: &log_to,
@@ -620,9 +621,9 @@ fn compose_message(
         headers: cli.header.clone(),
         hostname: identity::mail_name(),
     };
-    compose::validate(&opts)?;
+    crate::message::compose::validate(&opts)?;
     let mut file = private_temp_file()?;
-    compose::compose(&opts, stdin, &mut file)?;
+    crate::message::compose::compose(&opts, stdin, &mut file)?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::Io(format!("rewinding the composed message: {e}")))?;
     Ok(file)

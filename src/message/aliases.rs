@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::address::{AddressError, envelope_address};
+use crate::message::address::{AddressError, envelope_address};
 use crate::{Error, Result};
 
 /// Where the system's alias table is.

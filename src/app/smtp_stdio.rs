@@ -10,12 +10,12 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 
-use crate::address::{self, AddressError};
-use crate::cli::Cli;
+use crate::app::cli::Cli;
+use crate::app::send::{self, Input};
 use crate::error::{Error, Result};
 use crate::exit::ExitStatus;
-use crate::identity;
-use crate::submit::{self, Input};
+use crate::message::address::{self, AddressError};
+use crate::system::identity;
 
 /// The longest command line, CRLF included. RFC 5321 §4.5.3.1.4 sets 512; extensions
 /// make lines longer, so allow four times as much, as the reply parser does.
@@ -59,7 +59,7 @@ pub fn run(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatu
         let copy = file
             .try_clone()
             .map_err(|e| Error::Io(format!("reopening the received message: {e}")))?;
-        match submit::send(&one, Input::File(copy), err) {
+        match send::send(&one, Input::File(copy), err) {
             Ok(_) => Ok(()),
             // Some recipients have the message: refusing it now would make the client send
             // it to them again. The refusals are reported on stderr.
@@ -371,7 +371,7 @@ impl Server<'_, '_> {
         if self.rcpts.is_empty() {
             return self.refuse("554 5.5.1 No valid recipients");
         }
-        let mut file = match submit::private_temp_file() {
+        let mut file = match send::private_temp_file() {
             Ok(f) => f,
             Err(e) => {
                 self.reset();

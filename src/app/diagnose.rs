@@ -12,15 +12,15 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::Cli;
+use crate::app::cli::Cli;
+use crate::app::send::{self, Remote};
 use crate::config::{Account, PasswordSource};
-use crate::deliver::Timeouts;
+use crate::delivery::Timeouts;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::identity;
 use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport, Query};
 use crate::smtp::{Reply, TlsPolicy, TraceLine, Wait};
-use crate::submit::{self, Remote};
+use crate::system::identity;
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io, tls};
 
 pub use cert::{CertInfo, DerError};
@@ -57,11 +57,11 @@ pub fn run(cli: &Cli, err: &mut dyn Write) -> Result<ExitStatus, Error> {
 /// [`run`], writing the report to `out`.
 pub fn run_to(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let queries = queries(cli)?;
-    let acct = submit::load_account(cli)?;
+    let acct = send::load_account(cli)?;
     let verbose = cli.verbose > 0;
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let _ = writeln!(err, "{}", crate::terminal::trace_line(line));
+            let _ = writeln!(err, "{}", crate::app::terminal::trace_line(line));
         }
     };
     let target = target(cli, acct.as_ref(), &mut trace)?;
@@ -152,7 +152,7 @@ fn target(
                 password: PasswordSource::None,
                 ..a
             });
-            let relay = submit::relay_settings(&cli, acct.as_ref())?;
+            let relay = send::relay_settings(&cli, acct.as_ref())?;
             let route = relay.route;
             let (sock, addr) = transport::connect(&route.host, route.port, route.timeouts.connect)?;
             note(trace, format!("connected to {} [{addr}]", route.host));
@@ -174,7 +174,7 @@ fn target(
             let mut direct_cli = cli.clone();
             direct_cli.direct = true;
             direct_cli.mx_port = cli.mx_port.or(cli.port);
-            let Remote::Direct(direct) = submit::remote_settings(&direct_cli, acct)? else {
+            let Remote::Direct(direct) = send::remote_settings(&direct_cli, acct)? else {
                 return Err(Error::Internal("direct settings without --direct".into()));
             };
             let domain = domain.trim();
@@ -456,7 +456,7 @@ fn write_certificate(
     writeln!(out, "certificate:")?;
     match cert::parse(der) {
         Ok(info) => {
-            let now = crate::log::rfc3339(now);
+            let now = crate::delivery::log::rfc3339(now);
             writeln!(out, "  subject: {}", info.subject)?;
             writeln!(out, "  issuer: {}", info.issuer)?;
             // RFC 3339 UTC strings of equal form compare as the times do.

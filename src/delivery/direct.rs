@@ -8,9 +8,9 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use crate::deliver::{self, Body, Delivered, Job, JobOutcome, Route, Timeouts};
+use crate::delivery::resolve::Resolver;
+use crate::delivery::{self, Body, Delivered, Job, JobOutcome, Route, Timeouts};
 use crate::error::Error;
-use crate::resolve::Resolver;
 use crate::smtp::{Envelope, MessageInfo, SessionError, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings};
 
@@ -102,7 +102,7 @@ pub fn deliver_domain(
             Ok(x) => x,
             Err(e) => return Tried::NoMessage(e),
         };
-        match deliver::deliver(
+        match delivery::deliver(
             route,
             envelope.clone(),
             opts.clone(),
@@ -128,7 +128,7 @@ pub struct DomainJob<'a> {
 }
 
 /// Deliver several messages to `domain` over one connection to its first exchanger that
-/// takes them (a queue run), pipelined as [`deliver::deliver_batch`] does. An exchanger
+/// takes them (a queue run), pipelined as [`delivery::deliver_batch`] does. An exchanger
 /// that cannot be reached, does not greet or fails before the first outcome passes the
 /// whole batch to the next; once one has answered for a message, outcomes go to `outcome`
 /// (by index, with the exchanger's name) as they come, and what the connection did not get
@@ -162,7 +162,7 @@ pub fn deliver_domain_batch(
         // Until the first outcome, a failure is the exchanger's, not a message's.
         let mut answered = false;
         let mut host_failure: Option<Error> = None;
-        let result = deliver::deliver_batch(route, opts.clone(), batch, trace, &mut |i, o| {
+        let result = delivery::deliver_batch(route, opts.clone(), batch, trace, &mut |i, o| {
             if !answered && host_failure.is_none() {
                 let failure = match &o {
                     JobOutcome::NotAttempted(why) => {

@@ -15,7 +15,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::address::is_null_sender;
+use crate::message::address::is_null_sender;
 use crate::{Error, Result};
 
 /// The system mail spool.
@@ -434,7 +434,7 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
         mailbox.user,
         path.display(),
         reason(e),
-        crate::identity::user_name(),
+        crate::system::identity::user_name(),
         effective_uid()
     );
     match e.raw_os_error() {

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cli::Cli;
+use crate::app::cli::Cli;
 use crate::config::Account;
-use crate::deliver::{Delivered, JobOutcome};
+use crate::delivery::{Delivered, JobOutcome};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::smtp::{Reply, Report, SessionError};
@@ -419,7 +419,7 @@ pub fn rfc3339(t: SystemTime) -> String {
     };
     let days = secs.div_euclid(86_400);
     let in_day = secs.rem_euclid(86_400);
-    let (year, month, day) = crate::message::compose::civil_from_days(days);
+    let (year, month, day) = crate::message::stamp::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         in_day / 3600,

@@ -5,12 +5,12 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use crate::app::terminal::Progress;
 use crate::error::Error;
 use crate::smtp::{
     BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
     TraceLine, Wait,
 };
-use crate::terminal::Progress;
 use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.

@@ -8,8 +8,8 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Context, OAuthError, Store, TokenSource};
 use crate::config::{self, Account};
+use crate::oauth::{Context, OAuthError, Store, TokenSource};
 use crate::{Error, ExitStatus};
 
 const USAGE: &str = "usage: smtpsend oauth login [--config FILE] [ACCOUNT]\n       \
@@ -118,7 +118,7 @@ pub fn run(
     let account = config.account(request.account.as_deref())?;
     match request.action {
         Action::Login => {
-            let path = super::login(&account, err)?;
+            let path = crate::oauth::login(&account, err)?;
             let _ = writeln!(
                 err,
                 "smtpsend: account {}: signed in; tokens stored in {}",

@@ -216,7 +216,7 @@ pub(super) fn session_for(
     head: &mut Vec<u8>,
     input: &mut dyn Read,
 ) -> Result<SessionOptions, Error> {
-    let want = deliver::BLOCK.saturating_sub(head.len());
+    let want = delivery::BLOCK.saturating_sub(head.len());
     let got = input
         .take(want as u64)
         .read_to_end(head)
@@ -231,10 +231,10 @@ pub(super) fn session_for(
     }
     let dot_ends_input = !cli.ignore_dots();
     let (chunk, size) = if whole {
-        let chunk = deliver::encode_chunk(head, dot_ends_input);
+        let chunk = delivery::encode_chunk(head, dot_ends_input);
         let size = chunk.len() as u64;
         (
-            (chunk.len() <= deliver::CHUNK_MAX).then_some(chunk),
+            (chunk.len() <= delivery::CHUNK_MAX).then_some(chunk),
             Some(size),
         )
     } else {

@@ -1,6 +1,6 @@
 //! The queue runner (`-q`, `--flush`): every due entry is retried, those for the same
 //! relay over one connection, each transaction written behind the one before without
-//! waiting for its outcome ([`deliver::deliver_batch`]). What succeeds leaves the
+//! waiting for its outcome ([`delivery::deliver_batch`]). What succeeds leaves the
 //! spool only after the server's 250 to the end of data; what fails for good, or has
 //! waited longer than [`crate::queue::MAX_AGE`], is returned to its sender.
 
@@ -9,17 +9,17 @@ use std::io::{self, Read, Write};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::cli::Cli;
+use crate::app::cli::Cli;
+use crate::app::send::{self, At, Relay, Remote};
 use crate::config::Account;
-use crate::deliver::{self, Body, Job, JobOutcome};
-use crate::direct::{self, Direct, Reopen};
+use crate::delivery::direct::{self, Direct, Reopen};
+use crate::delivery::log::{Attempt, Logger};
+use crate::delivery::{self, Body, Job, JobOutcome};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::identity;
-use crate::log::{Attempt, Logger};
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Envelope, MessageInfo, RcptFailure, SessionError, SessionOptions, TraceLine};
-use crate::submit::{self, At, Relay, Remote};
+use crate::system::identity;
 
 /// How many entries go over one connection before it is closed and another opened.
 const BATCH: usize = 100;
@@ -27,8 +27,8 @@ const BATCH: usize = 100;
 /// Run the queue once.
 pub fn run(cli: &Cli, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let verbose = cli.verbose > 0;
-    let default_account = submit::load_account(cli)?;
-    let spool = submit::open_spool(cli, default_account.as_ref())?;
+    let default_account = send::load_account(cli)?;
+    let spool = send::open_spool(cli, default_account.as_ref())?;
     let Some(_lock) = spool.try_lock_flush()? else {
         if verbose {
             let _ = writeln!(err, "smtpsend: another queue run is active; nothing done");
@@ -78,7 +78,7 @@ pub fn run(cli: &Cli, err: &mut dyn Write) -> Result<ExitStatus, Error> {
 fn load_named(cli: &Cli, name: &str) -> Result<Option<Account>, Error> {
     let mut named = cli.clone();
     named.account = Some(name.to_string());
-    submit::load_account(&named)
+    send::load_account(&named)
 }
 
 /// Mark every entry as failed this time, with `reason`.
@@ -104,7 +104,7 @@ fn flush_group(
 ) {
     let verbose = cli.verbose > 0;
     let log = Logger::from_cli(cli, acct);
-    let relay: Relay = match submit::remote_settings(cli, acct) {
+    let relay: Relay = match send::remote_settings(cli, acct) {
         Ok(Remote::Relay(r)) => *r,
         Ok(Remote::Direct(direct)) => {
             return flush_direct(cli, acct, &direct, spool, entries, &log, err);
@@ -158,7 +158,7 @@ fn flush_group(
         .collect();
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let _ = writeln!(io::stderr(), "{}", crate::terminal::trace_line(line));
+            let _ = writeln!(io::stderr(), "{}", crate::app::terminal::trace_line(line));
         }
     };
     let host = relay.route.host.clone();
@@ -168,14 +168,15 @@ fn flush_group(
     // their own, and the entry stays in the spool until its notice is out.
     let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
     let mut notices: Vec<Notice> = Vec::new();
-    let result = deliver::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
-        if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
-            log.job(&attempt(&entry, &host), &outcome, err);
-            if let Some(notice) = record_outcome(cli, spool, entry, &host, outcome, err) {
-                notices.push(notice);
+    let result =
+        delivery::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
+            if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
+                log.job(&attempt(&entry, &host), &outcome, err);
+                if let Some(notice) = record_outcome(cli, spool, entry, &host, outcome, err) {
+                    notices.push(notice);
+                }
             }
-        }
-    });
+        });
     for notice in notices {
         notice.send(cli, spool, err);
     }
@@ -360,84 +361,79 @@ fn flush_direct(
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    let outputs = crate::pool::run(&domains, submit::parallel(cli, acct), &|(
-        domain,
-        members,
-    ): &(
-        String,
-        Vec<Member>,
-    ),
-                                                                            out: &mut Vec<
-        u8,
-    >| {
-        let mut trace = |line: &TraceLine| {
-            if verbose {
-                let _ = writeln!(out, "{}", crate::terminal::trace_line(line));
-            }
-        };
-        let mut readers: Vec<At<'_>> = members
-            .iter()
-            .map(|(i, _)| At {
-                file: &files[*i],
-                pos: 0,
-            })
-            .collect();
-        let mut jobs: Vec<direct::DomainJob<'_>> = {
-            let (entries, _) = &*lock();
-            members
+    let outputs = crate::delivery::pool::run(
+        &domains,
+        send::parallel(cli, acct),
+        &|(domain, members): &(String, Vec<Member>), out: &mut Vec<u8>| {
+            let mut trace = |line: &TraceLine| {
+                if verbose {
+                    let _ = writeln!(out, "{}", crate::app::terminal::trace_line(line));
+                }
+            };
+            let mut readers: Vec<At<'_>> = members
                 .iter()
-                .zip(readers.iter_mut())
-                .map(|((i, rcpts), message)| {
-                    let entry = &entries[*i];
-                    direct::DomainJob {
-                        envelope: Envelope {
-                            from: entry.from.clone(),
-                            recipients: rcpts.clone(),
-                        },
-                        info: MessageInfo {
-                            size: Some(entry.size),
-                            eight_bit: entry.eight_bit,
-                            chunk: None,
-                            dsn: entry.dsn(),
-                        },
-                        message: message as &mut dyn Reopen,
-                        dot_ends_input: entry.dot_ends_input,
-                    }
+                .map(|(i, _)| At {
+                    file: &files[*i],
+                    pos: 0,
                 })
-                .collect()
-        };
-        let mut notes = Vec::new();
-        let result = direct::deliver_domain_batch(
-            direct,
-            domain,
-            &opts,
-            &mut jobs,
-            &mut trace,
-            &mut |k, host, outcome| {
-                let (i, rcpts) = &members[k];
+                .collect();
+            let mut jobs: Vec<direct::DomainJob<'_>> = {
+                let (entries, _) = &*lock();
+                members
+                    .iter()
+                    .zip(readers.iter_mut())
+                    .map(|((i, rcpts), message)| {
+                        let entry = &entries[*i];
+                        direct::DomainJob {
+                            envelope: Envelope {
+                                from: entry.from.clone(),
+                                recipients: rcpts.clone(),
+                            },
+                            info: MessageInfo {
+                                size: Some(entry.size),
+                                eight_bit: entry.eight_bit,
+                                chunk: None,
+                                dsn: entry.dsn(),
+                            },
+                            message: message as &mut dyn Reopen,
+                            dot_ends_input: entry.dot_ends_input,
+                        }
+                    })
+                    .collect()
+            };
+            let mut notes = Vec::new();
+            let result = direct::deliver_domain_batch(
+                direct,
+                domain,
+                &opts,
+                &mut jobs,
+                &mut trace,
+                &mut |k, host, outcome| {
+                    let (i, rcpts) = &members[k];
+                    let (entries, tally) = &mut *lock();
+                    let entry = &mut entries[*i];
+                    let logged = Attempt {
+                        to: rcpts,
+                        ..attempt(entry, domain)
+                    };
+                    log.job(&logged, &outcome, &mut notes);
+                    tally[*i].take(spool, entry, host, rcpts, outcome, &mut notes);
+                },
+            );
+            out.extend_from_slice(&notes);
+            if let Err(e) = result {
                 let (entries, tally) = &mut *lock();
-                let entry = &mut entries[*i];
-                let logged = Attempt {
-                    to: rcpts,
-                    ..attempt(entry, domain)
-                };
-                log.job(&logged, &outcome, &mut notes);
-                tally[*i].take(spool, entry, host, rcpts, outcome, &mut notes);
-            },
-        );
-        out.extend_from_slice(&notes);
-        if let Err(e) = result {
-            let (entries, tally) = &mut *lock();
-            for (i, rcpts) in members {
-                let logged = Attempt {
-                    to: rcpts,
-                    ..attempt(&entries[*i], domain)
-                };
-                log.failure(&logged, &e, out);
-                tally[*i].failed(rcpts, &e);
+                for (i, rcpts) in members {
+                    let logged = Attempt {
+                        to: rcpts,
+                        ..attempt(&entries[*i], domain)
+                    };
+                    log.failure(&logged, &e, out);
+                    tally[*i].failed(rcpts, &e);
+                }
             }
-        }
-    });
+        },
+    );
     for (out, ()) in outputs {
         let _ = err.write_all(&out);
     }
@@ -610,8 +606,8 @@ fn notify_sender(cli: &Cli, spool: &Spool, entry: &Entry, reason: &str, err: &mu
         let _ = file.take(64 * 1024).read_to_end(&mut original);
     }
     let notice = failure_notice(entry, reason, &original);
-    let sent = submit::load_account(cli)
-        .and_then(|acct| submit::relay_settings(cli, acct.as_ref()).map(|r| (acct, r)))
+    let sent = send::load_account(cli)
+        .and_then(|acct| send::relay_settings(cli, acct.as_ref()).map(|r| (acct, r)))
         .and_then(|(acct, relay)| {
             let opts = SessionOptions {
                 ehlo_name: cli
@@ -624,7 +620,7 @@ fn notify_sender(cli: &Cli, spool: &Spool, entry: &Entry, reason: &str, err: &mu
                 ..SessionOptions::default()
             };
             let mut rest = io::empty();
-            deliver::deliver(
+            delivery::deliver(
                 &relay.route,
                 Envelope {
                     from: String::new(),

@@ -1,0 +1,16 @@
+//! Delivering a message: the connection driver around the sans-IO session, the relay and
+//! direct (MX) routes, local mailboxes, the bound on concurrent deliveries, and the log of
+//! attempts.
+
+mod connection;
+pub mod direct;
+pub mod log;
+pub mod mailbox;
+pub mod pool;
+pub mod recipients;
+pub mod resolve;
+
+pub use connection::{
+    BLOCK, Body, CHUNK_MAX, Delivered, Job, JobOutcome, Route, Timeouts, deliver, deliver_batch,
+    encode_chunk,
+};
