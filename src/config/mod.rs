@@ -5,6 +5,7 @@
 //! `tls` or `host` would otherwise send mail somewhere, or in a way, nobody chose.
 
 mod file;
+pub mod oauth;
 mod password;
 
 use std::collections::BTreeMap;
@@ -14,14 +15,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 pub use file::SYSTEM_CONFIG;
-pub(crate) use file::{Ownership, check_private, open_failure};
 pub use password::PasswordSource;
-pub(crate) use password::run_secret_command;
 
-use crate::oauth::{Provider, ProviderKeys, TokenSource};
 use crate::smtp::session::Mechanism;
 use crate::transport::TlsMode;
 use crate::{Error, Result};
+use oauth::{Provider, ProviderKeys, TokenSource};
 
 /// The name of the account a file without `[accounts.*]` tables defines.
 pub const DEFAULT_ACCOUNT: &str = "default";
@@ -979,7 +978,7 @@ insecure_auth = true
         .unwrap();
         let m365 = config.account(Some("m365")).unwrap();
         let p = provider_of(&m365);
-        assert_eq!(p.kind, crate::oauth::ProviderKind::Microsoft);
+        assert_eq!(p.kind, oauth::ProviderKind::Microsoft);
         assert_eq!(
             p.token_endpoint,
             "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token"
@@ -1076,7 +1075,7 @@ insecure_auth = true
         assert_eq!(b.oauth, None, "own password source: no inherited OAuth");
         assert_eq!(b.password, PasswordSource::Command("pass b".into()));
         let c = config.account(Some("c")).unwrap();
-        assert_eq!(provider_of(&c).kind, crate::oauth::ProviderKind::Microsoft);
+        assert_eq!(provider_of(&c).kind, oauth::ProviderKind::Microsoft);
         assert_eq!(provider_of(&c).client_id, "shared-client");
     }
 }

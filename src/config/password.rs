@@ -5,9 +5,9 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-use super::file::{Ownership, check_private, open_failure};
+use crate::system::private::{Ownership, check_private, open_failure};
+use crate::system::secret_command::run_secret_command;
 use crate::{Error, Result};
 
 /// The source of an account's password. Resolved late so a command such as
@@ -70,18 +70,6 @@ fn from_env(var: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Result<String>
         return Err(Error::Config(format!("password_env: ${var} is empty")));
     }
     Ok(value)
-}
-
-/// `sh -c command` with no stdin and stderr shown, stdout captured: how every secret
-/// helper (password or token) is run.
-pub(crate) fn run_secret_command(command: &str) -> std::io::Result<std::process::Output> {
-    Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
 }
 
 /// Runs `sh -c command` with no stdin (it must not eat the message being sent) and

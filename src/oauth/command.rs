@@ -11,7 +11,7 @@ use super::token::first_line;
 /// Its exit status is read as sysexits: 75 (EX_TEMPFAIL) means try again later, 77
 /// (EX_NOPERM) that someone must sign in again; any other failure is a config error.
 pub fn run(command: &str) -> Result<String, OAuthError> {
-    let output = crate::config::run_secret_command(command).map_err(|e| {
+    let output = crate::system::secret_command::run_secret_command(command).map_err(|e| {
         OAuthError::Config(format!(
             "oauth_token_command `{command}`: cannot run sh: {e}"
         ))

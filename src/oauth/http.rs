@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::OAuthError;
-use super::provider::{check_endpoint, is_loopback_url};
+use crate::config::oauth::{check_endpoint, is_loopback_url};
 
 /// Endpoints answer with a small JSON object; anything longer is not one.
 const BODY_LIMIT: u64 = 64 * 1024;

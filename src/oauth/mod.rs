@@ -12,7 +12,6 @@
 mod command;
 mod device;
 mod http;
-pub mod provider;
 mod refresh;
 pub mod store;
 mod token;
@@ -23,10 +22,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::oauth::{Provider, ProviderKeys, ProviderKind, Secret, TokenSource};
 pub use device::DEVICE_GRANT;
-pub use provider::{Provider, ProviderKeys, ProviderKind};
 pub use store::Store;
 
 use crate::config::Account;
@@ -37,39 +34,6 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// An access token is refreshed when it expires within this margin, so it does not
 /// expire between being fetched and the server checking it.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
-
-/// A token or client secret: shown as `<redacted>` by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Where an account's access token comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `oauth_token_command`: run with `sh -c`; the first line of its output.
-    Command(String),
-    /// `oauth_token_file`: a private file whose first line is the token.
-    File(PathBuf),
-    /// `oauth_provider`: obtained by `smtpsend oauth login`, kept in the store, refreshed.
-    Provider(Provider),
-}
 
 /// Why no access token could be had. Each kind tells the caller what to do with the
 /// message: keep it and retry ([`Transient`](Self::Transient), [`Store`](Self::Store)),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{OAuthError, Secret};
-use crate::config::{Ownership, check_private};
+use crate::system::private::{Ownership, check_private};
 
 /// A store file is small; anything bigger is not ours.
 const MAX_STORE: u64 = 256 * 1024;

@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer};
 
 use super::store::StoredToken;
 use super::{OAuthError, Secret};
-use crate::config::{Ownership, check_private, open_failure};
+use crate::system::private::{Ownership, check_private, open_failure};
 
 /// Assumed when the provider does not say how long the token lives (RFC 6749 §5.1 makes
 /// `expires_in` only RECOMMENDED); an hour is what Microsoft and Google grant.

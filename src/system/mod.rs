@@ -1,3 +1,6 @@
-//! What smtpsend asks of the operating system: who we are and what this host is called.
+//! What smtpsend asks of the operating system: who we are, what this host is called,
+//! whether a file is private enough to hold a secret, and how a secret command is run.
 
 pub mod identity;
+pub mod private;
+pub mod secret_command;

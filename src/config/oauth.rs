@@ -4,7 +4,43 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::Secret;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A token or client secret: shown as `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where an account's access token comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `oauth_token_command`: run with `sh -c`; the first line of its output.
+    Command(String),
+    /// `oauth_token_file`: a private file whose first line is the token.
+    File(PathBuf),
+    /// `oauth_provider`: obtained by `smtpsend oauth login`, kept in the store, refreshed.
+    Provider(Provider),
+}
 
 /// Which kind of provider an account's `oauth_provider` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,118 @@
+//! Files that hold secrets or name commands: who owns them and who may read or write
+//! them, checked before they are trusted.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Who may touch a file, and who we are.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    pub mode: u32,
+    pub owner: u32,
+    pub me: u32,
+}
+
+impl Ownership {
+    pub fn of(meta: &std::fs::Metadata) -> Ownership {
+        Ownership {
+            mode: meta.mode(),
+            owner: meta.uid(),
+            me: current_uid(),
+        }
+    }
+
+    /// Root owns system files; anyone else owning our secrets could read or replace them.
+    fn trusted_owner(self) -> bool {
+        self.owner == self.me || self.owner == 0
+    }
+}
+
+/// A file holding a secret must be private (no group or other bits) and belong to this
+/// user or root.
+pub fn check_private(path: &Path, what: &str, facts: Ownership) -> Result<()> {
+    let shown = path.display();
+    if facts.mode & 0o077 != 0 {
+        let access = if facts.mode & 0o044 != 0 {
+            "readable"
+        } else {
+            "writable"
+        };
+        return Err(Error::Config(format!(
+            "{shown} {what} and is {access} by others (mode {:04o}); run chmod 600 {shown}",
+            facts.mode & 0o7777
+        )));
+    }
+    if !facts.trusted_owner() {
+        return Err(Error::Config(format!(
+            "{shown} {what} and belongs to {}, not to {} or root",
+            describe_user(facts.owner),
+            describe_user(facts.me)
+        )));
+    }
+    Ok(())
+}
+
+/// `password_command` and `oauth_token_command` run as us, so whoever can edit the file
+/// can run anything as us.
+pub fn check_not_writable_by_others(path: &Path, facts: Ownership) -> Result<()> {
+    let shown = path.display();
+    if facts.mode & 0o022 != 0 {
+        return Err(Error::Config(format!(
+            "{shown} sets a command (password_command, oauth_token_command) and is \
+             writable by others (mode {:04o}), \
+             who could run any command as you; run chmod go-w {shown}",
+            facts.mode & 0o7777
+        )));
+    }
+    if !facts.trusted_owner() {
+        return Err(Error::Config(format!(
+            "{shown} sets a command (password_command, oauth_token_command) and belongs \
+             to {}, not to {} or root",
+            describe_user(facts.owner),
+            describe_user(facts.me)
+        )));
+    }
+    Ok(())
+}
+
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// "user www-data (uid 33)", or "uid 33" when the user database has no entry.
+pub fn describe_user(uid: u32) -> String {
+    match crate::system::identity::passwd(uid).map(|p| p.name) {
+        Some(name) => format!("user {name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// Why a file we need could not be opened, as the error the caller should see.
+pub fn open_failure(path: &Path, e: &io::Error) -> Error {
+    let shown = path.display();
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+            Error::Config(format!("{shown}: no such file"))
+        }
+        io::ErrorKind::PermissionDenied => Error::TempFail(format!(
+            "{shown}: cannot be read by {}: {}; the message was not sent, \
+             keep it and retry once this user can read the file",
+            describe_user(current_uid()),
+            io_reason(e)
+        )),
+        _ => Error::Config(format!("{shown}: {}", io_reason(e))),
+    }
+}
+
+/// The OS's words without Rust's " (os error 13)" suffix.
+fn io_reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
