@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use smtpsend::ExitStatus;
 use smtpsend::app::cli::{self, Cli};
-use smtpsend::app::send::Input;
+use smtpsend::app::settings::Settings;
+use smtpsend::message::input::Input;
 
 /// Standard input as a file when it is a regular one (`smtpsend rcpt < msg.eml`), so the
 /// message can be read again after a failure instead of being copied as it streams.
@@ -49,27 +50,22 @@ fn main() -> ExitCode {
             let _ = writeln!(stderr, "smtpsend: note: unknown flag {flag} ignored");
         }
     }
-    let status = match cli.mode(&argv0) {
-        Err(msg) => {
-            let _ = writeln!(stderr, "smtpsend: {msg}");
-            ExitStatus::Usage
-        }
-        Ok(mode) => {
-            let stdin = std::io::stdin();
-            let mut lock = stdin.lock();
-            let input = match stdin_file() {
-                Some(file) => Input::File(file),
-                None => Input::Stream(&mut lock),
-            };
-            match smtpsend::app::send::run(&cli, mode, input, &mut stderr) {
-                Ok(status) => status,
-                Err(e) => {
-                    for line in e.lines() {
-                        let _ = writeln!(stderr, "smtpsend: {line}");
-                    }
-                    e.exit_status()
-                }
+    let result = Settings::resolve(&cli, &argv0).and_then(|settings| {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        let input = match stdin_file() {
+            Some(file) => Input::File(file),
+            None => Input::Stream(&mut lock),
+        };
+        smtpsend::app::run(&settings, input, &mut stderr)
+    });
+    let status = match result {
+        Ok(status) => status,
+        Err(e) => {
+            for line in e.lines() {
+                let _ = writeln!(stderr, "smtpsend: {line}");
             }
+            e.exit_status()
         }
     };
     ExitCode::from(status.code())

@@ -500,8 +500,8 @@ fn plain_http_to_another_host_is_refused() {
         assert_eq!(err.exit_status(), ExitStatus::Config, "{endpoint}");
         assert!(err.to_string().contains("plain http is refused"), "{err}");
     }
-    assert!(oauth::provider::check_endpoint("http://[::1]:8080/token").is_ok());
-    assert!(oauth::provider::check_endpoint("http://127.0.0.2/token").is_ok());
+    assert!(smtpsend::config::oauth::check_endpoint("http://[::1]:8080/token").is_ok());
+    assert!(smtpsend::config::oauth::check_endpoint("http://127.0.0.2/token").is_ok());
 }
 
 #[test]

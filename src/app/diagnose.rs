@@ -12,28 +12,26 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::app::cli::Cli;
-use crate::app::send::{self, Remote};
-use crate::config::{Account, PasswordSource};
-use crate::delivery::Timeouts;
+use crate::app::routes;
+use crate::app::settings::{RouteFlags, Settings, spec_for};
+use crate::delivery::direct::Direct;
+use crate::delivery::remote::Remote;
+use crate::delivery::route::{RelaySpec, Route, RouteSpec};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport, Query};
-use crate::smtp::{Reply, TlsPolicy, TraceLine, Wait};
-use crate::system::identity;
-use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io, tls};
+use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport};
+use crate::smtp::{Reply, TraceLine, Wait};
+use crate::transport::{self, Stream, TlsMode, describe_io, tls};
 
 pub use cert::{CertInfo, DerError};
 
-/// Where to connect, resolved.
+/// Where to connect, connected.
 struct Target {
-    /// The name shown, verified in TLS and named in messages.
-    host: String,
+    /// The host (its name is shown, verified in TLS and named in messages) and its TLS.
+    route: Route,
     stream: Stream,
     addr: SocketAddr,
-    tls: TlsMode,
-    settings: TlsSettings,
-    timeouts: Timeouts,
+    ehlo: String,
 }
 
 /// What TLS looked like, for the report.
@@ -47,44 +45,39 @@ pub struct TlsInfo {
     pub verified: bool,
 }
 
-/// Run the diagnostic the command line asks for; the report goes to stdout.
-pub fn run(cli: &Cli, err: &mut dyn Write) -> Result<ExitStatus, Error> {
+/// Run the diagnostic the settings ask for; the report goes to stdout.
+pub fn run(settings: &Settings, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    run_to(cli, &mut out, err)
+    run_to(settings, &mut out, err)
 }
 
 /// [`run`], writing the report to `out`.
-pub fn run_to(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<ExitStatus, Error> {
-    let queries = queries(cli)?;
-    let acct = send::load_account(cli)?;
-    let verbose = cli.verbose > 0;
+pub fn run_to(
+    settings: &Settings,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let verbose = settings.verbose;
     let mut trace = |line: &TraceLine| {
         if verbose {
-            let _ = writeln!(err, "{}", crate::app::terminal::trace_line(line));
+            let _ = writeln!(err, "{}", crate::system::terminal::trace_line(line));
         }
     };
-    let target = target(cli, acct.as_ref(), &mut trace)?;
+    let target = target(settings, &mut trace)?;
+    let (tls, implicit_tls) = target.route.session_tls();
     let opts = ProbeOptions {
-        ehlo_name: cli
-            .ehlo
-            .clone()
-            .or_else(|| acct.as_ref().and_then(|a| a.ehlo.clone()))
-            .unwrap_or_else(identity::mail_name),
-        tls: match target.tls {
-            TlsMode::Off => TlsPolicy::Off,
-            TlsMode::Opportunistic => TlsPolicy::Opportunistic,
-            TlsMode::Required | TlsMode::Implicit => TlsPolicy::Required,
-        },
-        implicit_tls: target.tls == TlsMode::Implicit,
-        queries,
+        ehlo_name: target.ehlo.clone(),
+        tls,
+        implicit_tls,
+        queries: settings.diagnose.queries.clone(),
         trace: verbose,
     };
-    let host = target.host.clone();
+    let host = target.route.host.clone();
     let addr = target.addr;
     let (outcome, tls_info, report) = probe(target, opts, &mut trace);
     let show = |out: &mut dyn Write, report: &ProbeReport| -> io::Result<()> {
-        if cli.serverinfo {
+        if settings.diagnose.serverinfo {
             write_serverinfo(out, &host, addr, report, &tls_info, SystemTime::now())?;
         }
         write_answers(out, report)
@@ -102,133 +95,112 @@ pub fn run_to(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exi
     }
 }
 
-/// The queries in the order the man page gives: VRFY, EXPN, ETRN, NOOP, HELP.
-fn queries(cli: &Cli) -> Result<Vec<Query>, Error> {
-    let nonempty = |flag: &str, v: &str| -> Result<String, Error> {
-        let v = v.trim();
-        if v.is_empty() {
-            Err(Error::Usage(format!("{flag} needs a non-empty argument")))
-        } else {
-            Ok(v.to_string())
-        }
-    };
-    let mut queries = Vec::new();
-    for a in &cli.verify_address {
-        queries.push(Query::Vrfy(nonempty("--verify", a)?));
-    }
-    for a in &cli.expand_list {
-        queries.push(Query::Expn(nonempty("--expand", a)?));
-    }
-    for d in &cli.etrn {
-        queries.push(Query::Etrn(nonempty("--etrn", d)?));
-    }
-    if cli.noop {
-        queries.push(Query::Noop);
-    }
-    if let Some(topic) = &cli.help_server {
-        let topic = topic.trim();
-        queries.push(Query::Help((!topic.is_empty()).then(|| topic.to_string())));
-    }
-    Ok(queries)
-}
-
 /// The relay (`--host` or the account's) or, given a DOMAIN argument, its first MX host
 /// that accepts a connection.
-fn target(
-    cli: &Cli,
-    acct: Option<&Account>,
-    trace: &mut dyn FnMut(&TraceLine),
-) -> Result<Target, Error> {
-    let note =
-        |trace: &mut dyn FnMut(&TraceLine), text: String| trace(&TraceLine { client: true, text });
-    match cli.recipients.as_slice() {
+fn target(settings: &Settings, trace: &mut dyn FnMut(&TraceLine)) -> Result<Target, Error> {
+    let client = &settings.client;
+    match settings.recipients.as_slice() {
         [] => {
             // The relay's settings without its credentials: a probe never authenticates,
             // so no password is looked up (nor a password command run).
-            let mut cli = cli.clone();
-            cli.user = None;
-            let acct = acct.cloned().map(|a| Account {
+            let RouteSpec::Relay(spec) = settings.route_spec()? else {
+                return Err(Error::Config(
+                    "no relay host: pass --host or set host in the config file".into(),
+                ));
+            };
+            let spec = RelaySpec {
+                account: None,
                 user: None,
-                password: PasswordSource::None,
-                ..a
-            });
-            let relay = send::relay_settings(&cli, acct.as_ref())?;
+                auth: None,
+                ..spec.clone()
+            };
+            let Remote::Relay(relay) = routes::open(&RouteSpec::Relay(spec), None, client)? else {
+                return Err(Error::Internal("a relay spec made another route".into()));
+            };
             let route = relay.route;
             let (sock, addr) = transport::connect(&route.host, route.port, route.timeouts.connect)?;
             note(trace, format!("connected to {} [{addr}]", route.host));
             Ok(Target {
-                host: route.host,
                 stream: Stream::new(sock),
                 addr,
-                tls: route.tls,
-                settings: route.tls_settings,
-                timeouts: route.timeouts,
+                ehlo: relay.ehlo,
+                route,
             })
         }
         [domain] => {
-            if cli.host.is_some() {
+            if settings.route_flags.host.is_some() {
                 return Err(Error::Usage(format!(
                     "give either --host or a domain ({domain}), not both"
                 )));
             }
-            let mut direct_cli = cli.clone();
-            direct_cli.direct = true;
-            direct_cli.mx_port = cli.mx_port.or(cli.port);
-            let Remote::Direct(direct) = send::remote_settings(&direct_cli, acct)? else {
-                return Err(Error::Internal("direct settings without --direct".into()));
+            let flags = RouteFlags {
+                direct: true,
+                mx_port: settings.route_flags.mx_port.or(settings.route_flags.port),
+                ..settings.route_flags.clone()
             };
-            let domain = domain.trim();
-            let hosts = direct.resolver.mail_hosts(domain)?;
-            let mut last = None;
-            for mx in &hosts {
-                let addrs: Vec<SocketAddr> = match direct.resolver.addresses(&mx.name) {
-                    Ok(ips) => ips
-                        .into_iter()
-                        .map(|ip| SocketAddr::new(ip, direct.port))
-                        .collect(),
-                    Err(e) => {
-                        note(
-                            trace,
-                            format!("{}: {e}; trying the next exchanger", mx.name),
-                        );
-                        last = Some(e);
-                        continue;
-                    }
-                };
-                match transport::connect_addrs(&mx.name, &addrs, direct.timeouts.connect) {
-                    Ok((sock, addr)) => {
-                        note(
-                            trace,
-                            format!("connected to {} [{addr}], MX of {domain}", mx.name),
-                        );
-                        return Ok(Target {
-                            host: mx.name.clone(),
-                            stream: Stream::new(sock),
-                            addr,
-                            tls: direct.tls,
-                            settings: TlsSettings {
-                                verify: direct.tls == TlsMode::Required,
-                                ..direct.tls_settings.clone()
-                            },
-                            timeouts: direct.timeouts.clone(),
-                        });
-                    }
-                    Err(e) => {
-                        note(trace, format!("{e}; trying the next exchanger"));
-                        last = Some(e);
-                    }
-                }
-            }
-            Err(last.unwrap_or_else(|| Error::NoHost {
-                host: domain.to_string(),
-                detail: "no mail exchanger to try".into(),
-            }))
+            let spec = spec_for(&flags, None, settings.account.as_ref()).map_err(Error::Usage)?;
+            let Remote::Direct(direct) = routes::open(&spec, None, client)? else {
+                return Err(Error::Internal("a direct spec made another route".into()));
+            };
+            mx_target(&direct, domain.trim(), trace)
         }
         more => Err(Error::Usage(format!(
             "diagnostics take one domain, not {} arguments",
             more.len()
         ))),
     }
+}
+
+fn note(trace: &mut dyn FnMut(&TraceLine), text: String) {
+    trace(&TraceLine { client: true, text });
+}
+
+/// The first exchanger of `domain` that accepts a connection.
+fn mx_target(
+    direct: &Direct,
+    domain: &str,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Target, Error> {
+    let hosts = direct.resolver.mail_hosts(domain)?;
+    let mut last = None;
+    for mx in &hosts {
+        let addrs: Vec<SocketAddr> = match direct.resolver.addresses(&mx.name) {
+            Ok(ips) => ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, direct.port))
+                .collect(),
+            Err(e) => {
+                note(
+                    trace,
+                    format!("{}: {e}; trying the next exchanger", mx.name),
+                );
+                last = Some(e);
+                continue;
+            }
+        };
+        match transport::connect_addrs(&mx.name, &addrs, direct.timeouts.connect) {
+            Ok((sock, addr)) => {
+                note(
+                    trace,
+                    format!("connected to {} [{addr}], MX of {domain}", mx.name),
+                );
+                return Ok(Target {
+                    stream: Stream::new(sock),
+                    addr,
+                    ehlo: direct.ehlo.clone(),
+                    route: direct.route_to(&mx.name, domain, vec![addr]),
+                });
+            }
+            Err(e) => {
+                note(trace, format!("{e}; trying the next exchanger"));
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::NoHost {
+        host: domain.to_string(),
+        detail: "no mail exchanger to try".into(),
+    }))
 }
 
 /// Run the probe to its end. Returns the outcome, what TLS looked like, and the report
@@ -240,7 +212,7 @@ fn probe(
 ) -> (Result<ProbeReport, Error>, TlsInfo, ProbeReport) {
     let mut tls_info = TlsInfo::default();
     let mut probe = Probe::new(opts);
-    let host = target.host.clone();
+    let host = target.route.host.clone();
     let outcome = drive(&mut target, &mut probe, &mut tls_info, trace);
     let mut stream = target.stream;
     // QUIT (whose 221 is not awaited), or what a failed probe left to say.
@@ -277,18 +249,13 @@ fn drive(
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<ProbeReport, Failure> {
     let stream = &mut target.stream;
-    let host = target.host.as_str();
-    let wait = target
-        .timeouts
-        .command
-        .unwrap_or_else(|| Wait::Command.default_timeout());
-    let tls = match target.tls {
-        TlsMode::Off => None,
-        mode => Some(tls::client_config(&TlsSettings {
-            verify: mode != TlsMode::Opportunistic && target.settings.verify,
-            ..target.settings.clone()
-        })?),
-    };
+    let host = target.route.host.as_str();
+    let wait = target.route.timeouts.for_wait(Wait::Command);
+    let tls = target
+        .route
+        .tls_settings_for_handshake()
+        .map(|settings| tls::client_config(&settings))
+        .transpose()?;
     let handshake = |stream: &mut Stream, info: &mut TlsInfo| -> Result<(), Error> {
         let Some(tls) = &tls else {
             return Err(Error::Internal("STARTTLS without a TLS config".into()));
@@ -305,7 +272,7 @@ fn drive(
         info.verified = tls.verified();
         Ok(())
     };
-    if target.tls == TlsMode::Implicit {
+    if target.route.tls == TlsMode::Implicit {
         handshake(stream, tls_info)?;
     }
     let mut inbuf = vec![0u8; 16 * 1024];
@@ -492,6 +459,7 @@ pub fn write_answers(out: &mut dyn Write, report: &ProbeReport) -> io::Result<()
 mod tests {
     use super::*;
     use crate::smtp::probe::Answer;
+    use crate::smtp::probe::Query;
 
     fn reply(code: u16, lines: &[&str]) -> Reply {
         Reply {

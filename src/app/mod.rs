@@ -1,9 +1,53 @@
-//! The entry layer: the command line, the settings resolved from it and the config, and
-//! the modes it dispatches to (send, queue commands, diagnostics, `-bs`, `oauth`).
+//! The entry layer: the command line, the settings resolved from it and the config once,
+//! and the modes it dispatches to (send, the queue commands, diagnostics, `-bs`,
+//! `oauth`). No mode imports another.
 
 pub mod cli;
 pub mod diagnose;
 pub mod oauth;
+pub mod queue;
+pub mod routes;
 pub mod send;
+pub mod settings;
 pub mod smtp_stdio;
-pub mod terminal;
+
+use std::io::Write;
+
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::message::input::Input;
+use cli::Mode;
+use settings::Settings;
+
+/// Run what the settings ask for; diagnostics go to `err`.
+pub fn run(
+    settings: &Settings,
+    input: Input<'_>,
+    err: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    if settings.verbose {
+        for opt in &settings.ignored_options {
+            let _ = writeln!(err, "smtpsend: note: sendmail option {opt} ignored");
+        }
+    }
+    match settings.mode {
+        Mode::Deliver => send::run(settings, input, err),
+        Mode::ListQueue => queue::list(settings, err),
+        Mode::RunQueue => queue::flush(settings, err),
+        Mode::RemoveFromQueue => queue::remove(settings, err),
+        Mode::RebuildAliases => Ok(ExitStatus::Ok),
+        Mode::VerifyAddresses => verify_addresses(settings),
+        Mode::SmtpOnStdio => smtp_stdio::run(settings, input, err),
+        Mode::Diagnose => diagnose::run(settings, err),
+    }
+}
+
+/// `-bv`: the syntax of each address, without asking anyone.
+fn verify_addresses(settings: &Settings) -> Result<ExitStatus, Error> {
+    use crate::message::address::{self, Origin};
+    for r in &settings.recipients {
+        let addr = address::envelope_address(r).map_err(|e| e.into_error(Origin::CommandLine))?;
+        let _ = writeln!(std::io::stdout(), "{addr}... deliverable: syntax is valid");
+    }
+    Ok(ExitStatus::Ok)
+}

@@ -10,11 +10,13 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 
-use crate::app::cli::Cli;
-use crate::app::send::{self, Input};
+use crate::app::cli::Mode;
+use crate::app::send;
+use crate::app::settings::Settings;
 use crate::error::{Error, Result};
 use crate::exit::ExitStatus;
 use crate::message::address::{self, AddressError};
+use crate::message::input::Input;
 use crate::system::identity;
 
 /// The longest command line, CRLF included. RFC 5321 §4.5.3.1.4 sets 512; extensions
@@ -37,8 +39,8 @@ pub type Deliver<'a> = dyn FnMut(&str, &[String], &mut File) -> Result<()> + 'a;
 
 /// Run `sendmail -bs`: serve stdin/stdout, each message delivered by the normal path as
 /// if it had been given with `-i -f SENDER RECIPIENT...`.
-pub fn run(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus> {
-    if cli.composing() || cli.read_recipients {
+pub fn run(settings: &Settings, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatus> {
+    if settings.compose.is_some() || settings.message.read_recipients {
         return Err(Error::Usage(
             "-bs takes messages over SMTP; -t and the compose options do not apply".into(),
         ));
@@ -50,16 +52,15 @@ pub fn run(cli: &Cli, input: Input<'_>, err: &mut dyn Write) -> Result<ExitStatu
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut deliver = |from: &str, rcpts: &[String], file: &mut File| -> Result<()> {
-        let mut one = cli.clone();
-        one.mode = None;
+        let mut one = settings.clone();
+        one.mode = Mode::Deliver;
         one.recipients = rcpts.to_vec();
-        one.ignore_dots = true;
-        one.from = Some(if from.is_empty() { "<>" } else { from }.to_string());
-        one.from_r = None;
+        one.message.dot_ends_input = false;
+        one.message.from = Some(if from.is_empty() { "<>" } else { from }.to_string());
         let copy = file
             .try_clone()
             .map_err(|e| Error::Io(format!("reopening the received message: {e}")))?;
-        match send::send(&one, Input::File(copy), err) {
+        match send::run(&one, Input::File(copy), err) {
             Ok(_) => Ok(()),
             // Some recipients have the message: refusing it now would make the client send
             // it to them again. The refusals are reported on stderr.
@@ -371,7 +372,7 @@ impl Server<'_, '_> {
         if self.rcpts.is_empty() {
             return self.refuse("554 5.5.1 No valid recipients");
         }
-        let mut file = match send::private_temp_file() {
+        let mut file = match crate::message::input::private_temp_file() {
             Ok(f) => f,
             Err(e) => {
                 self.reset();

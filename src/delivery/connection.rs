@@ -5,13 +5,14 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use crate::app::terminal::Progress;
+use super::route::Route;
 use crate::error::Error;
 use crate::smtp::{
     BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
     TraceLine, Wait,
 };
-use crate::transport::{self, Stream, TlsMode, TlsSettings, describe_io};
+use crate::system::terminal::Progress;
+use crate::transport::{self, Stream, TlsMode, describe_io};
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
 pub const BLOCK: usize = 64 * 1024;
@@ -36,54 +37,6 @@ pub fn encode_chunk(whole: &[u8], dot_ends_input: bool) -> Vec<u8> {
     encoder.encode(whole, &mut chunk);
     encoder.finish(&mut chunk);
     chunk
-}
-
-/// Where and how to connect.
-#[derive(Clone, Debug)]
-pub struct Route {
-    /// The host name: connected to, verified in TLS, named in messages.
-    pub host: String,
-    pub port: u16,
-    /// Addresses already resolved (direct delivery); otherwise `host` is resolved.
-    pub addrs: Option<Vec<std::net::SocketAddr>>,
-    pub tls: TlsMode,
-    pub tls_settings: TlsSettings,
-    pub timeouts: Timeouts,
-    /// Show upload progress (when stderr is a terminal).
-    pub progress: bool,
-}
-
-/// Time limits (RFC 5321 §4.5.3.2 unless overridden).
-#[derive(Clone, Debug)]
-pub struct Timeouts {
-    pub connect: Duration,
-    /// One value for every command wait instead of the RFC's per-command ones.
-    pub command: Option<Duration>,
-    /// A deadline for the whole session.
-    pub total: Option<Duration>,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(30),
-            command: None,
-            total: None,
-        }
-    }
-}
-
-impl Route {
-    /// The name the certificate must carry.
-    fn tls_name(&self) -> Result<pki_types::ServerName<'static>, Error> {
-        transport::tls::server_name(&self.host)
-    }
-}
-
-impl Timeouts {
-    fn for_wait(&self, wait: Wait) -> Duration {
-        self.command.unwrap_or_else(|| wait.default_timeout())
-    }
 }
 
 /// The message to send: what was already read, then the rest of the input.
@@ -323,19 +276,11 @@ impl<'r> Connection<'r> {
     ) -> Result<Connection<'r>, Error> {
         let overall = route.timeouts.total.map(|t| Instant::now() + t);
         let host = route.host.as_str();
-        let tls = match route.tls {
-            TlsMode::Off => None,
-            mode => Some(transport::tls::client_config(&TlsSettings {
-                verify: mode != TlsMode::Opportunistic,
-                ..route.tls_settings.clone()
-            })?),
-        };
-        opts.tls = match route.tls {
-            TlsMode::Off => crate::smtp::TlsPolicy::Off,
-            TlsMode::Opportunistic => crate::smtp::TlsPolicy::Opportunistic,
-            TlsMode::Required | TlsMode::Implicit => crate::smtp::TlsPolicy::Required,
-        };
-        opts.implicit_tls = route.tls == TlsMode::Implicit;
+        let tls = route
+            .tls_settings_for_handshake()
+            .map(|settings| transport::tls::client_config(&settings))
+            .transpose()?;
+        (opts.tls, opts.implicit_tls) = route.session_tls();
         opts.server_address
             .get_or_insert_with(|| (route.host.clone(), route.port));
         let (sock, addr) = match &route.addrs {

@@ -5,12 +5,13 @@
 //! next one; an answer about the message itself (a 5xx at RCPT, a 4xx at end of data) is
 //! final for this attempt, as it would be from any other exchanger of the domain.
 
-use std::io::Read;
 use std::net::SocketAddr;
 
 use crate::delivery::resolve::Resolver;
+use crate::delivery::route::{Client, DirectSpec};
 use crate::delivery::{self, Body, Delivered, Job, JobOutcome, Route, Timeouts};
 use crate::error::Error;
+use crate::message::input::Reopen;
 use crate::smtp::{Envelope, MessageInfo, SessionError, SessionOptions, TraceLine};
 use crate::transport::{TlsMode, TlsSettings};
 
@@ -28,26 +29,91 @@ pub struct Direct {
     pub verify_domains: Vec<String>,
     /// Show upload progress (when stderr is a terminal).
     pub progress: bool,
+    /// The name for EHLO.
+    pub ehlo: String,
 }
 
 impl Direct {
-    pub fn new(resolver: Resolver, port: u16, tls: TlsMode, timeouts: Timeouts) -> Direct {
-        Direct {
-            resolver,
-            port,
+    /// Direct delivery as `spec` describes it, with the run's timeouts. A DNS query waits
+    /// at most the reply timeout (5 s by default), tried twice: a dead resolver costs
+    /// seconds, not hickory's default of three 5 s tries per record type.
+    pub fn new(spec: &DirectSpec, client: &Client) -> Result<Direct, Error> {
+        let resolver = match &spec.dns_server {
+            Some(server) => Resolver::with_server(parse_dns_server(server)?)?,
+            None => Resolver::system()?,
+        };
+        let per_query = client
+            .timeouts
+            .command
+            .map_or(std::time::Duration::from_secs(5), |t| {
+                t.clamp(
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(5),
+                )
+            });
+        Ok(Direct {
+            resolver: resolver.with_timeout(per_query, 2),
+            port: spec.mx_port.unwrap_or(25),
+            tls: spec.tls,
+            tls_settings: TlsSettings {
+                trust_file: spec.tls_trust_file.clone(),
+                ..TlsSettings::default()
+            },
+            timeouts: client.timeouts.clone(),
+            verify_domains: spec.verify_domains.clone(),
+            progress: client.progress,
+            ehlo: spec.ehlo.clone().unwrap_or_else(|| client.ehlo.clone()),
+        })
+    }
+}
+
+impl Direct {
+    /// The session options every message on this route starts from: no AUTH with
+    /// someone else's exchangers.
+    pub fn session_options(&self, client: &Client) -> SessionOptions {
+        SessionOptions {
+            ehlo_name: self.ehlo.clone(),
+            pipelining: client.pipelining,
+            trace: client.trace,
+            ..SessionOptions::default()
+        }
+    }
+
+    /// The route to exchanger `host` of `domain` at `addrs`: verified TLS for a domain
+    /// that demands it, else the route's mode.
+    pub fn route_to(&self, host: &str, domain: &str, addrs: Vec<SocketAddr>) -> Route {
+        let tls = if self
+            .verify_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            TlsMode::Required
+        } else {
+            self.tls
+        };
+        Route {
+            host: host.to_string(),
+            port: self.port,
+            addrs: Some(addrs),
             tls,
-            tls_settings: TlsSettings::default(),
-            timeouts,
-            verify_domains: Vec::new(),
-            progress: false,
+            tls_settings: TlsSettings {
+                verify: tls == TlsMode::Required,
+                ..self.tls_settings.clone()
+            },
+            timeouts: self.timeouts.clone(),
+            progress: self.progress,
         }
     }
 }
 
-/// A message that can be read again from its start, once per attempt.
-pub trait Reopen {
-    /// What was already read, and the rest; an error when it cannot be had again.
-    fn reopen(&mut self) -> Result<(Vec<u8>, &mut dyn Read), Error>;
+/// `IP` or `IP:PORT` (`[IPv6]:PORT`), port 53 by default.
+pub fn parse_dns_server(text: &str) -> Result<SocketAddr, Error> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| Error::Usage(format!("--dns-server {text:?}: expected IP or IP:PORT")))
 }
 
 /// Recipients grouped by domain (case-insensitive), in order of first appearance: one
@@ -98,7 +164,7 @@ pub fn deliver_domain(
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<Delivered, Error> {
     each_exchanger(direct, domain, trace, &mut |route, trace| {
-        let (head, rest) = match message.reopen() {
+        let (head, mut rest) = match message.reopen() {
             Ok(x) => x,
             Err(e) => return Tried::NoMessage(e),
         };
@@ -108,7 +174,7 @@ pub fn deliver_domain(
             opts.clone(),
             Body {
                 head,
-                rest,
+                rest: &mut rest,
                 dot_ends_input,
             },
             trace,
@@ -143,22 +209,30 @@ pub fn deliver_domain_batch(
     outcome: &mut dyn FnMut(usize, &str, JobOutcome),
 ) -> Result<String, Error> {
     each_exchanger(direct, domain, trace, &mut |route, trace| {
-        let mut batch = Vec::with_capacity(jobs.len());
+        let described: Vec<(Envelope, MessageInfo, bool)> = jobs
+            .iter()
+            .map(|job| (job.envelope.clone(), job.info.clone(), job.dot_ends_input))
+            .collect();
+        let mut opened = Vec::with_capacity(jobs.len());
         for job in jobs.iter_mut() {
-            let (head, rest) = match job.message.reopen() {
-                Ok(x) => x,
+            match job.message.reopen() {
+                Ok(x) => opened.push(x),
                 Err(e) => return Tried::NoMessage(e),
-            };
-            batch.push(Job {
-                envelope: job.envelope.clone(),
-                info: job.info.clone(),
-                body: Body {
-                    head,
-                    rest,
-                    dot_ends_input: job.dot_ends_input,
-                },
-            });
+            }
         }
+        let batch: Vec<Job<'_>> = described
+            .into_iter()
+            .zip(opened.iter_mut())
+            .map(|((envelope, info, dot_ends_input), (head, rest))| Job {
+                envelope,
+                info,
+                body: Body {
+                    head: std::mem::take(head),
+                    rest,
+                    dot_ends_input,
+                },
+            })
+            .collect();
         // Until the first outcome, a failure is the exchanger's, not a message's.
         let mut answered = false;
         let mut host_failure: Option<Error> = None;
@@ -211,15 +285,6 @@ fn each_exchanger<T>(
     trace: &mut dyn FnMut(&TraceLine),
     attempt: &mut Attempt<'_, T>,
 ) -> Result<T, Error> {
-    let tls = if direct
-        .verify_domains
-        .iter()
-        .any(|d| d.eq_ignore_ascii_case(domain))
-    {
-        TlsMode::Required
-    } else {
-        direct.tls
-    };
     let hosts = direct.resolver.mail_hosts(domain)?;
     trace(&TraceLine {
         client: true,
@@ -252,18 +317,7 @@ fn each_exchanger<T>(
                 continue;
             }
         };
-        let route = Route {
-            host: host.name.clone(),
-            port: direct.port,
-            addrs: Some(addrs),
-            tls,
-            tls_settings: TlsSettings {
-                verify: tls == TlsMode::Required,
-                ..direct.tls_settings.clone()
-            },
-            timeouts: direct.timeouts.clone(),
-            progress: direct.progress,
-        };
+        let route = direct.route_to(&host.name, domain, addrs);
         match attempt(&route, trace) {
             Tried::Done(done) => return Ok(done),
             Tried::Failed(e) if try_next_host(&e) => {

@@ -18,8 +18,6 @@ use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::app::cli::Cli;
-use crate::config::Account;
 use crate::delivery::{Delivered, JobOutcome};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -238,15 +236,9 @@ pub struct Logger {
 }
 
 impl Logger {
-    /// `--logfile` (else the account's `logfile`) and `--syslog`.
-    pub fn from_cli(cli: &Cli, acct: Option<&Account>) -> Logger {
-        Logger {
-            file: cli
-                .logfile
-                .clone()
-                .or_else(|| acct.and_then(|a| a.logfile.clone())),
-            syslog: cli.syslog,
-        }
+    /// Lines to `file` (when set) and to syslog (when `syslog`).
+    pub fn new(file: Option<PathBuf>, syslog: bool) -> Logger {
+        Logger { file, syslog }
     }
 
     pub fn is_enabled(&self) -> bool {

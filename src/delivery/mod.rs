@@ -8,9 +8,12 @@ pub mod log;
 pub mod mailbox;
 pub mod pool;
 pub mod recipients;
+pub mod remote;
 pub mod resolve;
+pub mod route;
 
 pub use connection::{
-    BLOCK, Body, CHUNK_MAX, Delivered, Job, JobOutcome, Route, Timeouts, deliver, deliver_batch,
-    encode_chunk,
+    BLOCK, Body, CHUNK_MAX, Delivered, Job, JobOutcome, deliver, deliver_batch, encode_chunk,
 };
+pub use remote::{Relay, Remote};
+pub use route::{Client, Route, RouteSpec, Timeouts};

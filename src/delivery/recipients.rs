@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Account;
 use crate::error::Error;
 use crate::message::address::{self, AddressError, Origin};
 use crate::message::aliases::{self, Aliases};
@@ -18,23 +17,38 @@ pub enum Target {
     Mailbox(String),
 }
 
-/// How bare local names are handled, from the account.
-#[derive(Debug, Default)]
-pub struct LocalPolicy {
+/// How bare local names are handled: the account's `local_domain`, `default_recipient`,
+/// `local_delivery`, `aliases` and `mail_spool`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalRules {
     pub local_domain: Option<String>,
     pub default_recipient: Option<String>,
     pub local_delivery: bool,
     pub aliases_file: Option<PathBuf>,
+    /// The mailbox directory for local delivery (default `/var/mail`).
+    pub mail_spool: Option<PathBuf>,
+}
+
+impl LocalRules {
+    /// The mailbox directory for local delivery.
+    pub fn mail_spool(&self) -> PathBuf {
+        self.mail_spool
+            .clone()
+            .unwrap_or_else(|| Path::new(crate::delivery::mailbox::SPOOL_DIR).to_path_buf())
+    }
+}
+
+/// The rules, and the aliases table once a local name needed it.
+#[derive(Debug, Default)]
+pub struct LocalPolicy {
+    pub rules: LocalRules,
     aliases: Option<Option<Aliases>>,
 }
 
 impl LocalPolicy {
-    pub fn new(account: Option<&Account>) -> LocalPolicy {
+    pub fn new(rules: LocalRules) -> LocalPolicy {
         LocalPolicy {
-            local_domain: account.and_then(|a| a.local_domain.clone()),
-            default_recipient: account.and_then(|a| a.default_recipient.clone()),
-            local_delivery: account.is_none_or(|a| a.local_delivery),
-            aliases_file: account.and_then(|a| a.aliases.clone()),
+            rules,
             aliases: None,
         }
     }
@@ -43,6 +57,7 @@ impl LocalPolicy {
     fn aliases(&mut self) -> Result<Option<&Aliases>, Error> {
         if self.aliases.is_none() {
             let path = self
+                .rules
                 .aliases_file
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(aliases::SYSTEM_ALIASES));
@@ -78,15 +93,15 @@ impl LocalPolicy {
 
     /// A local name no alias turned into an address.
     fn local_target(&self, name: &str, origin: Origin) -> Result<Target, Error> {
-        if let Some(domain) = &self.local_domain {
+        if let Some(domain) = &self.rules.local_domain {
             let addr = address::envelope_address(&format!("{name}@{domain}"))
                 .map_err(|e| e.into_error(origin))?;
             return Ok(Target::Remote(addr));
         }
-        if let Some(default) = &self.default_recipient {
+        if let Some(default) = &self.rules.default_recipient {
             return Ok(Target::Remote(default.clone()));
         }
-        if self.local_delivery {
+        if self.rules.local_delivery {
             return Ok(Target::Mailbox(name.to_string()));
         }
         Err(Error::Usage(format!(
@@ -94,13 +109,6 @@ impl LocalPolicy {
              default_recipient in the config"
         )))
     }
-}
-
-/// The mailbox directory for local delivery.
-pub fn mail_spool(account: Option<&Account>) -> PathBuf {
-    account
-        .and_then(|a| a.mail_spool.clone())
-        .unwrap_or_else(|| Path::new(crate::delivery::mailbox::SPOOL_DIR).to_path_buf())
 }
 
 #[cfg(test)]
@@ -111,11 +119,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aliases");
         std::fs::write(&path, aliases).unwrap();
-        let mut p = LocalPolicy {
+        let mut p = LocalPolicy::new(LocalRules {
             local_delivery: true,
             aliases_file: Some(path.clone()),
-            ..LocalPolicy::default()
-        };
+            ..LocalRules::default()
+        });
         p.aliases = Some(Aliases::load(&path).unwrap());
         p
     }
@@ -153,19 +161,19 @@ mod tests {
     #[test]
     fn local_domain_and_default_recipient() {
         let mut p = policy("");
-        p.local_domain = Some("example.org".into());
+        p.rules.local_domain = Some("example.org".into());
         assert_eq!(
             p.route("root", Origin::CommandLine).unwrap(),
             vec![Target::Remote("root@example.org".into())]
         );
-        p.local_domain = None;
-        p.default_recipient = Some("me@example.net".into());
+        p.rules.local_domain = None;
+        p.rules.default_recipient = Some("me@example.net".into());
         assert_eq!(
             p.route("root", Origin::CommandLine).unwrap(),
             vec![Target::Remote("me@example.net".into())]
         );
-        p.default_recipient = None;
-        p.local_delivery = false;
+        p.rules.default_recipient = None;
+        p.rules.local_delivery = false;
         assert!(matches!(
             p.route("root", Origin::CommandLine),
             Err(Error::Usage(_))

@@ -25,6 +25,7 @@
 pub mod address;
 pub mod aliases;
 pub mod compose;
+pub mod input;
 mod scan;
 pub(crate) mod stamp;
 

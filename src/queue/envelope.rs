@@ -7,9 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::Entry;
+use crate::delivery::route::RouteSpec;
 
-/// The format this code writes and reads.
-pub(super) const VERSION: u32 = 1;
+/// The format this code writes. Version 2 added `route`; version 1 files are read as
+/// entries without one.
+pub(super) const VERSION: u32 = 2;
+/// The oldest format this code reads.
+const OLDEST: u32 = 1;
 
 /// An envelope this code must not use.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,6 +57,9 @@ struct File {
     /// input as read, so the cut happens when it is sent).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     dot_ends_input: bool,
+    /// How it was to be sent (a table, so it comes last in the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    route: Option<RouteSpec>,
 }
 
 /// Only the version, read first so a newer format is recognised even when the rest of it
@@ -83,6 +90,7 @@ pub(super) fn encode(entry: &Entry) -> crate::Result<String> {
         recipients: entry.recipients.clone(),
         delivered: entry.delivered.clone(),
         account: entry.account.clone(),
+        route: entry.route.clone(),
         dsn_notify: entry.dsn_notify.clone(),
         dsn_ret: entry.dsn_ret.clone(),
         dsn_envid: entry.dsn_envid.clone(),
@@ -112,7 +120,7 @@ pub(super) fn decode(text: &str, id: &str) -> Result<Entry, Refusal> {
     })?;
     match version.version {
         None => return Err(corrupt("no version key".into())),
-        Some(v) if v == i64::from(VERSION) => {}
+        Some(v) if (i64::from(OLDEST)..=i64::from(VERSION)).contains(&v) => {}
         Some(v) if v > i64::from(VERSION) => {
             return Err(Refusal::Newer(u32::try_from(v).unwrap_or(u32::MAX)));
         }
@@ -160,6 +168,7 @@ pub(super) fn decode(text: &str, id: &str) -> Result<Entry, Refusal> {
         recipients: file.recipients,
         delivered: file.delivered,
         account: file.account,
+        route: file.route,
         dsn_notify: file.dsn_notify,
         dsn_ret: file.dsn_ret,
         dsn_envid: file.dsn_envid,
@@ -195,6 +204,7 @@ mod tests {
             recipients: vec!["bob@example.org".into(), "carol@example.net".into()],
             delivered: vec!["dave@example.org".into()],
             account: Some("work".into()),
+            route: None,
             dsn_notify: Some("FAILURE,DELAY".into()),
             dsn_ret: Some("HDRS".into()),
             dsn_envid: Some("QQ314159".into()),
@@ -214,7 +224,7 @@ mod tests {
     fn an_entry_survives_the_file_format() {
         let e = entry();
         let text = encode(&e).unwrap();
-        assert!(text.starts_with("version = 1\n"), "{text}");
+        assert!(text.starts_with("version = 2\n"), "{text}");
         assert!(text.contains("created = 1700000000\n"), "{text}");
         assert_eq!(decode(&text, &e.id), Ok(e));
     }
@@ -244,8 +254,43 @@ mod tests {
 
     #[test]
     fn a_newer_version_is_left_alone_not_called_corrupt() {
-        let text = "version = 2\nsomething = \"new\"\n";
-        assert_eq!(decode(text, "x"), Err(Refusal::Newer(2)));
+        let text = "version = 3\nsomething = \"new\"\n";
+        assert_eq!(decode(text, "x"), Err(Refusal::Newer(3)));
+    }
+
+    #[test]
+    fn a_version_1_envelope_is_an_entry_without_a_route() {
+        let mut e = entry();
+        e.route = None;
+        let text = encode(&e).unwrap().replace("version = 2", "version = 1");
+        assert_eq!(decode(&text, &e.id), Ok(e));
+    }
+
+    #[test]
+    fn the_route_is_kept() {
+        let mut e = entry();
+        e.route = Some(RouteSpec::Relay(crate::delivery::route::RelaySpec {
+            host: "smtp.example.org".into(),
+            port: 587,
+            tls: crate::transport::TlsMode::Required,
+            tls_trust_file: None,
+            tls_fingerprint: None,
+            tls_cert: None,
+            tls_key: None,
+            account: Some(crate::delivery::route::AccountRef {
+                name: "work".into(),
+                config: "/etc/smtpsend.conf".into(),
+            }),
+            user: None,
+            auth: None,
+            oauth: false,
+            insecure_auth: false,
+            from_command_line: false,
+            ehlo: None,
+        }));
+        let text = encode(&e).unwrap();
+        assert!(text.contains("[route]"), "{text}");
+        assert_eq!(decode(&text, &e.id), Ok(e));
     }
 
     #[test]
@@ -256,8 +301,8 @@ mod tests {
         let cases = [
             String::new(),
             "\u{0}\u{1}garbage".to_string(),
-            good.replace("version = 1\n", ""),
-            good.replace("version = 1", "version = 0"),
+            good.replace("version = 2\n", ""),
+            good.replace("version = 2", "version = 0"),
             cut.to_string(),
             good.replace("size = 1234", "size = -1"),
             good.replace(

@@ -138,6 +138,7 @@ mod tests {
             recipients: vec!["bob@example.org".into(), "carol@example.net".into()],
             delivered: Vec::new(),
             account: None,
+            route: None,
             dsn_notify: None,
             dsn_ret: None,
             dsn_envid: None,

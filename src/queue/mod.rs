@@ -57,6 +57,7 @@ mod envelope;
 mod fs;
 mod id;
 mod listing;
+pub(crate) mod notice;
 pub mod run;
 mod spool;
 
@@ -65,6 +66,7 @@ mod spool_tests;
 
 use std::time::{Duration, SystemTime};
 
+use crate::delivery::route::RouteSpec;
 use crate::smtp::{Dsn, Envelope};
 
 pub use id::{ID_LEN, is_valid as is_valid_id};
@@ -104,6 +106,8 @@ pub struct NewEntry {
     pub recipients: Vec<String>,
     /// The config account to send it with, so a retry uses the same relay and credentials.
     pub account: Option<String>,
+    /// How it was to be sent: a retry goes the same way.
+    pub route: Option<RouteSpec>,
     /// RFC 3461 `NOTIFY`, `RET` and `ENVID`, as validated by [`Dsn::new`].
     pub dsn_notify: Option<String>,
     pub dsn_ret: Option<String>,
@@ -127,6 +131,9 @@ pub struct Entry {
     /// Recipients the server accepted in an earlier attempt, not to be sent to again.
     pub delivered: Vec<String>,
     pub account: Option<String>,
+    /// How it was to be sent; `None` for an entry queued before routes were kept, which
+    /// goes the way the queue run's own settings say.
+    pub route: Option<RouteSpec>,
     pub dsn_notify: Option<String>,
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
@@ -207,6 +214,7 @@ mod tests {
             recipients: vec!["a@example.org".into()],
             delivered: Vec::new(),
             account: None,
+            route: None,
             dsn_notify: None,
             dsn_ret: None,
             dsn_envid: None,

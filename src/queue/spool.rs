@@ -112,6 +112,7 @@ impl Spool {
             recipients: new.recipients.clone(),
             delivered: Vec::new(),
             account: new.account.clone(),
+            route: new.route.clone(),
             dsn_notify: new.dsn_notify.clone(),
             dsn_ret: new.dsn_ret.clone(),
             dsn_envid: new.dsn_envid.clone(),

@@ -18,6 +18,7 @@ fn new_entry() -> NewEntry {
         from: "alice@example.org".into(),
         recipients: vec!["bob@example.org".into(), "carol@example.net".into()],
         account: Some("work".into()),
+        route: None,
         dsn_notify: Some("FAILURE".into()),
         dsn_ret: Some("HDRS".into()),
         dsn_envid: Some("QQ314159".into()),
@@ -360,7 +361,7 @@ fn a_symlink_planted_as_the_lock_is_refused() {
 fn an_envelope_from_a_newer_smtpsend_is_left_in_place() {
     let (_dir, spool) = spool();
     let entry = enqueue(&spool, MESSAGE);
-    fs::write(spool.env_path(&entry.id), "version = 2\n").unwrap();
+    fs::write(spool.env_path(&entry.id), "version = 3\n").unwrap();
     let listing = spool.list().unwrap();
     assert!(listing.entries.is_empty());
     assert_eq!(listing.warnings.len(), 1);

@@ -13,7 +13,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How a connection uses TLS, as the user chooses it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// Cleartext only.
     Off,

@@ -1,0 +1,215 @@
+//! One transaction with a relay or one domain's exchangers, logged, and queued on a
+//! temporary failure when queueing is on.
+
+use std::io::Write;
+
+use super::queueing;
+use crate::app::settings::Settings;
+use crate::delivery::log::{self, Attempt};
+use crate::delivery::remote::Remote;
+use crate::delivery::{self, Body, Delivered, direct};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::message::input::{Message, Reopen};
+use crate::smtp::{Envelope, MessageInfo, SessionOptions, TraceLine};
+use crate::system::terminal;
+
+/// Read ahead so a small message's size is known and it can go as one BDAT chunk; what
+/// the server may learn about the message before its body.
+pub(super) fn message_info(
+    settings: &Settings,
+    message: &mut Message<'_>,
+) -> Result<MessageInfo, Error> {
+    let whole = message.read_ahead(delivery::BLOCK)?;
+    let head = message.head();
+    if memchr::memchr(0, head).is_some() {
+        // Refused before connecting when it is already in sight; later in the stream the
+        // transfer is abandoned without the final dot.
+        return Err(Error::Data(
+            "the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into(),
+        ));
+    }
+    let (chunk, size) = if whole {
+        let chunk = delivery::encode_chunk(head, settings.message.dot_ends_input);
+        let size = chunk.len() as u64;
+        (
+            (chunk.len() <= delivery::CHUNK_MAX).then_some(chunk),
+            Some(size),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(MessageInfo {
+        size,
+        eight_bit: settings
+            .message
+            .eight_bit
+            .or_else(|| whole.then(|| !head.is_ascii())),
+        chunk,
+        dsn: settings.message.dsn.clone(),
+    })
+}
+
+/// One transaction (a relay's, or one domain's), queueing on a temporary failure when
+/// the settings say so.
+pub(super) fn deliver_group(
+    settings: &Settings,
+    route: &Remote,
+    from: &str,
+    rcpts: Vec<String>,
+    info: &MessageInfo,
+    message: &mut dyn Reopen,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    if !settings.queue.on_tempfail {
+        return attempt(settings, route, from, rcpts, info, message, err).and_then(report);
+    }
+    let outcome = attempt(settings, route, from, rcpts.clone(), info, message, err);
+    let (retry, reason, error) = match outcome {
+        Ok(delivered) => {
+            let (temporary, permanent): (Vec<_>, Vec<_>) = delivered
+                .report
+                .rejected
+                .iter()
+                .cloned()
+                .partition(|f| f.reply.is_transient());
+            if temporary.is_empty() {
+                return report(delivered);
+            }
+            let retry: Vec<String> = temporary.iter().map(|f| f.recipient.clone()).collect();
+            let reason = temporary
+                .iter()
+                .map(|f| format!("RCPT TO:<{}>: {}", f.recipient, f.reply))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let error = (!permanent.is_empty()).then(|| Error::PartialDelivery {
+                host: delivered.host.clone(),
+                rejected: permanent,
+            });
+            (retry, format!("{}: {reason}", delivered.host), error)
+        }
+        Err(e) if e.exit_status() == ExitStatus::TempFail => (rcpts, e.to_string(), Some(e)),
+        Err(e) => return Err(e),
+    };
+    match queueing::enqueue(settings, from, &retry, &reason, message) {
+        Ok(id) => {
+            if settings.verbose {
+                let _ = writeln!(err, "smtpsend: {reason}");
+                let _ = writeln!(err, "smtpsend: queued as {id} for {}", retry.join(", "));
+            }
+            // Only permanent refusals remain to report.
+            match error {
+                Some(e) if e.exit_status() != ExitStatus::TempFail => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Err(spool_error) => {
+            let _ = writeln!(err, "smtpsend: could not queue the message: {spool_error}");
+            Err(error.unwrap_or(spool_error))
+        }
+    }
+}
+
+/// Send to `rcpts` (all of one domain, for direct delivery) and log the attempt.
+fn attempt(
+    settings: &Settings,
+    route: &Remote,
+    from: &str,
+    rcpts: Vec<String>,
+    info: &MessageInfo,
+    message: &mut dyn Reopen,
+    err: &mut dyn Write,
+) -> Result<Delivered, Error> {
+    let opts = SessionOptions {
+        size: info.size,
+        eight_bit: info.eight_bit,
+        chunk: info.chunk.clone(),
+        dsn: info.dsn.clone(),
+        ..route.session_options(&settings.client)
+    };
+    let (head, _) = message.reopen()?;
+    let log_id = log::message_id(&head).unwrap_or_else(log::random_id);
+    let verbose = settings.verbose;
+    let mut trace = |line: &TraceLine| {
+        if verbose {
+            let _ = writeln!(err, "{}", terminal::trace_line(line));
+        }
+    };
+    let envelope = Envelope {
+        from: from.to_string(),
+        recipients: rcpts.clone(),
+    };
+    let dot_ends_input = settings.message.dot_ends_input;
+    let result = match route {
+        Remote::Relay(relay) => message.reopen().and_then(|(head, mut rest)| {
+            delivery::deliver(
+                &relay.route,
+                envelope,
+                opts,
+                Body {
+                    head,
+                    rest: &mut rest,
+                    dot_ends_input,
+                },
+                &mut trace,
+            )
+        }),
+        Remote::Direct(direct) => {
+            let domain = rcpts[0]
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default();
+            direct::deliver_domain(
+                direct,
+                &domain,
+                &envelope,
+                &opts,
+                message,
+                dot_ends_input,
+                &mut trace,
+            )
+        }
+    };
+    let host = match route {
+        Remote::Relay(relay) => relay.route.host.clone(),
+        Remote::Direct(_) => rcpts
+            .first()
+            .and_then(|r| r.rsplit_once('@'))
+            .map_or(String::new(), |(_, d)| d.to_string()),
+    };
+    let logged = Attempt {
+        id: &log_id,
+        from,
+        to: &rcpts,
+        host: &host,
+        size: message.size(),
+    };
+    settings.log.attempt(&logged, &result, err);
+    let delivered = result?;
+    if verbose {
+        let tls = match &delivered.tls {
+            Some(t) if delivered.tls_verified => format!("TLS {t}, certificate verified"),
+            Some(t) => format!("TLS {t}, certificate not verified"),
+            None => "no TLS".into(),
+        };
+        let _ = writeln!(
+            err,
+            "smtpsend: accepted by {} ({tls}) for {}",
+            delivered.host,
+            delivered.report.accepted.join(", ")
+        );
+    }
+    Ok(delivered)
+}
+
+/// Recipients refused for good are the caller's to hear about.
+pub(crate) fn report(delivered: Delivered) -> Result<(), Error> {
+    if delivered.report.rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PartialDelivery {
+            host: delivered.host,
+            rejected: delivered.report.rejected,
+        })
+    }
+}

@@ -1,0 +1,507 @@
+//! Everything the command line, the config file and the account say about one run,
+//! resolved once into [`Settings`] before anything runs (in the manner of ripgrep's
+//! high-level arguments): no code below this module sees [`Cli`].
+//!
+//! Secrets are not looked up here: a route is first a [`RouteSpec`] (names and paths, what
+//! a spool entry keeps), and [`super::routes`] turns it into a live route with its
+//! credentials when a message is about to go.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::app::cli::{Cli, Mode};
+use crate::config::{self, Account};
+use crate::delivery::log::Logger;
+use crate::delivery::recipients::LocalRules;
+use crate::delivery::route::{AccountRef, Client, DirectSpec, RelaySpec, RouteSpec, Timeouts};
+use crate::error::Error;
+use crate::message::address::{self, AddressError, Origin};
+use crate::message::compose::ComposeOptions;
+use crate::smtp::Dsn;
+use crate::smtp::probe::Query;
+use crate::system::identity;
+use crate::transport::{TlsMode, tls};
+
+/// Domains delivered at once on the direct route (the `parallel` setting).
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// One run of smtpsend, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    pub verbose: bool,
+    /// Sendmail options accepted and ignored, for a note under `-v`.
+    pub ignored_options: Vec<String>,
+    /// The config file the account came from.
+    pub config_file: Option<PathBuf>,
+    pub account: Option<Account>,
+    /// `-a NAME` was given: the account was chosen, not defaulted.
+    pub account_chosen: bool,
+    pub message: MessageSettings,
+    /// Recipients as given on the command line, comma lists split.
+    pub recipients: Vec<String>,
+    /// What to compose, when the message is built from flags.
+    pub compose: Option<ComposeRequest>,
+    pub local: LocalRules,
+    /// Where remote recipients go, without secrets; or the mistake on the command line or
+    /// in the config that only matters when a message goes to a remote recipient.
+    pub route: Result<RouteSpec, String>,
+    /// The command line's part of it.
+    pub route_flags: RouteFlags,
+    pub client: Client,
+    pub queue: QueueSettings,
+    pub log: Logger,
+    /// Domains delivered at once on the direct route.
+    pub parallel: usize,
+    pub diagnose: DiagnoseSettings,
+}
+
+/// How the message is read and what the envelope says about it.
+#[derive(Clone, Debug, Default)]
+pub struct MessageSettings {
+    /// `-t`: recipients from the header.
+    pub read_recipients: bool,
+    /// Without `-i`: a lone `.` line ends the input, as in sendmail.
+    pub dot_ends_input: bool,
+    /// `-f`/`-r`, else the account's `from`.
+    pub from: Option<String>,
+    /// `-F`: the display name of an added From.
+    pub full_name: Option<String>,
+    pub dsn: Dsn,
+    /// `-B 8BITMIME` / `-B 7BIT`.
+    pub eight_bit: Option<bool>,
+    /// Add From, Date and Message-ID when missing (not for a composed message).
+    pub add_missing_headers: bool,
+    /// Qualifies a bare `-f` name (sendmail does this with the local domain).
+    pub sender_domain: String,
+}
+
+/// The compose flags (`--subject`, `--attach`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct ComposeRequest {
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub body: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub attach: Vec<PathBuf>,
+    pub headers: Vec<String>,
+}
+
+/// What the command line says about the route, kept so that a route can be worked out
+/// for another account too (an entry queued under it before routes were kept).
+#[derive(Clone, Debug, Default)]
+pub struct RouteFlags {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<TlsMode>,
+    pub tls_trust_file: Option<PathBuf>,
+    pub tls_fingerprint: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub user: Option<String>,
+    pub auth: Option<crate::smtp::Mechanism>,
+    pub oauth: bool,
+    pub insecure_auth: bool,
+    pub direct: bool,
+    pub dns_server: Option<String>,
+    pub mx_port: Option<u16>,
+    pub ehlo: Option<String>,
+}
+
+impl RouteFlags {
+    fn from_cli(cli: &Cli) -> RouteFlags {
+        RouteFlags {
+            host: cli.host.clone(),
+            port: cli.port,
+            tls: cli.tls,
+            tls_trust_file: cli.tls_trust_file.clone(),
+            tls_fingerprint: cli.tls_fingerprint.clone(),
+            tls_cert: cli.tls_cert.clone(),
+            tls_key: cli.tls_key.clone(),
+            user: cli.user.clone(),
+            auth: cli.auth,
+            oauth: cli.oauth,
+            insecure_auth: cli.insecure_auth,
+            direct: cli.direct,
+            dns_server: cli.dns_server.clone(),
+            mx_port: cli.mx_port,
+            ehlo: cli.ehlo.clone(),
+        }
+    }
+}
+
+/// What the queue does for this run.
+#[derive(Clone, Debug, Default)]
+pub struct QueueSettings {
+    /// `--queue-dir`, else the account's `queue_dir`; `None` for the default.
+    pub dir: Option<PathBuf>,
+    /// Queue on a temporary failure and exit 0 (`queue_on_tempfail`, `--no-queue`).
+    pub on_tempfail: bool,
+    /// `--queue` / `-odq`: queue without trying.
+    pub only: bool,
+    /// `--flush --all`: every entry, due or not.
+    pub all: bool,
+    /// `--queue-remove ID`.
+    pub remove: Vec<String>,
+    /// `--queue-remove-all --yes`.
+    pub remove_all: bool,
+    pub yes: bool,
+}
+
+/// The diagnostic queries (`--serverinfo`, `--verify`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct DiagnoseSettings {
+    pub serverinfo: bool,
+    pub queries: Vec<Query>,
+}
+
+impl Settings {
+    /// Resolve the command line against the config file and its account.
+    pub fn resolve(cli: &Cli, argv0: &str) -> Result<Settings, Error> {
+        let mode = cli.mode(argv0).map_err(Error::Usage)?;
+        let config = config::load(cli.config.as_deref())?;
+        let account = match (&config, &cli.account) {
+            (Some(config), name) => Some(config.account(name.as_deref())?),
+            (None, Some(name)) => {
+                return Err(Error::Usage(format!(
+                    "account {name:?} was asked for, but there is no config file"
+                )));
+            }
+            (None, None) => None,
+        };
+        let acct = account.as_ref();
+        let config_file = config.as_ref().map(|c| c.origin().to_path_buf());
+        let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
+        let client = Client {
+            ehlo: cli
+                .ehlo
+                .clone()
+                .or_else(|| acct.and_then(|a| a.ehlo.clone()))
+                .unwrap_or_else(identity::mail_name),
+            pipelining: !cli.no_pipelining,
+            trace: cli.verbose > 0,
+            progress: cli.verbose > 0 || !cli.attach.is_empty(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
+                command: timeout.map(Duration::from_secs),
+                total: cli
+                    .deadline
+                    .or(acct.and_then(|a| a.deadline))
+                    .map(Duration::from_secs),
+            },
+        };
+        let route_flags = RouteFlags::from_cli(cli);
+        let route = spec_for(&route_flags, config_file.as_deref(), acct);
+        Ok(Settings {
+            mode,
+            verbose: cli.verbose > 0,
+            ignored_options: cli.ignored_options(),
+            config_file,
+            account_chosen: cli.account.is_some(),
+            message: message_settings(cli, acct)?,
+            recipients: split_recipients(&cli.recipients),
+            compose: cli.composing().then(|| ComposeRequest {
+                header_from: cli.header_from.clone(),
+                subject: cli.subject.clone(),
+                cc: split_recipients(&cli.cc),
+                bcc: split_recipients(&cli.bcc),
+                body: cli.body.clone(),
+                html: cli.html.clone(),
+                attach: cli.attach.clone(),
+                headers: cli.header.clone(),
+            }),
+            local: local_rules(acct),
+            route,
+            route_flags,
+            client,
+            queue: QueueSettings {
+                dir: cli
+                    .queue_dir
+                    .clone()
+                    .or_else(|| acct.and_then(|a| a.queue_dir.clone())),
+                on_tempfail: !cli.no_queue && acct.is_none_or(|a| a.queue_on_tempfail),
+                only: cli.queue_only(),
+                all: cli.all,
+                remove: cli.queue_remove.clone(),
+                remove_all: cli.queue_remove_all,
+                yes: cli.yes,
+            },
+            log: Logger::new(
+                cli.logfile
+                    .clone()
+                    .or_else(|| acct.and_then(|a| a.logfile.clone())),
+                cli.syslog,
+            ),
+            parallel: cli
+                .parallel
+                .or(acct.and_then(|a| a.parallel))
+                .unwrap_or(DEFAULT_PARALLEL)
+                .max(1),
+            diagnose: DiagnoseSettings {
+                serverinfo: cli.serverinfo,
+                queries: queries(cli)?,
+            },
+            account,
+        })
+    }
+
+    /// The envelope sender: `-f`/`-r`, the account's `from`, or `user@mailname`; "" for
+    /// the null sender. A bare name is qualified with the local domain, as sendmail does.
+    pub fn envelope_sender(&self) -> Result<String, Error> {
+        match &self.message.from {
+            Some(f) if address::is_null_sender(f) => Ok(String::new()),
+            Some(f) => match address::envelope_address(f) {
+                Ok(a) => Ok(a),
+                Err(AddressError::NoDomain(_)) => address::envelope_address(&format!(
+                    "{}@{}",
+                    f.trim(),
+                    self.message.sender_domain
+                ))
+                .map_err(|e| e.into_error(Origin::CommandLine)),
+                Err(e) => Err(e.into_error(Origin::CommandLine)),
+            },
+            None => Ok(format!(
+                "{}@{}",
+                identity::user_name(),
+                identity::mail_name()
+            )),
+        }
+    }
+
+    /// The route for remote recipients, or the mistake that prevents one.
+    pub fn route_spec(&self) -> Result<&RouteSpec, Error> {
+        self.route.as_ref().map_err(|why| Error::Usage(why.clone()))
+    }
+
+    /// The compose options for a message built from flags.
+    pub fn compose_options(
+        &self,
+        request: &ComposeRequest,
+        envelope_from: &str,
+        to: Vec<String>,
+        cc: Vec<String>,
+    ) -> ComposeOptions {
+        let from = match &request.header_from {
+            Some(f) => f.clone(),
+            None => match &self.message.full_name {
+                Some(name) => format!("{} <{envelope_from}>", quote_display_name(name)),
+                None => envelope_from.to_string(),
+            },
+        };
+        ComposeOptions {
+            from,
+            to,
+            cc,
+            subject: request.subject.clone(),
+            text_body: request.body.clone(),
+            html_body: request.html.clone(),
+            attachments: request.attach.clone(),
+            headers: request.headers.clone(),
+            hostname: identity::mail_name(),
+        }
+    }
+}
+
+fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings, Error> {
+    Ok(MessageSettings {
+        read_recipients: cli.read_recipients,
+        dot_ends_input: !cli.ignore_dots(),
+        from: cli
+            .envelope_from()
+            .map(str::to_string)
+            .or_else(|| acct.and_then(|a| a.from.clone())),
+        full_name: cli.full_name.clone(),
+        dsn: Dsn::new(
+            cli.dsn_notify.as_deref(),
+            cli.dsn_return.as_deref(),
+            cli.dsn_envid.as_deref(),
+        )
+        .map_err(Error::Usage)?,
+        eight_bit: match cli
+            .body_type
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("8BITMIME") => Some(true),
+            Some("7BIT") => Some(false),
+            Some(other) => {
+                return Err(Error::Usage(format!(
+                    "-B {other}: body type must be 7BIT or 8BITMIME"
+                )));
+            }
+            None => None,
+        },
+        add_missing_headers: !cli.composing() && acct.is_none_or(|a| a.add_missing_headers),
+        sender_domain: acct
+            .and_then(|a| a.local_domain.clone())
+            .unwrap_or_else(identity::mail_name),
+    })
+}
+
+/// How bare local names are handled, from the account.
+fn local_rules(acct: Option<&Account>) -> LocalRules {
+    LocalRules {
+        local_domain: acct.and_then(|a| a.local_domain.clone()),
+        default_recipient: acct.and_then(|a| a.default_recipient.clone()),
+        local_delivery: acct.is_none_or(|a| a.local_delivery),
+        aliases_file: acct.and_then(|a| a.aliases.clone()),
+        mail_spool: acct.and_then(|a| a.mail_spool.clone()),
+    }
+}
+
+/// The route for `acct` (from `config_file`) under the command line's flags: a relay when
+/// one is configured (`--host`, the account's `host`) and `--direct` is not given;
+/// otherwise direct delivery to each domain's exchangers.
+pub fn spec_for(
+    flags: &RouteFlags,
+    config_file: Option<&Path>,
+    acct: Option<&Account>,
+) -> Result<RouteSpec, String> {
+    let relay_host = flags
+        .host
+        .clone()
+        .or_else(|| acct.and_then(|a| a.host.clone()));
+    let trust_file = flags
+        .tls_trust_file
+        .clone()
+        .or_else(|| acct.and_then(|a| a.tls_trust_file.clone()));
+    let ehlo = flags
+        .ehlo
+        .clone()
+        .or_else(|| acct.and_then(|a| a.ehlo.clone()));
+    match relay_host {
+        Some(host) if !flags.direct => {
+            let tls = flags.tls.or(acct.and_then(|a| a.tls)).unwrap_or_default();
+            let port = flags
+                .port
+                .or(acct.and_then(|a| a.port))
+                .unwrap_or(match tls {
+                    TlsMode::Off => 25,
+                    m => m.default_port(),
+                });
+            let tls_fingerprint = flags
+                .tls_fingerprint
+                .clone()
+                .or_else(|| acct.and_then(|a| a.tls_fingerprint.clone()));
+            if let Some(text) = &tls_fingerprint {
+                tls::parse_fingerprint(text)?;
+            }
+            let (tls_cert, tls_key) = client_cert(flags, acct);
+            Ok(RouteSpec::Relay(RelaySpec {
+                host,
+                port,
+                tls,
+                tls_trust_file: trust_file,
+                tls_fingerprint,
+                tls_cert,
+                tls_key,
+                account: acct.zip(config_file).map(|(a, file)| AccountRef {
+                    name: a.name.clone(),
+                    config: file.to_path_buf(),
+                }),
+                user: flags.user.clone(),
+                auth: flags
+                    .auth
+                    .or(acct.and_then(|a| a.auth))
+                    .map(|m| m.name().to_string()),
+                oauth: flags.oauth,
+                insecure_auth: flags.insecure_auth || acct.is_some_and(|a| a.insecure_auth),
+                from_command_line: flags.host.is_some(),
+                ehlo,
+            }))
+        }
+        _ => {
+            let tls = flags.tls.unwrap_or(TlsMode::Opportunistic);
+            if tls == TlsMode::Implicit {
+                return Err(
+                    "--tls implicit is for a relay; exchangers speak STARTTLS on port 25".into(),
+                );
+            }
+            Ok(RouteSpec::Direct(DirectSpec {
+                tls,
+                tls_trust_file: trust_file,
+                verify_domains: acct
+                    .map(|a| a.tls_verify_domains.clone())
+                    .unwrap_or_default(),
+                dns_server: flags
+                    .dns_server
+                    .clone()
+                    .or_else(|| acct.and_then(|a| a.dns_server.clone())),
+                mx_port: flags.mx_port,
+                ehlo,
+            }))
+        }
+    }
+}
+
+/// `--tls-cert` and `--tls-key` over the account's; the key defaults to the cert file.
+fn client_cert(flags: &RouteFlags, acct: Option<&Account>) -> (Option<PathBuf>, Option<PathBuf>) {
+    match &flags.tls_cert {
+        Some(cert) => (Some(cert.clone()), flags.tls_key.clone()),
+        None => match acct.and_then(|a| a.tls_cert.clone()) {
+            Some(cert) => (
+                Some(cert),
+                flags
+                    .tls_key
+                    .clone()
+                    .or_else(|| acct.and_then(|a| a.tls_key.clone())),
+            ),
+            None => (None, None),
+        },
+    }
+}
+
+/// The queries in the order the man page gives: VRFY, EXPN, ETRN, NOOP, HELP.
+fn queries(cli: &Cli) -> Result<Vec<Query>, Error> {
+    let nonempty = |flag: &str, v: &str| -> Result<String, Error> {
+        let v = v.trim();
+        if v.is_empty() {
+            Err(Error::Usage(format!("{flag} needs a non-empty argument")))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    let mut queries = Vec::new();
+    for a in &cli.verify_address {
+        queries.push(Query::Vrfy(nonempty("--verify", a)?));
+    }
+    for a in &cli.expand_list {
+        queries.push(Query::Expn(nonempty("--expand", a)?));
+    }
+    for d in &cli.etrn {
+        queries.push(Query::Etrn(nonempty("--etrn", d)?));
+    }
+    if cli.noop {
+        queries.push(Query::Noop);
+    }
+    if let Some(topic) = &cli.help_server {
+        let topic = topic.trim();
+        queries.push(Query::Help((!topic.is_empty()).then(|| topic.to_string())));
+    }
+    Ok(queries)
+}
+
+/// Split sendmail-style recipient arguments: `"a@x, b@y"` is two recipients.
+pub fn split_recipients(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A display name as a quoted string when it is not a plain phrase (RFC 5322 §3.2.5).
+fn quote_display_name(name: &str) -> String {
+    if name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '.')
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
