@@ -26,6 +26,7 @@ pub mod resolve;
 pub mod smtp;
 pub mod smtp_stdio;
 pub mod submit;
+pub mod system;
 pub mod terminal;
 pub mod transport;
 

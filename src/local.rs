@@ -143,7 +143,11 @@ fn deliver_with(
     timing: &Timing,
     now: i64,
 ) -> Result<u64> {
-    let from_line = format!("From {} {}\n", from_line_sender(sender)?, asctime(now));
+    let from_line = format!(
+        "From {} {}\n",
+        from_line_sender(sender)?,
+        crate::system::time::asctime_local(now)
+    );
     let deadline = Instant::now() + timing.wait;
     // Declared first so it is released last, after the mailbox is closed.
     let _dot_lock = DotLock::acquire(mailbox, deadline, timing)?;
@@ -532,64 +536,6 @@ fn now_secs() -> i64 {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(_) => 0,
     }
-}
-
-/// `secs` as asctime(3) writes it, in local time: `Thu Nov 24 18:22:48 1986`, the date
-/// format of the mbox `From ` line. UTC if the local time cannot be had.
-fn asctime(secs: i64) -> String {
-    // time_t is 64 bits wherever this is built today; a 32-bit one wraps after 2038.
-    let t = secs as libc::time_t;
-    // SAFETY: an all-zero `tm` is valid; localtime_r and gmtime_r only write into it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() }
-        || unsafe { !libc::gmtime_r(&t, &mut tm).is_null() };
-    if !ok {
-        return "Thu Jan  1 00:00:00 1970".to_string();
-    }
-    format_asctime(&Civil {
-        weekday: tm.tm_wday,
-        month: tm.tm_mon,
-        day: tm.tm_mday,
-        hour: tm.tm_hour,
-        minute: tm.tm_min,
-        second: tm.tm_sec,
-        year: i64::from(tm.tm_year) + 1900,
-    })
-}
-
-/// A broken-down time with `struct tm`'s numbering (weekday 0 = Sunday, month 0 = January).
-struct Civil {
-    weekday: i32,
-    month: i32,
-    day: i32,
-    hour: i32,
-    minute: i32,
-    second: i32,
-    year: i64,
-}
-
-fn format_asctime(t: &Civil) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let name = |names: &[&'static str], i: i32| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| names.get(i))
-            .copied()
-            .unwrap_or("???")
-    };
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        name(&DAYS, t.weekday),
-        name(&MONTHS, t.month),
-        t.day,
-        t.hour,
-        t.minute,
-        t.second,
-        t.year
-    )
 }
 
 /// Where the encoder is within a line.
