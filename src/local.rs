@@ -365,9 +365,7 @@ fn open_mailbox(mailbox: &Mailbox) -> Result<(File, bool)> {
     }
     if let Some((uid, gid)) = mailbox.owner.filter(|_| running_as_root()) {
         if created {
-            // SAFETY: fchown on a descriptor we own; the result is checked.
-            if unsafe { libc::fchown(file.as_raw_fd(), uid, gid) } != 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
                 let _ = std::fs::remove_file(path);
                 return Err(spool_error(mailbox, "cannot give away", path, &e));
             }
