@@ -10,8 +10,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -401,20 +401,16 @@ fn refuse(mailbox: &Mailbox, why: &str) -> Error {
 /// F_SETLKW could wait for ever on a stuck reader).
 fn fcntl_lock(mailbox: &Mailbox, file: &File, deadline: Instant, timing: &Timing) -> Result<()> {
     loop {
-        // SAFETY: flock is plain old data; all-zero is a valid value we then fill in.
-        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-        lock.l_type = libc::F_WRLCK as libc::c_short;
-        lock.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: a valid descriptor and a pointer to a live flock.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, std::ptr::from_ref(&lock)) } == 0 {
+        // F_SETLK with F_WRLCK from offset 0 to the end, as the file grows.
+        match rustix::fs::fcntl_lock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             // Released when the file is closed.
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EACCES | libc::EAGAIN) => {}
-            _ => return Err(spool_error(mailbox, "cannot lock", &mailbox.path, &e)),
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::AGAIN) => {}
+            Err(e) => {
+                let e = io::Error::from(e);
+                return Err(spool_error(mailbox, "cannot lock", &mailbox.path, &e));
+            }
         }
         if Instant::now() >= deadline {
             return Err(locked(mailbox, &mailbox.path, timing.wait));
@@ -457,8 +453,7 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
 }
 
 fn effective_uid() -> libc::uid_t {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 fn running_as_root() -> bool {
@@ -472,14 +467,15 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
         .map_err(|_| Error::Data(format!("\"{}\": NUL in a user name", name.escape_debug())))?;
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
-        // SAFETY: passwd is plain old data; getpwnam_r fills it with pointers into `buf`,
-        // and only the integer fields are read.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut pwd = MaybeUninit::<libc::passwd>::uninit();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `c_name` is NUL-terminated; every other pointer is valid for writing,
+        // `buf` for `buf.len()` bytes; getpwnam_r keeps none of them after it returns.
+        // Neither std nor rustix reads the user database, which goes through NSS.
         let rc = unsafe {
             libc::getpwnam_r(
                 c_name.as_ptr(),
-                &mut pwd,
+                pwd.as_mut_ptr(),
                 buf.as_mut_ptr(),
                 buf.len(),
                 &mut result,
@@ -487,7 +483,9 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
         };
         match rc {
             0 if result.is_null() => return Ok(None),
-            0 => return Ok(Some((pwd.pw_uid, pwd.pw_gid))),
+            // SAFETY: on success `result` points to `pwd`, which getpwnam_r initialised;
+            // only its integer fields are read.
+            0 => return Ok(Some(unsafe { ((*result).pw_uid, (*result).pw_gid) })),
             libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
             libc::EINTR => {}
             // getpwnam_r(3) lists these as what some systems return for "not found".
@@ -507,21 +505,24 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
 fn mail_group() -> Option<libc::gid_t> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
-        // SAFETY: group is plain old data; getgrnam_r fills it with pointers into `buf`,
-        // and only gr_gid is read.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut grp = MaybeUninit::<libc::group>::uninit();
         let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: the name is a NUL-terminated literal; every other pointer is valid for
+        // writing, `buf` for `buf.len()` bytes; getgrnam_r keeps none of them after it
+        // returns.
         let rc = unsafe {
             libc::getgrnam_r(
                 c"mail".as_ptr(),
-                &mut grp,
+                grp.as_mut_ptr(),
                 buf.as_mut_ptr(),
                 buf.len(),
                 &mut result,
             )
         };
         match rc {
-            0 if !result.is_null() => return Some(grp.gr_gid),
+            // SAFETY: on success `result` points to `grp`, which getgrnam_r initialised;
+            // only its integer gid is read.
+            0 if !result.is_null() => return Some(unsafe { (*result).gr_gid }),
             libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
             libc::EINTR => {}
             _ => return None,

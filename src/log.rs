@@ -494,7 +494,8 @@ fn syslog(rec: &Record) {
     let Ok(message) = CString::new(syslog_message(rec)) else {
         return;
     };
-    // SAFETY: a "%s" format with one NUL-terminated string argument.
+    // SAFETY: a constant "%s" format with one NUL-terminated string argument, which
+    // outlives the call; syslog keeps neither pointer.
     unsafe { libc::syslog(libc::LOG_MAIL | priority, c"%s".as_ptr(), message.as_ptr()) };
 }
 

@@ -179,10 +179,11 @@ impl Drop for Dovecot {
             let master = fs::read_to_string(self.dir.path().join("run").join("master.pid"));
             if let Some(pid) = master
                 .ok()
-                .and_then(|p| p.trim().parse::<libc::pid_t>().ok())
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|&pid| pid > 0)
+                .and_then(rustix::process::Pid::from_raw)
             {
-                // SAFETY: kill takes two integers and touches no memory of this process.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
         }
     }
