@@ -111,6 +111,40 @@ fn cron_mail_to_root_gets_date_and_message_id_and_a_qualified_recipient() {
     assert!(msg.wire.windows(17).any(|w| w == b"\r\n..hidden file s"));
 }
 
+/// The Date header we add (RFC 5322 §3.3) carries the offset of the local zone as `TZ`
+/// sets it, the way the C library reads it: a POSIX rule, a zone name, empty for UTC.
+#[test]
+fn added_date_header_has_the_offset_tz_names() {
+    let mut zones = vec![
+        ("<+0545>-05:45", "+0545"),
+        ("<-0330>3:30", "-0330"),
+        ("UTC", "+0000"),
+        ("", "+0000"),
+    ];
+    // India has kept +0530 all year since 1945; the name needs the tzdata package.
+    if std::path::Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists() {
+        zones.push(("Asia/Kolkata", "+0530"));
+    }
+    for (tz, offset) in zones {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::builder().start();
+        let mut cmd = sendmail(server.port(), &dir);
+        cmd.env("TZ", tz)
+            .args(["-i", "-f", "root@host.example", "root"]);
+        let out = run(cmd, &b"Subject: tz\n\nbody\n"[..]);
+        let t = server.finish();
+        assert_exit(&out, 0, &t);
+        let (headers, _) = split(&t.only().message().content);
+        let date = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("Date: "))
+            .unwrap_or_else(|| panic!("no Date in {headers}"));
+        let fields: Vec<&str> = date.split(' ').collect();
+        assert_eq!(fields.len(), 6, "TZ={tz:?}: {date}");
+        assert_eq!(fields[5], offset, "TZ={tz:?}: {date}");
+    }
+}
+
 #[test]
 fn git_send_email_patch_arrives_byte_exact() {
     let dir = tempfile::tempdir().unwrap();

@@ -72,8 +72,7 @@ fn postfix_or_skip(extra_main_cf: &str) -> Option<Postfix> {
 }
 
 fn running_as_root() -> bool {
-    // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// `None` with a printed "skipped: no `what`: ..." where a server the test needs cannot run;

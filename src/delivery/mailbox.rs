@@ -10,8 +10,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -143,7 +143,11 @@ fn deliver_with(
     timing: &Timing,
     now: i64,
 ) -> Result<u64> {
-    let from_line = format!("From {} {}\n", from_line_sender(sender)?, asctime(now));
+    let from_line = format!(
+        "From {} {}\n",
+        from_line_sender(sender)?,
+        crate::system::time::asctime_local(now)
+    );
     let deadline = Instant::now() + timing.wait;
     // Declared first so it is released last, after the mailbox is closed.
     let _dot_lock = DotLock::acquire(mailbox, deadline, timing)?;
@@ -361,9 +365,7 @@ fn open_mailbox(mailbox: &Mailbox) -> Result<(File, bool)> {
     }
     if let Some((uid, gid)) = mailbox.owner.filter(|_| running_as_root()) {
         if created {
-            // SAFETY: fchown on a descriptor we own; the result is checked.
-            if unsafe { libc::fchown(file.as_raw_fd(), uid, gid) } != 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
                 let _ = std::fs::remove_file(path);
                 return Err(spool_error(mailbox, "cannot give away", path, &e));
             }
@@ -399,20 +401,16 @@ fn refuse(mailbox: &Mailbox, why: &str) -> Error {
 /// F_SETLKW could wait for ever on a stuck reader).
 fn fcntl_lock(mailbox: &Mailbox, file: &File, deadline: Instant, timing: &Timing) -> Result<()> {
     loop {
-        // SAFETY: flock is plain old data; all-zero is a valid value we then fill in.
-        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-        lock.l_type = libc::F_WRLCK as libc::c_short;
-        lock.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: a valid descriptor and a pointer to a live flock.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, std::ptr::from_ref(&lock)) } == 0 {
+        // F_SETLK with F_WRLCK from offset 0 to the end, as the file grows.
+        match rustix::fs::fcntl_lock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             // Released when the file is closed.
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EACCES | libc::EAGAIN) => {}
-            _ => return Err(spool_error(mailbox, "cannot lock", &mailbox.path, &e)),
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::AGAIN) => {}
+            Err(e) => {
+                let e = io::Error::from(e);
+                return Err(spool_error(mailbox, "cannot lock", &mailbox.path, &e));
+            }
         }
         if Instant::now() >= deadline {
             return Err(locked(mailbox, &mailbox.path, timing.wait));
@@ -455,8 +453,7 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
 }
 
 fn effective_uid() -> libc::uid_t {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 fn running_as_root() -> bool {
@@ -470,14 +467,15 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
         .map_err(|_| Error::Data(format!("\"{}\": NUL in a user name", name.escape_debug())))?;
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
-        // SAFETY: passwd is plain old data; getpwnam_r fills it with pointers into `buf`,
-        // and only the integer fields are read.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut pwd = MaybeUninit::<libc::passwd>::uninit();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `c_name` is NUL-terminated; every other pointer is valid for writing,
+        // `buf` for `buf.len()` bytes; getpwnam_r keeps none of them after it returns.
+        // Neither std nor rustix reads the user database, which goes through NSS.
         let rc = unsafe {
             libc::getpwnam_r(
                 c_name.as_ptr(),
-                &mut pwd,
+                pwd.as_mut_ptr(),
                 buf.as_mut_ptr(),
                 buf.len(),
                 &mut result,
@@ -485,7 +483,9 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
         };
         match rc {
             0 if result.is_null() => return Ok(None),
-            0 => return Ok(Some((pwd.pw_uid, pwd.pw_gid))),
+            // SAFETY: on success `result` points to `pwd`, which getpwnam_r initialised;
+            // only its integer fields are read.
+            0 => return Ok(Some(unsafe { ((*result).pw_uid, (*result).pw_gid) })),
             libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
             libc::EINTR => {}
             // getpwnam_r(3) lists these as what some systems return for "not found".
@@ -505,21 +505,24 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
 fn mail_group() -> Option<libc::gid_t> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
-        // SAFETY: group is plain old data; getgrnam_r fills it with pointers into `buf`,
-        // and only gr_gid is read.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut grp = MaybeUninit::<libc::group>::uninit();
         let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: the name is a NUL-terminated literal; every other pointer is valid for
+        // writing, `buf` for `buf.len()` bytes; getgrnam_r keeps none of them after it
+        // returns.
         let rc = unsafe {
             libc::getgrnam_r(
                 c"mail".as_ptr(),
-                &mut grp,
+                grp.as_mut_ptr(),
                 buf.as_mut_ptr(),
                 buf.len(),
                 &mut result,
             )
         };
         match rc {
-            0 if !result.is_null() => return Some(grp.gr_gid),
+            // SAFETY: on success `result` points to `grp`, which getgrnam_r initialised;
+            // only its integer gid is read.
+            0 if !result.is_null() => return Some(unsafe { (*result).gr_gid }),
             libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
             libc::EINTR => {}
             _ => return None,
@@ -532,64 +535,6 @@ fn now_secs() -> i64 {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(_) => 0,
     }
-}
-
-/// `secs` as asctime(3) writes it, in local time: `Thu Nov 24 18:22:48 1986`, the date
-/// format of the mbox `From ` line. UTC if the local time cannot be had.
-fn asctime(secs: i64) -> String {
-    // time_t is 64 bits wherever this is built today; a 32-bit one wraps after 2038.
-    let t = secs as libc::time_t;
-    // SAFETY: an all-zero `tm` is valid; localtime_r and gmtime_r only write into it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() }
-        || unsafe { !libc::gmtime_r(&t, &mut tm).is_null() };
-    if !ok {
-        return "Thu Jan  1 00:00:00 1970".to_string();
-    }
-    format_asctime(&Civil {
-        weekday: tm.tm_wday,
-        month: tm.tm_mon,
-        day: tm.tm_mday,
-        hour: tm.tm_hour,
-        minute: tm.tm_min,
-        second: tm.tm_sec,
-        year: i64::from(tm.tm_year) + 1900,
-    })
-}
-
-/// A broken-down time with `struct tm`'s numbering (weekday 0 = Sunday, month 0 = January).
-struct Civil {
-    weekday: i32,
-    month: i32,
-    day: i32,
-    hour: i32,
-    minute: i32,
-    second: i32,
-    year: i64,
-}
-
-fn format_asctime(t: &Civil) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let name = |names: &[&'static str], i: i32| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| names.get(i))
-            .copied()
-            .unwrap_or("???")
-    };
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        name(&DAYS, t.weekday),
-        name(&MONTHS, t.month),
-        t.day,
-        t.hour,
-        t.minute,
-        t.second,
-        t.year
-    )
 }
 
 /// Where the encoder is within a line.

@@ -246,7 +246,7 @@ fn missing_fields(
         out.push_str(newline);
     }
     if !has("Date") {
-        let date = stamp::date(stamp.secs, stamp.offset);
+        let date = crate::system::time::rfc5322(stamp.secs, stamp.offset);
         out.push_str(&format!("Date: {date}{newline}"));
     }
     if !has("Message-ID") {

@@ -34,7 +34,7 @@ impl Stamp {
         );
         Stamp {
             secs,
-            offset: local_offset(secs),
+            offset: crate::system::time::local_offset(secs),
             unique,
         }
     }
@@ -52,64 +52,6 @@ fn base36(mut n: u128) -> String {
     }
     out.reverse();
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The local UTC offset at `secs`, from the C library's time zone rules (`TZ`,
-/// /etc/localtime); UTC when they cannot tell.
-fn local_offset(secs: i64) -> i32 {
-    // time_t is 64 bits wherever this is built today; a 32-bit one wraps after 2038.
-    let t = secs as libc::time_t;
-    // SAFETY: an all-zero `tm` is a valid value (integers and, on some platforms, a null
-    // `tm_zone` pointer we never read); localtime_r only writes into it and does not keep
-    // either pointer.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return 0;
-    }
-    i32::try_from(tm.tm_gmtoff).unwrap_or(0)
-}
-
-/// RFC 5322 §3.3 `date-time`: `Fri, 21 Nov 1997 09:55:06 -0600`.
-pub(super) fn date(secs: i64, offset: i32) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let local = secs + i64::from(offset);
-    let days = local.div_euclid(86_400);
-    let in_day = local.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let sign = if offset < 0 { '-' } else { '+' };
-    let off = offset.unsigned_abs() / 60;
-    format!(
-        "{}, {} {} {:04} {:02}:{:02}:{:02} {}{:02}{:02}",
-        DAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60,
-        sign,
-        off / 60,
-        off % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic Gregorian
-/// (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// RFC 5322 §3.2.3 `dot-atom-text`, which `id-right` of a Message-ID must be (§3.6.4).
@@ -229,25 +171,6 @@ mod tests {
     use crate::message::address::{decode_encoded_words, parse_address_list};
 
     #[test]
-    fn date_matches_rfc5322_examples() {
-        // RFC 5322 Appendix A.1.1: "Fri, 21 Nov 1997 09:55:06 -0600".
-        let secs = 880_127_706; // 1997-11-21T15:55:06Z
-        assert_eq!(date(secs, -6 * 3600), "Fri, 21 Nov 1997 09:55:06 -0600");
-        // Appendix A.6.2 uses "Thu, 13 Feb 1969 23:32:54 -0330", before the epoch.
-        let secs = -27_723_426; // 1969-02-14T03:02:54Z
-        assert_eq!(
-            date(secs, -(3 * 3600 + 30 * 60)),
-            "Thu, 13 Feb 1969 23:32:54 -0330"
-        );
-        assert_eq!(date(0, 0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(date(951_782_400, 0), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(
-            date(0, 5 * 3600 + 45 * 60),
-            "Thu, 1 Jan 1970 05:45:00 +0545"
-        );
-    }
-
-    #[test]
     fn stamps_are_unique_within_a_process() {
         let a = Stamp::now();
         let b = Stamp::now();
@@ -255,12 +178,6 @@ mod tests {
         assert!(is_dot_atom_text(&a.unique), "{}", a.unique);
         assert_eq!(base36(0), "0");
         assert_eq!(base36(36 * 36 + 35), "10z");
-    }
-
-    #[test]
-    fn local_offset_is_plausible() {
-        let now = Stamp::now();
-        assert!(now.offset.abs() <= 26 * 3600);
     }
 
     #[test]

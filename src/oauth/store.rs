@@ -10,7 +10,6 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -190,14 +189,10 @@ impl Store {
             .open(&path)
             .map_err(|e| self.io_failure("cannot be locked", &e))?;
         loop {
-            // SAFETY: flock on a descriptor we own; it stays open in the guard.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(StoreLock { _file: file });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(self.io_failure("cannot be locked", &e));
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(StoreLock { _file: file }),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(self.io_failure("cannot be locked", &e.into())),
             }
         }
     }
@@ -258,6 +253,7 @@ pub fn mode_of(path: &Path) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::FlockOperation;
 
     fn token(refresh: Option<&str>) -> StoredToken {
         StoredToken {
@@ -387,11 +383,9 @@ mod tests {
         let guard = store.lock().unwrap();
         let lock_path = store.path().with_extension("lock");
         let other = File::open(&lock_path).unwrap();
-        // SAFETY: flock on a descriptor owned by this test.
-        let busy = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(busy, -1);
+        let try_lock = || rustix::fs::flock(&other, FlockOperation::NonBlockingLockExclusive);
+        assert_eq!(try_lock(), Err(rustix::io::Errno::WOULDBLOCK));
         drop(guard);
-        let free = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(free, 0);
+        assert_eq!(try_lock(), Ok(()));
     }
 }

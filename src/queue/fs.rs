@@ -1,12 +1,9 @@
 //! The few file-system operations the spool is built from, each refusing to follow a
 //! symbolic link, and the mapping from their failures to the crate's errors.
 
-use std::ffi::CString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use crate::Error;
@@ -148,26 +145,20 @@ pub(super) fn unsafe_dir(meta: &Metadata, euid: u32) -> Option<String> {
 }
 
 pub(super) fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Whether the effective ids may create files in `dir` (`access(2)` checks the real
 /// ones, which differ in a set-id program).
 pub(super) fn can_write_dir(dir: &Path) -> bool {
-    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `path` is a NUL-terminated string that outlives the call.
-    let rc = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::W_OK | libc::X_OK,
-            libc::AT_EACCESS,
-        )
-    };
-    rc == 0
+    use rustix::fs::{Access, AtFlags};
+    rustix::fs::accessat(
+        rustix::fs::CWD,
+        dir,
+        Access::WRITE_OK | Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )
+    .is_ok()
 }
 
 /// Whether process `pid` exists (EPERM means it does, as someone else).
@@ -175,32 +166,30 @@ pub(super) fn pid_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    if pid <= 0 {
-        return false;
+    // kill(pid, 0): nothing is sent, only whether the process exists is checked.
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
     }
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    if unsafe { libc::kill(pid, 0) } == 0 {
-        return true;
-    }
-    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// `flock(LOCK_EX|LOCK_NB)`: `Ok(false)` when another open file holds it. The lock goes
 /// with the open file, so it is released when the file is closed, also by a crash.
 pub(super) fn try_flock(file: &File) -> io::Result<bool> {
+    use rustix::fs::FlockOperation;
+    use rustix::io::Errno;
     loop {
-        // SAFETY: the descriptor is owned by `file` and open for the whole call.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(code) if code == libc::EWOULDBLOCK || code == libc::EAGAIN => return Ok(false),
-            _ => return Err(e),
+        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(e) if e == Errno::WOULDBLOCK || e == Errno::AGAIN => return Ok(false),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -262,9 +251,14 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(open_regular(&link), Err(OpenError::Symlink)));
         let fifo = dir.path().join("fifo");
-        let path = CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         assert!(matches!(open_regular(&fifo), Err(OpenError::NotRegular)));
         assert!(matches!(
             open_regular(dir.path()),

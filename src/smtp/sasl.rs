@@ -530,20 +530,17 @@ pub(crate) mod test_nonce {
 }
 
 /// The server's JSON error challenge (RFC 7628 §3.2.2; Google's XOAUTH2 sends the same
-/// shape) in a few words: `status=401`, plus `error` fields when present.
+/// shape) in a few words: `status=401`, plus `error` fields when present. A challenge that
+/// is not a JSON object, or names none of these, is shown as text.
 fn oauth_error(challenge: &[u8]) -> String {
-    let text = String::from_utf8_lossy(challenge);
-    let fields = json_fields(&text);
+    let fields = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(challenge)
+        .unwrap_or_default();
     let wanted: Vec<String> = ["status", "error", "error_description"]
         .iter()
-        .filter_map(|key| {
-            fields
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(k, v)| format!("{k}={v}"))
-        })
+        .filter_map(|key| Some(format!("{key}={}", scalar(fields.get(*key)?)?)))
         .collect();
     if wanted.is_empty() {
+        let text = String::from_utf8_lossy(challenge);
         let shown: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
         format!("server error: {shown}")
     } else {
@@ -551,126 +548,20 @@ fn oauth_error(challenge: &[u8]) -> String {
     }
 }
 
-/// The top-level members of a JSON object whose values are strings, numbers or literals;
-/// nested values are skipped. Enough for an error report, and never fails: what does not
-/// parse is left out.
-fn json_fields(text: &str) -> Vec<(String, String)> {
-    let mut p = Json {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let mut out = Vec::new();
-    p.ws();
-    if !p.eat(b'{') {
-        return out;
-    }
-    loop {
-        p.ws();
-        let Some(key) = p.string() else {
-            return out;
-        };
-        p.ws();
-        if !p.eat(b':') {
-            return out;
-        }
-        p.ws();
-        match p.value() {
-            Some(Some(v)) => out.push((key, v)),
-            Some(None) => {}
-            None => return out,
-        }
-        p.ws();
-        if !p.eat(b',') {
-            return out;
-        }
-    }
-}
-
-struct Json<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Json<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, b: u8) -> bool {
-        if self.peek() == Some(b) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// A string; escapes other than `\"` and `\\` are kept as written.
-    fn string(&mut self) -> Option<String> {
-        if !self.eat(b'"') {
-            return None;
-        }
-        let mut out = Vec::new();
-        loop {
-            let b = self.peek()?;
-            self.i += 1;
-            match b {
-                b'"' => return Some(String::from_utf8_lossy(&out).into_owned()),
-                b'\\' => {
-                    let e = self.peek()?;
-                    self.i += 1;
-                    if !matches!(e, b'"' | b'\\' | b'/') {
-                        out.push(b'\\');
-                    }
-                    out.push(e);
-                }
-                _ => out.push(b),
-            }
-        }
-    }
-
-    /// `Some(Some(text))` for a scalar, `Some(None)` for a skipped object or array,
-    /// `None` when the text does not parse.
-    fn value(&mut self) -> Option<Option<String>> {
-        match self.peek()? {
-            b'"' => self.string().map(Some),
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek()? {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return Some(None);
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.i += 1;
-                }
-            }
-            _ => {
-                let start = self.i;
-                while matches!(self.peek(), Some(b) if !matches!(b, b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n'))
-                {
-                    self.i += 1;
-                }
-                (self.i > start)
-                    .then(|| Some(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
-            }
-        }
+/// A string, number or literal as one line of text (a control character becomes a space);
+/// objects and arrays say nothing an error report needs, so they are left out.
+fn scalar(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Some(
+            s.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        ),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some("null".into()),
+        Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -963,18 +854,33 @@ mod tests {
     }
 
     #[test]
-    fn json_error_fields() {
+    fn json_error_challenge_names_status_and_error_only() {
         assert_eq!(
-            json_fields(
-                r#" {"status" : "401", "n": 3, "nested": {"a": [1, "}"]}, "error":"x\"y"} "#
+            oauth_error(
+                br#" {"status" : "401", "n": 3, "nested": {"a": [1, "}"]}, "error":"x\"y"} "#
             ),
-            vec![
-                ("status".to_string(), "401".to_string()),
-                ("n".to_string(), "3".to_string()),
-                ("error".to_string(), "x\"y".to_string()),
-            ]
+            r#"server error: status=401, error=x"y"#
         );
-        assert!(json_fields("not json").is_empty());
+        assert_eq!(
+            oauth_error(br#"{"status": 400, "error_description": "bad\nscope"}"#),
+            "server error: status=400, error_description=bad scope",
+            "numbers are shown as written, an escaped newline as a space"
+        );
+        assert_eq!(
+            oauth_error(br#"{"status": {"code": 401}, "error": "invalid_token"}"#),
+            "server error: error=invalid_token",
+            "a nested value is left out"
+        );
+    }
+
+    #[test]
+    fn a_challenge_that_is_not_a_json_object_is_shown_as_text() {
+        assert_eq!(oauth_error(b"not json"), "server error: not json");
         assert_eq!(oauth_error(b"garbage\x01"), "server error: garbage");
+        assert_eq!(
+            oauth_error(br#"{"scope": "mail"}"#),
+            r#"server error: {"scope": "mail"}"#,
+            "an object without status or error is shown whole"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! envelope sender, EHLO and Message-ID.
 
 use std::ffi::{CStr, OsStr};
+use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -13,31 +14,43 @@ pub struct Passwd {
 }
 
 /// Look `uid` up in the password database (getpwuid_r, growing the buffer as asked).
+/// Neither std nor rustix reads the password database, which goes through NSS.
 pub fn passwd(uid: u32) -> Option<Passwd> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
-        // SAFETY: passwd is plain old data; getpwuid_r fills it with pointers into `buf`,
-        // which outlives every use of them below.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut pwd = MaybeUninit::<libc::passwd>::uninit();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        // SAFETY: every pointer is valid for writing, `buf` for `buf.len()` bytes;
+        // getpwuid_r writes the entry into `pwd` and its strings into `buf`, and keeps
+        // none of the pointers after it returns.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                pwd.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 2, 0);
             continue;
         }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        if rc != 0 || result.is_null() {
             return None;
         }
-        // SAFETY: on success pw_name and pw_dir are NUL-terminated strings inside `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned();
-        let home = (!pwd.pw_dir.is_null())
-            .then(|| {
-                let dir = unsafe { CStr::from_ptr(pwd.pw_dir) };
-                PathBuf::from(OsStr::from_bytes(dir.to_bytes()))
-            })
+        // SAFETY: on success `result` points to `pwd`, which getpwuid_r initialised; its
+        // pw_name and pw_dir are null or NUL-terminated strings inside `buf`, which is
+        // neither changed nor dropped until they are copied here.
+        let (name, dir) = unsafe {
+            let pwd = &*result;
+            let copy =
+                |p: *const libc::c_char| (!p.is_null()).then(|| CStr::from_ptr(p).to_owned());
+            (copy(pwd.pw_name), copy(pwd.pw_dir))
+        };
+        let name = name?.to_string_lossy().into_owned();
+        let home = dir
+            .map(|d| PathBuf::from(OsStr::from_bytes(d.as_bytes())))
             .filter(|d| d.is_absolute());
         return Some(Passwd { name, home });
     }
@@ -46,8 +59,7 @@ pub fn passwd(uid: u32) -> Option<Passwd> {
 /// The name of the user running smtpsend: `$LOGNAME`/`$USER` when they match the real uid
 /// would be guesswork, so the password database is asked first.
 pub fn user_name() -> String {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     if let Some(entry) = passwd(uid)
         && !entry.name.is_empty()
     {
@@ -69,21 +81,14 @@ pub fn mail_name() -> String {
     host_name()
 }
 
-/// The kernel's host name, or `localhost`.
+/// The kernel's host name (uname(2)'s node name, which gethostname(2) returns on
+/// Linux), or `localhost`.
 pub fn host_name() -> String {
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: the buffer is valid for its length and NUL-terminated below.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr(), buf.len() - 1) };
-    if rc == 0 {
-        // SAFETY: gethostname wrote a NUL-terminated string within the buffer.
-        let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
-        if let Ok(name) = name.to_str()
-            && is_plausible_host(name)
-        {
-            return name.to_string();
-        }
+    let uname = rustix::system::uname();
+    match uname.nodename().to_str() {
+        Ok(name) if is_plausible_host(name) => name.to_string(),
+        _ => "localhost".into(),
     }
-    "localhost".into()
 }
 
 fn is_plausible_host(name: &str) -> bool {

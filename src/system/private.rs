@@ -79,8 +79,7 @@ pub fn check_not_writable_by_others(path: &Path, facts: Ownership) -> Result<()>
 }
 
 pub fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// "user www-data (uid 33)", or "uid 33" when the user database has no entry.

@@ -1,7 +1,7 @@
 //! What a person at a terminal sees that cron never does: a coloured `-v` trace and upload
 //! progress, both only when stderr is a terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 
 use crate::smtp::TraceLine;
@@ -10,8 +10,7 @@ use crate::smtp::TraceLine;
 /// (<https://no-color.org>); progress still follows the terminal.
 pub fn stderr_is_terminal() -> bool {
     static TTY: OnceLock<bool> = OnceLock::new();
-    // SAFETY: isatty only inspects the descriptor.
-    *TTY.get_or_init(|| unsafe { libc::isatty(2) } == 1)
+    *TTY.get_or_init(|| std::io::stderr().is_terminal())
 }
 
 fn colour() -> bool {

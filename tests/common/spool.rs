@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
 use std::thread;
@@ -245,7 +244,7 @@ impl Default for Queue {
 /// socket bound to 127.0.0.1 and never listening, so no other test's server can be given
 /// the same port meanwhile (as could happen with a listener bound and dropped).
 pub struct DeadPort {
-    _socket: OwnedFd,
+    _socket: socket2::Socket,
     port: u16,
 }
 
@@ -257,34 +256,20 @@ impl DeadPort {
 
 /// A fresh [`DeadPort`]: the relay is down.
 pub fn dead_port() -> DeadPort {
-    // SAFETY: plain socket calls on a descriptor this function owns; the address
-    // structures are zeroed C structs of the sizes passed.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let socket = OwnedFd::from_raw_fd(fd);
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        addr.sin_family = libc::AF_INET as libc::sa_family_t;
-        addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
-        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = libc::bind(
-            socket.as_raw_fd(),
-            (&raw const addr).cast::<libc::sockaddr>(),
-            len,
-        );
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        let mut bound: libc::sockaddr_in = std::mem::zeroed();
-        let mut bound_len = len;
-        let rc = libc::getsockname(
-            socket.as_raw_fd(),
-            (&raw mut bound).cast::<libc::sockaddr>(),
-            &mut bound_len,
-        );
-        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
-        DeadPort {
-            _socket: socket,
-            port: u16::from_be(bound.sin_port),
-        }
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("bind");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("getsockname")
+        .port();
+    DeadPort {
+        _socket: socket,
+        port,
     }
 }
 

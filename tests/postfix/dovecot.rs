@@ -179,10 +179,11 @@ impl Drop for Dovecot {
             let master = fs::read_to_string(self.dir.path().join("run").join("master.pid"));
             if let Some(pid) = master
                 .ok()
-                .and_then(|p| p.trim().parse::<libc::pid_t>().ok())
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|&pid| pid > 0)
+                .and_then(rustix::process::Pid::from_raw)
             {
-                // SAFETY: kill takes two integers and touches no memory of this process.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
         }
     }
@@ -435,6 +436,23 @@ fn non_ascii_password_against_dovecot_delivers_with_every_mechanism() {
         })
         .collect();
     assert_eq!(methods, MECHANISMS.map(|m| m.to_ascii_uppercase()));
+}
+
+/// The same password typed in decomposed form (`o` + U+0308): SASLprep's NFKC step
+/// (RFC 4013 §2.2) makes SCRAM's salted password from the composed octets Dovecot has.
+#[test]
+fn scram_with_a_decomposed_password_against_dovecot_delivers() {
+    let Some(submission) = submission_or_skip(NON_ASCII_PASSWORD) else {
+        return;
+    };
+    let postfix = &submission.postfix;
+    let decomposed = "pa\u{0308}sswo\u{0308}rd";
+    assert_ne!(decomposed, NON_ASCII_PASSWORD);
+    let input = message("decomposed");
+    let out = submission.send(Some("scram-sha-256"), decomposed, &input);
+    assert_exit(&out, 0, postfix);
+    postfix.wait_until_queue_empty();
+    assert_message(&postfix.only_message("bob"), &input);
 }
 
 /// smtpd offers what Dovecot offers, and only inside TLS (`smtpd_tls_auth_only`).

@@ -262,15 +262,7 @@ fn time((tag, bytes): (u8, &[u8])) -> Result<String, DerError> {
         (GENERALIZED_TIME, 14) => digits.to_string(),
         _ => return Err(DerError("time has an unknown form")),
     };
-    Ok(format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &full[..4],
-        &full[4..6],
-        &full[6..8],
-        &full[8..10],
-        &full[10..12],
-        &full[12..14]
-    ))
+    crate::system::time::rfc3339_from_compact(&full).ok_or(DerError("time does not exist"))
 }
 
 /// The DNS names and IP addresses of the subjectAltName extension.

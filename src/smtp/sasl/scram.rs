@@ -99,8 +99,8 @@ impl Scram {
         // The message must not say which character: it would leak part of the password.
         let password = saslprep(password).map_err(|_| {
             SaslError::BadCredentials(
-                "the password holds a character SASLprep (RFC 4013 §2.3) prohibits: a \
-                 control, private-use or non-character code point"
+                "SASLprep (RFC 4013) refuses the password: it holds a control, private-use, \
+                 non-character or unassigned code point, or mixes text directions"
                     .into(),
             )
         })?;

@@ -1,0 +1,168 @@
+//! Dates as smtpsend writes them, all on jiff: RFC 3339 in UTC (log lines, `--diagnose`),
+//! the RFC 5322 §3.3 `Date` header, asctime(3) for the mbox `From ` line, and certificate
+//! validity times (RFC 5280 §4.1.2.5).
+//!
+//! The local zone is read as the C library reads it: `TZ` (a zone name, a POSIX rule, a
+//! path, empty for UTC), else /etc/localtime; UTC when neither can be read.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jiff::civil::DateTime;
+use jiff::fmt::rfc2822;
+use jiff::tz::{Offset, TimeZone};
+use jiff::{Timestamp, ZonedDateTime};
+
+/// RFC 3339 in UTC with whole seconds: `2025-01-31T12:00:00Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let at = Timestamp::try_from(t).unwrap_or(if t < UNIX_EPOCH {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    // Whole seconds, truncated: the form and the rounding the log has always had.
+    Timestamp::from_second(at.as_second())
+        .unwrap_or(at)
+        .to_string()
+}
+
+/// RFC 5322 §3.3 `date-time` at `secs` since the epoch, in the zone `offset` seconds east
+/// of UTC: `Fri, 21 Nov 1997 09:55:06 -0600`. The offset is shown to the minute.
+pub fn rfc5322(secs: i64, offset: i32) -> String {
+    let at = zoned(secs, offset);
+    // The printer refuses only a negative year, which no clock reading gives; the RFC 3339
+    // form would still say when.
+    rfc2822::DateTimePrinter::new()
+        .zoned_datetime_to_string(&at)
+        .unwrap_or_else(|_| at.timestamp().to_string())
+}
+
+/// The local zone's offset from UTC at `secs` since the epoch, in seconds east.
+pub fn local_offset(secs: i64) -> i32 {
+    TimeZone::try_system()
+        .unwrap_or(TimeZone::UTC)
+        .to_offset(timestamp(secs))
+        .seconds()
+}
+
+/// `secs` since the epoch as asctime(3) writes it in local time, `Thu Nov 24 18:22:48
+/// 1986`: the date of the mbox `From ` line.
+pub fn asctime_local(secs: i64) -> String {
+    asctime(secs, local_offset(secs))
+}
+
+/// asctime(3)'s form (the day padded with a space) in the zone `offset` seconds east.
+pub fn asctime(secs: i64, offset: i32) -> String {
+    let at = zoned(secs, offset);
+    // A zoned time has every field these directives name, so this does not fail.
+    jiff::fmt::strtime::format("%a %b %e %H:%M:%S %Y", &at)
+        .unwrap_or_else(|_| at.timestamp().to_string())
+}
+
+/// `YYYYMMDDHHMMSS` in UTC (a certificate's GeneralizedTime without its `Z`, RFC 5280
+/// §4.1.2.5.2) as RFC 3339; `None` for a date or time that does not exist.
+pub fn rfc3339_from_compact(digits: &str) -> Option<String> {
+    if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let civil = DateTime::strptime("%Y%m%d%H%M%S", digits).ok()?;
+    let at = civil.to_zoned_datetime(TimeZone::UTC).ok()?.timestamp();
+    Some(at.to_string())
+}
+
+/// `secs` since the epoch, saturated to the years jiff knows (-9999 to 9999).
+fn timestamp(secs: i64) -> Timestamp {
+    let secs = secs.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// `secs` in the fixed zone `offset` seconds east (UTC if the offset is beyond ±25:59:59).
+fn zoned(secs: i64, offset: i32) -> ZonedDateTime {
+    let offset = Offset::from_seconds(offset).unwrap_or(Offset::UTC);
+    timestamp(secs).to_zoned_datetime(TimeZone::fixed(offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(4_102_444_799)),
+            "2099-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1969-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_999)),
+            "1970-01-01T00:00:01Z",
+            "fractions are cut, not rounded"
+        );
+    }
+
+    #[test]
+    fn date_matches_rfc5322_examples() {
+        // RFC 5322 Appendix A.1.1: "Fri, 21 Nov 1997 09:55:06 -0600".
+        let secs = 880_127_706; // 1997-11-21T15:55:06Z
+        assert_eq!(rfc5322(secs, -6 * 3600), "Fri, 21 Nov 1997 09:55:06 -0600");
+        // Appendix A.6.2 uses "Thu, 13 Feb 1969 23:32:54 -0330", before the epoch.
+        let secs = -27_723_426; // 1969-02-14T03:02:54Z
+        assert_eq!(
+            rfc5322(secs, -(3 * 3600 + 30 * 60)),
+            "Thu, 13 Feb 1969 23:32:54 -0330"
+        );
+        assert_eq!(rfc5322(0, 0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322(951_782_400, 0), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(
+            rfc5322(0, 5 * 3600 + 45 * 60),
+            "Thu, 1 Jan 1970 05:45:00 +0545"
+        );
+    }
+
+    #[test]
+    fn asctime_pads_the_day_with_a_space() {
+        // 1986-11-24T18:22:48Z, a Monday.
+        assert_eq!(asctime(533_240_568, 0), "Mon Nov 24 18:22:48 1986");
+        assert_eq!(asctime(0, 0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(asctime(0, -3600), "Wed Dec 31 23:00:00 1969");
+        assert_eq!(asctime(4_102_444_800, 0), "Fri Jan  1 00:00:00 2100");
+    }
+
+    #[test]
+    fn local_offset_is_plausible() {
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        assert!(local_offset(now).abs() <= 26 * 3600);
+        assert_eq!(asctime_local(now).len(), "Thu Jan  1 00:00:00 1970".len());
+    }
+
+    #[test]
+    fn certificate_times_become_rfc3339() {
+        assert_eq!(
+            rfc3339_from_compact("20511231000000").as_deref(),
+            Some("2051-12-31T00:00:00Z")
+        );
+        assert_eq!(
+            rfc3339_from_compact("19500101235959").as_deref(),
+            Some("1950-01-01T23:59:59Z")
+        );
+        assert_eq!(rfc3339_from_compact("20250230000000"), None, "30 February");
+        assert_eq!(rfc3339_from_compact("20251301000000"), None, "month 13");
+        assert_eq!(rfc3339_from_compact("2025010100000"), None, "13 digits");
+        assert_eq!(rfc3339_from_compact("2025010100000x"), None);
+    }
+}
