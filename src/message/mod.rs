@@ -23,6 +23,7 @@
 //! are. Bytes that are not UTF-8 in a header are read as ISO-8859-1.
 
 pub(crate) mod compose;
+pub mod dkim;
 mod scan;
 
 use std::collections::HashSet;
