@@ -20,10 +20,12 @@ use std::fmt;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use memchr::memmem;
 use pki_types::PrivateKeyDer;
 use pki_types::pem::PemObject;
 use ring::digest;
@@ -658,59 +660,66 @@ struct RelaxedBody {
     empty_lines: u64,
 }
 
-fn is_special(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r')
-}
+/// Finds a run of two or more spaces: in text, the only spaces canonicalization changes
+/// (besides those at the ends of lines).
+static DOUBLE_SPACE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"  "));
 
 impl RelaxedBody {
     fn update(&mut self, input: &[u8], out: &mut impl Sink) {
-        let n = input.len();
-        let mut i = 0;
-        if self.cr && n > 0 {
+        let mut rest = input;
+        if self.cr && !rest.is_empty() {
             self.cr = false;
-            if input[0] == b'\n' {
+            if rest[0] == b'\n' {
                 self.end_line(out);
-                i = 1;
+                rest = &rest[1..];
             } else {
                 self.text(b"\r", out);
             }
         }
-        while i < n {
-            // A run that stays as it is: text, with single spaces inside it.
-            let start = i;
-            while i < n {
-                match input[i] {
-                    b'\t' | b'\r' => break,
-                    b' ' if i > start && i + 1 < n && !is_special(input[i + 1]) => i += 2,
-                    b' ' => break,
-                    _ => i += 1,
+        while !rest.is_empty() {
+            let end = memchr::memchr2(b'\t', b'\r', rest).unwrap_or(rest.len());
+            self.spaced(&rest[..end], out);
+            rest = &rest[end..];
+            match rest {
+                [] => {}
+                [b'\t', ..] => {
+                    self.wsp = true;
+                    rest = &rest[1..];
+                }
+                [b'\r', b'\n', ..] => {
+                    self.end_line(out);
+                    rest = &rest[2..];
+                }
+                [b'\r'] => {
+                    self.cr = true;
+                    rest = &[];
+                }
+                _ => {
+                    self.text(b"\r", out);
+                    rest = &rest[1..];
                 }
             }
-            if i > start {
-                self.text(&input[start..i], out);
-            }
-            if i == n {
-                break;
-            }
-            if input[i] == b'\r' {
-                match input.get(i + 1) {
-                    Some(b'\n') => {
-                        self.end_line(out);
-                        i += 2;
-                    }
-                    Some(_) => {
-                        self.text(b"\r", out);
-                        i += 1;
-                    }
-                    None => {
-                        self.cr = true;
-                        i += 1;
-                    }
-                }
-            } else {
+        }
+    }
+
+    /// Text with neither TAB nor CR in it: each run of spaces is held as white space, and
+    /// what lies between such runs (single spaces included) is written as it is.
+    fn spaced(&mut self, mut s: &[u8], out: &mut impl Sink) {
+        loop {
+            let lead = s.iter().take_while(|&&b| b == b' ').count();
+            if lead > 0 {
                 self.wsp = true;
-                i += 1;
+                s = &s[lead..];
             }
+            if s.is_empty() {
+                return;
+            }
+            let end = DOUBLE_SPACE.find(s).unwrap_or(s.len());
+            // Before a double space there is text; a single space can only end `s` itself.
+            let piece = s[..end].strip_suffix(b" ").unwrap_or(&s[..end]);
+            self.text(piece, out);
+            s = &s[piece.len()..];
         }
     }
 
