@@ -827,6 +827,13 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>> {
 fn parse_key(pem: &[u8], path: &Path) -> Result<Key> {
     let shown = path.display();
     let bad = |what: String| Error::Config(format!("{shown}: {what}"));
+    if memmem::find(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----").is_some() {
+        return Err(bad(
+            "an encrypted key, which smtpsend cannot open without a passphrase; keep it \
+             unencrypted with mode 0600 (openssl pkey -in KEY -out dkim.pem)"
+                .into(),
+        ));
+    }
     let der =
         PrivateKeyDer::from_pem_slice(pem).map_err(|e| bad(format!("no PEM private key ({e})")))?;
     let rsa_rejected = |e: ring::error::KeyRejected| {
@@ -1460,6 +1467,28 @@ Joe.\r
     }
 
     #[test]
+    fn a_key_file_of_another_user_is_refused_with_78() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_key(dir.path(), &ed25519_pem(), 0o600);
+        // A file we made is ours: owned by root means we are root.
+        if std::fs::metadata(&path).unwrap().uid() != 0 {
+            eprintln!("skipped: only root can give a file to another user");
+            return;
+        }
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(err.exit_status().code(), 78);
+        assert!(err.to_string().contains("belongs to"), "{err}");
+    }
+
+    #[test]
+    fn a_signer_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Signer>();
+    }
+
+    #[test]
     fn unusable_key_files_are_config_errors() {
         let dir = tempfile::tempdir().unwrap();
         let refused = |pem: &[u8]| {
@@ -1474,6 +1503,9 @@ Joe.\r
         assert!(refused(RFC8463_RSA_PRIVATE.as_bytes()).contains("2048"));
         let ec = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----\n";
         assert!(refused(ec.as_bytes()).contains("EC key"));
+        let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n\
+            -----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(refused(encrypted.as_bytes()).contains("encrypted"));
         let missing = load(&dir.path().join("absent.pem")).unwrap_err();
         assert!(matches!(missing, Error::Config(_)), "{missing}");
         assert!(matches!(load(dir.path()), Err(Error::Config(_))));
