@@ -12,6 +12,13 @@
 //! hashed as it streams past in fixed blocks, so a 1 GiB message costs what a small one
 //! costs: the input block, its encoded copy and the hash buffer, a few hundred KiB.
 //!
+//! Use: [`Signer::load`] once per configuration (it checks the key file's mode and owner),
+//! then for each message feed exactly the bytes the body encoder will get, before sending
+//! them: [`Signer::sign`] over a spooled or seekable copy, or [`Signer::start`], then
+//! [`Signing::update`] with [`super::Prepared::head`] and the rest of the input, then
+//! [`Signing::finish`]. Send the returned field first, then the message as usual. Signing
+//! needs the whole body before the first byte goes out, so the message must be read twice.
+//!
 //! Not done: `simple` canonicalization; the `l=` body length (RFC 6376 §8.2 advises
 //! against it); `x=`, `i=`, `z=`; `rsa-sha1` (RFC 8301 forbids signing with it);
 //! verification.
