@@ -36,7 +36,9 @@ pub enum Rec<'a> {
     Aaaa(&'a str),
     /// An alias.
     Cname(&'a str),
-    /// Text: a name that exists without an address or an MX.
+    /// Text: a name that exists without an address or an MX, or a record such as a DKIM
+    /// key. Text longer than a character-string's 255 octets is split over several (RFC
+    /// 1035 §3.3.14), which readers join (RFC 6376 §3.6.2.2).
     Txt(&'a str),
     /// Every query for this name answers SERVFAIL.
     ServFail,
@@ -207,7 +209,13 @@ fn build_catalog(zone: &[(&str, Rec<'_>)]) -> (Catalog, HashMap<LowerName, Respo
                 IpAddr::V4(_) => panic!("AAAA record with an IPv4 address: {ip}"),
             },
             Cname(target) => RData::CNAME(rdata::CNAME(fqdn(target))),
-            Txt(text) => RData::TXT(rdata::TXT::new(vec![text.to_string()])),
+            Txt("") => RData::TXT(rdata::TXT::new(vec![String::new()])),
+            Txt(text) => RData::TXT(rdata::TXT::new(
+                text.as_bytes()
+                    .chunks(255)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect(),
+            )),
             ServFail => {
                 fail.insert(LowerName::new(&owner), ResponseCode::ServFail);
                 continue;
