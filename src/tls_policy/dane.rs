@@ -15,8 +15,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
-use crate::error::Error;
 use crate::delivery::resolve::{Secured, Security};
+use crate::error::Error;
 
 /// Certificate usage DANE-TA(2): the record names a trust anchor the server's chain must
 /// lead to (RFC 7218 §2.1, RFC 7671 §5.2).
@@ -310,20 +310,21 @@ impl DaneVerifier {
             .collect();
         // ...or, published as a whole key (`2 1 0`), the key that issued one of them; its
         // name is whatever the certificate it issued calls its issuer.
-        if record.selector == SELECTOR_SPKI && record.matching == MATCH_FULL {
-            if let Some((SEQUENCE, spki, [])) = der_tlv(&record.data) {
-                let issuers = std::iter::once(end_entity)
-                    .chain(intermediates)
-                    .filter_map(|c| webpki::EndEntityCert::try_from(c).ok())
-                    .map(|c| c.issuer().to_vec())
-                    .collect::<Vec<_>>();
-                for issuer in issuers {
-                    anchors.push(TrustAnchor {
-                        subject: Der::from(issuer),
-                        subject_public_key_info: Der::from(spki.to_vec()),
-                        name_constraints: None,
-                    });
-                }
+        if record.selector == SELECTOR_SPKI
+            && record.matching == MATCH_FULL
+            && let Some((SEQUENCE, spki, [])) = der_tlv(&record.data)
+        {
+            let issuers = std::iter::once(end_entity)
+                .chain(intermediates)
+                .filter_map(|c| webpki::EndEntityCert::try_from(c).ok())
+                .map(|c| c.issuer().to_vec())
+                .collect::<Vec<_>>();
+            for issuer in issuers {
+                anchors.push(TrustAnchor {
+                    subject: Der::from(issuer),
+                    subject_public_key_info: Der::from(spki.to_vec()),
+                    name_constraints: None,
+                });
             }
         }
         if anchors.is_empty() {
@@ -529,10 +530,10 @@ fn common_names(subject: &[u8]) -> Vec<String> {
             if oid != COMMON_NAME {
                 continue;
             }
-            if let Some((0x0c | 0x13 | 0x16, text, _)) = der_tlv(value) {
-                if let Ok(text) = std::str::from_utf8(text) {
-                    names.push(text.to_string());
-                }
+            if let Some((0x0c | 0x13 | 0x16, text, _)) = der_tlv(value)
+                && let Ok(text) = std::str::from_utf8(text)
+            {
+                names.push(text.to_string());
             }
         }
     }
