@@ -8,13 +8,18 @@
 //!
 //! These are DNS lookups only: `/etc/hosts` is not consulted, as RFC 5321 §5.1 is about DNS
 //! records (the relay route, which is not, goes through the system's `getaddrinfo`).
+//!
+//! A resolver made with [`Resolver::with_dnssec`] validates every answer (RFC 4035 §5) and
+//! says which are secure, as DANE for SMTP needs (RFC 7672 §2.1): the `*_secured` lookups and
+//! [`Resolver::tlsa`]. A bogus answer is then a temporary failure, never data.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::pin::pin;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -25,10 +30,14 @@ use hickory_resolver::config::{
 use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError, NoRecords};
+use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, NSEC, NSEC3};
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_resolver::proto::serialize::txt::trust_anchor;
 
 use crate::error::{Error, Result};
+use crate::tls_policy::dane::Tlsa;
 
 /// One host to try for a domain, in the order [`Resolver::mail_hosts`] returns them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,13 +50,46 @@ pub struct MailHost {
     pub implicit: bool,
 }
 
+/// What DNSSEC says of an answer (RFC 4035 §4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Validated along a chain of signed DNSKEY and DS records from a trust anchor.
+    Secure,
+    /// Not validated: the zone is proven unsigned, or the resolver does not validate. (Bogus
+    /// and indeterminate answers are never data: they are temporary failures.)
+    Insecure,
+}
+
+/// An answer and what DNSSEC says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secured<T> {
+    pub value: T,
+    pub security: Security,
+}
+
+impl<T> Secured<T> {
+    pub fn is_secure(&self) -> bool {
+        self.security == Security::Secure
+    }
+
+    fn insecure(value: T) -> Secured<T> {
+        Secured {
+            value,
+            security: Security::Insecure,
+        }
+    }
+}
+
 /// A DNS resolver for one run of smtpsend.
 pub struct Resolver {
     config: ResolverConfig,
     opts: ResolverOpts,
+    /// The DNSSEC trust anchors when this resolver validates.
+    trust_anchor: Option<Arc<TrustAnchors>>,
     live: OnceLock<Live>,
-    mx_cache: Mutex<HashMap<String, Cached<MxAnswer>>>,
-    addr_cache: Mutex<HashMap<String, Cached<Vec<IpAddr>>>>,
+    mx_cache: Mutex<HashMap<String, Cached<Secured<MxAnswer>>>>,
+    addr_cache: Mutex<HashMap<String, Cached<Secured<Vec<IpAddr>>>>>,
+    tlsa_cache: Mutex<HashMap<String, Cached<Secured<Vec<Tlsa>>>>>,
 }
 
 /// Built on the first lookup. `dns` is declared first so it is dropped before the runtime
@@ -85,10 +127,35 @@ impl Resolver {
         Resolver {
             config,
             opts,
+            trust_anchor: None,
             live: OnceLock::new(),
             mx_cache: Mutex::new(HashMap::new()),
             addr_cache: Mutex::new(HashMap::new()),
+            tlsa_cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Validate every answer with DNSSEC (RFC 4035 §5), from the trust anchors in
+    /// `trust_anchor` or, with `None`, from the IANA root zone's key-signing keys (KSK-2017
+    /// and KSK-2024, built into hickory). The file holds DNSKEY records in zone-file form, one
+    /// a line (`. IN DNSKEY 257 3 8 AwEAA…`), for the root or for any zone (an island of
+    /// security); hickory reads no DS records there.
+    ///
+    /// Errors: an unreadable file, or one without a DNSKEY record → [`Error::Config`].
+    pub fn with_dnssec(mut self, trust_anchor: Option<&Path>) -> Result<Resolver> {
+        let anchors = match trust_anchor {
+            None => TrustAnchors::default(),
+            Some(path) => read_trust_anchors(path)?,
+        };
+        self.trust_anchor = Some(Arc::new(anchors));
+        self.opts.validate = true;
+        self.live = OnceLock::new();
+        Ok(self)
+    }
+
+    /// Whether answers are validated with DNSSEC ([`Resolver::with_dnssec`]).
+    pub fn validates(&self) -> bool {
+        self.trust_anchor.is_some()
     }
 
     /// Wait at most `timeout` for an answer, and ask `attempts` times in all (at least once)
@@ -108,33 +175,49 @@ impl Resolver {
     /// Errors: no such domain → [`Error::NoHost`]; a null MX (RFC 7505) →
     /// [`Error::Unavailable`]; a DNS failure or timeout → [`Error::Network`].
     pub fn mail_hosts(&self, domain: &str) -> Result<Vec<MailHost>> {
+        self.mail_hosts_secured(domain).map(|hosts| hosts.value)
+    }
+
+    /// [`Resolver::mail_hosts`], and whether the MX RRset (or, for the implicit MX, the
+    /// denial that there is one) is secure (RFC 7672 §2.2.1). An address literal is insecure:
+    /// no DNS vouches for it.
+    ///
+    /// Errors as [`Resolver::mail_hosts`]; a bogus or indeterminate answer of a validating
+    /// resolver is a temporary failure, [`Error::Network`] (RFC 7672 §2.1.1).
+    pub fn mail_hosts_secured(&self, domain: &str) -> Result<Secured<Vec<MailHost>>> {
         let shown = display_name(domain);
         if address_literal(domain).is_some() {
-            return Ok(vec![MailHost {
+            return Ok(Secured::insecure(vec![MailHost {
                 name: shown.to_string(),
                 preference: 0,
                 implicit: true,
-            }]);
+            }]));
         }
         let name = dns_name(domain)?;
         let key = key_of(&name);
         let answer = self.cached(&self.mx_cache, &key, || self.ask_mx(&name))?;
-        match answer {
-            Ok(MxAnswer::Hosts(hosts)) => Ok(order(hosts)),
-            Ok(MxAnswer::NullMx) => Err(Error::Unavailable(format!(
-                "{shown} does not accept mail (null MX, RFC 7505)"
-            ))),
-            Ok(MxAnswer::None) => {
+        let Secured { value, security } = answer.map_err(|f| f.into_error(shown, "MX"))?;
+        let hosts = match value {
+            MxAnswer::Hosts(hosts) => order(hosts),
+            MxAnswer::NullMx => {
+                return Err(Error::Unavailable(format!(
+                    "{shown} does not accept mail (null MX, RFC 7505)"
+                )));
+            }
+            MxAnswer::None => {
                 // RFC 5321 §5.1: the implicit MX must have an address, or it is an error.
                 self.addresses(&key)?;
-                Ok(vec![MailHost {
+                vec![MailHost {
                     name: key,
                     preference: 0,
                     implicit: true,
-                }])
+                }]
             }
-            Err(failure) => Err(failure.into_error(shown, "MX")),
-        }
+        };
+        Ok(Secured {
+            value: hosts,
+            security,
+        })
     }
 
     /// The addresses of `host`: AAAA then A, both asked at once and both kept, so a client
@@ -144,16 +227,46 @@ impl Resolver {
     /// Errors: neither A nor AAAA, or no such host → [`Error::NoHost`]; a DNS failure or
     /// timeout with no address found → [`Error::Network`].
     pub fn addresses(&self, host: &str) -> Result<Vec<IpAddr>> {
+        self.addresses_secured(host).map(|addrs| addrs.value)
+    }
+
+    /// [`Resolver::addresses`], and whether they are secure: every family that answered
+    /// (with addresses or a denial) answered securely. RFC 7672 §2.2.2: only a host whose
+    /// addresses are secure has its TLSA records looked up.
+    pub fn addresses_secured(&self, host: &str) -> Result<Secured<Vec<IpAddr>>> {
         if let Some(ip) = address_literal(host) {
-            return Ok(vec![ip]);
+            return Ok(Secured::insecure(vec![ip]));
         }
         let shown = display_name(host);
         let name = dns_name(host)?;
         let key = key_of(&name);
-        match self.cached(&self.addr_cache, &key, || self.ask_addresses(&name))? {
-            Ok(addrs) => Ok(addrs),
-            Err(failure) => Err(failure.into_error(shown, "A/AAAA")),
+        self.cached(&self.addr_cache, &key, || self.ask_addresses(&name))?
+            .map_err(|failure| failure.into_error(shown, "A/AAAA"))
+    }
+
+    /// The TLSA records for SMTP to `host` on `port`, at `_PORT._tcp.HOST` (RFC 6698 §3,
+    /// RFC 7672 §2.2.3), and whether they are secure. No such name and no TLSA records (NXDOMAIN,
+    /// NODATA) are an empty set, secure when the denial is. An address literal has none.
+    ///
+    /// Errors: SERVFAIL, a timeout, or a bogus or indeterminate answer → [`Error::Network`]
+    /// (exit 75): RFC 7672 §2.2.3 has the client skip such a host, never treat it as
+    /// unauthenticated.
+    pub fn tlsa(&self, host: &str, port: u16) -> Result<Secured<Vec<Tlsa>>> {
+        if address_literal(host).is_some() {
+            return Ok(Secured::insecure(Vec::new()));
         }
+        let shown = display_name(host);
+        let invalid = |e: hickory_resolver::proto::ProtoError| Error::NoHost {
+            host: shown.to_string(),
+            detail: format!("not a valid domain name: {e}"),
+        };
+        let name = dns_name(host)?
+            .prepend_label("_tcp")
+            .and_then(|n| n.prepend_label(format!("_{port}")))
+            .map_err(invalid)?;
+        let key = key_of(&name);
+        self.cached(&self.tlsa_cache, &key, || self.ask_tlsa(&name))?
+            .map_err(|failure| failure.into_error(shown, "TLSA"))
     }
 
     /// The cached answer for `key`, or `ask()`'s, which is then cached.
@@ -181,8 +294,15 @@ impl Resolver {
             .map_err(|e| Error::TempFail(format!("cannot start the DNS resolver: {e}")))?;
         let dns = {
             let _context = runtime.enter();
-            TokioResolver::builder_with_config(self.config.clone(), TokioRuntimeProvider::default())
-                .with_options(self.opts.clone())
+            let mut builder = TokioResolver::builder_with_config(
+                self.config.clone(),
+                TokioRuntimeProvider::default(),
+            )
+            .with_options(self.opts.clone());
+            if let Some(anchors) = &self.trust_anchor {
+                builder = builder.with_trust_anchor(anchors.clone());
+            }
+            builder
                 .build()
                 .map_err(|e| Error::TempFail(format!("cannot start the DNS resolver: {e}")))?
         };
@@ -193,27 +313,82 @@ impl Resolver {
             .ok_or_else(|| Error::Internal("DNS resolver not initialised".into()))
     }
 
-    fn ask_mx(&self, name: &Name) -> Result<Cached<MxAnswer>> {
+    fn ask_mx(&self, name: &Name) -> Result<Cached<Secured<MxAnswer>>> {
         let live = self.live()?;
         let result = live
             .runtime
             .block_on(live.dns.lookup(name.clone(), RecordType::MX));
-        Ok(match classify(result) {
-            Outcome::Found(lookup) => Ok(mx_answer(&lookup)),
-            Outcome::NoData => Ok(MxAnswer::None),
-            Outcome::NxDomain => Err(Failure::NxDomain),
+        Ok(match classify(result, self.validates()) {
+            Outcome::Found(lookup, security) => Ok(Secured {
+                value: mx_answer(&lookup),
+                security,
+            }),
+            Outcome::NoData(security) => Ok(Secured {
+                value: MxAnswer::None,
+                security,
+            }),
+            Outcome::NxDomain(_) => Err(Failure::NxDomain),
             Outcome::Failed(detail) => Err(Failure::Temporary(detail)),
         })
     }
 
-    fn ask_addresses(&self, name: &Name) -> Result<Cached<Vec<IpAddr>>> {
+    fn ask_addresses(&self, name: &Name) -> Result<Cached<Secured<Vec<IpAddr>>>> {
         let live = self.live()?;
         let (v6, v4) = live.runtime.block_on(both(
             live.dns.lookup(name.clone(), RecordType::AAAA),
             live.dns.lookup(name.clone(), RecordType::A),
         ));
-        Ok(combine_addresses(classify(v6), classify(v4)))
+        let validates = self.validates();
+        Ok(combine_addresses(
+            classify(v6, validates),
+            classify(v4, validates),
+        ))
     }
+
+    fn ask_tlsa(&self, name: &Name) -> Result<Cached<Secured<Vec<Tlsa>>>> {
+        let live = self.live()?;
+        let result = live
+            .runtime
+            .block_on(live.dns.lookup(name.clone(), RecordType::TLSA));
+        Ok(match classify(result, self.validates()) {
+            Outcome::Found(lookup, security) => Ok(Secured {
+                value: tlsa_records(&lookup),
+                security,
+            }),
+            Outcome::NoData(security) | Outcome::NxDomain(security) => Ok(Secured {
+                value: Vec::new(),
+                security,
+            }),
+            Outcome::Failed(detail) => Err(Failure::Temporary(detail)),
+        })
+    }
+}
+
+/// The DNSKEY records of a trust anchor file, for [`Resolver::with_dnssec`].
+fn read_trust_anchors(path: &Path) -> Result<TrustAnchors> {
+    let bad = |detail: String| {
+        Error::Config(format!(
+            "DNSSEC trust anchor file {}: {detail}",
+            path.display()
+        ))
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let entries = trust_anchor::Parser::new(text.as_str())
+        .parse()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut anchors = TrustAnchors::empty();
+    let mut keys = 0;
+    for entry in entries {
+        let trust_anchor::Entry::DNSKEY(record) = entry else {
+            continue;
+        };
+        anchors.insert_with_name(record.data().public_key(), LowerName::new(record.name()));
+        keys += 1;
+    }
+    if keys == 0 {
+        return Err(bad("no DNSKEY record".into()));
+    }
+    Ok(anchors)
 }
 
 /// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 §4.1.3); `None` for anything else,
@@ -274,29 +449,104 @@ impl Failure {
     }
 }
 
-/// One query's result in the terms that decide delivery.
+/// One query's result in the terms that decide delivery, with what DNSSEC said of it.
 #[derive(Debug)]
 enum Outcome {
-    Found(Lookup),
-    NoData,
-    NxDomain,
+    Found(Lookup, Security),
+    NoData(Security),
+    NxDomain(Security),
     Failed(String),
 }
 
-fn classify(result: std::result::Result<Lookup, NetError>) -> Outcome {
+/// hickory's answer in delivery's terms. `validating`: the answer went through hickory's
+/// DNSSEC validation, so each record carries its proof; otherwise everything is insecure.
+fn classify(result: std::result::Result<Lookup, NetError>, validating: bool) -> Outcome {
+    let judged = |records: &[Record], negative: bool| {
+        if validating {
+            judge(records, negative)
+        } else {
+            Ok(Security::Insecure)
+        }
+    };
     match result {
-        Ok(lookup) => Outcome::Found(lookup),
-        Err(NetError::Dns(DnsError::NoRecordsFound(NoRecords { response_code, .. }))) => {
-            match response_code {
-                ResponseCode::NXDomain => Outcome::NxDomain,
-                ResponseCode::NoError => Outcome::NoData,
-                code => Outcome::Failed(describe_rcode(code)),
-            }
+        Ok(lookup) => match judged(lookup.answers(), false) {
+            Ok(security) => Outcome::Found(lookup, security),
+            Err(detail) => Outcome::Failed(detail),
+        },
+        Err(NetError::Dns(DnsError::NoRecordsFound(NoRecords {
+            response_code,
+            authorities,
+            ..
+        }))) => {
+            let security = match judged(authorities.as_deref().unwrap_or_default(), true) {
+                Ok(security) => security,
+                Err(detail) => return Outcome::Failed(detail),
+            };
+            negative(response_code, security)
+        }
+        // hickory reports a negative answer it proved insecure, or could not judge, as an
+        // error carrying the proof (a bogus one becomes DnssecBogus).
+        Err(NetError::Dns(DnsError::Nsec {
+            response, proof, ..
+        })) => match proof {
+            Proof::Insecure => negative(response.response_code, Security::Insecure),
+            proof => Outcome::Failed(format!("DNSSEC: denial of existence is {proof}")),
+        },
+        Err(NetError::Dns(DnsError::DnssecBogus)) => {
+            Outcome::Failed("DNSSEC validation failed (bogus answer)".into())
         }
         Err(NetError::Dns(DnsError::ResponseCode(code))) => Outcome::Failed(describe_rcode(code)),
         Err(NetError::Timeout) => Outcome::Failed("timed out".into()),
         Err(e) => Outcome::Failed(e.to_string()),
     }
+}
+
+fn negative(code: ResponseCode, security: Security) -> Outcome {
+    match code {
+        ResponseCode::NXDomain => Outcome::NxDomain(security),
+        ResponseCode::NoError => Outcome::NoData(security),
+        code => Outcome::Failed(describe_rcode(code)),
+    }
+}
+
+/// What hickory's validation proved of these records (RFC 4035 §4.3): bogus or indeterminate
+/// is a failure (RFC 7672 §2.1.1); secure when every record is. For a `negative` answer the
+/// records are the authority section, secure when a secure NSEC or NSEC3 record proves the
+/// denial (hickory has checked that it does).
+fn judge(records: &[Record], negative: bool) -> std::result::Result<Security, String> {
+    let mut all_secure = true;
+    let mut secure_denial = false;
+    for record in records {
+        if record.record_type() == RecordType::RRSIG {
+            // Only the signature that validated carries the proof.
+            continue;
+        }
+        match record.proof {
+            Proof::Secure => {
+                secure_denial |= matches!(
+                    record.data,
+                    RData::DNSSEC(
+                        DNSSECRData::NSEC(NSEC { .. }) | DNSSECRData::NSEC3(NSEC3 { .. })
+                    )
+                );
+            }
+            Proof::Insecure => all_secure = false,
+            Proof::Bogus => return Err("DNSSEC validation failed (bogus answer)".into()),
+            Proof::Indeterminate => {
+                return Err("DNSSEC validation failed (indeterminate answer)".into());
+            }
+        }
+    }
+    let secure = if negative {
+        secure_denial
+    } else {
+        all_secure && !records.is_empty()
+    };
+    Ok(if secure {
+        Security::Secure
+    } else {
+        Security::Insecure
+    })
 }
 
 fn describe_rcode(code: ResponseCode) -> String {
@@ -357,22 +607,28 @@ fn random() -> u64 {
 
 /// AAAA and A results together: every address found, IPv6 first. A failure of one family
 /// does not hide the other's addresses; with none, a temporary failure outranks "no such
-/// host", which would bounce the mail.
-fn combine_addresses(v6: Outcome, v4: Outcome) -> Cached<Vec<IpAddr>> {
+/// host", which would bounce the mail. Secure when every family that answered did so
+/// securely: a failed family cannot make the addresses look insecure, and so switch DANE off.
+fn combine_addresses(v6: Outcome, v4: Outcome) -> Cached<Secured<Vec<IpAddr>>> {
     let mut addrs = Vec::new();
     let mut failed = None;
     let mut nxdomain = 0;
+    let mut security = Security::Secure;
     for outcome in [v6, v4] {
         match outcome {
-            Outcome::Found(lookup) => {
+            Outcome::Found(lookup, answered) => {
                 addrs.extend(lookup.answers().iter().filter_map(|r| match &r.data {
                     RData::AAAA(a) => Some(IpAddr::V6(a.0)),
                     RData::A(a) => Some(IpAddr::V4(a.0)),
                     _ => None,
-                }))
+                }));
+                security = weaker(security, answered);
             }
-            Outcome::NoData => {}
-            Outcome::NxDomain => nxdomain += 1,
+            Outcome::NoData(answered) => security = weaker(security, answered),
+            Outcome::NxDomain(answered) => {
+                nxdomain += 1;
+                security = weaker(security, answered);
+            }
             Outcome::Failed(detail) => {
                 failed.get_or_insert(detail);
             }
@@ -381,13 +637,42 @@ fn combine_addresses(v6: Outcome, v4: Outcome) -> Cached<Vec<IpAddr>> {
     if !addrs.is_empty() {
         // hickory answers each query with its own type, but keep the promise regardless.
         addrs.sort_by_key(|a| a.is_ipv4());
-        return Ok(addrs);
+        return Ok(Secured {
+            value: addrs,
+            security,
+        });
     }
     match failed {
         Some(detail) => Err(Failure::Temporary(detail)),
         None if nxdomain == 2 => Err(Failure::NxDomain),
         None => Err(Failure::NoAddress),
     }
+}
+
+/// Secure only if both are.
+fn weaker(a: Security, b: Security) -> Security {
+    if a == Security::Secure && b == Security::Secure {
+        Security::Secure
+    } else {
+        Security::Insecure
+    }
+}
+
+/// The TLSA records of an answer (RFC 6698 §2.1), in the order the server gave them.
+fn tlsa_records(lookup: &Lookup) -> Vec<Tlsa> {
+    lookup
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TLSA(t) => Some(Tlsa::new(
+                t.cert_usage.into(),
+                t.selector.into(),
+                t.matching.into(),
+                t.cert_data.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Run two futures on the current task until both are done.
@@ -462,7 +747,7 @@ mod tests {
     use crate::exit::ExitStatus;
     use hickory_resolver::proto::op::Query;
     use hickory_resolver::proto::rr::Record;
-    use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX};
+    use hickory_resolver::proto::rr::rdata::{self, A, AAAA, CNAME, MX};
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
@@ -626,8 +911,10 @@ mod tests {
     }
 
     fn found(rdata: Vec<RData>) -> Outcome {
-        Outcome::Found(lookup(rdata))
+        Outcome::Found(lookup(rdata), Security::Insecure)
     }
+
+    const INSECURE: Security = Security::Insecure;
 
     #[test]
     fn ipv6_addresses_come_first() {
@@ -636,8 +923,9 @@ mod tests {
             found(vec![RData::A(A("127.0.0.2".parse().unwrap()))]),
         )
         .unwrap();
+        assert_eq!(got.security, INSECURE);
         assert_eq!(
-            got,
+            got.value,
             vec![
                 "::1".parse::<IpAddr>().unwrap(),
                 "127.0.0.2".parse().unwrap()
@@ -651,25 +939,28 @@ mod tests {
             Outcome::Failed("timed out".into()),
             found(vec![RData::A(A("127.0.0.2".parse().unwrap()))]),
         );
-        assert_eq!(got, Ok(vec!["127.0.0.2".parse().unwrap()]));
+        assert_eq!(got.map(|a| a.value), Ok(vec!["127.0.0.2".parse().unwrap()]));
     }
 
     #[test]
     fn no_address_with_a_failure_is_temporary() {
-        let got = combine_addresses(Outcome::NoData, Outcome::Failed("SERVFAIL".into()));
+        let got = combine_addresses(
+            Outcome::NoData(INSECURE),
+            Outcome::Failed("SERVFAIL".into()),
+        );
         assert_eq!(got, Err(Failure::Temporary("SERVFAIL".into())));
-        let got = combine_addresses(Outcome::NxDomain, Outcome::Failed("x".into()));
+        let got = combine_addresses(Outcome::NxDomain(INSECURE), Outcome::Failed("x".into()));
         assert_eq!(got, Err(Failure::Temporary("x".into())));
     }
 
     #[test]
     fn no_address_without_failure_is_permanent() {
         assert_eq!(
-            combine_addresses(Outcome::NoData, Outcome::NoData),
+            combine_addresses(Outcome::NoData(INSECURE), Outcome::NoData(INSECURE)),
             Err(Failure::NoAddress)
         );
         assert_eq!(
-            combine_addresses(Outcome::NxDomain, Outcome::NxDomain),
+            combine_addresses(Outcome::NxDomain(INSECURE), Outcome::NxDomain(INSECURE)),
             Err(Failure::NxDomain)
         );
     }
@@ -694,13 +985,192 @@ mod tests {
     fn classify_sorts_hickory_errors() {
         let q = Query::query(name("x.test."), RecordType::MX);
         let nx = NetError::from(NoRecords::new(q.clone(), ResponseCode::NXDomain));
-        assert!(matches!(classify(Err(nx)), Outcome::NxDomain));
+        assert!(matches!(
+            classify(Err(nx), false),
+            Outcome::NxDomain(INSECURE)
+        ));
         let nodata = NetError::from(NoRecords::new(q, ResponseCode::NoError));
-        assert!(matches!(classify(Err(nodata)), Outcome::NoData));
+        assert!(matches!(
+            classify(Err(nodata), false),
+            Outcome::NoData(INSECURE)
+        ));
         let servfail = NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail));
-        assert!(matches!(classify(Err(servfail)), Outcome::Failed(_)));
+        assert!(matches!(classify(Err(servfail), false), Outcome::Failed(_)));
         let refused = NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused));
-        assert!(matches!(classify(Err(refused)), Outcome::Failed(d) if d.contains("REFUSED")));
-        assert!(matches!(classify(Err(NetError::Timeout)), Outcome::Failed(d) if d == "timed out"));
+        assert!(
+            matches!(classify(Err(refused), false), Outcome::Failed(d) if d.contains("REFUSED"))
+        );
+        assert!(
+            matches!(classify(Err(NetError::Timeout), false), Outcome::Failed(d) if d == "timed out")
+        );
+    }
+
+    fn proven(rdata: RData, proof: Proof) -> Record {
+        let mut record = Record::from_rdata(name("one.test."), 300, rdata);
+        record.proof = proof;
+        record
+    }
+
+    fn nsec(proof: Proof) -> Record {
+        let data = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(
+            name("z.one.test."),
+            [RecordType::A, RecordType::NSEC, RecordType::RRSIG],
+        )));
+        proven(data, proof)
+    }
+
+    #[test]
+    fn validated_answer_is_secure_only_when_every_record_is() {
+        let a = |proof| proven(RData::A(A("127.0.0.2".parse().unwrap())), proof);
+        assert_eq!(
+            judge(&[a(Proof::Secure), a(Proof::Secure)], false),
+            Ok(Security::Secure)
+        );
+        assert_eq!(
+            judge(&[a(Proof::Secure), a(Proof::Insecure)], false),
+            Ok(INSECURE)
+        );
+        assert_eq!(judge(&[], false), Ok(INSECURE));
+        // The signatures that did not validate carry no proof and do not count.
+        let rrsig = proven(RData::Update0(RecordType::RRSIG), Proof::Indeterminate);
+        assert_eq!(rrsig.record_type(), RecordType::RRSIG);
+        assert_eq!(
+            judge(&[a(Proof::Secure), rrsig], false),
+            Ok(Security::Secure)
+        );
+    }
+
+    #[test]
+    fn bogus_or_indeterminate_records_are_failures() {
+        let a = |proof| proven(RData::A(A("127.0.0.2".parse().unwrap())), proof);
+        let bogus = judge(&[a(Proof::Secure), a(Proof::Bogus)], false).unwrap_err();
+        assert!(bogus.contains("bogus"), "{bogus}");
+        let unknown = judge(&[a(Proof::Indeterminate)], false).unwrap_err();
+        assert!(unknown.contains("indeterminate"), "{unknown}");
+    }
+
+    #[test]
+    fn denial_is_secure_only_with_a_secure_nsec() {
+        let soa = |proof| {
+            proven(
+                RData::SOA(rdata::SOA::new(
+                    name("ns.one.test."),
+                    name("h.one.test."),
+                    1,
+                    1,
+                    1,
+                    1,
+                    1,
+                )),
+                proof,
+            )
+        };
+        assert_eq!(
+            judge(&[soa(Proof::Secure), nsec(Proof::Secure)], true),
+            Ok(Security::Secure)
+        );
+        assert_eq!(judge(&[soa(Proof::Secure)], true), Ok(INSECURE));
+        assert_eq!(judge(&[soa(Proof::Insecure)], true), Ok(INSECURE));
+        assert!(judge(&[soa(Proof::Secure), nsec(Proof::Bogus)], true).is_err());
+    }
+
+    #[test]
+    fn a_resolver_that_does_not_validate_calls_everything_insecure() {
+        let mut secure = lookup(vec![mx(10, "mx.one.test.")]);
+        let validated = classify(Ok(secure.clone()), true);
+        assert!(matches!(validated, Outcome::Failed(d) if d.contains("indeterminate")));
+        secure = Lookup::new_with_max_ttl(
+            Query::query(name("one.test."), RecordType::MX),
+            [proven(mx(10, "mx.one.test."), Proof::Secure)],
+        );
+        assert!(matches!(
+            classify(Ok(secure.clone()), true),
+            Outcome::Found(_, Security::Secure)
+        ));
+        assert!(matches!(
+            classify(Ok(secure), false),
+            Outcome::Found(_, INSECURE)
+        ));
+    }
+
+    #[test]
+    fn validated_negative_answers_keep_their_security() {
+        let q = Query::query(name("_25._tcp.mx.one.test."), RecordType::TLSA);
+        let mut denied = NoRecords::new(q.clone(), ResponseCode::NXDomain);
+        denied.authorities = Some(vec![nsec(Proof::Secure)].into());
+        assert!(matches!(
+            classify(Err(denied.into()), true),
+            Outcome::NxDomain(Security::Secure)
+        ));
+        let mut nodata = NoRecords::new(q.clone(), ResponseCode::NoError);
+        nodata.authorities = Some(vec![nsec(Proof::Insecure)].into());
+        assert!(matches!(
+            classify(Err(nodata.into()), true),
+            Outcome::NoData(INSECURE)
+        ));
+        let bogus = classify(Err(NetError::Dns(DnsError::DnssecBogus)), true);
+        assert!(matches!(bogus, Outcome::Failed(d) if d.contains("bogus")));
+    }
+
+    #[test]
+    fn tlsa_records_keep_their_fields() {
+        use hickory_resolver::proto::rr::rdata::TLSA;
+        use hickory_resolver::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+        let answer = lookup(vec![
+            RData::TLSA(TLSA::new(
+                CertUsage::DaneEe,
+                Selector::Spki,
+                Matching::Sha256,
+                vec![1, 2, 3],
+            )),
+            RData::TLSA(TLSA::new(
+                CertUsage::PkixTa,
+                Selector::Full,
+                Matching::Unassigned(9),
+                vec![4],
+            )),
+            mx(10, "mx.one.test."),
+        ]);
+        assert_eq!(
+            tlsa_records(&answer),
+            [
+                Tlsa::new(3, 1, 1, vec![1, 2, 3]),
+                Tlsa::new(0, 0, 9, vec![4])
+            ]
+        );
+    }
+
+    #[test]
+    fn trust_anchor_file_holds_dnskeys() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("root.key");
+        // The IANA root KSK-2024 (key tag 38696), as the root zone publishes it.
+        std::fs::write(
+            &good,
+            ". 172800 IN DNSKEY 257 3 8 AwEAAa96jeuknZlaeSrvyAJj6ZHv28hhOKkx3rLGXVaC6rXTsDc449/cidltpkyGwCJNnOAlFNKF2jBosZBU5eeHspaQWOmOElZsjICMQMC3aeHbGiShvZsx4wMYSjH8e7Vrhbu6irwCzVBApESjbUdpWWmEnhathWu1jo+siFUiRAAxm9qyJNg/wOZqqzL/dL/q8PkcRU5oUKEpUge71M3ej2/7CPqpdVwuMoTvoB+ZOT4YeGyxMvHmbrxlFzGOHOijtzN+u1TQNatX2XBuzZNQ1K+s2CXkPIZo7s6JgZyvaBevYtxPvYLw4z9mR7K2vaF18UYH9Z9GNUUeayffKC73PYc=\n",
+        )
+        .unwrap();
+        let r = Resolver::with_server("127.0.0.1:53".parse().unwrap()).unwrap();
+        assert!(!r.validates());
+        let r = r.with_dnssec(Some(&good)).unwrap();
+        assert!(r.validates());
+        assert!(r.opts.validate);
+
+        let empty = dir.path().join("empty.key");
+        std::fs::write(&empty, "; nothing here\n").unwrap();
+        for bad in [empty, dir.path().join("missing.key")] {
+            let e = Resolver::with_server("127.0.0.1:53".parse().unwrap())
+                .unwrap()
+                .with_dnssec(Some(&bad))
+                .err()
+                .expect("no anchor");
+            assert_eq!(e.exit_status(), ExitStatus::Config, "{e}");
+            assert!(e.to_string().contains("trust anchor"), "{e}");
+        }
+        let iana = Resolver::with_server("127.0.0.1:53".parse().unwrap())
+            .unwrap()
+            .with_dnssec(None)
+            .unwrap();
+        assert!(iana.validates());
     }
 }

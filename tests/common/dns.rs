@@ -40,6 +40,8 @@ pub enum Rec<'a> {
     /// key. Text longer than a character-string's 255 octets is split over several (RFC
     /// 1035 §3.3.14), which readers join (RFC 6376 §3.6.2.2).
     Txt(&'a str),
+    /// `TLSA usage selector matching data` (RFC 6698 §2.1), at `_25._tcp.HOST`.
+    Tlsa(u8, u8, u8, &'a [u8]),
     /// Every query for this name answers SERVFAIL.
     ServFail,
     /// Every query for this name answers REFUSED.
@@ -48,12 +50,15 @@ pub enum Rec<'a> {
 
 pub use Rec::*;
 
-const TTL: u32 = 300;
+pub const TTL: u32 = 300;
+
+/// Every query a server received, as (lower-case A-label name without the trailing dot, type).
+pub type QueryLog = Arc<Mutex<Vec<(String, RecordType)>>>;
 
 /// The running server; stopped when dropped.
 pub struct DnsServer {
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<(String, RecordType)>>>,
+    log: QueryLog,
     stop: Option<Box<dyn FnOnce() + Send>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -62,12 +67,18 @@ impl DnsServer {
     /// Serve `zone` on 127.0.0.1, UDP and TCP on the same random port.
     pub fn start(zone: &[(&str, Rec<'_>)]) -> DnsServer {
         let (catalog, fail) = build_catalog(zone);
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = QueryLog::default();
         let handler = Handler {
             catalog,
             fail,
             log: log.clone(),
         };
+        DnsServer::serve(handler, log)
+    }
+
+    /// Serve `handler` on 127.0.0.1, UDP and TCP on the same random port; it records the
+    /// queries it receives in `log` (see [`log_query`]).
+    pub fn serve(handler: impl RequestHandler, log: QueryLog) -> DnsServer {
         let (udp, tcp) = bind_pair();
         let addr = udp.local_addr().expect("UDP address");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -163,7 +174,7 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
-fn fqdn(name: &str) -> Name {
+pub fn fqdn(name: &str) -> Name {
     let mut n = Name::from_utf8(name).unwrap_or_else(|e| panic!("test zone name {name:?}: {e}"));
     n.set_fqdn(true);
     n
@@ -177,11 +188,39 @@ fn loopback(ip: IpAddr) -> IpAddr {
     ip
 }
 
-/// The root zone holding `zone`, and the names that answer with an error instead.
-fn build_catalog(zone: &[(&str, Rec<'_>)]) -> (Catalog, HashMap<LowerName, ResponseCode>) {
-    let root = Name::root();
-    let mut handler: InMemoryZoneHandler =
-        InMemoryZoneHandler::empty(root.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+/// The record data of `rec`, or the error its name answers with instead.
+pub fn record_data(rec: Rec<'_>) -> Result<RData, ResponseCode> {
+    Ok(match rec {
+        Mx(preference, exchange) => RData::MX(rdata::MX::new(preference, fqdn(exchange))),
+        A(ip) => match loopback(ip.parse().expect("IPv4 address")) {
+            IpAddr::V4(v4) => RData::A(rdata::A(v4)),
+            IpAddr::V6(_) => panic!("A record with an IPv6 address: {ip}"),
+        },
+        Aaaa(ip) => match loopback(ip.parse().expect("IPv6 address")) {
+            IpAddr::V6(v6) => RData::AAAA(rdata::AAAA(v6)),
+            IpAddr::V4(_) => panic!("AAAA record with an IPv4 address: {ip}"),
+        },
+        Cname(target) => RData::CNAME(rdata::CNAME(fqdn(target))),
+        Txt("") => RData::TXT(rdata::TXT::new(vec![String::new()])),
+        Txt(text) => RData::TXT(rdata::TXT::new(
+            text.as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect(),
+        )),
+        Tlsa(usage, selector, matching, data) => RData::TLSA(rdata::TLSA::new(
+            usage.into(),
+            selector.into(),
+            matching.into(),
+            data.to_vec(),
+        )),
+        ServFail => return Err(ResponseCode::ServFail),
+        Refused => return Err(ResponseCode::Refused),
+    })
+}
+
+/// The SOA of a test zone; its minimum is the TTL of denials.
+pub fn soa_record(origin: &Name) -> Record {
     let soa = rdata::SOA::new(
         fqdn("ns.test"),
         fqdn("hostmaster.test"),
@@ -191,52 +230,73 @@ fn build_catalog(zone: &[(&str, Rec<'_>)]) -> (Catalog, HashMap<LowerName, Respo
         86400,
         60,
     );
-    let mut insert = |record: Record| {
-        assert!(handler.upsert_mut(record, 1), "insert test record");
-    };
-    insert(Record::from_rdata(root.clone(), TTL, RData::SOA(soa)));
-    let mut fail = HashMap::new();
+    Record::from_rdata(origin.clone(), TTL, RData::SOA(soa))
+}
+
+/// Add `zone`'s records to `handler`; the names that answer with an error go to `fail`.
+pub fn fill_zone(
+    handler: &mut InMemoryZoneHandler,
+    zone: &[(&str, Rec<'_>)],
+    fail: &mut HashMap<LowerName, ResponseCode>,
+) {
     for &(name, rec) in zone {
         let owner = fqdn(name);
-        let data = match rec {
-            Mx(preference, exchange) => RData::MX(rdata::MX::new(preference, fqdn(exchange))),
-            A(ip) => match loopback(ip.parse().expect("IPv4 address")) {
-                IpAddr::V4(v4) => RData::A(rdata::A(v4)),
-                IpAddr::V6(_) => panic!("A record with an IPv6 address: {ip}"),
-            },
-            Aaaa(ip) => match loopback(ip.parse().expect("IPv6 address")) {
-                IpAddr::V6(v6) => RData::AAAA(rdata::AAAA(v6)),
-                IpAddr::V4(_) => panic!("AAAA record with an IPv4 address: {ip}"),
-            },
-            Cname(target) => RData::CNAME(rdata::CNAME(fqdn(target))),
-            Txt("") => RData::TXT(rdata::TXT::new(vec![String::new()])),
-            Txt(text) => RData::TXT(rdata::TXT::new(
-                text.as_bytes()
-                    .chunks(255)
-                    .map(|c| String::from_utf8_lossy(c).into_owned())
-                    .collect(),
-            )),
-            ServFail => {
-                fail.insert(LowerName::new(&owner), ResponseCode::ServFail);
-                continue;
+        match record_data(rec) {
+            Ok(data) => assert!(
+                handler.upsert_mut(Record::from_rdata(owner, TTL, data), 1),
+                "insert test record {name}"
+            ),
+            Err(code) => {
+                fail.insert(LowerName::new(&owner), code);
             }
-            Refused => {
-                fail.insert(LowerName::new(&owner), ResponseCode::Refused);
-                continue;
-            }
-        };
-        insert(Record::from_rdata(owner, TTL, data));
+        }
     }
+}
+
+/// The root zone holding `zone`, and the names that answer with an error instead.
+fn build_catalog(zone: &[(&str, Rec<'_>)]) -> (Catalog, HashMap<LowerName, ResponseCode>) {
+    let root = Name::root();
+    let mut handler: InMemoryZoneHandler =
+        InMemoryZoneHandler::empty(root.clone(), ZoneType::Primary, AxfrPolicy::Deny, None);
+    assert!(handler.upsert_mut(soa_record(&root), 1), "insert SOA");
+    let mut fail = HashMap::new();
+    fill_zone(&mut handler, zone, &mut fail);
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::new(&root), vec![Arc::new(handler)]);
     (catalog, fail)
+}
+
+/// Record `request`'s question in `log`; its name, unless the request is malformed.
+pub fn log_query(log: &QueryLog, request: &Request) -> Option<LowerName> {
+    let info = request.request_info().ok()?;
+    let name = info.query.name();
+    let ascii = Name::from(name).to_ascii();
+    let shown = ascii.trim_end_matches('.').to_ascii_lowercase();
+    log.lock()
+        .expect("query log")
+        .push((shown, info.query.query_type()));
+    Some(name.clone())
+}
+
+/// Answer `request` with `code`.
+pub async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    code: ResponseCode,
+    mut response_handle: R,
+) -> ResponseInfo {
+    let response =
+        MessageResponseBuilder::from_message_request(request).error_msg(&request.metadata, code);
+    response_handle
+        .send_response(response)
+        .await
+        .expect("send test DNS error response")
 }
 
 /// The catalog, behind a log of queries and the chosen failures.
 struct Handler {
     catalog: Catalog,
     fail: HashMap<LowerName, ResponseCode>,
-    log: Arc<Mutex<Vec<(String, RecordType)>>>,
+    log: QueryLog,
 }
 
 #[async_trait::async_trait]
@@ -244,30 +304,11 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
-        let failure = match request.request_info() {
-            Ok(info) => {
-                let name = info.query.name();
-                let ascii = Name::from(name).to_ascii();
-                let shown = ascii.trim_end_matches('.').to_ascii_lowercase();
-                self.log
-                    .lock()
-                    .expect("query log")
-                    .push((shown, info.query.query_type()));
-                self.fail.get(name).copied()
-            }
-            Err(_) => None,
-        };
+        let failure = log_query(&self.log, request).and_then(|name| self.fail.get(&name).copied());
         match failure {
-            Some(code) => {
-                let response = MessageResponseBuilder::from_message_request(request)
-                    .error_msg(&request.metadata, code);
-                response_handle
-                    .send_response(response)
-                    .await
-                    .expect("send test DNS error response")
-            }
+            Some(code) => send_error(request, code, response_handle).await,
             None => {
                 self.catalog
                     .handle_request::<R, T>(request, response_handle)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    date_time_ymd,
+    PublicKeyData, date_time_ymd,
 };
 use tempfile::TempDir;
 
@@ -17,7 +17,12 @@ const NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 pub struct Pki {
     /// The chain the server presents, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
-    key_pkcs8: Vec<u8>,
+    /// The leaf's private key, PKCS#8 DER.
+    pub key_pkcs8: Vec<u8>,
+    /// The leaf's SubjectPublicKeyInfo, DER, as rcgen made the key (for TLSA selector 1).
+    pub spki: Vec<u8>,
+    /// The issuing CA's SubjectPublicKeyInfo, DER, when there is a CA.
+    pub ca_spki: Option<Vec<u8>>,
     /// A PEM file holding the certificate a client should trust: the leaf itself when
     /// self-signed, otherwise the CA that issued it.
     pub trust_file: PathBuf,
@@ -46,7 +51,7 @@ impl Pki {
         let key = KeyPair::generate().expect("generate key");
         let cert = params.self_signed(&key).expect("self-sign certificate");
         let pem = cert.pem();
-        Pki::assemble(vec![cert.der().clone()], &key, &pem)
+        Pki::assemble(vec![cert.der().clone()], &key, &pem, None)
     }
 
     /// A leaf for localhost and 127.0.0.1 issued by a throw-away CA; the trust file holds
@@ -66,6 +71,14 @@ impl Pki {
         Pki::ca_signed_from(params_for(names))
     }
 
+    /// A leaf without subject alternative names, named only by its common name `cn`, issued
+    /// by a throw-away CA held in the trust file.
+    pub fn ca_signed_cn_only(cn: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        Pki::ca_signed_from(params)
+    }
+
     fn ca_signed_from(leaf: CertificateParams) -> Pki {
         let ca_key = KeyPair::generate().expect("generate CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -76,6 +89,7 @@ impl Pki {
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
         let ca_pem = ca_cert.pem();
+        let ca_spki = ca_key.subject_public_key_info();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate().expect("generate leaf key");
@@ -84,16 +98,24 @@ impl Pki {
             vec![leaf.der().clone(), ca_cert.der().clone()],
             &leaf_key,
             &ca_pem,
+            Some(ca_spki),
         )
     }
 
-    fn assemble(chain: Vec<CertificateDer<'static>>, key: &KeyPair, trust_pem: &str) -> Pki {
+    fn assemble(
+        chain: Vec<CertificateDer<'static>>,
+        key: &KeyPair,
+        trust_pem: &str,
+        ca_spki: Option<Vec<u8>>,
+    ) -> Pki {
         let dir = tempfile::tempdir().expect("temp dir for certificates");
         let trust_file = dir.path().join("trust.pem");
         std::fs::write(&trust_file, trust_pem).expect("write trust file");
         Pki {
             chain,
             key_pkcs8: key.serialize_der(),
+            spki: key.subject_public_key_info(),
+            ca_spki,
             trust_file,
             _dir: dir,
         }
