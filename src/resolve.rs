@@ -48,7 +48,12 @@ pub struct Resolver {
     live: OnceLock<Live>,
     mx_cache: Mutex<HashMap<String, Cached<MxAnswer>>>,
     addr_cache: Mutex<HashMap<String, Cached<Vec<IpAddr>>>>,
+    txt_cache: Mutex<HashMap<String, Cached<Vec<TxtRecord>>>>,
 }
+
+/// One TXT record: its character-strings in order (RFC 1035 §3.3.14). What they mean
+/// together is the caller's: RFC 8461 §3.1 and RFC 7208 §3.3 concatenate them.
+pub type TxtRecord = Vec<Vec<u8>>;
 
 /// Built on the first lookup. `dns` is declared first so it is dropped before the runtime
 /// its connections live on.
@@ -88,6 +93,7 @@ impl Resolver {
             live: OnceLock::new(),
             mx_cache: Mutex::new(HashMap::new()),
             addr_cache: Mutex::new(HashMap::new()),
+            txt_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -156,6 +162,22 @@ impl Resolver {
         }
     }
 
+    /// The TXT records at `name` (CNAMEs followed), for policy discovery such as RFC 8461
+    /// §3.1. A name that does not exist or has no TXT record has none: that is an answer,
+    /// not a failure.
+    ///
+    /// Errors: a DNS failure or timeout → [`Error::Network`]; an invalid name →
+    /// [`Error::NoHost`].
+    pub fn txt(&self, name: &str) -> Result<Vec<TxtRecord>> {
+        let shown = display_name(name);
+        let name = dns_name(name)?;
+        let key = key_of(&name);
+        match self.cached(&self.txt_cache, &key, || self.ask_txt(&name))? {
+            Ok(records) => Ok(records),
+            Err(failure) => Err(failure.into_error(shown, "TXT")),
+        }
+    }
+
     /// The cached answer for `key`, or `ask()`'s, which is then cached.
     fn cached<T: Clone>(
         &self,
@@ -202,6 +224,18 @@ impl Resolver {
             Outcome::Found(lookup) => Ok(mx_answer(&lookup)),
             Outcome::NoData => Ok(MxAnswer::None),
             Outcome::NxDomain => Err(Failure::NxDomain),
+            Outcome::Failed(detail) => Err(Failure::Temporary(detail)),
+        })
+    }
+
+    fn ask_txt(&self, name: &Name) -> Result<Cached<Vec<TxtRecord>>> {
+        let live = self.live()?;
+        let result = live
+            .runtime
+            .block_on(live.dns.lookup(name.clone(), RecordType::TXT));
+        Ok(match classify(result) {
+            Outcome::Found(lookup) => Ok(txt_records(&lookup)),
+            Outcome::NoData | Outcome::NxDomain => Ok(Vec::new()),
             Outcome::Failed(detail) => Err(Failure::Temporary(detail)),
         })
     }
@@ -330,6 +364,25 @@ fn mx_answer(lookup: &Lookup) -> MxAnswer {
     } else {
         MxAnswer::Hosts(hosts)
     }
+}
+
+fn txt_records(lookup: &Lookup) -> Vec<TxtRecord> {
+    lookup
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `domain` as DNS names it, for keys and file names: lower-case A-labels without the
+/// trailing dot (`Bücher.Example.` → `xn--bcher-kva.example`).
+///
+/// Errors: not a valid domain name → [`Error::NoHost`].
+pub fn ascii_domain(domain: &str) -> Result<String> {
+    Ok(key_of(&dns_name(domain)?))
 }
 
 /// By preference, lowest first; hosts of equal preference shuffled (RFC 5321 §5.1: "the
@@ -462,7 +515,7 @@ mod tests {
     use crate::exit::ExitStatus;
     use hickory_resolver::proto::op::Query;
     use hickory_resolver::proto::rr::Record;
-    use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX};
+    use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
@@ -582,6 +635,30 @@ mod tests {
                 (20, "mx2.one.test".into()),
                 (10, "mx1.one.test".into())
             ])
+        );
+    }
+
+    #[test]
+    fn txt_records_keep_their_strings_apart_and_skip_other_types() {
+        let records = txt_records(&lookup(vec![
+            RData::CNAME(CNAME(name("alias.one.test."))),
+            RData::TXT(TXT::new(vec!["v=STSv1; ".into(), "id=1".into()])),
+            RData::TXT(TXT::from_bytes(vec![b"\xff"])),
+        ]));
+        assert_eq!(
+            records,
+            vec![
+                vec![b"v=STSv1; ".to_vec(), b"id=1".to_vec()],
+                vec![b"\xff".to_vec()]
+            ]
+        );
+    }
+
+    #[test]
+    fn underscore_labels_are_valid_names() {
+        assert_eq!(
+            ascii_domain("_mta-sts.Example.ORG.").unwrap(),
+            "_mta-sts.example.org"
         );
     }
 
