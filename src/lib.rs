@@ -27,6 +27,7 @@ pub mod smtp;
 pub mod smtp_stdio;
 pub mod submit;
 pub mod terminal;
+pub mod tls_policy;
 pub mod transport;
 
 pub use error::{Error, Result};
