@@ -36,8 +36,12 @@ pub enum Rec<'a> {
     Aaaa(&'a str),
     /// An alias.
     Cname(&'a str),
-    /// Text: a name that exists without an address or an MX.
+    /// Text: a name that exists without an address or an MX, or a policy record
+    /// (`_mta-sts`); one character-string.
     Txt(&'a str),
+    /// One TXT record of several character-strings, which readers such as RFC 8461 §3.1
+    /// concatenate.
+    TxtParts(&'a [&'a str]),
     /// Every query for this name answers SERVFAIL.
     ServFail,
     /// Every query for this name answers REFUSED.
@@ -208,6 +212,9 @@ fn build_catalog(zone: &[(&str, Rec<'_>)]) -> (Catalog, HashMap<LowerName, Respo
             },
             Cname(target) => RData::CNAME(rdata::CNAME(fqdn(target))),
             Txt(text) => RData::TXT(rdata::TXT::new(vec![text.to_string()])),
+            TxtParts(parts) => RData::TXT(rdata::TXT::new(
+                parts.iter().map(|p| p.to_string()).collect(),
+            )),
             ServFail => {
                 fail.insert(LowerName::new(&owner), ResponseCode::ServFail);
                 continue;
