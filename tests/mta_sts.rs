@@ -693,3 +693,20 @@ fn record_and_policy_host_delegated_through_cnames() {
     assert_source(&outcome, Source::Fetched);
     assert_eq!(outcome.id.as_deref(), Some("p1"));
 }
+
+#[test]
+fn failed_fetch_is_not_retried_by_the_same_fetcher() {
+    let site = Site::start(Reply::Status(500));
+    let dns = zone_with_id("1");
+    let (_tmp, cache) = cache();
+    let fetcher = site.fetcher();
+    let first = policy_for(DOMAIN, &resolver(&dns), &fetcher, &cache, now());
+    assert_source(&first, Source::Unavailable);
+    site.server.set(Reply::Policy(ENFORCE.into()));
+    let second = policy_for(DOMAIN, &resolver(&dns), &fetcher, &cache, now());
+    assert_eq!(second, first, "the same failure, remembered");
+    assert_eq!(site.server.requests().len(), 1);
+    // The next run (a new fetcher) tries again.
+    let third = policy_for(DOMAIN, &resolver(&dns), &site.fetcher(), &cache, now());
+    assert_source(&third, Source::Fetched);
+}

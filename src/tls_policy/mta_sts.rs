@@ -28,7 +28,8 @@ use crate::resolve::{Resolver, address_literal, ascii_domain};
 /// Where the policy in an [`Outcome`] came from, or why there is none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// No usable `_mta-sts` record and nothing cached: the domain does not use MTA-STS.
+    /// No usable `_mta-sts` record (none, an invalid one, or the lookup failed) and
+    /// nothing cached: the domain is treated as not using MTA-STS (§3.1).
     NotAnnounced,
     /// A record, but no policy could be fetched and nothing is cached: delivery goes on
     /// as without MTA-STS (§3.3); the notes say why.

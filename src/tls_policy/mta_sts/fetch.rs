@@ -7,10 +7,11 @@
 //! ureq, used for OAuth, was not: it resolves with the system's resolver (a custom one is
 //! an unversioned API) and cannot add roots to the web PKI's, only replace them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
@@ -52,10 +53,15 @@ impl Default for FetchSettings {
 }
 
 /// Fetches policies; build one per run and share it.
+///
+/// A failed fetch is remembered for the fetcher's life and not tried again: §3.3 invites
+/// rate-limiting fetches, and a queue run with many messages for a domain whose policy
+/// host is down would otherwise wait out the timeout once per message.
 pub struct Fetcher {
     tls: Arc<ClientConfig>,
     port: u16,
     timeout: Duration,
+    failed: Mutex<HashMap<String, FetchError>>,
 }
 
 /// Why a policy could not be fetched: the domain is then treated as having no policy,
@@ -113,13 +119,24 @@ impl Fetcher {
             tls: tls.config,
             port: settings.port,
             timeout: settings.timeout,
+            failed: Mutex::new(HashMap::new()),
         })
     }
 
     /// The policy text of `domain` (lower-case A-labels), from
     /// `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`. No redirect is followed, no HTTP
-    /// cache is consulted (§3.3).
+    /// cache is consulted (§3.3). A domain whose fetch failed before gets that failure
+    /// again, without a connection.
     pub fn fetch(&self, domain: &str, resolver: &Resolver) -> Result<String, FetchError> {
+        if let Some(failure) = lock(&self.failed).get(domain) {
+            return Err(failure.clone());
+        }
+        self.fetch_now(domain, resolver).inspect_err(|e| {
+            lock(&self.failed).insert(domain.to_string(), e.clone());
+        })
+    }
+
+    fn fetch_now(&self, domain: &str, resolver: &Resolver) -> Result<String, FetchError> {
         let host = format!("mta-sts.{domain}");
         let fail = |kind| FetchError {
             host: host.clone(),
@@ -189,6 +206,11 @@ impl Fetcher {
             env!("CARGO_PKG_VERSION")
         )
     }
+}
+
+/// A poisoned map is still a valid map: every entry was inserted whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The reason without the host name, which [`FetchError`] adds once.
