@@ -710,3 +710,57 @@ fn failed_fetch_is_not_retried_by_the_same_fetcher() {
     let third = policy_for(DOMAIN, &resolver(&dns), &site.fetcher(), &cache, now());
     assert_source(&third, Source::Fetched);
 }
+
+#[test]
+fn policy_past_half_its_life_is_refreshed_before_it_expires() {
+    let site = Site::start(Reply::Policy(ENFORCE.into()));
+    let (_tmp, cache) = cache();
+    let dns = zone_with_id("1");
+    policy_for(DOMAIN, &resolver(&dns), &site.fetcher(), &cache, now());
+
+    let before_half = now() + Duration::from_secs(43_199);
+    let outcome = policy_for(
+        DOMAIN,
+        &resolver(&dns),
+        &site.fetcher(),
+        &cache,
+        before_half,
+    );
+    assert_source(&outcome, Source::Cached);
+    assert_eq!(site.server.requests().len(), 1);
+
+    let half = now() + Duration::from_secs(43_200);
+    let outcome = policy_for(DOMAIN, &resolver(&dns), &site.fetcher(), &cache, half);
+    assert_source(&outcome, Source::Fetched);
+    assert_eq!(site.server.requests().len(), 2);
+    let entry = cache.load(DOMAIN).unwrap().unwrap();
+    assert_eq!(
+        entry.expires_at,
+        secs(half) + 86400,
+        "its life starts again"
+    );
+}
+
+#[test]
+fn failed_refresh_keeps_the_cached_policy() {
+    let mut site = Site::start(Reply::Policy(ENFORCE.into()));
+    let (_tmp, cache) = cache();
+    let dns = zone_with_id("1");
+    let fetcher = site.fetcher();
+    policy_for(DOMAIN, &resolver(&dns), &fetcher, &cache, now());
+    site.server.stop();
+
+    let late = now() + Duration::from_secs(80_000);
+    let outcome = policy_for(DOMAIN, &resolver(&dns), &fetcher, &cache, late);
+    assert_source(&outcome, Source::Cached);
+    assert_eq!(outcome.label(), Some("mta-sts enforce"));
+    assert!(
+        notes(&outcome).contains("the cached policy stays"),
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        cache.load(DOMAIN).unwrap().unwrap().expires_at,
+        secs(now()) + 86400,
+        "unchanged"
+    );
+}

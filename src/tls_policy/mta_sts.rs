@@ -34,9 +34,11 @@ pub enum Source {
     /// A record, but no policy could be fetched and nothing is cached: delivery goes on
     /// as without MTA-STS (§3.3); the notes say why.
     Unavailable,
-    /// Fetched now: nothing was cached, the cached one had expired, or the id changed.
+    /// Fetched now: nothing was cached, the cached one had expired, the id changed, or
+    /// the cached one was past half its life (a proactive refresh).
     Fetched,
-    /// From the cache: the record's id is the one it was fetched under.
+    /// From the cache: the record's id is the one it was fetched under. A refresh that
+    /// failed is in the notes.
     Cached,
     /// From the cache although the record is gone or unusable, the DNS lookup failed, or
     /// a new policy could not be fetched: a valid cached policy must still be applied
@@ -89,10 +91,11 @@ impl Outcome {
 /// 2. The `_mta-sts` TXT record is looked up on every call (the "optional" check of §5.1
 ///    step 1), so a changed id is seen at once. No usable record: the valid cached policy
 ///    if any ([`Source::CachedFallback`]), else none.
-/// 3. Same id as the cached policy: that policy ([`Source::Cached`]). Otherwise the
-///    policy is fetched, parsed and cached for its `max_age` ([`Source::Fetched`]); if
-///    that fails, the valid cached policy ([`Source::CachedFallback`]), else none
-///    ([`Source::Unavailable`]).
+/// 3. Same id as the cached policy: that policy ([`Source::Cached`]); past half its
+///    `max_age` it is fetched again first (§3.3's proactive refresh), and kept if that
+///    fails. Otherwise the policy is fetched, parsed and cached for its `max_age`
+///    ([`Source::Fetched`]); if that fails, the valid cached policy
+///    ([`Source::CachedFallback`]), else none ([`Source::Unavailable`]).
 ///
 /// An address literal has no policy.
 pub fn policy_for(
@@ -164,16 +167,20 @@ pub fn policy_for(
             return fallback(cached, why, notes);
         }
     };
-    if let Some((entry, policy)) = &cached
-        && entry.id == record.id
-    {
-        return Outcome {
-            policy: Some(policy.clone()),
-            id: Some(record.id),
-            source: Source::Cached,
-            notes,
-        };
-    }
+    let refreshing = match &cached {
+        Some((entry, policy)) if entry.id == record.id => {
+            if !entry.wants_refresh_at(now) {
+                return Outcome {
+                    policy: Some(policy.clone()),
+                    id: Some(record.id),
+                    source: Source::Cached,
+                    notes,
+                };
+            }
+            true
+        }
+        _ => false,
+    };
 
     let fetched = fetcher
         .fetch(&domain, resolver)
@@ -185,6 +192,12 @@ pub fn policy_for(
         });
     let (text, policy) = match fetched {
         Ok(got) => got,
+        Err(why) if refreshing => {
+            let mut outcome = fallback(cached, format!("{why}; the cached policy stays"), notes);
+            // The record still names the cached policy: it is current, only not renewed.
+            outcome.source = Source::Cached;
+            return outcome;
+        }
         Err(why) if cached.is_some() => {
             return fallback(cached, format!("{why}; the cached policy stays"), notes);
         }

@@ -40,6 +40,14 @@ impl Entry {
     pub fn is_valid_at(&self, now: u64) -> bool {
         now < self.expires_at
     }
+
+    /// Past the middle of its life at `now`: time to fetch it again before it expires, so
+    /// that an attacker who blocks fetches only around the expiry cannot make it lapse
+    /// (§3.3, §10.2 "proactively refresh").
+    pub fn wants_refresh_at(&self, now: u64) -> bool {
+        let half = self.expires_at.saturating_sub(self.fetched_at) / 2;
+        now >= self.fetched_at.saturating_add(half)
+    }
 }
 
 /// Why the cache could not be read or written. Never fatal: without a cache, MTA-STS is
@@ -325,5 +333,13 @@ mod tests {
         let e = entry("x");
         assert!(e.is_valid_at(1999));
         assert!(!e.is_valid_at(2000));
+    }
+
+    #[test]
+    fn refresh_is_wanted_from_half_life() {
+        let e = entry("x");
+        assert!(!e.wants_refresh_at(1000));
+        assert!(!e.wants_refresh_at(1499));
+        assert!(e.wants_refresh_at(1500));
     }
 }
