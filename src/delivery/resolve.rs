@@ -90,7 +90,12 @@ pub struct Resolver {
     mx_cache: Mutex<HashMap<String, Cached<Secured<MxAnswer>>>>,
     addr_cache: Mutex<HashMap<String, Cached<Secured<Vec<IpAddr>>>>>,
     tlsa_cache: Mutex<HashMap<String, Cached<Secured<Vec<Tlsa>>>>>,
+    txt_cache: Mutex<HashMap<String, Cached<Vec<TxtRecord>>>>,
 }
+
+/// One TXT record: its character-strings in order (RFC 1035 §3.3.14). What they mean
+/// together is the caller's: RFC 8461 §3.1 and RFC 7208 §3.3 concatenate them.
+pub type TxtRecord = Vec<Vec<u8>>;
 
 /// Built on the first lookup. `dns` is declared first so it is dropped before the runtime
 /// its connections live on.
@@ -132,6 +137,7 @@ impl Resolver {
             mx_cache: Mutex::new(HashMap::new()),
             addr_cache: Mutex::new(HashMap::new()),
             tlsa_cache: Mutex::new(HashMap::new()),
+            txt_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -269,6 +275,22 @@ impl Resolver {
             .map_err(|failure| failure.into_error(shown, "TLSA"))
     }
 
+    /// The TXT records at `name` (CNAMEs followed), for policy discovery such as RFC 8461
+    /// §3.1. A name that does not exist or has no TXT record has none: that is an answer,
+    /// not a failure.
+    ///
+    /// Errors: a DNS failure or timeout → [`Error::Network`]; an invalid name →
+    /// [`Error::NoHost`].
+    pub fn txt(&self, name: &str) -> Result<Vec<TxtRecord>> {
+        let shown = display_name(name);
+        let name = dns_name(name)?;
+        let key = key_of(&name);
+        match self.cached(&self.txt_cache, &key, || self.ask_txt(&name))? {
+            Ok(records) => Ok(records),
+            Err(failure) => Err(failure.into_error(shown, "TXT")),
+        }
+    }
+
     /// The cached answer for `key`, or `ask()`'s, which is then cached.
     fn cached<T: Clone>(
         &self,
@@ -328,6 +350,18 @@ impl Resolver {
                 security,
             }),
             Outcome::NxDomain(_) => Err(Failure::NxDomain),
+            Outcome::Failed(detail) => Err(Failure::Temporary(detail)),
+        })
+    }
+
+    fn ask_txt(&self, name: &Name) -> Result<Cached<Vec<TxtRecord>>> {
+        let live = self.live()?;
+        let result = live
+            .runtime
+            .block_on(live.dns.lookup(name.clone(), RecordType::TXT));
+        Ok(match classify(result, self.validates()) {
+            Outcome::Found(lookup, _) => Ok(txt_records(&lookup)),
+            Outcome::NoData(_) | Outcome::NxDomain(_) => Ok(Vec::new()),
             Outcome::Failed(detail) => Err(Failure::Temporary(detail)),
         })
     }
@@ -582,6 +616,25 @@ fn mx_answer(lookup: &Lookup) -> MxAnswer {
     }
 }
 
+fn txt_records(lookup: &Lookup) -> Vec<TxtRecord> {
+    lookup
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `domain` as DNS names it, for keys and file names: lower-case A-labels without the
+/// trailing dot (`Bücher.Example.` → `xn--bcher-kva.example`).
+///
+/// Errors: not a valid domain name → [`Error::NoHost`].
+pub fn ascii_domain(domain: &str) -> Result<String> {
+    Ok(key_of(&dns_name(domain)?))
+}
+
 /// By preference, lowest first; hosts of equal preference shuffled (RFC 5321 §5.1: "the
 /// sender-SMTP MUST randomize them to spread the load").
 fn order(hosts: Vec<(u16, String)>) -> Vec<MailHost> {
@@ -747,7 +800,7 @@ mod tests {
     use crate::exit::ExitStatus;
     use hickory_resolver::proto::op::Query;
     use hickory_resolver::proto::rr::Record;
-    use hickory_resolver::proto::rr::rdata::{self, A, AAAA, CNAME, MX};
+    use hickory_resolver::proto::rr::rdata::{self, A, AAAA, CNAME, MX, TXT};
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
@@ -867,6 +920,30 @@ mod tests {
                 (20, "mx2.one.test".into()),
                 (10, "mx1.one.test".into())
             ])
+        );
+    }
+
+    #[test]
+    fn txt_records_keep_their_strings_apart_and_skip_other_types() {
+        let records = txt_records(&lookup(vec![
+            RData::CNAME(CNAME(name("alias.one.test."))),
+            RData::TXT(TXT::new(vec!["v=STSv1; ".into(), "id=1".into()])),
+            RData::TXT(TXT::from_bytes(vec![b"\xff"])),
+        ]));
+        assert_eq!(
+            records,
+            vec![
+                vec![b"v=STSv1; ".to_vec(), b"id=1".to_vec()],
+                vec![b"\xff".to_vec()]
+            ]
+        );
+    }
+
+    #[test]
+    fn underscore_labels_are_valid_names() {
+        assert_eq!(
+            ascii_domain("_mta-sts.Example.ORG.").unwrap(),
+            "_mta-sts.example.org"
         );
     }
 

@@ -40,8 +40,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
 
 use super::scan::MAX_HEADER_SECTION;
-use crate::system::private::{Ownership, check_private, open_failure};
 use crate::smtp::BodyEncoder;
+use crate::system::private::{Ownership, check_private, open_failure};
 use crate::{Error, Result};
 
 /// The header fields signed unless configured otherwise: those a reader sees and those

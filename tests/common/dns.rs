@@ -37,9 +37,13 @@ pub enum Rec<'a> {
     /// An alias.
     Cname(&'a str),
     /// Text: a name that exists without an address or an MX, or a record such as a DKIM
-    /// key. Text longer than a character-string's 255 octets is split over several (RFC
-    /// 1035 §3.3.14), which readers join (RFC 6376 §3.6.2.2).
+    /// key or an `_mta-sts` policy record. Text longer than a character-string's 255
+    /// octets is split over several (RFC 1035 §3.3.14), which readers join (RFC 6376
+    /// §3.6.2.2).
     Txt(&'a str),
+    /// One TXT record of several character-strings, which readers such as RFC 8461 §3.1
+    /// concatenate.
+    TxtParts(&'a [&'a str]),
     /// `TLSA usage selector matching data` (RFC 6698 §2.1), at `_25._tcp.HOST`.
     Tlsa(u8, u8, u8, &'a [u8]),
     /// Every query for this name answers SERVFAIL.
@@ -207,6 +211,9 @@ pub fn record_data(rec: Rec<'_>) -> Result<RData, ResponseCode> {
                 .chunks(255)
                 .map(|c| String::from_utf8_lossy(c).into_owned())
                 .collect(),
+        )),
+        TxtParts(parts) => RData::TXT(rdata::TXT::new(
+            parts.iter().map(|p| p.to_string()).collect(),
         )),
         Tlsa(usage, selector, matching, data) => RData::TLSA(rdata::TLSA::new(
             usage.into(),

@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod dnssec;
+pub mod https_server;
 pub mod pki;
 pub mod server;
 pub mod spool;
