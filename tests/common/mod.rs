@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
+pub mod mta;
 pub mod pki;
 pub mod server;
 pub mod spool;
