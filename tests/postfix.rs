@@ -999,3 +999,66 @@ fn pipelined_queue_run_delivers_every_message_to_postfix() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 16's findings against Postfix.
+
+/// Issue 16 (3): a 66,000-octet body line. RFC 5321 §4.5.3.1.6 allows 998 octets before
+/// CRLF; folded the way Postfix's own smtp_line_length_limit folds (CRLF and a space
+/// inserted), the message arrives whole, and without the folds it is the original.
+#[test]
+#[ignore = "bug: issue 16 (3): a 66,000-octet line is sent unfolded (RFC 5321 allows 998)"]
+fn over_long_line_arrives_at_postfix_folded_to_998_octets() {
+    let Some(postfix) = postfix_or_skip("") else {
+        return;
+    };
+    let input = mta::long_line_message("long-line", RECIPIENT, 66_000);
+    let out = postfix.smtpsend(&["--tls", "off", "-f", SENDER, RECIPIENT], &input);
+    assert_exit(&out, 0, &postfix);
+    postfix.wait_until_queue_empty();
+    let delivered = postfix.only_message("bob");
+    if let Err(e) = mta::check_folded(&delivered.message, &input) {
+        panic!("{e}\n{}", postfix.logs());
+    }
+}
+
+/// Issue 16 (6): 250 recipients to a Postfix that takes 100 per transaction
+/// (`smtpd_recipient_limit = 100`; RCPT 101 and later get `452 4.5.3 Error: too many
+/// recipients`). RFC 5321 §4.5.3.1.8: the client sends the rest in further transactions on
+/// the same connection: three transactions, one session, every mailbox gets the message,
+/// exit 0 and nothing queued.
+#[test]
+#[ignore = "bug: issue 16 (6): recipients refused with 452 too many recipients are queued \
+            instead of sent in another transaction"]
+fn recipients_beyond_postfixs_recipient_limit_go_in_further_transactions() {
+    let users: Vec<String> = (0..250).map(|i| format!("rcpt{i}")).collect();
+    let Some(postfix) = postfix_with_mailboxes_or_skip("smtpd_recipient_limit = 100\n", &users)
+    else {
+        return;
+    };
+    let spool = tempfile::tempdir().expect("temp dir");
+    let queue = spool.path().join("q");
+    let config = format!(
+        "queue_on_tempfail = true\nqueue_dir = \"{}\"\n",
+        queue.display()
+    );
+    let recipients: Vec<String> = users.iter().map(|u| format!("{u}@example.net")).collect();
+    let mut args = vec!["--tls", "off", "-f", SENDER];
+    args.extend(recipients.iter().map(String::as_str));
+    let input = format!("{}to 250\n", headers("many-recipients")).into_bytes();
+    let out = postfix.smtpsend_with(&config, &args, &input);
+    assert_exit(&out, 0, &postfix);
+    postfix.wait_until_queue_empty();
+    assert!(
+        files_under(&queue).is_empty(),
+        "queued: {:?}\n{}",
+        files_under(&queue),
+        stderr(&out)
+    );
+    for user in &users {
+        assert_message(&postfix.only_message(user), &input);
+    }
+    let disconnects = postfix.disconnect_lines(1);
+    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
+    assert!(disconnects[0].contains(" mail=3 "), "{}", disconnects[0]);
+}
