@@ -190,7 +190,7 @@ impl OpenSmtpd {
             .collect()
     }
 
-    /// smtpd's log lines of the sessions that carried commands (not the start-up probe).
+    /// smtpd's line for the end of each session so far, the start-up probe's included.
     fn disconnects(&self) -> Vec<String> {
         self.log()
             .lines()
