@@ -1,17 +1,20 @@
 //! Interoperability with a real Postfix smtpd: the binary against a private Postfix instance
 //! that each test starts on 127.0.0.1 and stops when it ends, panics included.
 //!
-//! The instance lives in a temporary directory: `conf/` holds `tests/postfix/main.cf` and
-//! `master.cf` (with the directory, the port and a banner token filled in), the recipient
+//! Postfix is the package `.ci/install` unpacked (`dpkg -x`) into
+//! `/opt/smtpsend-test-mta/postfix` (`$SMTPSEND_TEST_MTA_DIR`): its programs, daemons and
+//! libraries, whichever Postfix the machine may have installed. The instance lives in a
+//! temporary directory: `conf/` holds `tests/postfix/main.cf` and `master.cf` (with the
+//! directory, the port, a banner token and the package's place filled in), the recipient
 //! table `vmailbox` and a certificate made here with rcgen; `queue/`, `data/`, `maillog` and
 //! `mail/` (one Maildir per recipient, virtual(8) delivery) are Postfix's. The system's own
-//! Postfix (`/etc/postfix/main.cf`, `/var/spool/postfix`) is never used nor started.
+//! Postfix (`/etc/postfix/main.cf`, `/var/spool/postfix`), if any, is never used nor started.
 //! `tests/postfix/run-postfix.sh` runs `postfix -c DIR/conf start`, prints `READY`, and stops
 //! the instance when its stdin closes: when the guard here drops it, or when this process
 //! dies without running destructors.
 //!
-//! Postfix runs only as root. Without `/usr/sbin/postfix` or without root the tests print
-//! "skipped: ..." and pass, except with `CI=true`, where they fail.
+//! Postfix runs only as root. Without the unpacked package, its postfix user or root the
+//! tests print "skipped: ..." and pass, except with `CI=true`, where they fail.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -28,7 +31,23 @@ use tempfile::TempDir;
 #[path = "postfix/dovecot.rs"]
 mod dovecot;
 
-const POSTFIX: &str = "/usr/sbin/postfix";
+/// Where `.ci/install` unpacked the mail servers.
+#[path = "common/mta.rs"]
+mod mta;
+
+/// The postfix package as `.ci/install` unpacked it.
+fn postfix_root() -> PathBuf {
+    mta::package_root("postfix")
+}
+
+/// The `postfix` command of [`postfix_root`], which finds its libraries there.
+fn postfix_command() -> Command {
+    let root = postfix_root();
+    let mut command = Command::new(root.join("usr/sbin/postfix"));
+    command.env("LD_LIBRARY_PATH", root.join("usr/lib/postfix"));
+    command
+}
+
 const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postfix/run-postfix.sh");
 const MAIN_CF: &str = include_str!("postfix/main.cf");
 const MASTER_CF: &str = include_str!("postfix/master.cf");
@@ -49,41 +68,25 @@ const RECIPIENT: &str = "bob@example.net";
 const UNKNOWN: &str = "nobody@example.net";
 
 // ---------------------------------------------------------------------------------------
-// Skipping, loudly.
+// Skipping, loudly (`mta::skip`: a printed note, or with `CI=true` a failure).
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
+use mta::{running_as_root, skip};
 
 /// A private Postfix with these lines added to `tests/postfix/main.cf`, or `None` with a
 /// printed note where it cannot run (no Postfix, not root, or it would not start). With
 /// `CI=true` that is a failure instead.
 fn postfix_or_skip(extra_main_cf: &str) -> Option<Postfix> {
-    let started = if !Path::new(POSTFIX).exists() {
-        Err(format!(
-            "{POSTFIX} not found; .ci/install installs the postfix package"
-        ))
-    } else if !running_as_root() {
-        Err("Postfix can only be started as root".to_owned())
-    } else {
-        Postfix::start(extra_main_cf)
+    postfix_with_mailboxes_or_skip(extra_main_cf, &[])
+}
+
+/// [`postfix_or_skip`] with Maildirs for these local parts at example.net besides the ones
+/// in `tests/postfix/vmailbox`.
+fn postfix_with_mailboxes_or_skip(extra_main_cf: &str, mailboxes: &[String]) -> Option<Postfix> {
+    let started = match mta::unavailable("postfix", "usr/sbin/postfix", &["postfix"]) {
+        Some(problem) => Err(problem),
+        None => Postfix::start(extra_main_cf, mailboxes),
     };
     started.map_or_else(|problem| skip("private Postfix", &problem), Some)
-}
-
-fn running_as_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// `None` with a printed "skipped: no `what`: ..." where a server the test needs cannot run;
-/// with `CI=true` a failure instead.
-fn skip<T>(what: &str, problem: &str) -> Option<T> {
-    assert!(
-        !in_ci(),
-        "no {what}, and CI=true does not allow skipping: {problem}"
-    );
-    eprintln!("skipped: no {what}: {problem}");
-    None
 }
 
 // ---------------------------------------------------------------------------------------
@@ -105,13 +108,14 @@ struct Postfix {
 }
 
 impl Postfix {
-    /// An instance with these lines added to `tests/postfix/main.cf`.
-    fn start(extra_main_cf: &str) -> Result<Postfix, String> {
+    /// An instance with these lines added to `tests/postfix/main.cf`, and these local parts
+    /// added to `tests/postfix/vmailbox`.
+    fn start(extra_main_cf: &str, mailboxes: &[String]) -> Result<Postfix, String> {
         let mut failures = String::new();
         // A port is free when probed but may be taken before the master binds it: then
         // `postfix start` fails and another port is tried.
         for attempt in 1..=3 {
-            match Postfix::try_start(extra_main_cf) {
+            match Postfix::try_start(extra_main_cf, mailboxes) {
                 Ok(postfix) => return Ok(postfix),
                 Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
             }
@@ -119,17 +123,18 @@ impl Postfix {
         Err(format!("it did not start\n{failures}"))
     }
 
-    fn try_start(extra_main_cf: &str) -> Result<Postfix, String> {
+    fn try_start(extra_main_cf: &str, mailboxes: &[String]) -> Result<Postfix, String> {
         let started = Instant::now();
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let port = free_port();
         let banner = format!("smtpsend-test-{}-{port}", std::process::id());
-        let (cert, fingerprint) = write_config(dir.path(), port, &banner, extra_main_cf);
+        let (cert, fingerprint) = write_config(dir.path(), port, &banner, extra_main_cf, mailboxes);
         let log = fs::File::create(dir.path().join("launcher.log"))
             .map_err(|e| format!("launcher log: {e}"))?;
         let mut launcher = Command::new("sh")
             .arg(LAUNCHER)
             .arg(dir.path())
+            .arg(postfix_root())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -330,7 +335,7 @@ impl Drop for Postfix {
         if matches!(self.launcher.try_wait(), Ok(None)) {
             let _ = self.launcher.kill();
             let _ = self.launcher.wait();
-            let _ = Command::new(POSTFIX)
+            let _ = postfix_command()
                 .arg("-c")
                 .arg(self.conf())
                 .arg("stop")
@@ -367,19 +372,32 @@ fn greeting(port: u16, limit: Duration) -> Option<String> {
 }
 
 /// Writes `conf/` into `dir`; returns the certificate's path and its SHA-256 fingerprint.
-fn write_config(dir: &Path, port: u16, banner: &str, extra_main_cf: &str) -> (PathBuf, String) {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    banner: &str,
+    extra_main_cf: &str,
+    mailboxes: &[String],
+) -> (PathBuf, String) {
     let conf = dir.join("conf");
     fs::create_dir(&conf).expect("conf dir");
     let dir_text = dir.to_str().expect("temp dir path is UTF-8");
+    let root = postfix_root();
+    let root_text = root.to_str().expect("package path is UTF-8");
     let fill = |template: &str| {
         template
             .replace("@DIR@", dir_text)
             .replace("@PORT@", &port.to_string())
             .replace("@BANNER@", banner)
+            .replace("@ROOT@", root_text)
     };
     fs::write(conf.join("main.cf"), fill(MAIN_CF) + extra_main_cf).expect("main.cf");
     fs::write(conf.join("master.cf"), fill(MASTER_CF)).expect("master.cf");
-    fs::write(conf.join("vmailbox"), VMAILBOX).expect("vmailbox");
+    let extra: String = mailboxes
+        .iter()
+        .map(|m| format!("{m}@example.net {m}/\n"))
+        .collect();
+    fs::write(conf.join("vmailbox"), format!("{VMAILBOX}{extra}")).expect("vmailbox");
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .expect("certificate parameters");
@@ -980,4 +998,67 @@ fn pipelined_queue_run_delivers_every_message_to_postfix() {
             disconnects[0]
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 16's findings against Postfix.
+
+/// Issue 16 (3): a 66,000-octet body line. RFC 5321 §4.5.3.1.6 allows 998 octets before
+/// CRLF; folded the way Postfix's own smtp_line_length_limit folds (CRLF and a space
+/// inserted), the message arrives whole, and without the folds it is the original.
+#[test]
+#[ignore = "bug: issue 16 (3): a 66,000-octet line is sent unfolded (RFC 5321 allows 998)"]
+fn over_long_line_arrives_at_postfix_folded_to_998_octets() {
+    let Some(postfix) = postfix_or_skip("") else {
+        return;
+    };
+    let input = mta::long_line_message("long-line", RECIPIENT, 66_000);
+    let out = postfix.smtpsend(&["--tls", "off", "-f", SENDER, RECIPIENT], &input);
+    assert_exit(&out, 0, &postfix);
+    postfix.wait_until_queue_empty();
+    let delivered = postfix.only_message("bob");
+    if let Err(e) = mta::check_folded(&delivered.message, &input) {
+        panic!("{e}\n{}", postfix.logs());
+    }
+}
+
+/// Issue 16 (6): 250 recipients to a Postfix that takes 100 per transaction
+/// (`smtpd_recipient_limit = 100`; RCPT 101 and later get `452 4.5.3 Error: too many
+/// recipients`). RFC 5321 §4.5.3.1.8: the client sends the rest in further transactions on
+/// the same connection: three transactions, one session, every mailbox gets the message,
+/// exit 0 and nothing queued.
+#[test]
+#[ignore = "bug: issue 16 (6): recipients refused with 452 too many recipients are queued \
+            instead of sent in another transaction"]
+fn recipients_beyond_postfixs_recipient_limit_go_in_further_transactions() {
+    let users: Vec<String> = (0..250).map(|i| format!("rcpt{i}")).collect();
+    let Some(postfix) = postfix_with_mailboxes_or_skip("smtpd_recipient_limit = 100\n", &users)
+    else {
+        return;
+    };
+    let spool = tempfile::tempdir().expect("temp dir");
+    let queue = spool.path().join("q");
+    let config = format!(
+        "queue_on_tempfail = true\nqueue_dir = \"{}\"\n",
+        queue.display()
+    );
+    let recipients: Vec<String> = users.iter().map(|u| format!("{u}@example.net")).collect();
+    let mut args = vec!["--tls", "off", "-f", SENDER];
+    args.extend(recipients.iter().map(String::as_str));
+    let input = format!("{}to 250\n", headers("many-recipients")).into_bytes();
+    let out = postfix.smtpsend_with(&config, &args, &input);
+    assert_exit(&out, 0, &postfix);
+    postfix.wait_until_queue_empty();
+    assert!(
+        files_under(&queue).is_empty(),
+        "queued: {:?}\n{}",
+        files_under(&queue),
+        stderr(&out)
+    );
+    for user in &users {
+        assert_message(&postfix.only_message(user), &input);
+    }
+    let disconnects = postfix.disconnect_lines(1);
+    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
+    assert!(disconnects[0].contains(" mail=3 "), "{}", disconnects[0]);
 }

@@ -1,6 +1,7 @@
 //! Interoperability: the real `smtpsend` binary against real mail servers on loopback.
 //!
-//! - Postfix's `smtp-sink` (package `postfix`): it dumps each transaction to a file, with the
+//! - Postfix's `smtp-sink` (package `postfix`, unpacked by `.ci/install` into
+//!   `/opt/smtpsend-test-mta/postfix`): it dumps each transaction to a file, with the
 //!   envelope in `X-Mail-Args` / `X-Rcpt-Args` records and the message with every CR removed
 //!   and the dot-stuffing undone. It ends DATA only on `CRLF.CRLF`.
 //! - aiosmtpd (PyPI), driven by `tests/real/aiosmtpd_server.py`: STARTTLS (RFC 3207),
@@ -23,7 +24,18 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+/// Where `.ci/install` unpacked the mail servers.
+#[path = "common/mta.rs"]
+mod mta;
+
+/// smtp-sink of the postfix package as `.ci/install` unpacked it (never an installed one);
+/// it finds its libraries there through LD_LIBRARY_PATH.
+fn smtp_sink() -> Command {
+    let root = mta::package_root("postfix");
+    let mut command = Command::new(root.join("usr/sbin/smtp-sink"));
+    command.env("LD_LIBRARY_PATH", root.join("usr/lib/postfix"));
+    command
+}
 const AIOSMTPD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/real/aiosmtpd_server.py");
 const SERVER_START: Duration = Duration::from_secs(30);
 const CLIENT_RUN: Duration = Duration::from_secs(60);
@@ -54,10 +66,11 @@ fn missing(what: &str, install: &str) -> bool {
 }
 
 fn have_smtp_sink() -> bool {
-    Path::new(SMTP_SINK).exists()
+    let path = mta::package_root("postfix").join("usr/sbin/smtp-sink");
+    path.exists()
         || missing(
-            SMTP_SINK,
-            "install postfix: apt-get install postfix (see .ci/run for a non-interactive install)",
+            &path.to_string_lossy(),
+            ".ci/install unpacks the postfix package there (apt-get download, dpkg -x)",
         )
 }
 
@@ -168,7 +181,7 @@ impl SmtpSink {
                 IpAddr::V6(a) => format!("inet:[{a}]:{port}"),
             };
             let (log, file) = log_file(dir.path(), &format!("smtp-sink-{attempt}.log"));
-            let mut cmd = Command::new(SMTP_SINK);
+            let mut cmd = smtp_sink();
             if as_root {
                 cmd.args(["-u", "root"]);
             }
@@ -183,7 +196,7 @@ impl SmtpSink {
                 .stderr(file);
             let child = cmd
                 .spawn()
-                .unwrap_or_else(|e| panic!("starting {SMTP_SINK}: {e}"));
+                .unwrap_or_else(|e| panic!("starting smtp-sink: {e}"));
             let mut proc = ServerProcess {
                 name: "smtp-sink",
                 child,

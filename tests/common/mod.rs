@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod dnssec;
 pub mod https_server;
+pub mod mta;
 pub mod pki;
 pub mod server;
 pub mod spool;

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs the private Postfix instance of tests/postfix.rs for as long as its stdin is open.
 #
-#   run-postfix.sh DIR
+#   run-postfix.sh DIR ROOT
 #
-# DIR/conf holds main.cf, master.cf, vmailbox and the TLS key and certificate (the test wrote
+# ROOT is the postfix package as .ci/install unpacked it (ROOT/usr/sbin/postfix); its
+# programs are used, never an installed Postfix's. DIR/conf holds main.cf, master.cf, vmailbox and the TLS key and certificate (the test wrote
 # them). This script gives DIR's directories to the users Postfix wants, starts the instance
 # with `postfix -c DIR/conf start`, prints READY, and waits for end of file on stdin. Then,
 # or when the test process dies without running its destructors (its end of the pipe closes
@@ -11,9 +12,11 @@
 # touches the system's own Postfix (/etc/postfix/main.cf, /var/spool/postfix).
 set -eu
 
-dir=${1:?usage: run-postfix.sh DIR}
+dir=${1:?usage: run-postfix.sh DIR ROOT}
+root=${2:?usage: run-postfix.sh DIR ROOT}
 conf=$dir/conf
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=$root/usr/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+export LD_LIBRARY_PATH=$root/usr/lib/postfix
 
 # Postfix reads no table (main.cf included) that changed within the last second, as it could
 # be half written: it sleeps 0.3 s and reads again. Just written, each would cost a second
