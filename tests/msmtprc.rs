@@ -305,6 +305,48 @@ fn set_from_header_on_and_undisclosed_recipients_rewrite_the_header_alike() {
 }
 
 #[test]
+fn tls_certcheck_off_encrypts_to_a_certificate_nobody_trusts_and_sends_no_login() {
+    // The fixture's trust is the CA of another PKI: the server's own is not trusted.
+    let server_pki = Pki::self_signed();
+    let other = Pki::ca_signed();
+    let server = TestServer::starttls(&server_pki);
+    let (seen, _) = compare("certcheck-off", server, &other, &[]);
+    assert_eq!(
+        seen,
+        Seen {
+            mail_from: "scanner@appliance.example".into(),
+            rcpt_to: vec![RECIPIENT.into()],
+            auth: None,
+            tls: true,
+        }
+    );
+}
+
+#[test]
+fn auth_off_in_toml_sends_no_login_though_a_password_is_set() {
+    let pki = Pki::ca_signed();
+    // AUTH is offered but no credentials are configured: any AUTH would be refused.
+    let server = TestServer::starttls(&pki).start();
+    let setup = fixture("certcheck-off", server.port(), &pki);
+    let toml = setup.dir.path().join("config.toml");
+    write_private(
+        &toml,
+        &format!(
+            "host = \"127.0.0.1\"\nport = {}\ntls_trust_file = \"{}\"\nauth = \"off\"\n\
+             user = \"someone\"\npassword = \"never-sent\"\nfrom = \"a@example.org\"\n",
+            server.port(),
+            pki.trust_file.display()
+        ),
+    );
+    let out = smtpsend_with(&setup, &toml, &[]);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let conn = t.only();
+    assert!(!conn.saw("AUTH"), "{:?}", conn.verbs());
+    assert!(conn.message().tls);
+}
+
+#[test]
 fn a_users_msmtprc_is_found_without_being_named() {
     if Path::new("/etc/smtpsend.conf").exists() {
         eprintln!("skipped: /etc/smtpsend.conf exists and comes before ~/.msmtprc");

@@ -40,7 +40,8 @@ pub struct Settings {
     /// Directives of the config accepted without effect, one line each (for `-v`).
     pub config_notes: Vec<String>,
     pub account: Option<Account>,
-    /// `-a NAME` was given: the account was chosen, not defaulted.
+    /// `-a NAME` was given, or `-f` matched an account's `from`: the account was chosen,
+    /// not defaulted.
     pub account_chosen: bool,
     pub message: MessageSettings,
     /// Recipients as given on the command line, comma lists split.
@@ -215,7 +216,12 @@ impl Settings {
                 .map(|c| c.notes().to_vec())
                 .unwrap_or_default(),
             config_file,
-            account_chosen: cli.account.is_some(),
+            // Chosen by -a, or by -f matching an account's `from`: not defaulted.
+            account_chosen: cli.account.is_some()
+                || config.as_ref().is_some_and(|c| {
+                    cli.envelope_from()
+                        .is_some_and(|f| c.match_sender(f).is_some())
+                }),
             message: message_settings(cli, acct)?,
             recipients: split_recipients(&cli.recipients),
             compose: cli.composing().then(|| ComposeRequest {
