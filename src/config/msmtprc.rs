@@ -463,8 +463,9 @@ fn flag(on: bool) -> Option<String> {
 }
 
 /// A file name: `~` is `$HOME` (kept as `~/` for the TOML, which expands it the same way);
-/// a relative name is made absolute against the file's directory, where smtpsend looks
-/// for it (msmtp would look in whatever directory it was started from).
+/// a relative name is relative to the file's directory, where smtpsend looks for it (msmtp
+/// would look in whatever directory it was started from), and made absolute when that
+/// directory is known, so that the TOML `config import` prints finds it wherever it is put.
 fn file_name(arg: &str, origin: &Path) -> Option<String> {
     if arg.is_empty() {
         return None;
@@ -472,11 +473,12 @@ fn file_name(arg: &str, origin: &Path) -> Option<String> {
     if arg == "~" {
         return Some("~/".into());
     }
-    if arg.starts_with("~/") || Path::new(arg).is_absolute() {
-        return Some(arg.to_string());
+    match origin.parent() {
+        Some(dir) if dir.is_absolute() && !arg.starts_with("~/") => {
+            Some(dir.join(arg).to_string_lossy().into_owned())
+        }
+        _ => Some(arg.to_string()),
     }
-    let dir = origin.parent().unwrap_or(Path::new("/"));
-    Some(dir.join(arg).to_string_lossy().into_owned())
 }
 
 /// One command line's effect, or what is wrong with its argument (msmtp's words).
@@ -596,7 +598,15 @@ fn interpret(command: &str, arg: &str, origin: &Path) -> std::result::Result<Eff
             }
             _ => Err(invalid(command, arg)),
         },
-        "aliases" => set("aliases", file_name(arg, origin)),
+        "aliases" if !arg.is_empty() => Ok(Effect::SetNoted(
+            "aliases",
+            file_name(arg, origin),
+            "read in aliases(5) syntax, where # starts a comment only at the start of a \
+             line and an entry named default is not msmtp's catch-all for unlisted names \
+             (in TOML, default_recipient is)"
+                .into(),
+        )),
+        "aliases" => set("aliases", None),
         "proxy_host" => set("proxy_host", text(arg)),
         "proxy_port" => {
             if !arg.is_empty() {
@@ -1101,9 +1111,6 @@ pub fn import(text: &str, origin: &Path) -> Result<String> {
                 account.name
             )));
         }
-    }
-    if ours.default_account.is_some() && usable.len() > 1 {
-        debug_assert_eq!(ours.default_account, theirs.default_account);
     }
     Ok(rendered)
 }

@@ -416,6 +416,21 @@ fn message_and_logging_settings_map_over() {
 }
 
 #[test]
+fn relative_file_names_are_relative_to_the_file_wherever_it_was_named_from() {
+    let text = "account a\nhost h\naliases sub/aliases\nlogfile /var/log/x\n";
+    let relative = parse(text, Path::new("conf/msmtprc"))
+        .and_then(|m| m.into_config(Path::new("conf/msmtprc"), None))
+        .unwrap();
+    let a = relative.account(Some("a")).unwrap();
+    assert_eq!(a.aliases, Some(PathBuf::from("conf/sub/aliases")));
+    assert_eq!(a.logfile, Some(PathBuf::from("/var/log/x")));
+    assert_eq!(
+        account(text, "a").aliases,
+        Some(PathBuf::from("/home/me/sub/aliases"))
+    );
+}
+
+#[test]
 fn auto_from_builds_the_sender_from_the_login_name() {
     let a = account(
         "account a\nhost h\nauto_from on\nmaildomain example.org\n",
