@@ -35,7 +35,7 @@ complete -c smtpsend -l user -d 'User name for SMTP AUTH; the password comes fro
 complete -c smtpsend -l auth -d 'Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2, oauthbearer, external or cram-md5' -r
 complete -c smtpsend -l tls-cert -d 'PEM client certificate to present in TLS (AUTH EXTERNAL, or relaying by certificate)' -r -F
 complete -c smtpsend -l tls-key -d 'PEM private key of --tls-cert (default: the --tls-cert file); must be private' -r -F
-complete -c smtpsend -l config -d 'Config file (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf)' -r -F
+complete -c smtpsend -l config -d 'Config file, TOML or msmtprc (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf, then ~/.msmtprc, ~/.config/msmtp/config, /etc/msmtprc)' -r -F
 complete -c smtpsend -s a -l account -d 'Account from the config file' -r
 complete -c smtpsend -l ehlo -d 'Name to send with EHLO (default: /etc/mailname or the host name)' -r
 complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of RFC 5321\'s per-command timeouts' -r

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
     if smtpsend::app::oauth::is_invocation(&args) {
         return oauth(&args[2..]);
     }
+    if smtpsend::app::config_cmd::is_invocation(&args) {
+        return config(&args[2..]);
+    }
     let (args, dropped) = cli::filter_unknown_flags(args);
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -76,6 +79,21 @@ fn main() -> ExitCode {
 fn oauth(args: &[OsString]) -> ExitCode {
     let mut stderr = std::io::stderr();
     let status = match smtpsend::app::oauth::run(args, &mut std::io::stdout(), &mut stderr) {
+        Ok(status) => status,
+        Err(e) => {
+            for line in e.lines() {
+                let _ = writeln!(stderr, "smtpsend: {line}");
+            }
+            e.exit_status()
+        }
+    };
+    ExitCode::from(status.code())
+}
+
+/// `smtpsend config ...`: recognised like `smtpsend oauth`.
+fn config(args: &[OsString]) -> ExitCode {
+    let mut stderr = std::io::stderr();
+    let status = match smtpsend::app::config_cmd::run(args, &mut std::io::stdout(), &mut stderr) {
         Ok(status) => status,
         Err(e) => {
             for line in e.lines() {

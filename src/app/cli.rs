@@ -264,7 +264,8 @@ pub struct Cli {
     #[arg(long)]
     pub insecure_auth: bool,
 
-    /// Config file (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf).
+    /// Config file, TOML or msmtprc (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml,
+    /// /etc/smtpsend.conf, then ~/.msmtprc, ~/.config/msmtp/config, /etc/msmtprc).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -1,8 +1,9 @@
 //! The entry layer: the command line, the settings resolved from it and the config once,
 //! and the modes it dispatches to (send, the queue commands, diagnostics, `-bs`,
-//! `oauth`). No mode imports another.
+//! `oauth`, `config`). No mode imports another.
 
 pub mod cli;
+pub mod config_cmd;
 pub mod diagnose;
 pub mod oauth;
 pub mod queue;

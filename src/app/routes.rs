@@ -97,7 +97,10 @@ fn open_relay(
             tls_settings: TlsSettings {
                 trust_file: spec.tls_trust_file.clone(),
                 fingerprint,
-                verify: true,
+                // The account's `tls_verify = false` (msmtp's `tls_certcheck off`), not
+                // for a relay named on the command line. The session then refuses
+                // credentials unless `insecure_auth`.
+                verify: spec.from_command_line || account.is_none_or(|a| a.tls_verify),
                 client_cert,
             },
             timeouts: client.timeouts.clone(),
@@ -119,6 +122,10 @@ fn credentials(
     acct: Option<&Account>,
     has_client_cert: bool,
 ) -> Result<Option<Credentials>, Error> {
+    if spec.user.is_none() && acct.is_some_and(|a| a.auth_off) {
+        // `auth = "off"` (msmtp's default): no AUTH, whatever else the account holds.
+        return Ok(None);
+    }
     let user = spec
         .user
         .clone()

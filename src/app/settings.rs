@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::app::cli::{Cli, Mode};
-use crate::config::{self, Account};
+use crate::config::{self, Account, ConfigKind};
 use crate::delivery::log::Logger;
 use crate::delivery::recipients::LocalRules;
 use crate::delivery::route::{AccountRef, Client, DirectSpec, RelaySpec, RouteSpec, Timeouts};
 use crate::error::Error;
+use crate::message::FromHeader;
 use crate::message::address::{self, AddressError, Origin};
 use crate::message::compose::ComposeOptions;
 use crate::smtp::Dsn;
@@ -34,8 +35,13 @@ pub struct Settings {
     pub ignored_options: Vec<String>,
     /// The config file the account came from.
     pub config_file: Option<PathBuf>,
+    /// Its syntax: smtpsend's TOML or an msmtprc (for `-v`).
+    pub config_kind: Option<ConfigKind>,
+    /// Directives of the config accepted without effect, one line each (for `-v`).
+    pub config_notes: Vec<String>,
     pub account: Option<Account>,
-    /// `-a NAME` was given: the account was chosen, not defaulted.
+    /// `-a NAME` was given, or `-f` matched an account's `from`: the account was chosen,
+    /// not defaulted.
     pub account_chosen: bool,
     pub message: MessageSettings,
     /// Recipients as given on the command line, comma lists split.
@@ -63,7 +69,7 @@ pub struct MessageSettings {
     pub read_recipients: bool,
     /// Without `-i`: a lone `.` line ends the input, as in sendmail.
     pub dot_ends_input: bool,
-    /// `-f`/`-r`, else the account's `from`.
+    /// `-f`/`-r`, else the account's `from` (unless that is a pattern).
     pub from: Option<String>,
     /// `-F`: the display name of an added From.
     pub full_name: Option<String>,
@@ -74,6 +80,10 @@ pub struct MessageSettings {
     pub add_missing_headers: bool,
     /// Qualifies a bare `-f` name (sendmail does this with the local domain).
     pub sender_domain: String,
+    /// When From is written from the envelope sender (the account's `set_from_header`).
+    pub from_header: FromHeader,
+    /// Replace To, Cc and Bcc by `To: undisclosed-recipients:;`.
+    pub undisclosed_recipients: bool,
 }
 
 /// The compose flags (`--subject`, `--attach`, ...).
@@ -163,7 +173,9 @@ impl Settings {
         let mode = cli.mode(argv0).map_err(Error::Usage)?;
         let config = config::load(cli.config.as_deref())?;
         let account = match (&config, &cli.account) {
-            (Some(config), name) => Some(config.account(name.as_deref())?),
+            // msmtp's rule, which mutt's `set envelope_from` relies on: with no -a, the
+            // -f address chooses the first account whose `from` matches it.
+            (Some(config), name) => Some(config.account_for(name.as_deref(), cli.envelope_from())?),
             (None, Some(name)) => {
                 return Err(Error::Usage(format!(
                     "account {name:?} was asked for, but there is no config file"
@@ -198,8 +210,18 @@ impl Settings {
             mode,
             verbose: cli.verbose > 0,
             ignored_options: cli.ignored_options(),
+            config_kind: config.as_ref().map(|c| c.kind()),
+            config_notes: config
+                .as_ref()
+                .map(|c| c.notes().to_vec())
+                .unwrap_or_default(),
             config_file,
-            account_chosen: cli.account.is_some(),
+            // Chosen by -a, or by -f matching an account's `from`: not defaulted.
+            account_chosen: cli.account.is_some()
+                || config.as_ref().is_some_and(|c| {
+                    cli.envelope_from()
+                        .is_some_and(|f| c.match_sender(f).is_some())
+                }),
             message: message_settings(cli, acct)?,
             recipients: split_recipients(&cli.recipients),
             compose: cli.composing().then(|| ComposeRequest {
@@ -232,7 +254,7 @@ impl Settings {
                 cli.logfile
                     .clone()
                     .or_else(|| acct.and_then(|a| a.logfile.clone())),
-                cli.syslog,
+                cli.syslog || acct.is_some_and(|a| a.syslog.is_some()),
             ),
             parallel: cli
                 .parallel
@@ -262,11 +284,24 @@ impl Settings {
                 .map_err(|e| e.into_error(Origin::CommandLine)),
                 Err(e) => Err(e.into_error(Origin::CommandLine)),
             },
-            None => Ok(format!(
-                "{}@{}",
-                identity::user_name(),
-                identity::mail_name()
-            )),
+            None => {
+                if let Some(pattern) = self
+                    .account
+                    .as_ref()
+                    .and_then(|a| a.from.as_deref())
+                    .filter(|f| config::is_pattern(f))
+                {
+                    return Err(Error::Config(format!(
+                        "the account's from {pattern:?} is a pattern that chooses the \
+                         account for -f, not an address to send from; give -f"
+                    )));
+                }
+                Ok(format!(
+                    "{}@{}",
+                    identity::user_name(),
+                    identity::mail_name()
+                ))
+            }
         }
     }
 
@@ -310,12 +345,16 @@ fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings
         dot_ends_input: !cli.ignore_dots(),
         from: cli
             .envelope_from()
-            .map(str::to_string)
-            .or_else(|| acct.and_then(|a| a.from.clone())),
+            .or_else(|| acct.and_then(Account::envelope_from))
+            .map(str::to_string),
         full_name: cli.full_name.clone(),
         dsn: Dsn::new(
-            cli.dsn_notify.as_deref(),
-            cli.dsn_return.as_deref(),
+            cli.dsn_notify
+                .as_deref()
+                .or_else(|| acct.and_then(|a| a.dsn_notify.as_deref())),
+            cli.dsn_return
+                .as_deref()
+                .or_else(|| acct.and_then(|a| a.dsn_return.as_deref())),
             cli.dsn_envid.as_deref(),
         )
         .map_err(Error::Usage)?,
@@ -338,6 +377,8 @@ fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings
         sender_domain: acct
             .and_then(|a| a.local_domain.clone())
             .unwrap_or_else(identity::mail_name),
+        from_header: acct.map(|a| a.set_from_header).unwrap_or_default(),
+        undisclosed_recipients: acct.is_some_and(|a| a.undisclosed_recipients),
     })
 }
 

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::Config;
+use super::{Config, ConfigKind};
 use crate::system::private::{
     Ownership, check_not_writable_by_others, check_private, open_failure,
 };
@@ -19,6 +19,10 @@ use crate::{Error, Result};
 /// The system-wide file, read only when the user has none.
 pub const SYSTEM_CONFIG: &str = "/etc/smtpsend.conf";
 
+/// msmtp's system-wide file (Debian's SYSCONFDIR), read when there is no smtpsend config
+/// and no msmtp user file.
+pub const SYSTEM_MSMTPRC: &str = "/etc/msmtprc";
+
 /// A place a config file may be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Candidate {
@@ -26,6 +30,46 @@ pub(super) struct Candidate {
     /// Named by the user (`--config`, `$SMTPSEND_CONFIG`): a missing file is an error, not
     /// a reason to fall back to another account somewhere else.
     pub required: bool,
+    /// The syntax, when the place says it; `None`: as the file's syntax says.
+    pub kind: Option<ConfigKind>,
+}
+
+/// msmtp's user files, in msmtp's order (msmtp(1), "CONFIGURATION FILES"):
+/// `~/.msmtprc`, then `$XDG_CONFIG_HOME/msmtp/config` (`~/.config/msmtp/config`).
+fn msmtp_user_files(env: &dyn Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
+    let home = env("HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    let mut files = Vec::new();
+    if let Some(home) = &home {
+        files.push(home.join(".msmtprc"));
+    }
+    if let Some(dir) = config_home(env) {
+        files.push(dir.join("msmtp").join("config"));
+    }
+    files
+}
+
+/// The msmtprc msmtp itself would read as the user file, else the system one; for
+/// `smtpsend config import` with no file named. `None` when neither exists.
+pub fn msmtprc_path() -> Option<PathBuf> {
+    let env = |name: &str| std::env::var_os(name);
+    msmtp_user_files(&env)
+        .into_iter()
+        .chain([PathBuf::from(SYSTEM_MSMTPRC)])
+        .find(|p| p.exists())
+}
+
+/// `$XDG_CONFIG_HOME`, else `~/.config` (XDG Base Directory: a relative
+/// `$XDG_CONFIG_HOME` is invalid and must be ignored).
+fn config_home(env: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            env("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|home| home.join(".config"))
+        })
 }
 
 /// The files to try, first match wins; the environment is passed in so tests need not
@@ -38,6 +82,7 @@ pub(super) fn search_path(
         vec![Candidate {
             path,
             required: true,
+            kind: None,
         }]
     };
     if let Some(path) = explicit {
@@ -46,27 +91,24 @@ pub(super) fn search_path(
     if let Some(path) = env("SMTPSEND_CONFIG").filter(|v| !v.is_empty()) {
         return required(PathBuf::from(path));
     }
-    let mut found = Vec::new();
-    // XDG Base Directory: a relative $XDG_CONFIG_HOME is invalid and must be ignored.
-    let config_home = env("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            env("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|home| home.join(".config"))
-        });
-    if let Some(dir) = config_home {
-        found.push(Candidate {
-            path: dir.join("smtpsend").join("config.toml"),
-            required: false,
-        });
-    }
-    found.push(Candidate {
-        path: PathBuf::from(SYSTEM_CONFIG),
+    let optional = |path: PathBuf, kind: ConfigKind| Candidate {
+        path,
         required: false,
-    });
+        kind: Some(kind),
+    };
+    let mut found = Vec::new();
+    if let Some(dir) = config_home(env) {
+        found.push(optional(
+            dir.join("smtpsend").join("config.toml"),
+            ConfigKind::Toml,
+        ));
+    }
+    found.push(optional(PathBuf::from(SYSTEM_CONFIG), ConfigKind::Toml));
+    // With no smtpsend config, msmtp's: most who try smtpsend have a working msmtprc.
+    for path in msmtp_user_files(env) {
+        found.push(optional(path, ConfigKind::Msmtprc));
+    }
+    found.push(optional(PathBuf::from(SYSTEM_MSMTPRC), ConfigKind::Msmtprc));
     found
 }
 
@@ -74,7 +116,9 @@ pub(super) fn search_path(
 pub(super) fn load_first(candidates: &[Candidate], home: Option<&Path>) -> Result<Option<Config>> {
     for candidate in candidates {
         match File::open(&candidate.path) {
-            Ok(file) => return read_config(file, &candidate.path, home).map(Some),
+            Ok(file) => {
+                return read_config(file, &candidate.path, candidate.kind, home).map(Some);
+            }
             Err(e) if is_absent(&e) && !candidate.required => continue,
             Err(e) => return Err(open_failure(&candidate.path, &e)),
         }
@@ -89,7 +133,12 @@ fn is_absent(e: &io::Error) -> bool {
     )
 }
 
-fn read_config(mut file: File, path: &Path, home: Option<&Path>) -> Result<Config> {
+fn read_config(
+    mut file: File,
+    path: &Path,
+    kind: Option<ConfigKind>,
+    home: Option<&Path>,
+) -> Result<Config> {
     // fstat the open file, so the checks apply to what is read, not to what the path
     // names a moment later.
     let meta = file.metadata().map_err(|e| open_failure(path, &e))?;
@@ -107,10 +156,15 @@ fn read_config(mut file: File, path: &Path, home: Option<&Path>) -> Result<Confi
             open_failure(path, &e)
         }
     })?;
-    let config = Config::parse_with_home(&text, path, home)?;
+    let kind = kind.unwrap_or_else(|| ConfigKind::detect(&text));
+    let config = Config::parse_kind(&text, kind, path, home)?;
     let facts = Ownership::of(&meta);
     if config.holds_password() {
-        check_private(path, "holds a password or oauth_client_secret", facts)?;
+        let what = match kind {
+            ConfigKind::Toml => "holds a password or oauth_client_secret",
+            ConfigKind::Msmtprc => "holds a password",
+        };
+        check_private(path, what, facts)?;
     }
     if config.runs_command() {
         check_not_writable_by_others(path, facts)?;
@@ -162,14 +216,34 @@ mod tests {
     }
 
     #[test]
-    fn user_file_comes_before_system_file() {
+    fn user_file_comes_before_system_file_then_msmtps_files_in_msmtps_order() {
         let env = env_of(&[("HOME", "/home/me")]);
         assert_eq!(
             paths(&search_path(None, &env)),
             [
                 (Path::new("/home/me/.config/smtpsend/config.toml"), false),
                 (Path::new(SYSTEM_CONFIG), false),
+                (Path::new("/home/me/.msmtprc"), false),
+                (Path::new("/home/me/.config/msmtp/config"), false),
+                (Path::new(SYSTEM_MSMTPRC), false),
             ]
+        );
+        let kinds: Vec<Option<ConfigKind>> =
+            search_path(None, &env).iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(ConfigKind::Toml),
+                Some(ConfigKind::Toml),
+                Some(ConfigKind::Msmtprc),
+                Some(ConfigKind::Msmtprc),
+                Some(ConfigKind::Msmtprc),
+            ]
+        );
+        let env = env_of(&[("HOME", "/home/me"), ("XDG_CONFIG_HOME", "/cfg")]);
+        assert_eq!(
+            search_path(None, &env)[3].path,
+            Path::new("/cfg/msmtp/config")
         );
         let env = env_of(&[("HOME", "/home/me"), ("XDG_CONFIG_HOME", "/cfg")]);
         assert_eq!(
@@ -183,7 +257,10 @@ mod tests {
         let env = env_of(&[("XDG_CONFIG_HOME", "cfg"), ("SMTPSEND_CONFIG", "")]);
         assert_eq!(
             paths(&search_path(None, &env)),
-            [(Path::new(SYSTEM_CONFIG), false)]
+            [
+                (Path::new(SYSTEM_CONFIG), false),
+                (Path::new(SYSTEM_MSMTPRC), false)
+            ]
         );
     }
 
@@ -191,6 +268,7 @@ mod tests {
         Candidate {
             path: path.to_path_buf(),
             required,
+            kind: None,
         }
     }
 
@@ -341,6 +419,80 @@ mod tests {
             me: 1000,
         };
         assert!(check_not_writable_by_others(&path, theirs).is_err());
+    }
+
+    #[test]
+    fn an_smtpsend_file_wins_over_an_msmtprc() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = write(
+            dir.path(),
+            "config.toml",
+            "host = \"toml.example\"\n",
+            0o644,
+        );
+        let rc = write(dir.path(), "msmtprc", "host msmtp.example\n", 0o644);
+        let list = [
+            Candidate {
+                kind: Some(ConfigKind::Toml),
+                ..candidate(&toml, false)
+            },
+            Candidate {
+                kind: Some(ConfigKind::Msmtprc),
+                ..candidate(&rc, false)
+            },
+        ];
+        let config = load_first(&list, None).unwrap().unwrap();
+        assert_eq!(config.kind(), ConfigKind::Toml);
+        fs::remove_file(&toml).unwrap();
+        let config = load_first(&list, None).unwrap().unwrap();
+        assert_eq!(config.kind(), ConfigKind::Msmtprc);
+        assert_eq!(config.origin(), rc);
+        let account = config.account(None).unwrap();
+        assert_eq!(account.host.as_deref(), Some("msmtp.example"));
+        assert_eq!(
+            account.port,
+            Some(25),
+            "msmtp's default port, not smtpsend's"
+        );
+    }
+
+    #[test]
+    fn a_named_file_is_read_as_its_syntax_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = write(
+            dir.path(),
+            "anything.conf",
+            "# mine\naccount default\nhost relay.example\n",
+            0o600,
+        );
+        let config = load_first(&[candidate(&rc, true)], None).unwrap().unwrap();
+        assert_eq!(config.kind(), ConfigKind::Msmtprc);
+        let toml = write(
+            dir.path(),
+            "c.toml",
+            "# mine\nhost = \"relay.example\"\n",
+            0o600,
+        );
+        let config = load_first(&[candidate(&toml, true)], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.kind(), ConfigKind::Toml);
+    }
+
+    #[test]
+    fn an_msmtprc_with_a_password_must_be_private_and_with_passwordeval_not_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "account default\nhost h\ntls on\nauth on\nuser u\npassword hunter2\n";
+        let path = write(dir.path(), "msmtprc", text, 0o644);
+        let err = load_first(&[candidate(&path, true)], None).unwrap_err();
+        assert!(err.to_string().contains("holds a password"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let text = "host h\ntls on\nauth on\nuser u\npasswordeval pass show mail\n";
+        let path = write(dir.path(), "msmtprc", text, 0o664);
+        let err = load_first(&[candidate(&path, true)], None).unwrap_err();
+        assert!(err.to_string().contains("writable by others"), "{err}");
+        let path = write(dir.path(), "msmtprc", text, 0o644);
+        assert!(load_first(&[candidate(&path, true)], None).is_ok());
     }
 
     #[test]

@@ -1,10 +1,16 @@
-//! Accounts from a TOML file: top-level keys are defaults that every `[accounts.NAME]`
-//! table inherits; a file with no account tables is itself the one account, "default".
+//! Accounts from a config file: smtpsend's TOML, or an msmtprc read as msmtp reads it
+//! ([`msmtprc`]), both giving the same [`Account`] values.
+//!
+//! In TOML, top-level keys are defaults that every `[accounts.NAME]` table inherits; a
+//! table may also inherit another (`inherits = "work"`, or a list, later names winning);
+//! a file with no account tables is itself the one account, "default".
 //!
 //! Parsing is strict (unknown keys are errors, with their line) because a misspelt
 //! `tls` or `host` would otherwise send mail somewhere, or in a way, nobody chose.
 
 mod file;
+mod from;
+pub mod msmtprc;
 pub mod oauth;
 mod password;
 
@@ -14,11 +20,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-pub use file::SYSTEM_CONFIG;
+pub use file::{SYSTEM_CONFIG, SYSTEM_MSMTPRC, msmtprc_path};
+pub use from::is_pattern;
 pub use password::PasswordSource;
 
+use crate::message::FromHeader;
+use crate::smtp::Dsn;
 use crate::smtp::session::Mechanism;
-use crate::transport::TlsMode;
+use crate::transport::{TlsMode, tls};
 use crate::{Error, Result};
 use oauth::{Provider, ProviderKeys, TokenSource};
 
@@ -36,18 +45,30 @@ pub struct Account {
     pub tls: Option<TlsMode>,
     /// A forced SASL mechanism; otherwise one is chosen from the server's offer.
     pub auth: Option<Mechanism>,
+    /// `auth = "off"` (msmtp's default): never authenticate, even with a user and a
+    /// password set; the command line's `--user` still does.
+    pub auth_off: bool,
     pub user: Option<String>,
     pub password: PasswordSource,
     /// OAuth 2.0 instead of a password: where the access token comes from.
     pub oauth: Option<TokenSource>,
+    /// The envelope sender, with msmtp's `%U`, `%H`, `%C` and `%M` replaced; or, when it
+    /// holds `*`, `?` or `[`, a pattern that only chooses the account for `-f` (see
+    /// [`Account::envelope_from`]).
     pub from: Option<String>,
     pub ehlo: Option<String>,
+    /// Extra certificates to trust, or [`tls::SYSTEM_TRUST`] for the system's CA store.
     pub tls_trust_file: Option<PathBuf>,
     /// A SHA-256 certificate fingerprint as written (64 hex digits, colons allowed).
     pub tls_fingerprint: Option<String>,
+    /// Check the relay's certificate (default true). `false` is msmtp's
+    /// `tls_certcheck off`: encrypted, not authenticated, so credentials then need
+    /// `insecure_auth`.
+    pub tls_verify: bool,
     /// Seconds, overriding the per-command timeouts.
     pub timeout: Option<u64>,
-    /// Allow AUTH on a connection without TLS.
+    /// Allow AUTH on a connection without TLS, or with TLS whose certificate is not
+    /// verified.
     pub insecure_auth: bool,
     /// A PEM client certificate for TLS, for AUTH EXTERNAL or a server that relays by
     /// certificate.
@@ -72,6 +93,15 @@ pub struct Account {
     pub queue_on_tempfail: bool,
     /// Add From, Date and Message-ID when the message lacks them (default true).
     pub add_missing_headers: bool,
+    /// When the From field is written from the envelope sender (msmtp's
+    /// `set_from_header`; default: only when missing).
+    pub set_from_header: FromHeader,
+    /// Replace To, Cc and Bcc by `To: undisclosed-recipients:;` (RFC 5322 §3.4).
+    pub undisclosed_recipients: bool,
+    /// DSN NOTIFY when the command line gives no `-N` (RFC 3461 §4.1), as `-N` takes it.
+    pub dsn_notify: Option<String>,
+    /// DSN RET when the command line gives no `-R` (RFC 3461 §4.3): `full` or `hdrs`.
+    pub dsn_return: Option<String>,
     /// The DNS server for MX lookups in direct delivery, `IP[:PORT]`.
     pub dns_server: Option<String>,
     /// Threads delivering domains at once on the direct route (each driving up to 4
@@ -84,22 +114,113 @@ pub struct Account {
     pub tls_verify_domains: Vec<String>,
     /// The delivery log file (`--logfile`).
     pub logfile: Option<PathBuf>,
+    /// Log each delivery to syslog with this facility (`--syslog` uses `LOG_MAIL`).
+    pub syslog: Option<SyslogFacility>,
+}
+
+impl Account {
+    /// The envelope sender the account names: its `from`, unless that is a pattern
+    /// (which only chooses the account for a `-f` that matches it).
+    pub fn envelope_from(&self) -> Option<&str> {
+        self.from.as_deref().filter(|f| !from::is_pattern(f))
+    }
+}
+
+/// A syslog facility, as msmtp's `syslog` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyslogFacility {
+    User,
+    Mail,
+    /// `LOG_LOCAL0` to `LOG_LOCAL7`.
+    Local(u8),
+}
+
+impl SyslogFacility {
+    /// `LOG_USER`, `LOG_MAIL` or `LOG_LOCAL0` ... `LOG_LOCAL7`.
+    pub fn from_name(name: &str) -> Option<SyslogFacility> {
+        match name {
+            "LOG_USER" => Some(SyslogFacility::User),
+            "LOG_MAIL" => Some(SyslogFacility::Mail),
+            _ => {
+                let n = name.strip_prefix("LOG_LOCAL")?;
+                let digit = n.parse::<u8>().ok().filter(|d| *d <= 7 && n.len() == 1)?;
+                Some(SyslogFacility::Local(digit))
+            }
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            SyslogFacility::User => "LOG_USER".into(),
+            SyslogFacility::Mail => "LOG_MAIL".into(),
+            SyslogFacility::Local(n) => format!("LOG_LOCAL{n}"),
+        }
+    }
+
+    /// The facility as `syslog(3)` takes it, to be or-ed with a priority.
+    pub fn code(self) -> libc::c_int {
+        match self {
+            SyslogFacility::User => libc::LOG_USER,
+            SyslogFacility::Mail => libc::LOG_MAIL,
+            SyslogFacility::Local(n) => libc::LOG_LOCAL0 + (libc::c_int::from(n) << 3),
+        }
+    }
+}
+
+/// The syntax a config file is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// smtpsend's own TOML.
+    Toml,
+    /// msmtp's `key value` lines, read as msmtp reads them.
+    Msmtprc,
+}
+
+impl ConfigKind {
+    /// The kind `text` is written in: an msmtprc when its first line that is not empty and
+    /// not a comment is one of msmtp's commands followed by a blank or nothing (`host
+    /// smtp.example.org`, `defaults`, `account work`), never by `=`; TOML otherwise.
+    pub fn detect(text: &str) -> ConfigKind {
+        if msmtprc::looks_like_msmtprc(text) {
+            ConfigKind::Msmtprc
+        } else {
+            ConfigKind::Toml
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigKind::Toml => "toml",
+            ConfigKind::Msmtprc => "msmtprc",
+        }
+    }
 }
 
 /// A parsed config file and where it came from.
 #[derive(Clone, Debug)]
 pub struct Config {
     origin: PathBuf,
+    kind: ConfigKind,
     default_account: Option<String>,
     accounts: BTreeMap<String, Account>,
+    /// msmtprc accounts that cannot send, and why, naming the line: an error only when
+    /// chosen, as msmtp checks only the account it uses.
+    unusable: BTreeMap<String, String>,
+    /// Every account's name and `from`, in the order of the file: `-f` chooses the first
+    /// account whose `from` matches, as msmtp does.
+    order: Vec<(String, Option<String>)>,
+    /// Directives accepted without effect, for a note under `-v`.
+    notes: Vec<String>,
     holds_password: bool,
     runs_command: bool,
 }
 
 /// Finds and loads the config: `explicit` (`--config`) or `$SMTPSEND_CONFIG` if set (either
-/// must exist), else `$XDG_CONFIG_HOME/smtpsend/config.toml` (or
-/// `~/.config/smtpsend/config.toml`), else [`SYSTEM_CONFIG`]. The first file found is the
-/// whole config; files are never merged. `Ok(None)` when there is none.
+/// must exist, TOML or msmtprc as its syntax says), else
+/// `$XDG_CONFIG_HOME/smtpsend/config.toml` (or `~/.config/smtpsend/config.toml`), else
+/// [`SYSTEM_CONFIG`], else msmtp's files in msmtp's order: `~/.msmtprc`,
+/// `$XDG_CONFIG_HOME/msmtp/config`, [`SYSTEM_MSMTPRC`]. The first file found is the whole
+/// config; files are never merged. `Ok(None)` when there is none.
 ///
 /// A file that exists but this user may not read is [`Error::TempFail`], so a sendmail
 /// caller keeps the message instead of losing it to a permanent error.
@@ -110,11 +231,24 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Config>> {
 }
 
 impl Config {
-    /// Parses `text`; `origin` names the file in messages and anchors relative paths.
-    /// File permissions are checked by [`load`], which knows the file.
+    /// Parses `text`, TOML or msmtprc as [`ConfigKind::detect`] says; `origin` names the
+    /// file in messages and anchors relative paths. File permissions are checked by
+    /// [`load`], which knows the file.
     pub fn parse(text: &str, origin: &Path) -> Result<Config> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        Config::parse_with_home(text, origin, home.as_deref())
+        Config::parse_kind(text, ConfigKind::detect(text), origin, home.as_deref())
+    }
+
+    fn parse_kind(
+        text: &str,
+        kind: ConfigKind,
+        origin: &Path,
+        home: Option<&Path>,
+    ) -> Result<Config> {
+        match kind {
+            ConfigKind::Toml => Config::parse_with_home(text, origin, home),
+            ConfigKind::Msmtprc => msmtprc::parse(text, origin)?.into_config(origin, home),
+        }
     }
 
     fn parse_with_home(text: &str, origin: &Path, home: Option<&Path>) -> Result<Config> {
@@ -127,26 +261,41 @@ impl Config {
             || raw.accounts.values().any(|a| a.get_ref().runs_command());
         let defaults = raw.defaults();
         let mut accounts = BTreeMap::new();
+        let mut order = Vec::new();
         if raw.accounts.is_empty() {
             let account = defaults
                 .clone()
                 .build(DEFAULT_ACCOUNT, origin, home)
                 .map_err(|e| Error::Config(format!("{shown}: {e}")))?;
+            order.push((DEFAULT_ACCOUNT.to_string(), account.from.clone()));
             accounts.insert(DEFAULT_ACCOUNT.to_string(), account);
         }
-        for (name, table) in raw.accounts {
-            let line = line_of(text, table.span().start);
+        let tables = Tables {
+            text,
+            defaults: &defaults,
+            tables: &raw.accounts,
+        };
+        let mut by_line: Vec<(&String, usize)> = raw
+            .accounts
+            .iter()
+            .map(|(name, table)| (name, line_of(text, table.span().start)))
+            .collect();
+        by_line.sort_by_key(|(_, line)| *line);
+        let mut resolved = BTreeMap::new();
+        for (name, line) in by_line {
             if name.is_empty() {
                 return Err(Error::Config(format!(
                     "{shown}: line {line}: an account name is empty"
                 )));
             }
-            let account = table
-                .into_inner()
-                .inherit(&defaults)
-                .build(&name, origin, home)
+            let merged = tables
+                .resolve(name, &mut resolved, &mut Vec::new())
+                .map_err(|e| Error::Config(format!("{shown}: {e}")))?;
+            let account = merged
+                .build(name, origin, home)
                 .map_err(|e| Error::Config(format!("{shown}: line {line}: account {name}: {e}")))?;
-            accounts.insert(name, account);
+            order.push((name.clone(), account.from.clone()));
+            accounts.insert(name.clone(), account);
         }
         let default_account = raw.default_account.map(|t| t.0);
         if let Some(name) = &default_account
@@ -154,42 +303,82 @@ impl Config {
         {
             return Err(Error::Config(format!(
                 "{shown}: default_account {name:?} is not an account here (known: {})",
-                names(&accounts)
+                names(accounts.keys())
             )));
         }
         Ok(Config {
             origin: origin.to_path_buf(),
+            kind: ConfigKind::Toml,
             default_account,
             accounts,
+            unusable: BTreeMap::new(),
+            order,
+            notes: Vec::new(),
             holds_password,
             runs_command,
         })
     }
 
-    /// The account named on the command line, or the default one: `default_account`, or
-    /// the only account there is.
+    /// The account named on the command line, or the default one: `default_account`
+    /// (in an msmtprc, the account named `default`), or the only account there is.
     pub fn account(&self, name: Option<&str>) -> Result<Account> {
         let shown = self.origin.display();
+        if self.order.is_empty() {
+            return Err(Error::Config(format!("{shown} defines no account")));
+        }
         let name = match (name, &self.default_account) {
             (Some(name), _) => name,
             (None, Some(default)) => default.as_str(),
-            (None, None) => match self.accounts.keys().next() {
-                Some(only) if self.accounts.len() == 1 => only.as_str(),
+            (None, None) => match self.order.as_slice() {
+                [(only, _)] => only.as_str(),
                 _ => {
+                    let hint = match self.kind {
+                        ConfigKind::Toml => "set default_account, or choose with -a",
+                        ConfigKind::Msmtprc => {
+                            "add `account default : NAME`, or choose with -a or -f"
+                        }
+                    };
                     return Err(Error::Config(format!(
-                        "{shown}: several accounts ({}) and no default_account; \
-                         set one, or choose with -a",
-                        names(&self.accounts)
+                        "{shown}: several accounts ({}) and no default; {hint}",
+                        self.known()
                     )));
                 }
             },
         };
+        if let Some(why) = self.unusable.get(name) {
+            return Err(Error::Config(format!("{shown}: account {name}: {why}")));
+        }
         self.accounts.get(name).cloned().ok_or_else(|| {
             Error::Usage(format!(
                 "unknown account {name:?}; {shown} defines: {}",
-                names(&self.accounts)
+                self.known()
             ))
         })
+    }
+
+    /// The account for a message: the one named (`-a`); else, as msmtp does for `-f` and
+    /// `--read-envelope-from`, the first account in the file whose `from` matches
+    /// `sender`, as an address without regard to case, or as a shell pattern when it holds
+    /// `*`, `?` or `[`, `user+detail@domain` also matching the account of `user@domain`;
+    /// else the default one ([`Config::account`]).
+    pub fn account_for(&self, name: Option<&str>, sender: Option<&str>) -> Result<Account> {
+        if name.is_none()
+            && let Some(sender) = sender
+            && let Some(chosen) = self.match_sender(sender)
+        {
+            return self.account(Some(chosen));
+        }
+        self.account(name)
+    }
+
+    /// The name of the first account whose `from` matches `sender`.
+    pub fn match_sender(&self, sender: &str) -> Option<&str> {
+        from::match_account(
+            self.order
+                .iter()
+                .filter_map(|(name, from)| from.as_deref().map(|f| (name.as_str(), f))),
+            sender,
+        )
     }
 
     /// The file this came from.
@@ -197,9 +386,24 @@ impl Config {
         &self.origin
     }
 
-    /// The accounts' names, sorted.
+    /// TOML or msmtprc.
+    pub fn kind(&self) -> ConfigKind {
+        self.kind
+    }
+
+    /// Directives that were accepted but change nothing here, one line each naming the
+    /// file and the line, for `-v`.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The accounts' names, in the order of the file.
     pub fn account_names(&self) -> impl Iterator<Item = &str> {
-        self.accounts.keys().map(String::as_str)
+        self.order.iter().map(|(name, _)| name.as_str())
+    }
+
+    fn known(&self) -> String {
+        names(self.order.iter().map(|(name, _)| name))
     }
 
     fn holds_password(&self) -> bool {
@@ -211,12 +415,10 @@ impl Config {
     }
 }
 
-fn names(accounts: &BTreeMap<String, Account>) -> String {
-    accounts
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let mut sorted: Vec<&str> = names.map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.join(", ")
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -237,8 +439,78 @@ fn toml_error(text: &str, origin: &Path, e: &toml::de::Error) -> Error {
     }
 }
 
+/// The account tables of a TOML file, for following `inherits`.
+struct Tables<'a> {
+    text: &'a str,
+    defaults: &'a RawAccount,
+    tables: &'a BTreeMap<String, toml::Spanned<RawAccount>>,
+}
+
+impl Tables<'_> {
+    /// The keys of account `name` with what it inherits filled in: from the accounts its
+    /// `inherits` names (each with its own inheritance; a later name wins over an earlier
+    /// one), or else from the top level. `path` holds the accounts being resolved, to
+    /// refuse a cycle.
+    fn resolve(
+        &self,
+        name: &str,
+        done: &mut BTreeMap<String, RawAccount>,
+        path: &mut Vec<String>,
+    ) -> std::result::Result<RawAccount, String> {
+        if let Some(merged) = done.get(name) {
+            return Ok(merged.clone());
+        }
+        let Some(table) = self.tables.get(name) else {
+            return Err(format!("no account {name:?}"));
+        };
+        let line = line_of(self.text, table.span().start);
+        if path.iter().any(|p| p == name) {
+            path.push(name.to_string());
+            return Err(format!(
+                "line {line}: account {name}: inherits forms a cycle ({})",
+                path.join(" -> ")
+            ));
+        }
+        let mut own = table.get_ref().clone();
+        let merged = match own.inherits.take() {
+            None => own.inherit(self.defaults),
+            Some(parents) => {
+                path.push(name.to_string());
+                let mut base: Option<RawAccount> = None;
+                for parent in parents.names() {
+                    if !self.tables.contains_key(parent) {
+                        let known: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+                        return Err(format!(
+                            "line {line}: account {name}: inherits {parent:?}, which is not \
+                             an account here (known: {})",
+                            known.join(", ")
+                        ));
+                    }
+                    let theirs = self.resolve(parent, done, path)?;
+                    base = Some(match base {
+                        None => theirs,
+                        Some(earlier) => theirs.inherit(&earlier),
+                    });
+                }
+                path.pop();
+                match base {
+                    Some(base) => own.inherit(&base),
+                    None => {
+                        return Err(format!(
+                            "line {line}: account {name}: inherits names no account"
+                        ));
+                    }
+                }
+            }
+        };
+        done.insert(name.to_string(), merged.clone());
+        Ok(merged)
+    }
+}
+
 /// Declares the account keys once, for both an account table and the top level, and the
-/// field-by-field inheritance between them.
+/// field-by-field inheritance between them. `inherits` belongs to account tables only and
+/// is never itself inherited.
 macro_rules! account_keys {
     ($($key:ident: $ty:ty,)*) => {
         /// The keys of an `[accounts.NAME]` table, each optional.
@@ -246,6 +518,7 @@ macro_rules! account_keys {
         #[serde(deny_unknown_fields)]
         struct RawAccount {
             $($key: Option<$ty>,)*
+            inherits: Option<Inherits>,
         }
 
         /// The whole file. `#[serde(flatten)]` would be shorter but cannot be combined
@@ -261,13 +534,13 @@ macro_rules! account_keys {
 
         impl RawFile {
             fn defaults(&self) -> RawAccount {
-                RawAccount { $($key: self.$key.clone(),)* }
+                RawAccount { $($key: self.$key.clone(),)* inherits: None }
             }
         }
 
         impl RawAccount {
             fn or(self, defaults: RawAccount) -> RawAccount {
-                RawAccount { $($key: self.$key.or(defaults.$key),)* }
+                RawAccount { $($key: self.$key.or(defaults.$key),)* inherits: self.inherits }
             }
         }
     };
@@ -287,6 +560,7 @@ account_keys! {
     ehlo: Text,
     tls_trust_file: Text,
     tls_fingerprint: Fingerprint,
+    tls_verify: bool,
     timeout: Seconds,
     insecure_auth: bool,
     tls_cert: Text,
@@ -299,9 +573,14 @@ account_keys! {
     queue_dir: Text,
     queue_on_tempfail: bool,
     add_missing_headers: bool,
+    set_from_header: SetFrom,
+    undisclosed_recipients: bool,
+    dsn_notify: Text,
+    dsn_return: Text,
     dns_server: Text,
     parallel: Parallel,
     logfile: Text,
+    syslog: Syslog,
     deadline: Seconds,
     tls_verify_domains: Vec<Text>,
     oauth_provider: Text,
@@ -314,7 +593,6 @@ account_keys! {
     oauth_token_command: Text,
     oauth_token_file: Text,
 }
-
 impl RawAccount {
     /// A password source or an OAuth token source: the keys that say how to authenticate.
     fn has_credential_source(&self) -> bool {
@@ -455,31 +733,69 @@ impl RawAccount {
             // XOAUTH2 and OAUTHBEARER name the mailbox the token is for.
             return Err("OAuth is set but no user".into());
         }
+        let (auth, auth_off) = match self.auth.map(|a| a.0) {
+            None => (None, false),
+            Some(AuthChoice::Off) => (None, true),
+            Some(AuthChoice::On) if self.user.is_none() => {
+                return Err("auth = \"on\" but no user to authenticate as".into());
+            }
+            Some(AuthChoice::On) => (None, false),
+            Some(AuthChoice::Mechanism(m)) => (Some(m), false),
+        };
+        let tls_verify = self.tls_verify.unwrap_or(true);
+        let insecure_auth = self.insecure_auth.unwrap_or(false);
+        if !tls_verify && self.user.is_some() && !auth_off && !insecure_auth {
+            // The session would refuse at the first AUTH anyway; saying so now names the
+            // file and the account.
+            return Err(
+                "tls_verify = false with a user: the credentials would go to a \
+                        server whose certificate is not checked; set insecure_auth = true \
+                        to allow that, or trust the server with tls_trust_file or \
+                        tls_fingerprint"
+                    .into(),
+            );
+        }
+        let dsn_notify = self.dsn_notify.map(|t| t.0);
+        let dsn_return = self.dsn_return.map(|t| t.0);
+        Dsn::new(dsn_notify.as_deref(), dsn_return.as_deref(), None)?;
         let path = |p: Option<Text>| -> std::result::Result<Option<PathBuf>, String> {
             p.map(|Text(p)| local_path(&p, origin, home)).transpose()
         };
-        let tls_trust_file = path(self.tls_trust_file)?;
+        let tls_trust_file = match self.tls_trust_file {
+            Some(Text(system)) if system == tls::SYSTEM_TRUST => Some(PathBuf::from(system)),
+            other => path(other)?,
+        };
         let tls_cert = path(self.tls_cert)?;
         let tls_key = path(self.tls_key)?;
         let aliases = path(self.aliases)?;
         let mail_spool = path(self.mail_spool)?;
         let queue_dir = path(self.queue_dir)?;
         let logfile = path(self.logfile)?;
+        let from = self
+            .from
+            .map(|Text(f)| from::expand(&f, true).map_err(|e| format!("from {f:?}: {e}")))
+            .transpose()?;
+        let ehlo = self
+            .ehlo
+            .map(|Text(e)| from::expand(&e, false).map_err(|why| format!("ehlo {e:?}: {why}")))
+            .transpose()?;
         Ok(Account {
             name: name.to_string(),
             host: self.host.map(|t| t.0),
             port: self.port.map(|p| p.0),
             tls: self.tls.map(|t| t.0),
-            auth: self.auth.map(|a| a.0),
+            auth,
+            auth_off,
             user: self.user.map(|t| t.0),
             password,
             oauth,
-            from: self.from.map(|t| t.0),
-            ehlo: self.ehlo.map(|t| t.0),
+            from,
+            ehlo,
             tls_trust_file,
             tls_fingerprint: self.tls_fingerprint.map(|f| f.0),
+            tls_verify,
             timeout: self.timeout.map(|s| s.0),
-            insecure_auth: self.insecure_auth.unwrap_or(false),
+            insecure_auth,
             tls_cert,
             tls_key,
             local_domain: self.local_domain.map(|t| t.0),
@@ -490,6 +806,10 @@ impl RawAccount {
             queue_dir,
             queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
+            set_from_header: self.set_from_header.map(|s| s.0).unwrap_or_default(),
+            undisclosed_recipients: self.undisclosed_recipients.unwrap_or(false),
+            dsn_notify,
+            dsn_return,
             dns_server: self.dns_server.map(|t| t.0),
             parallel: self.parallel.map(|p| p.0),
             deadline: self.deadline.map(|s| s.0),
@@ -500,6 +820,7 @@ impl RawAccount {
                 .map(|t| t.0.to_ascii_lowercase())
                 .collect(),
             logfile,
+            syslog: self.syslog.and_then(|s| s.0),
         })
     }
 }
@@ -592,18 +913,110 @@ impl<'de> Deserialize<'de> for Tls {
     }
 }
 
+/// `auth`: `off`, `on` (a mechanism chosen from the server's offer) or a mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthChoice {
+    Off,
+    On,
+    Mechanism(Mechanism),
+}
+
 #[derive(Clone, Copy)]
-struct Auth(Mechanism);
+struct Auth(AuthChoice);
 
 impl<'de> Deserialize<'de> for Auth {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Mechanism::from_name(&s).map(Auth).ok_or_else(|| {
+        match s.as_str() {
+            "off" => return Ok(Auth(AuthChoice::Off)),
+            "on" => return Ok(Auth(AuthChoice::On)),
+            _ => {}
+        }
+        Mechanism::from_name(&s)
+            .map(|m| Auth(AuthChoice::Mechanism(m)))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "unknown auth {s:?} (expected on, off or one of {})",
+                    Mechanism::names()
+                ))
+            })
+    }
+}
+
+/// `set_from_header`: `auto`, `on` or `off`.
+#[derive(Clone, Copy)]
+struct SetFrom(FromHeader);
+
+impl<'de> Deserialize<'de> for SetFrom {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FromHeader::from_word(&s).map(SetFrom).ok_or_else(|| {
             de::Error::custom(format!(
-                "unknown auth {s:?} (expected one of {})",
-                Mechanism::names()
+                "unknown set_from_header {s:?} (expected auto, on or off)"
             ))
         })
+    }
+}
+
+/// `syslog`: `true` or `"on"` (facility `LOG_MAIL`, as `--syslog`), `false` or `"off"`,
+/// or a facility as msmtp names them (`"LOG_USER"`, `"LOG_LOCAL3"`, ...).
+#[derive(Clone, Copy)]
+struct Syslog(Option<SyslogFacility>);
+
+impl<'de> Deserialize<'de> for Syslog {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        let bad = |s: &str| {
+            de::Error::custom(format!(
+                "unknown syslog {s:?} (expected true, false, \"on\", \"off\", LOG_USER, \
+                 LOG_MAIL or LOG_LOCAL0 to LOG_LOCAL7)"
+            ))
+        };
+        match Raw::deserialize(d).map_err(|_| bad("?"))? {
+            Raw::Flag(true) => Ok(Syslog(Some(SyslogFacility::Mail))),
+            Raw::Flag(false) => Ok(Syslog(None)),
+            Raw::Word(w) if w == "on" => Ok(Syslog(Some(SyslogFacility::Mail))),
+            Raw::Word(w) if w == "off" => Ok(Syslog(None)),
+            Raw::Word(w) => SyslogFacility::from_name(&w)
+                .map(|f| Syslog(Some(f)))
+                .ok_or_else(|| bad(&w)),
+        }
+    }
+}
+
+/// `inherits`: one account name or a list of them.
+#[derive(Clone)]
+struct Inherits(Vec<String>);
+
+impl Inherits {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl<'de> Deserialize<'de> for Inherits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let names = match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("inherits must be an account name or a list of them"))?
+        {
+            Raw::One(name) => vec![name],
+            Raw::Many(names) => names,
+        };
+        if names.is_empty() || names.iter().any(String::is_empty) {
+            return Err(de::Error::custom("inherits names an empty account"));
+        }
+        Ok(Inherits(names))
     }
 }
 
@@ -671,6 +1084,12 @@ queue_dir = "/var/spool/smtpsend"
 queue_on_tempfail = false
 add_missing_headers = false
 logfile = "~/smtpsend.log"
+set_from_header = "on"
+undisclosed_recipients = true
+dsn_notify = "failure,delay"
+dsn_return = "hdrs"
+syslog = "LOG_LOCAL2"
+tls_verify = true
 
 [accounts.home]
 host = "mail.example.net"
@@ -692,6 +1111,7 @@ insecure_auth = true
                 port: Some(587),
                 tls: Some(TlsMode::Required),
                 auth: Some(Mechanism::Plain),
+                auth_off: false,
                 user: Some("me@example.org".into()),
                 password: PasswordSource::Command("pass show mail/work".into()),
                 oauth: None,
@@ -703,6 +1123,7 @@ insecure_auth = true
                      AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
                         .into()
                 ),
+                tls_verify: true,
                 timeout: Some(300),
                 insecure_auth: false,
                 tls_cert: Some(PathBuf::from("/etc/ssl/client.pem")),
@@ -715,11 +1136,16 @@ insecure_auth = true
                 queue_dir: Some(PathBuf::from("/var/spool/smtpsend")),
                 queue_on_tempfail: false,
                 add_missing_headers: false,
+                set_from_header: FromHeader::Always,
+                undisclosed_recipients: true,
+                dsn_notify: Some("failure,delay".into()),
+                dsn_return: Some("hdrs".into()),
                 dns_server: None,
                 parallel: None,
                 deadline: None,
                 tls_verify_domains: Vec::new(),
                 logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
+                syslog: Some(SyslogFacility::Local(2)),
             }
         );
     }
@@ -871,6 +1297,173 @@ insecure_auth = true
         let msg = config_error("auth = \"gssapi\"\n");
         assert!(msg.contains("gssapi") && msg.contains("line 1"), "{msg}");
         assert!(msg.contains("scram-sha-256"), "names what is known: {msg}");
+    }
+
+    #[test]
+    fn auth_on_needs_a_user_and_auth_off_turns_auth_off() {
+        let msg = config_error("auth = \"on\"\n");
+        assert!(msg.contains("no user"), "{msg}");
+        let on = parse("auth = \"on\"\nuser = \"u\"\n")
+            .unwrap()
+            .account(None)
+            .unwrap();
+        assert_eq!((on.auth, on.auth_off), (None, false));
+        let off = parse("auth = \"off\"\nuser = \"u\"\npassword_env = \"PW\"\n")
+            .unwrap()
+            .account(None)
+            .unwrap();
+        assert_eq!((off.auth, off.auth_off), (None, true));
+    }
+
+    #[test]
+    fn tls_verify_off_with_a_user_needs_insecure_auth() {
+        let msg = config_error("tls_verify = false\nuser = \"u\"\n");
+        assert!(msg.contains("insecure_auth"), "{msg}");
+        let ok = parse("tls_verify = false\nuser = \"u\"\ninsecure_auth = true\n").unwrap();
+        assert!(!ok.account(None).unwrap().tls_verify);
+        let no_user = parse("tls_verify = false\n").unwrap();
+        assert!(!no_user.account(None).unwrap().tls_verify);
+    }
+
+    #[test]
+    fn system_trust_file_is_kept_as_the_word() {
+        let a = parse("tls_trust_file = \"system\"\n")
+            .unwrap()
+            .account(None)
+            .unwrap();
+        assert_eq!(a.tls_trust_file, Some(PathBuf::from(tls::SYSTEM_TRUST)));
+    }
+
+    #[test]
+    fn syslog_takes_a_flag_or_a_facility() {
+        let facility = |v: &str| {
+            parse(&format!("syslog = {v}\n"))
+                .unwrap()
+                .account(None)
+                .unwrap()
+                .syslog
+        };
+        assert_eq!(facility("true"), Some(SyslogFacility::Mail));
+        assert_eq!(facility("\"on\""), Some(SyslogFacility::Mail));
+        assert_eq!(facility("false"), None);
+        assert_eq!(facility("\"LOG_USER\""), Some(SyslogFacility::User));
+        assert_eq!(SyslogFacility::Local(7).code(), libc::LOG_LOCAL7);
+        let msg = config_error("syslog = \"LOG_KERN\"\n");
+        assert!(
+            msg.contains("line 1") && msg.contains("LOG_LOCAL0"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_dsn_defaults_are_refused() {
+        let msg = config_error("dsn_notify = \"sometimes\"\n");
+        assert!(msg.contains("DSN notify"), "{msg}");
+        let msg = config_error("[accounts.a]\ndsn_return = \"all\"\n");
+        assert!(
+            msg.contains("line 1") && msg.contains("DSN return"),
+            "{msg}"
+        );
+    }
+
+    const INHERITING: &str = r#"
+tls = "implicit"
+user = "top"
+password_env = "TOP_PW"
+
+[accounts.base]
+host = "smtp.example.org"
+from = "me@example.org"
+password_command = "pass base"
+
+[accounts.second]
+inherits = "base"
+from = "me2@example.org"
+
+[accounts.third]
+inherits = "second"
+port = 2465
+
+[accounts.override]
+inherits = ["base", "other"]
+
+[accounts.other]
+host = "other.example.org"
+password_env = "OTHER_PW"
+"#;
+
+    #[test]
+    fn accounts_inherit_accounts_in_chains_and_lists() {
+        let config = parse(INHERITING).unwrap();
+        let second = config.account(Some("second")).unwrap();
+        assert_eq!(second.host.as_deref(), Some("smtp.example.org"));
+        assert_eq!(second.from.as_deref(), Some("me2@example.org"));
+        assert_eq!(second.password, PasswordSource::Command("pass base".into()));
+        assert_eq!(
+            second.tls,
+            Some(TlsMode::Implicit),
+            "the top level still applies"
+        );
+        let third = config.account(Some("third")).unwrap();
+        assert_eq!(third.from.as_deref(), Some("me2@example.org"));
+        assert_eq!(third.port, Some(2465));
+        let over = config.account(Some("override")).unwrap();
+        assert_eq!(
+            over.host.as_deref(),
+            Some("other.example.org"),
+            "a later name wins"
+        );
+        assert_eq!(over.from.as_deref(), Some("me@example.org"));
+        assert_eq!(
+            over.password,
+            PasswordSource::Env("OTHER_PW".into()),
+            "the credential source goes as a whole"
+        );
+        let names: Vec<&str> = config.account_names().collect();
+        assert_eq!(
+            names,
+            ["base", "second", "third", "override", "other"],
+            "file order"
+        );
+    }
+
+    #[test]
+    fn inheritance_cycles_and_unknown_accounts_are_refused_with_the_line() {
+        let msg = config_error(
+            "[accounts.a]\ninherits = \"b\"\n[accounts.b]\ninherits = \"c\"\n\
+             [accounts.c]\ninherits = \"a\"\n",
+        );
+        assert!(
+            msg.contains("inherits forms a cycle (a -> b -> c -> a)"),
+            "{msg}"
+        );
+        assert!(msg.contains("line 1: account a"), "{msg}");
+        let msg = config_error("[accounts.a]\ninherits = \"a\"\n");
+        assert!(msg.contains("cycle (a -> a)"), "{msg}");
+        let msg = config_error("[accounts.a]\nhost = \"h\"\n\n[accounts.b]\ninherits = \"nope\"\n");
+        assert!(
+            msg.contains("line 4: account b: inherits \"nope\""),
+            "{msg}"
+        );
+        let msg = config_error("inherits = \"a\"\n[accounts.a]\n");
+        assert!(msg.contains("line 1") && msg.contains("inherits"), "{msg}");
+        let msg = config_error("[accounts.a]\ninherits = []\n");
+        assert!(msg.contains("empty account"), "{msg}");
+    }
+
+    #[test]
+    fn the_sender_chooses_a_toml_account_by_its_from() {
+        let config = parse(INHERITING).unwrap();
+        let pick = |sender| config.account_for(None, Some(sender)).map(|a| a.name);
+        assert_eq!(pick("me2@example.org").unwrap(), "second", "before third");
+        assert_eq!(pick("ME@example.org").unwrap(), "base");
+        assert!(
+            pick("nobody@example.org").is_err(),
+            "no default among several"
+        );
+        let single = parse("from = \"*@example.org\"\nhost = \"h\"\n").unwrap();
+        let account = single.account_for(None, Some("a@example.org")).unwrap();
+        assert_eq!(account.envelope_from(), None);
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //!   so a blind copy stays blind (the first of the ways RFC 5322 §3.6.3 describes);
 //! - with `-t`, take the recipients from `To`/`Cc`/`Bcc`, or from `Resent-To`/`Resent-Cc`/
 //!   `Resent-Bcc` when any `Resent-` field is present (the message is being resent);
-//! - add `From`, `Date` and `Message-ID` when asked and absent (RFC 5322 §3.6);
+//! - add `From`, `Date` and `Message-ID` when asked and absent (RFC 5322 §3.6); with
+//!   [`FromHeader::Always`] replace any `From` with one made from the envelope sender, with
+//!   [`FromHeader::Never`] leave `From` alone (msmtp's `set_from_header on`/`off`);
+//! - with `undisclosed_recipients`, replace `To`, `Cc` and `Bcc` by the empty group
+//!   `To: undisclosed-recipients:;` (RFC 5322 §3.4), as msmtp's `undisclosed_recipients`;
 //! - drop a leading mbox `From ` line, which is not a header field;
 //! - when the input does not start with a header field (`echo hi | sendmail root`), treat
 //!   all of it as body; when a line that is neither a field nor a continuation comes before
@@ -38,6 +42,42 @@ use address::{AddressError, Origin};
 use scan::{End, Section};
 use stamp::Stamp;
 
+/// When the `From` field is written from the envelope sender (msmtp's `set_from_header`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FromHeader {
+    /// Only when the message has none (and missing fields are added at all).
+    #[default]
+    Auto,
+    /// Always: any `From` the message has is replaced.
+    Always,
+    /// Never: a message without `From` goes without one.
+    Never,
+}
+
+impl FromHeader {
+    /// The config words: `auto`, `on`, `off`.
+    pub fn from_word(word: &str) -> Option<FromHeader> {
+        match word {
+            "auto" => Some(FromHeader::Auto),
+            "on" => Some(FromHeader::Always),
+            "off" => Some(FromHeader::Never),
+            _ => None,
+        }
+    }
+
+    /// The config word for this setting.
+    pub fn word(self) -> &'static str {
+        match self {
+            FromHeader::Auto => "auto",
+            FromHeader::Always => "on",
+            FromHeader::Never => "off",
+        }
+    }
+}
+
+/// The group a message whose recipients are hidden is addressed to (RFC 5322 §3.4).
+const UNDISCLOSED: &str = "To: undisclosed-recipients:;";
+
 /// What to do to the message; sendmail's flags map onto these.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrepareOptions {
@@ -52,6 +92,10 @@ pub struct PrepareOptions {
     pub full_name: Option<String>,
     /// This host's FQDN, the right side of an added `Message-ID`.
     pub hostname: String,
+    /// When `From` is written from the envelope sender.
+    pub from_header: FromHeader,
+    /// Replace `To`, `Cc` and `Bcc` by `To: undisclosed-recipients:;`.
+    pub undisclosed_recipients: bool,
 }
 
 /// The message ready to stream: send `head`, then the rest of the input unchanged.
@@ -102,6 +146,11 @@ fn prepare_at<R: Read + ?Sized>(
         if ["bcc", "resent-bcc"]
             .iter()
             .any(|n| field.name.eq_ignore_ascii_case(n))
+            || (opts.undisclosed_recipients
+                && ["to", "cc"]
+                    .iter()
+                    .any(|n| field.name.eq_ignore_ascii_case(n)))
+            || (opts.from_header == FromHeader::Always && field.name.eq_ignore_ascii_case("from"))
         {
             continue;
         }
@@ -110,11 +159,26 @@ fn prepare_at<R: Read + ?Sized>(
             head.extend_from_slice(newline.as_bytes());
         }
     }
-    let added = if opts.add_missing_headers {
-        missing_fields(&section, opts, stamp, newline)?
-    } else {
-        String::new()
+    let mut added = String::new();
+    if opts.undisclosed_recipients {
+        added.push_str(UNDISCLOSED);
+        added.push_str(newline);
+    }
+    let has_from = section
+        .fields
+        .iter()
+        .any(|f| f.name.eq_ignore_ascii_case("from"));
+    let write_from = match opts.from_header {
+        FromHeader::Always => true,
+        FromHeader::Auto => opts.add_missing_headers && !has_from,
+        FromHeader::Never => false,
     };
+    if write_from {
+        added.push_str(&from_field(opts, newline)?);
+    }
+    if opts.add_missing_headers {
+        added.push_str(&missing_fields(&section, opts, stamp, newline)?);
+    }
     head.extend_from_slice(added.as_bytes());
 
     let headers_complete = match section.end {
@@ -208,7 +272,35 @@ fn dedup_key(addr: &str) -> String {
     }
 }
 
-/// The `From`, `Date` and `Message-ID` lines the message lacks, each ending with `newline`.
+/// This host's name for an added field, checked: it goes into a header.
+fn checked_host(opts: &PrepareOptions) -> Result<&str> {
+    if stamp::is_dot_atom_text(&opts.hostname) {
+        Ok(opts.hostname.as_str())
+    } else {
+        Err(Error::Config(format!(
+            "host name \"{}\" cannot be used in a Message-ID",
+            opts.hostname.escape_debug()
+        )))
+    }
+}
+
+/// A `From` field for the envelope sender, ending with `newline`.
+fn from_field(opts: &PrepareOptions, newline: &str) -> Result<String> {
+    let address = if address::is_null_sender(&opts.envelope_from) {
+        format!("MAILER-DAEMON@{}", checked_host(opts)?)
+    } else {
+        match address::envelope_address(&opts.envelope_from) {
+            Ok(a) => a,
+            Err(AddressError::NoDomain(local)) => format!("{local}@{}", checked_host(opts)?),
+            Err(e) => return Err(e.into_error(Origin::CommandLine)),
+        }
+    };
+    let mut field = stamp::from_field(opts.full_name.as_deref(), &address, newline);
+    field.push_str(newline);
+    Ok(field)
+}
+
+/// The `Date` and `Message-ID` lines the message lacks, each ending with `newline`.
 fn missing_fields(
     section: &Section,
     opts: &PrepareOptions,
@@ -221,31 +313,7 @@ fn missing_fields(
             .iter()
             .any(|f| f.name.eq_ignore_ascii_case(name))
     };
-    let host = || {
-        if stamp::is_dot_atom_text(&opts.hostname) {
-            Ok(opts.hostname.as_str())
-        } else {
-            Err(Error::Config(format!(
-                "host name \"{}\" cannot be used in a Message-ID",
-                opts.hostname.escape_debug()
-            )))
-        }
-    };
     let mut out = String::new();
-    if !has("From") {
-        let address = if address::is_null_sender(&opts.envelope_from) {
-            format!("MAILER-DAEMON@{}", host()?)
-        } else {
-            match address::envelope_address(&opts.envelope_from) {
-                Ok(a) => a,
-                Err(AddressError::NoDomain(local)) => format!("{local}@{}", host()?),
-                Err(e) => return Err(e.into_error(Origin::CommandLine)),
-            }
-        };
-        let field = stamp::from_field(opts.full_name.as_deref(), &address, newline);
-        out.push_str(&field);
-        out.push_str(newline);
-    }
     if !has("Date") {
         let date = crate::system::time::rfc5322(stamp.secs, stamp.offset);
         out.push_str(&format!("Date: {date}{newline}"));
@@ -254,7 +322,7 @@ fn missing_fields(
         out.push_str(&format!(
             "Message-ID: <{}@{}>{newline}",
             stamp.unique,
-            host()?
+            checked_host(opts)?
         ));
     }
     Ok(out)
@@ -282,6 +350,8 @@ mod tests {
             envelope_from: "sender@example.org".into(),
             full_name: None,
             hostname: "host.example.org".into(),
+            from_header: FromHeader::Auto,
+            undisclosed_recipients: false,
         }
     }
 
@@ -904,5 +974,99 @@ mod tests {
         assert!(id(&a).is_some());
         assert_ne!(id(&a), id(&b));
         assert!(s(&a.head).contains("Date: "));
+    }
+
+    const WITH_FROM: &[u8] = b"From: Someone Else <else@example.net>\n\
+        To: Bob <bob@example.org>,\n\
+        \tCarol <carol@example.org>\n\
+        Cc: dave@example.org\n\
+        Bcc: eve@example.org\n\
+        Subject: hi\n\
+        \n\
+        body\n";
+
+    #[test]
+    fn set_from_header_on_replaces_the_from_of_the_message() {
+        let o = PrepareOptions {
+            from_header: FromHeader::Always,
+            full_name: Some("Sender Name".into()),
+            ..opts()
+        };
+        let text = s(&ok(WITH_FROM, &o).head);
+        assert!(!text.contains("else@example.net"), "{text}");
+        assert_eq!(text.matches("From:").count(), 1, "{text}");
+        assert!(
+            text.contains("Subject: hi\nFrom: Sender Name <sender@example.org>\n\nbody\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn set_from_header_on_writes_from_even_without_missing_headers() {
+        let o = PrepareOptions {
+            from_header: FromHeader::Always,
+            ..opts()
+        };
+        let text = s(&ok(b"Subject: x\n\nbody\n", &o).head);
+        assert_eq!(text, "Subject: x\nFrom: sender@example.org\n\nbody\n");
+    }
+
+    #[test]
+    fn set_from_header_off_adds_date_and_id_but_no_from() {
+        let o = PrepareOptions {
+            from_header: FromHeader::Never,
+            ..add()
+        };
+        let text = s(&ok(b"Subject: x\n\nbody\n", &o).head);
+        assert!(!text.contains("From:"), "{text}");
+        assert!(text.contains(&format!("Date: {DATE}\n")), "{text}");
+        assert!(
+            text.contains("Message-ID: <u1@host.example.org>\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn set_from_header_auto_keeps_an_existing_from() {
+        let text = s(&ok(WITH_FROM, &add()).head);
+        assert!(
+            text.starts_with("From: Someone Else <else@example.net>\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("From:").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn undisclosed_recipients_replaces_to_cc_and_bcc_after_t_read_them() {
+        let o = PrepareOptions {
+            undisclosed_recipients: true,
+            ..extract()
+        };
+        let p = ok(WITH_FROM, &o);
+        assert_eq!(
+            p.recipients,
+            vec![
+                "bob@example.org",
+                "carol@example.org",
+                "dave@example.org",
+                "eve@example.org"
+            ]
+        );
+        let text = s(&p.head);
+        assert_eq!(
+            text,
+            "From: Someone Else <else@example.net>\nSubject: hi\n\
+             To: undisclosed-recipients:;\n\nbody\n"
+        );
+    }
+
+    #[test]
+    fn field_names_that_start_like_to_are_kept_with_undisclosed_recipients() {
+        let o = PrepareOptions {
+            undisclosed_recipients: true,
+            ..opts()
+        };
+        let text = s(&ok(b"Topic: t\nTo: a@example.org\n\nb\n", &o).head);
+        assert_eq!(text, "Topic: t\nTo: undisclosed-recipients:;\n\nb\n");
     }
 }

@@ -1,8 +1,9 @@
-//! TLS client configuration: webpki roots plus an optional trust file, hostname checks,
-//! SHA-256 fingerprint pinning, or (opportunistic mode) encryption without verification.
+//! TLS client configuration: webpki roots plus an optional trust file, or the system's CA
+//! store alone ([`SYSTEM_TRUST`]); hostname checks, SHA-256 fingerprint pinning, or
+//! (opportunistic mode) encryption without verification.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,10 +19,25 @@ use rustls::{
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
+/// The trust file that stands for the system's CA store (msmtp's `tls_trust_file system`,
+/// its default): the roots are then the system bundle's, and nothing else.
+pub const SYSTEM_TRUST: &str = "system";
+
+/// Where distributions keep the system CA bundle (Debian's and Ubuntu's first), as
+/// update-ca-certificates and its kin write it.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
 /// How the server's certificate is checked.
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
-    /// PEM file with extra certificates to trust (a private CA or a self-signed server).
+    /// PEM file with extra certificates to trust (a private CA or a self-signed server),
+    /// or [`SYSTEM_TRUST`] for the system's CA store instead of the built-in roots.
     pub trust_file: Option<PathBuf>,
     /// SHA-256 of the server's end-entity certificate; when set, it alone decides trust.
     pub fingerprint: Option<Vec<u8>>,
@@ -93,30 +109,16 @@ fn config_error(msg: String) -> Error {
 pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut trusted_leaves = Vec::new();
-    if let Some(path) = &settings.trust_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            config_error(format!(
-                "cannot read TLS trust file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let mut added = 0;
-        for item in rustls_pemfile_certs(&pem) {
-            let der =
-                item.map_err(|e| config_error(format!("TLS trust file {}: {e}", path.display())))?;
-            trusted_leaves.push(der.as_ref().to_vec());
-            roots
-                .add(der)
-                .map_err(|e| config_error(format!("TLS trust file {}: {e}", path.display())))?;
-            added += 1;
+    match &settings.trust_file {
+        Some(path) if path.as_path() == Path::new(SYSTEM_TRUST) => {
+            add_system_roots(&mut roots, SYSTEM_BUNDLES)?;
         }
-        if added == 0 {
-            return Err(config_error(format!(
-                "TLS trust file {} holds no certificate",
-                path.display()
-            )));
+        trust_file => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(path) = trust_file {
+                add_trust_file(&mut roots, &mut trusted_leaves, path)?;
+            }
         }
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -154,6 +156,69 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         config: Arc::new(config),
         verified,
     })
+}
+
+/// The certificates of a trust file, each a root and a certificate trusted as it is.
+fn add_trust_file(
+    roots: &mut RootCertStore,
+    trusted_leaves: &mut Vec<Vec<u8>>,
+    path: &Path,
+) -> Result<(), Error> {
+    let pem = std::fs::read(path).map_err(|e| {
+        config_error(format!(
+            "cannot read TLS trust file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut added = 0;
+    for item in rustls_pemfile_certs(&pem) {
+        let der =
+            item.map_err(|e| config_error(format!("TLS trust file {}: {e}", path.display())))?;
+        trusted_leaves.push(der.as_ref().to_vec());
+        roots
+            .add(der)
+            .map_err(|e| config_error(format!("TLS trust file {}: {e}", path.display())))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(config_error(format!(
+            "TLS trust file {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The roots of the first system bundle in `bundles` that exists. A bundle holds
+/// whatever the distribution ships, so a certificate webpki cannot use is skipped rather
+/// than failing every connection; a bundle with no usable one is an error.
+fn add_system_roots(roots: &mut RootCertStore, bundles: &[&str]) -> Result<(), Error> {
+    for bundle in bundles {
+        let pem = match std::fs::read(bundle) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(config_error(format!(
+                    "cannot read the system CA store {bundle}: {e}"
+                )));
+            }
+        };
+        let certs = rustls_pemfile_certs(&pem)
+            .into_iter()
+            .filter_map(Result::ok);
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(config_error(format!(
+                "the system CA store {bundle} holds no usable certificate"
+            )));
+        }
+        return Ok(());
+    }
+    Err(config_error(format!(
+        "tls_trust_file system: no system CA store found (looked for {}); install \
+         ca-certificates or name a trust file",
+        bundles.join(", ")
+    )))
 }
 
 /// The client certificate chain and its key. The key file must be private: mode 0600 or
@@ -383,6 +448,38 @@ mod tests {
         assert_eq!(parse_fingerprint(&colons).unwrap(), vec![0xAB; 32]);
         assert!(parse_fingerprint("abcd").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn system_trust_takes_the_first_bundle_there_is_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.crt");
+        let bundle = dir.path().join("bundle.crt");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(&bundle, format!("junk before\n{}", ca.pem())).unwrap();
+        let mut roots = RootCertStore::empty();
+        let paths = [missing.to_str().unwrap(), bundle.to_str().unwrap()];
+        add_system_roots(&mut roots, &paths).unwrap();
+        assert_eq!(roots.len(), 1, "only the bundle's root, no built-in ones");
+        let err = add_system_roots(&mut RootCertStore::empty(), &paths[..1]).unwrap_err();
+        assert!(
+            err.to_string().contains("no system CA store found"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_system_store_builds_a_client_config_when_the_machine_has_one() {
+        let settings = TlsSettings {
+            trust_file: Some(PathBuf::from(SYSTEM_TRUST)),
+            verify: true,
+            ..TlsSettings::default()
+        };
+        let present = SYSTEM_BUNDLES.iter().any(|b| Path::new(b).exists());
+        assert_eq!(client_config(&settings).is_ok(), present);
     }
 
     #[test]

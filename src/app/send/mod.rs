@@ -314,6 +314,8 @@ fn prepare<'a>(
         envelope_from: from.to_string(),
         full_name: settings.message.full_name.clone(),
         hostname: identity::mail_name(),
+        from_header: settings.message.from_header,
+        undisclosed_recipients: settings.message.undisclosed_recipients,
     };
     let prepared = match &mut input {
         Input::File(file) => message::prepare(file, &opts)?,
