@@ -13,7 +13,6 @@ pub mod oauth;
 pub mod queue;
 pub mod smtp;
 pub mod system;
-pub mod tls_policy;
 pub mod transport;
 
 pub use error::{Error, Result};

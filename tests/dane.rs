@@ -17,10 +17,10 @@ use common::dnssec::{DnssecServer, Zone};
 use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::client::danger::ServerCertVerifier;
 use smtpsend::ExitStatus;
-use smtpsend::delivery::resolve::{Resolver, Secured, Security};
-use smtpsend::tls_policy::dane::{
+use smtpsend::delivery::policy::dane::{
     self, DaneMatch, DanePolicy, DaneVerifier, Tlsa, reference_identifiers,
 };
+use smtpsend::delivery::resolve::{Resolver, Secured, Security};
 
 fn sha256(data: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, data)

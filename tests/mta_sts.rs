@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::Pki;
 use common::dns::*;
 use common::https_server::{PolicyServer, Reply};
-use smtpsend::delivery::resolve::Resolver;
-use smtpsend::tls_policy::mta_sts::http::HttpError;
-use smtpsend::tls_policy::mta_sts::{
+use smtpsend::delivery::policy::mta_sts::http::HttpError;
+use smtpsend::delivery::policy::mta_sts::{
     Cache, FetchErrorKind, FetchSettings, Fetcher, Mode, MxCheck, Outcome, Source, policy_for,
 };
+use smtpsend::delivery::resolve::Resolver;
 use tempfile::TempDir;
 
 const DOMAIN: &str = "example.test";

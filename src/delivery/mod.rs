@@ -6,6 +6,7 @@ mod connection;
 pub mod direct;
 pub mod log;
 pub mod mailbox;
+pub mod policy;
 pub mod pool;
 pub mod recipients;
 pub mod remote;

@@ -36,8 +36,8 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_resolver::proto::serialize::txt::trust_anchor;
 
+use crate::delivery::policy::tlsa::Tlsa;
 use crate::error::{Error, Result};
-use crate::tls_policy::dane::Tlsa;
 
 /// One host to try for a domain, in the order [`Resolver::mail_hosts`] returns them.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,5 +3,6 @@
 
 pub mod dane;
 pub mod mta_sts;
+pub mod tlsa;
 
 pub use dane::{DaneMatch, DanePolicy, DaneTls, Tlsa};
