@@ -1,9 +1,7 @@
 //! Messages of every quality, each with a defined outcome: sent as is where the RFCs allow
 //! it (or where refusing would only lose mail), refused with exit 65 where they do not.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn send(input: &[u8], extra: &[&str]) -> (std::process::Output, Transcript) {
     let server = TestServer::builder().start();

@@ -1,9 +1,7 @@
 //! `smtpsend -bs`: a program speaks SMTP to smtpsend on stdin/stdout; each message it hands
 //! over is sent on through the relay (here the in-process test server).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The replies on stdout, one code per reply (continuation lines left out).
 fn reply_codes(stdout: &[u8]) -> Vec<String> {

@@ -1,11 +1,9 @@
 //! Compose mode end to end: the binary builds a MIME message from flags, sends it, and a
 //! real parser (Python's `email` package) reads back exactly what went in.
 
-mod common;
-
 use std::process::Command as Process;
 
-use common::*;
+use crate::common::*;
 
 /// Parse `message` with Python's email package and print one line per fact.
 fn python_view(message: &[u8]) -> String {

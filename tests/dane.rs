@@ -3,17 +3,15 @@
 //! verifier against certificates made with rcgen, directly and in real rustls handshakes
 //! over loopback.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::Pki;
-use common::dns::{A, Mx, Rec, ServFail, Tlsa as TlsaRec, Txt};
-use common::dnssec::{DnssecServer, Zone};
+use crate::common::Pki;
+use crate::common::dns::{A, Mx, Rec, ServFail, Tlsa as TlsaRec, Txt};
+use crate::common::dnssec::{DnssecServer, Zone};
 use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::client::danger::ServerCertVerifier;
 use smtpsend::ExitStatus;

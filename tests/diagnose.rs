@@ -2,8 +2,6 @@
 //! `--help-server`) against the in-process server, a test DNS server for the MX route, and
 //! aiosmtpd as a real server.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command as StdCommand, Output, Stdio};
@@ -11,8 +9,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::dns::{A, DnsServer, Mx};
-use common::*;
+use crate::common::dns::{A, DnsServer, Mx};
+use crate::common::*;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -340,7 +338,7 @@ fn an_empty_address_is_a_usage_error() {
 // ---------------------------------------------------------------------------------------
 // A domain instead of --host: its MX hosts, from a DNS server of the test's own.
 
-/// The binary without --host, isolated like `common::smtpsend`.
+/// The binary without --host, isolated like `crate::common::smtpsend`.
 fn smtpsend_without_host(dir: &Path) -> assert_cmd::Command {
     let config = dir.join("config.toml");
     std::fs::write(&config, "queue_on_tempfail = false\n").expect("test config");

@@ -6,16 +6,14 @@
 //! Nothing here leaves the machine: the test zones hold loopback addresses only, and the
 //! binary is never given any other DNS server.
 
-mod common;
-
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::Output;
 use std::time::Duration;
 
-use common::dns::*;
-use common::server::{Builder, Message, stuff};
-use common::*;
+use crate::common::dns::*;
+use crate::common::server::{Builder, Message, stuff};
+use crate::common::*;
 use hickory_server::proto::rr::RecordType;
 
 /// Where the first exchanger of a test listens.

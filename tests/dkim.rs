@@ -17,15 +17,13 @@
 //! and pass, except with `CI=true`, where they fail. `SMTPSEND_TEST_PYTHON` picks the
 //! interpreter (default `python3`).
 
-mod common;
-
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::dns::{DnsServer, Txt};
+use crate::common::dns::{DnsServer, Txt};
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };

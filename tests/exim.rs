@@ -16,17 +16,15 @@
 //! Exim runs only as root here. Without the unpacked package, the Debian-exim user or root
 //! the tests print "skipped: ..." and pass, except with `CI=true`, where they fail.
 
-mod common;
-
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::mta::{self, Launcher};
-use common::spool::{Queue, dead_port, wait_bounded};
-use common::{SENDER, code, run, smtpsend, stderr};
+use crate::common::mta::{self, Launcher};
+use crate::common::spool::{Queue, dead_port, wait_bounded};
+use crate::common::{SENDER, code, run, smtpsend, stderr};
 use tempfile::TempDir;
 
 const PACKAGE: &str = "exim4-daemon-light";
@@ -181,7 +179,7 @@ impl Exim {
         )
     }
 
-    /// The binary pointed at this instance (isolated as `common::smtpsend` is).
+    /// The binary pointed at this instance (isolated as `crate::common::smtpsend` is).
     fn smtpsend(&self) -> assert_cmd::Command {
         smtpsend(self.port)
     }
@@ -559,7 +557,7 @@ fn oversized_message_is_refused_at_mail_by_exim_with_size_declared_and_exits_69(
     let file = exim.dir.path().join("too-big.eml");
     fs::write(&file, &input).expect("message file");
     let err_file = exim.dir.path().join("smtpsend.stderr");
-    let mut cmd = common::smtpsend_std(exim.port);
+    let mut cmd = crate::common::smtpsend_std(exim.port);
     cmd.args(["--tls", "off", "-i", "-f", SENDER, RECIPIENT])
         .stdin(Stdio::from(
             fs::File::open(&file).expect("open message file"),

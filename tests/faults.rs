@@ -7,8 +7,6 @@
 //! `tests/faults/kill-loop.sh` runs them with 200 trials and prints the figures.
 //! `FAULT_SENDERS` lowers the hundred concurrent senders on a slow machine.
 
-mod common;
-
 /// These tests kill processes on timers and measure what survives: run them one at a time
 /// so that one test's load does not move another's timing.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -24,8 +22,8 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::spool::{DeadPort, Queue, crlf, dead_port, spawn_with_input, wait_bounded};
-use common::*;
+use crate::common::spool::{DeadPort, Queue, crlf, dead_port, spawn_with_input, wait_bounded};
+use crate::common::*;
 
 /// The largest batch queued at once (one to this many, at random): few enough that an
 /// undisturbed run (about 35 ms with one entry, 15 ms more per entry: the test server

@@ -2,11 +2,9 @@
 //! a MIME mailer and a UTF-8 mail client hand them to sendmail, with the exact envelope and
 //! bytes a loopback server receives.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 
 fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

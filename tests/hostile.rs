@@ -4,12 +4,10 @@
 //! test proves the client fails closed, with the right status, quickly, in bounded memory,
 //! and without sending what it must not.
 
-mod common;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55";
@@ -495,7 +493,7 @@ fn assert_nothing_sent(t: &Transcript) {
 }
 
 #[track_caller]
-fn assert_no_body(conn: &common::server::Connection) {
+fn assert_no_body(conn: &crate::common::server::Connection) {
     assert!(conn.messages.is_empty(), "a message went through");
     assert!(
         !contains(&conn.received(), BODY_TEXT),

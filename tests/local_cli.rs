@@ -1,11 +1,9 @@
 //! Local names as cron writes them, aliases, and the names the binary is called by.
 
-mod common;
-
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");

@@ -1,14 +1,12 @@
 //! The delivery log (`--logfile`, config `logfile`, `--syslog`): one `key=value` line per
 //! delivery attempt, never a password.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::*;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55";

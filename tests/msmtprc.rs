@@ -8,14 +8,12 @@
 //! skipped with a note (and the smtpsend legs still run), except with `CI=true`, where a
 //! missing msmtp fails the test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use common::server::{Builder, Connection};
-use common::*;
+use crate::common::server::{Builder, Connection};
+use crate::common::*;
 
 /// What the server saw of one client: the envelope, the AUTH exchange, TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]

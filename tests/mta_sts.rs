@@ -2,15 +2,13 @@
 //! server and an HTTPS policy server the test starts on 127.0.0.1, with certificates
 //! from a test CA that only the test trusts.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::Pki;
-use common::dns::*;
-use common::https_server::{PolicyServer, Reply};
+use crate::common::Pki;
+use crate::common::dns::*;
+use crate::common::https_server::{PolicyServer, Reply};
 use smtpsend::delivery::policy::mta_sts::http::HttpError;
 use smtpsend::delivery::policy::mta_sts::{
     Cache, FetchErrorKind, FetchSettings, Fetcher, Mode, MxCheck, Outcome, Source, policy_for,

@@ -3,8 +3,7 @@
 //! what they mean to a caller, the command and file sources, and `smtpsend oauth login`
 //! through the binary.
 
-#[path = "common/oauth_server.rs"]
-mod oauth_server;
+use crate::common::oauth_server;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -5,19 +5,17 @@
 //! or unreachable in between. Everything is loopback; each test has its own data
 //! directory (the token store), spool (`--queue-dir`) and config file.
 
-mod common;
-#[path = "common/oauth_server.rs"]
-mod oauth_server;
+use crate::common::oauth_server;
 
 use std::fs;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::common::server::{AuthAttempt, Builder, Connection};
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::server::{AuthAttempt, Builder, Connection};
-use common::*;
 use oauth_server::{Answer, OAuthServer};
 
 const ACCOUNT: &str = "test";

@@ -20,17 +20,15 @@
 //! smtpd runs only as root. Without the unpacked package, the opensmtpd and opensmtpq users
 //! or root the tests print "skipped: ..." and pass, except with `CI=true`, where they fail.
 
-mod common;
-
 use std::fs;
 use std::path::PathBuf;
 use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::mta::{self, Launcher};
-use common::spool::{Queue, dead_port};
-use common::{SENDER, code, run, smtpsend, stderr};
+use crate::common::mta::{self, Launcher};
+use crate::common::spool::{Queue, dead_port};
+use crate::common::{SENDER, code, run, smtpsend, stderr};
 use tempfile::TempDir;
 
 const PACKAGE: &str = "opensmtpd";

@@ -28,12 +28,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// SASL through this Postfix, checked by a private Dovecot auth service.
-#[path = "postfix/dovecot.rs"]
 mod dovecot;
 
-/// Where `.ci/install` unpacked the mail servers.
-#[path = "common/mta.rs"]
-mod mta;
+use crate::common::mta;
 
 /// The postfix package as `.ci/install` unpacked it.
 fn postfix_root() -> PathBuf {

@@ -6,14 +6,12 @@
 //! file with `queue_on_tempfail = true`, and a relay that is either a [`dead_port`] (a
 //! loopback port that refuses connections) or the scriptable server on 127.0.0.1.
 
-mod common;
-
 use std::fs::File;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::spool::{Queue, crlf, dead_port, unix_now, wait_bounded};
-use common::*;
+use crate::common::spool::{Queue, crlf, dead_port, unix_now, wait_bounded};
+use crate::common::*;
 
 /// A message with every header a sendmail would add, so the spool and the server must
 /// hold exactly this.

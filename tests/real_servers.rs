@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Where `.ci/install` unpacked the mail servers.
-#[path = "common/mta.rs"]
-mod mta;
+use crate::common::mta;
 
 /// smtp-sink of the postfix package as `.ci/install` unpacked it (never an installed one);
 /// it finds its libraries there through LD_LIBRARY_PATH.

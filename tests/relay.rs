@@ -1,12 +1,10 @@
 //! The binary against a well-behaved relay on 127.0.0.1: delivery, envelope, replies,
 //! STARTTLS, AUTH, PIPELINING, sendmail input conventions.
 
-mod common;
-
+use crate::common::server::Connection;
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::server::Connection;
-use common::*;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55";
@@ -369,7 +367,7 @@ fn multiline_greeting_is_accepted() {
     assert_exit(&out, 0, &t);
 }
 
-fn auth_server(pki: &Pki) -> common::server::Builder {
+fn auth_server(pki: &Pki) -> crate::common::server::Builder {
     TestServer::starttls(pki).credentials(USER, PASSWORD)
 }
 

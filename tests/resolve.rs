@@ -1,13 +1,11 @@
 //! The resolve module through its public API, against a DNS server the test starts on
 //! 127.0.0.1 (RFC 5321 §5.1, RFC 7505).
 
-mod common;
-
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::dns::*;
+use crate::common::dns::*;
 use hickory_server::proto::rr::RecordType;
 use smtpsend::ExitStatus;
 use smtpsend::delivery::resolve::{MailHost, Resolver, address_literal};

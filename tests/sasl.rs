@@ -2,13 +2,11 @@
 //! mechanism chosen from the offer, the bytes of each exchange, and the exit status when
 //! the server refuses or fails to prove itself.
 
-mod common;
-
+use crate::common::pki::ClientPki;
+use crate::common::server::{AuthAttempt, Builder, Connection};
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::pki::ClientPki;
-use common::server::{AuthAttempt, Builder, Connection};
-use common::*;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55";

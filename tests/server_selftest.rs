@@ -1,15 +1,13 @@
 //! Checks of the test server itself, with a hand-driven client, so that a failing
 //! integration test points at the binary and not at the harness.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::server::{End, stuff, unstuff};
-use common::{Pki, Rule, TestServer};
+use crate::common::server::{End, stuff, unstuff};
+use crate::common::{Pki, Rule, TestServer};
 
 enum Conn {
     Plain(TcpStream),
@@ -552,12 +550,12 @@ fn measured_run_sees_the_peak_memory_of_the_child_alone() {
     // well over the hostile tests' 64 MiB limit, or those could not fail.
     let mut big = std::process::Command::new("dd");
     big.args(["if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"]);
-    let m = common::run_measured(big, Vec::new());
+    let m = crate::common::run_measured(big, Vec::new());
     assert!(m.output.status.success());
     assert!(m.peak_rss_kib > 80 * 1024, "peak {} KiB", m.peak_rss_kib);
 
     let mut small = std::process::Command::new("sleep");
     small.arg("0.05");
-    let m = common::run_measured(small, Vec::new());
+    let m = crate::common::run_measured(small, Vec::new());
     assert!(m.peak_rss_kib < 16 * 1024, "peak {} KiB", m.peak_rss_kib);
 }

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod dnssec;
 pub mod https_server;
 pub mod mta;
+pub mod oauth_server;
 pub mod pki;
 pub mod server;
 pub mod spool;

@@ -17,7 +17,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 status=0
-FAULT_TRIALS=$trials cargo test --test faults -- --nocapture --test-threads=1 kill_minus_9 \
+FAULT_TRIALS=$trials cargo test --test integration -- --nocapture --test-threads=1 faults::kill_minus_9 \
     >"$log" 2>&1 || status=$?
 
 grep -oE 'kill -9 during .*' "$log" || true

@@ -1,0 +1,33 @@
+//! The integration tests: one binary, a module per area (as ripgrep's `tests/tests.rs`), so
+//! the shared servers and helpers in `common/` are compiled once. Each area runs the real
+//! `smtpsend` binary against servers on loopback. `dkim_memory.rs` is a binary of its own:
+//! it installs a counting global allocator.
+
+mod common;
+
+mod bad_input;
+mod bs;
+mod compose_cli;
+mod dane;
+mod diagnose;
+mod direct;
+mod dkim;
+mod docs;
+mod exim;
+mod faults;
+mod golden;
+mod hostile;
+mod local_cli;
+mod log;
+mod msmtprc;
+mod mta_sts;
+mod oauth;
+mod oauth_e2e;
+mod opensmtpd;
+mod postfix;
+mod queue;
+mod real_servers;
+mod relay;
+mod resolve;
+mod sasl;
+mod server_selftest;
