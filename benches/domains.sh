@@ -2,7 +2,7 @@
 # Direct delivery to many domains at 50 ms round-trip time: one message to one recipient in
 # each of N domains (every domain's MX behind ../shared/bench's delay proxy), against the
 # same message to one domain. Each domain is one connection and one transaction; the pool
-# (--parallel, default 4) delivers domains at once.
+# (--parallel, default 16) delivers domains at once.
 # usage: benches/domains.sh [N] [RUNS]   (SMTPSEND=target/release/smtpsend by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,6 @@ echo "| direct delivery at 50 ms RTT, median of $RUNS | ms | ratio to one domain
 echo "|---|---|---|"
 echo "| 1 domain | $one | 1.00 |"
 echo "| $N domains, --parallel 1 | $many_serial | $(echo "scale=2; $many_serial / $one" | bc) |"
-echo "| $N domains, default pool (4) | $many_default | $(echo "scale=2; $many_default / $one" | bc) |"
+echo "| $N domains, default pool (16) | $many_default | $(echo "scale=2; $many_default / $one" | bc) |"
 echo "| $N domains, --parallel $N | $many_wide | $(echo "scale=2; $many_wide / $one" | bc) |"
 echo "(messages the server accepted in all: $delivered, expected $(( RUNS * (1 + 3 * N) )))"

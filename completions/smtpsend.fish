@@ -25,7 +25,7 @@ complete -c smtpsend -l attach -d 'Compose: attach FILE (repeatable); its type c
 complete -c smtpsend -l header -d 'Compose: an extra header, `Name: value` (repeatable)' -r
 complete -c smtpsend -l host -d 'SMTP relay host; without one, mail goes straight to each domain\'s MX hosts' -r
 complete -c smtpsend -l dns-server -d 'DNS server for MX lookups, IP[:PORT] (default: /etc/resolv.conf)' -r
-complete -c smtpsend -l parallel -d 'Threads delivering domains at once on the direct route, each driving up to 4 connections; 1 delivers one domain after another (default 4)' -r
+complete -c smtpsend -l parallel -d 'Domains delivered at once on the direct route, each on a thread of its own; 1 delivers one domain after another (default 16)' -r
 complete -c smtpsend -l mx-port -d 'Port of the MX hosts (default 25); a testing aid' -r
 complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
 complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r

@@ -1,5 +1,5 @@
 //! The checked-in man page and shell completions are generated from the clap definitions;
-//! these tests fail when they are stale. `SMTPSEND_UPDATE_DOCS=1 cargo test --test docs`
+//! these tests fail when they are stale. `SMTPSEND_UPDATE_DOCS=1 cargo test --test integration docs::`
 //! rewrites them.
 
 use std::path::Path;
@@ -17,7 +17,7 @@ fn check(path: &str, generated: &[u8]) {
     let current = std::fs::read(&full).unwrap_or_default();
     assert!(
         current == generated,
-        "{path} is stale: run SMTPSEND_UPDATE_DOCS=1 cargo test --test docs"
+        "{path} is stale: run SMTPSEND_UPDATE_DOCS=1 cargo test --test integration docs::"
     );
 }
 

@@ -213,8 +213,8 @@ pub struct Cli {
     #[arg(long, value_name = "IP[:PORT]", help_heading = "Direct delivery")]
     pub dns_server: Option<String>,
 
-    /// Threads delivering domains at once on the direct route, each driving up to 4
-    /// connections; 1 delivers one domain after another (default 4).
+    /// Domains delivered at once on the direct route, each on a thread of its own; 1
+    /// delivers one domain after another (default 16).
     #[arg(long, value_name = "N", help_heading = "Direct delivery")]
     pub parallel: Option<usize>,
 

@@ -1,66 +1,44 @@
-//! A small bounded pool of threads for independent deliveries (one per recipient domain).
-//! Each thread drives up to [`AT_ONCE`] deliveries at a time, going on with another while
-//! one waits for its server ([`crate::transport::fiber`]): a delivery is mostly waiting, so
-//! four threads keep sixteen connections busy. What each delivery writes for stderr is kept
-//! apart and handed back in the items' order, so the report reads as if they had run one
-//! after another.
+//! A bounded set of plain threads for independent deliveries (one per recipient domain):
+//! at most `threads` run at once, each delivery on a thread of its own, blocking on its own
+//! socket. What each delivery writes for stderr is kept apart and handed back in the items'
+//! order, so the report reads as if they had run one after another.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::transport::fiber;
-
-/// Deliveries one thread drives at a time.
-pub const AT_ONCE: usize = 4;
-
-/// Run `job` for every item on at most `threads` threads, each driving up to [`AT_ONCE`]
-/// items at a time; with one thread, one item after the other (`--parallel 1`). Returns
-/// each item's stderr output and result, in the items' order.
+/// Run `job` for every item on at most `threads` threads at once; with one thread, one item
+/// after the other (`--parallel 1`). Returns each item's stderr output and result, in the
+/// items' order.
 pub fn run<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     job: &(dyn Fn(&T, &mut Vec<u8>) -> R + Sync),
 ) -> Vec<(Vec<u8>, R)> {
-    if threads <= 1 {
-        return items
-            .iter()
-            .map(|item| {
-                let mut out = Vec::new();
-                let result = job(item, &mut out);
-                (out, result)
-            })
-            .collect();
-    }
-    let next = AtomicUsize::new(0);
-    let finished: Mutex<Vec<(usize, Vec<u8>, R)>> = Mutex::new(Vec::new());
     let with_output = |item: &T| {
         let mut out = Vec::new();
         let result = job(item, &mut out);
         (out, result)
     };
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(with_output).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let finished: Mutex<Vec<(usize, Vec<u8>, R)>> = Mutex::new(Vec::new());
     let worker = || {
-        let mut take = || {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            items.get(i).map(|item| (i, item))
-        };
-        let mut done = |i: usize, (out, result): (Vec<u8>, R)| {
+        while let Some(i) = Some(next.fetch_add(1, Ordering::SeqCst)).filter(|&i| i < items.len()) {
+            let (out, result) = with_output(&items[i]);
             finished
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push((i, out, result));
-        };
-        fiber::run(&mut take, AT_ONCE, &with_output, &mut done);
+        }
     };
-    let threads = threads.min(items.len().div_ceil(AT_ONCE));
-    if threads <= 1 {
-        worker();
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(worker);
-            }
-        });
-    }
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(worker);
+        }
+    });
     let mut finished = finished
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -92,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    fn jobs_that_never_wait_use_no_more_threads_than_asked() {
+    fn no_more_run_at_once_than_asked_and_more_than_one_when_asked() {
         let running = AtomicUsize::new(0);
         let most = AtomicUsize::new(0);
         let items: Vec<u32> = (0..16).collect();
@@ -107,5 +85,23 @@ mod tests {
             most.load(Ordering::SeqCst) >= 2,
             "the pool ran one at a time"
         );
+    }
+
+    #[test]
+    fn every_delivery_of_a_wide_pool_runs_at_once() {
+        // Each of ten jobs waits (up to 5 s) until all ten are running: only possible when
+        // each has a thread of its own.
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let items: Vec<u32> = (0..10).collect();
+        run(&items, 10, &|_: &u32, _: &mut Vec<u8>| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while running.load(Ordering::SeqCst) < 10 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 10);
     }
 }

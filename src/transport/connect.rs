@@ -45,11 +45,9 @@ pub fn connect_addrs(
     })
 }
 
-/// A non-blocking connect whose wait is the fiber's (or a poll, outside one), so that a
-/// thread delivering to several domains goes on with the others meanwhile.
+/// A non-blocking connect that waits until its deadline ([`super::wait`]).
 fn connect_one(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
-    use std::os::fd::AsRawFd;
     let deadline = Instant::now() + timeout;
     let sock = Socket::new(
         Domain::for_address(*addr),
@@ -60,7 +58,7 @@ fn connect_one(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     match sock.connect(&(*addr).into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            super::fiber::writable(sock.as_raw_fd(), deadline)?;
+            super::wait::writable(&sock, deadline)?;
             if let Some(e) = sock.take_error()? {
                 return Err(e);
             }

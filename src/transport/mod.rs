@@ -1,9 +1,9 @@
 //! Connections: TCP with deadlines, TLS with rustls (STARTTLS upgrade and implicit TLS).
 
 pub mod connect;
-pub mod fiber;
 pub mod stream;
 pub mod tls;
+pub mod wait;
 
 pub use connect::{connect, connect_addrs, describe_io};
 pub use stream::Stream;

@@ -5,14 +5,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
-use super::fiber;
+use super::wait;
 
 /// A connection to one server.
 pub struct Stream {
@@ -27,24 +26,13 @@ pub struct Stream {
 /// is set again before each read.
 #[cfg(target_os = "linux")]
 fn quick_ack(sock: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a pointer to a c_int of the size passed.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    let _ = rustix::net::sockopt::set_tcp_quickack(sock, true);
 }
 
 #[cfg(not(target_os = "linux"))]
 fn quick_ack(_sock: &TcpStream) {}
 
-/// The socket seen through a deadline: each call waits (in [`fiber`]) for the socket to be
+/// The socket seen through a deadline: each call waits ([`wait`]) for the socket to be
 /// ready, never past `deadline`.
 struct Deadlined<'a> {
     sock: &'a TcpStream,
@@ -58,7 +46,7 @@ impl Read for Deadlined<'_> {
             let mut sock = self.sock;
             match sock.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    fiber::readable(self.sock.as_raw_fd(), self.deadline)?;
+                    wait::readable(self.sock, self.deadline)?;
                     quick_ack(self.sock);
                 }
                 other => return other,
@@ -73,7 +61,7 @@ impl Write for Deadlined<'_> {
             let mut sock = self.sock;
             match sock.write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    fiber::writable(self.sock.as_raw_fd(), self.deadline)?
+                    wait::writable(self.sock, self.deadline)?
                 }
                 other => return other,
             }
@@ -85,7 +73,7 @@ impl Write for Deadlined<'_> {
             let mut sock = self.sock;
             match sock.write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    fiber::writable(self.sock.as_raw_fd(), self.deadline)?
+                    wait::writable(self.sock, self.deadline)?
                 }
                 other => return other,
             }
@@ -105,8 +93,7 @@ impl Stream {
     pub fn new(sock: TcpStream) -> Stream {
         // Flights are written whole; Nagle would only delay the last segment of each.
         let _ = sock.set_nodelay(true);
-        // Waits are the deadlined reads and writes' (poll, or a fiber's turn), never the
-        // kernel's.
+        // Waits are the deadlined reads and writes' (poll), never the kernel's.
         let _ = sock.set_nonblocking(true);
         Stream { sock, tls: None }
     }
