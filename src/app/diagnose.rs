@@ -10,29 +10,20 @@ mod cert;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::app::routes;
 use crate::app::settings::{RouteFlags, Settings, spec_for};
-use crate::delivery::direct::Direct;
+use crate::delivery::link::Link;
 use crate::delivery::remote::Remote;
 use crate::delivery::route::{RelaySpec, Route, RouteSpec};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport};
 use crate::smtp::{Reply, TraceLine, Wait};
-use crate::transport::{self, Stream, TlsMode, describe_io, tls};
+use crate::transport::{TlsMode, tls};
 
 pub use cert::{CertInfo, DerError};
-
-/// Where to connect, connected.
-struct Target {
-    /// The host (its name is shown, verified in TLS and named in messages) and its TLS.
-    route: Route,
-    stream: Stream,
-    addr: SocketAddr,
-    ehlo: String,
-}
 
 /// What TLS looked like, for the report.
 #[derive(Clone, Debug, Default)]
@@ -64,40 +55,60 @@ pub fn run_to(
             let _ = writeln!(err, "{}", crate::system::terminal::trace_line(line));
         }
     };
-    let target = target(settings, &mut trace)?;
-    let (tls, implicit_tls) = target.route.session_tls();
-    let opts = ProbeOptions {
-        ehlo_name: target.ehlo.clone(),
-        tls,
-        implicit_tls,
-        queries: settings.diagnose.queries.clone(),
-        trace: verbose,
-    };
-    let host = target.route.host.clone();
-    let addr = target.addr;
-    let (outcome, tls_info, report) = probe(target, opts, &mut trace);
-    let show = |out: &mut dyn Write, report: &ProbeReport| -> io::Result<()> {
-        if settings.diagnose.serverinfo {
-            write_serverinfo(out, &host, addr, report, &tls_info, SystemTime::now())?;
-        }
-        write_answers(out, report)
-    };
-    match outcome {
-        Ok(report) => {
-            show(out, &report).map_err(|e| Error::Io(format!("writing the report: {e}")))?;
-            Ok(report.exit_status())
-        }
-        Err(e) => {
-            // What was learned before the failure helps find its cause.
-            let _ = show(out, &report);
-            Err(e)
-        }
+    let (routes, ehlo) = targets(settings)?;
+    let mut last = None;
+    for route in &routes {
+        let link = match Link::open(route, &mut trace) {
+            Ok(link) => link,
+            // The next exchanger of the domain, when there is one.
+            Err(e @ (Error::Network { .. } | Error::NoHost { .. })) if routes.len() > 1 => {
+                trace(&TraceLine {
+                    client: true,
+                    text: format!("{e}; trying the next exchanger"),
+                });
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let (tls, implicit_tls) = route.session_tls();
+        let opts = ProbeOptions {
+            ehlo_name: ehlo.clone(),
+            tls,
+            implicit_tls,
+            queries: settings.diagnose.queries.clone(),
+            trace: verbose,
+        };
+        let addr = link.addr;
+        let (outcome, tls_info, report) = probe(link, opts, &mut trace);
+        let show = |out: &mut dyn Write, report: &ProbeReport| -> io::Result<()> {
+            if settings.diagnose.serverinfo {
+                write_serverinfo(out, &route.host, addr, report, &tls_info, SystemTime::now())?;
+            }
+            write_answers(out, report)
+        };
+        return match outcome {
+            Ok(report) => {
+                show(out, &report).map_err(|e| Error::Io(format!("writing the report: {e}")))?;
+                Ok(report.exit_status())
+            }
+            Err(e) => {
+                // What was learned before the failure helps find its cause.
+                let _ = show(out, &report);
+                Err(e)
+            }
+        };
     }
+    Err(last.unwrap_or_else(|| Error::NoHost {
+        host: settings.recipients.first().cloned().unwrap_or_default(),
+        detail: "no mail exchanger to try".into(),
+    }))
 }
 
-/// The relay (`--host` or the account's) or, given a DOMAIN argument, its first MX host
-/// that accepts a connection.
-fn target(settings: &Settings, trace: &mut dyn FnMut(&TraceLine)) -> Result<Target, Error> {
+/// Where to ask, and the name to give: the relay (`--host` or the account's), or, given a
+/// DOMAIN argument, the domain's exchangers in order (the first that accepts a connection
+/// is asked).
+fn targets(settings: &Settings) -> Result<(Vec<Route>, String), Error> {
     let client = &settings.client;
     match settings.recipients.as_slice() {
         [] => {
@@ -117,15 +128,7 @@ fn target(settings: &Settings, trace: &mut dyn FnMut(&TraceLine)) -> Result<Targ
             let Remote::Relay(relay) = routes::open(&RouteSpec::Relay(spec), None, client)? else {
                 return Err(Error::Internal("a relay spec made another route".into()));
             };
-            let route = relay.route;
-            let (sock, addr) = transport::connect(&route.host, route.port, route.timeouts.connect)?;
-            note(trace, format!("connected to {} [{addr}]", route.host));
-            Ok(Target {
-                stream: Stream::new(sock),
-                addr,
-                ehlo: relay.ehlo,
-                route,
-            })
+            Ok((vec![relay.route], relay.ehlo))
         }
         [domain] => {
             if settings.route_flags.host.is_some() {
@@ -142,7 +145,25 @@ fn target(settings: &Settings, trace: &mut dyn FnMut(&TraceLine)) -> Result<Targ
             let Remote::Direct(direct) = routes::open(&spec, None, client)? else {
                 return Err(Error::Internal("a direct spec made another route".into()));
             };
-            mx_target(&direct, domain.trim(), trace)
+            let domain = domain.trim();
+            let mut routes = Vec::new();
+            let mut last = None;
+            for mx in direct.resolver.mail_hosts(domain)? {
+                match direct.resolver.addresses(&mx.name) {
+                    Ok(ips) => {
+                        let addrs = ips
+                            .into_iter()
+                            .map(|ip| SocketAddr::new(ip, direct.port))
+                            .collect();
+                        routes.push(direct.route_to(&mx.name, domain, addrs));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            match (routes.is_empty(), last) {
+                (true, Some(e)) => Err(e),
+                _ => Ok((routes, direct.ehlo.clone())),
+            }
         }
         more => Err(Error::Usage(format!(
             "diagnostics take one domain, not {} arguments",
@@ -151,84 +172,38 @@ fn target(settings: &Settings, trace: &mut dyn FnMut(&TraceLine)) -> Result<Targ
     }
 }
 
-fn note(trace: &mut dyn FnMut(&TraceLine), text: String) {
-    trace(&TraceLine { client: true, text });
-}
-
-/// The first exchanger of `domain` that accepts a connection.
-fn mx_target(
-    direct: &Direct,
-    domain: &str,
-    trace: &mut dyn FnMut(&TraceLine),
-) -> Result<Target, Error> {
-    let hosts = direct.resolver.mail_hosts(domain)?;
-    let mut last = None;
-    for mx in &hosts {
-        let addrs: Vec<SocketAddr> = match direct.resolver.addresses(&mx.name) {
-            Ok(ips) => ips
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, direct.port))
-                .collect(),
-            Err(e) => {
-                note(
-                    trace,
-                    format!("{}: {e}; trying the next exchanger", mx.name),
-                );
-                last = Some(e);
-                continue;
-            }
-        };
-        match transport::connect_addrs(&mx.name, &addrs, direct.timeouts.connect) {
-            Ok((sock, addr)) => {
-                note(
-                    trace,
-                    format!("connected to {} [{addr}], MX of {domain}", mx.name),
-                );
-                return Ok(Target {
-                    stream: Stream::new(sock),
-                    addr,
-                    ehlo: direct.ehlo.clone(),
-                    route: direct.route_to(&mx.name, domain, vec![addr]),
-                });
-            }
-            Err(e) => {
-                note(trace, format!("{e}; trying the next exchanger"));
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::NoHost {
-        host: domain.to_string(),
-        detail: "no mail exchanger to try".into(),
-    }))
-}
-
 /// Run the probe to its end. Returns the outcome, what TLS looked like, and the report
 /// as far as it got (for a failure).
 fn probe(
-    mut target: Target,
+    mut link: Link<'_>,
     opts: ProbeOptions,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> (Result<ProbeReport, Error>, TlsInfo, ProbeReport) {
-    let mut tls_info = TlsInfo::default();
     let mut probe = Probe::new(opts);
-    let host = target.route.host.clone();
-    let outcome = drive(&mut target, &mut probe, &mut tls_info, trace);
-    let mut stream = target.stream;
+    let mut tls_info = TlsInfo::default();
+    if link.route.tls == TlsMode::Implicit {
+        tls_info = tls_info_of(&link);
+    }
+    let host = link.route.host.clone();
+    let outcome = drive(&mut link, &mut probe, &mut tls_info, trace);
     // QUIT (whose 221 is not awaited), or what a failed probe left to say.
-    if let Some(out) = probe.poll_transmit() {
-        let _ = stream.write_all(out, Instant::now() + Duration::from_secs(2));
-    }
-    while let Some(line) = probe.poll_trace() {
-        trace(&line);
-    }
-    stream.close(Instant::now() + Duration::from_secs(2));
+    link.say_last(&mut probe, Duration::from_secs(2));
+    Link::drain_trace(&mut probe, trace);
+    link.close();
     let partial = probe.report().clone();
     let outcome = outcome.map_err(|e| match e {
         Failure::Session(error) => Error::Session { host, error },
         Failure::Other(e) => e,
     });
     (outcome, tls_info, partial)
+}
+
+fn tls_info_of(link: &Link<'_>) -> TlsInfo {
+    TlsInfo {
+        description: link.stream.tls_description(),
+        certificate: link.stream.peer_certificate(),
+        verified: link.tls_verified(),
+    }
 }
 
 enum Failure {
@@ -243,70 +218,19 @@ impl From<Error> for Failure {
 }
 
 fn drive(
-    target: &mut Target,
+    link: &mut Link<'_>,
     probe: &mut Probe,
     tls_info: &mut TlsInfo,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<ProbeReport, Failure> {
-    let stream = &mut target.stream;
-    let host = target.route.host.as_str();
-    let wait = target.route.timeouts.for_wait(Wait::Command);
-    let tls = target
-        .route
-        .tls_settings_for_handshake()
-        .map(|settings| tls::client_config(&settings))
-        .transpose()?;
-    let handshake = |stream: &mut Stream, info: &mut TlsInfo| -> Result<(), Error> {
-        let Some(tls) = &tls else {
-            return Err(Error::Internal("STARTTLS without a TLS config".into()));
-        };
-        let deadline = Instant::now() + wait;
-        stream
-            .start_tls(tls.config.clone(), tls::server_name(host)?, deadline)
-            .map_err(|e| tls::tls_failure(host, tls::describe_handshake_error(&e)))?;
-        stream
-            .flush(deadline)
-            .map_err(|e| tls::tls_failure(host, describe_io(&e)))?;
-        info.description = stream.tls_description();
-        info.certificate = stream.peer_certificate();
-        info.verified = tls.verified();
-        Ok(())
-    };
-    if target.route.tls == TlsMode::Implicit {
-        handshake(stream, tls_info)?;
-    }
-    let mut inbuf = vec![0u8; 16 * 1024];
     loop {
-        if let Some(out) = probe.poll_transmit() {
-            let n = out.len();
-            stream
-                .write_all(out, Instant::now() + wait)
-                .map_err(|e| Error::Network {
-                    host: host.to_string(),
-                    detail: format!("sending a command: {}", describe_io(&e)),
-                })?;
-            probe.consume(n);
-        }
-        while let Some(line) = probe.poll_trace() {
-            trace(&line);
-        }
+        link.transmit(probe)?;
+        Link::drain_trace(probe, trace);
         while let Some(event) = probe.poll_event() {
             match event {
                 ProbeEvent::StartTls => {
-                    handshake(stream, tls_info)?;
-                    let check = if tls_info.verified {
-                        "certificate verified"
-                    } else {
-                        "certificate NOT verified"
-                    };
-                    trace(&TraceLine {
-                        client: true,
-                        text: format!(
-                            "TLS handshake done: {}, {check}",
-                            tls_info.description.as_deref().unwrap_or("TLS")
-                        ),
-                    });
-                    probe.tls_established();
+                    link.start_tls(probe, trace)?;
+                    *tls_info = tls_info_of(link);
                 }
                 ProbeEvent::Reply(..) => {}
                 ProbeEvent::Done(report) => return Ok(report),
@@ -319,17 +243,8 @@ fn drive(
         if !probe.wants_input() {
             return Err(Error::Internal("probe is neither waiting nor finished".into()).into());
         }
-        match stream.read(&mut inbuf, Instant::now() + wait) {
-            Ok(0) => probe.handle_eof(),
-            Ok(n) => probe.handle_input(&inbuf[..n]),
-            Err(e) => {
-                return Err(Error::Network {
-                    host: host.to_string(),
-                    detail: format!("waiting for a reply: {}", describe_io(&e)),
-                }
-                .into());
-            }
-        }
+        let deadline = link.deadline(Wait::Command);
+        link.receive(probe, deadline)?;
     }
 }
 

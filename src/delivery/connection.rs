@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use super::link::Link;
 use super::route::Route;
 use crate::error::Error;
 use crate::smtp::{
@@ -12,7 +13,7 @@ use crate::smtp::{
     TraceLine, Wait,
 };
 use crate::system::terminal::Progress;
-use crate::transport::{self, Stream, TlsMode, describe_io};
+use crate::transport::describe_io;
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
 pub const BLOCK: usize = 64 * 1024;
@@ -171,7 +172,7 @@ pub fn deliver_batch(
         match event {
             Ok(Event::Done(report)) => {
                 reported = true;
-                let tls = conn.stream.tls_description();
+                let tls = conn.link.stream.tls_description();
                 outcome(index, JobOutcome::Delivered(report, tls));
             }
             Ok(Event::TransactionFailed(error)) => {
@@ -255,69 +256,29 @@ fn read_ahead(job: &mut Job<'_>) {
     }
 }
 
-/// A connection with its session: the transport loop around the sans-IO engine.
+/// A connection with its session: the session-specific loop around the shared driver.
 struct Connection<'r> {
-    route: &'r Route,
-    stream: Stream,
+    link: Link<'r>,
     session: Session,
-    tls: Option<transport::Tls>,
-    overall: Option<Instant>,
-    inbuf: Vec<u8>,
 }
 
 impl<'r> Connection<'r> {
-    /// Connect (to the route's addresses, or its host name), run implicit TLS if asked,
-    /// and create the session for the first envelope.
+    /// Connect, run implicit TLS if asked, and create the session for the first envelope.
     fn open(
         route: &'r Route,
         envelope: Envelope,
         mut opts: SessionOptions,
         trace: &mut dyn FnMut(&TraceLine),
     ) -> Result<Connection<'r>, Error> {
-        let overall = route.timeouts.total.map(|t| Instant::now() + t);
-        let host = route.host.as_str();
-        let tls = route
-            .tls_settings_for_handshake()
-            .map(|settings| transport::tls::client_config(&settings))
-            .transpose()?;
         (opts.tls, opts.implicit_tls) = route.session_tls();
         opts.server_address
             .get_or_insert_with(|| (route.host.clone(), route.port));
-        let (sock, addr) = match &route.addrs {
-            Some(addrs) => transport::connect_addrs(host, addrs, route.timeouts.connect)?,
-            None => transport::connect(host, route.port, route.timeouts.connect)?,
-        };
-        trace(&TraceLine {
-            client: true,
-            text: format!("connected to {host} [{addr}]"),
-        });
-        let mut stream = Stream::new(sock);
-        let cap = |d: Instant| overall.map_or(d, |o| o.min(d));
-        if let (TlsMode::Implicit, Some(tls)) = (route.tls, &tls) {
-            let deadline = cap(Instant::now() + route.timeouts.for_wait(Wait::Greeting));
-            stream
-                .start_tls(tls.config.clone(), route.tls_name()?, deadline)
-                .map_err(|e| {
-                    transport::tls::tls_failure(host, transport::tls::describe_handshake_error(&e))
-                })?;
-            stream
-                .flush(deadline)
-                .map_err(|e| transport::tls::tls_failure(host, describe_io(&e)))?;
-            trace_tls(&stream, tls.verified(), trace);
-        }
-        opts.tls_verified = tls.as_ref().is_some_and(|t| t.verified());
+        let link = Link::open(route, trace)?;
+        opts.tls_verified = link.tls_verified();
         Ok(Connection {
-            route,
-            stream,
+            link,
             session: Session::new(envelope, opts),
-            tls,
-            overall,
-            inbuf: vec![0u8; 16 * 1024],
         })
-    }
-
-    fn cap(&self, d: Instant) -> Instant {
-        self.overall.map_or(d, |o| o.min(d))
     }
 
     /// Run the session until the current transaction ends: `Done`, `TransactionFailed` or
@@ -331,82 +292,37 @@ impl<'r> Connection<'r> {
         trace: &mut dyn FnMut(&TraceLine),
         stage: &mut dyn FnMut(&mut Session),
     ) -> Result<Event, Error> {
-        let route = self.route;
-        let host = route.host.as_str();
-        let mut deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
+        let mut deadline = self.link.deadline(self.session.wait());
         loop {
             if self.session.can_stage() {
                 stage(&mut self.session);
             }
-            if let Some(out) = self.session.poll_transmit() {
-                let n = out.len();
-                let write_deadline =
-                    self.cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
-                self.stream
-                    .write_all(out, write_deadline)
-                    .map_err(|e| session_io_error(host, &self.session, &e))?;
-                self.session.consume(n);
-                deadline = self.cap(Instant::now() + route.timeouts.for_wait(self.session.wait()));
+            if self.link.transmit(&mut self.session)? {
+                deadline = self.link.deadline(self.session.wait());
             }
-            while let Some(line) = self.session.poll_trace() {
-                trace(&line);
-            }
+            Link::drain_trace(&mut self.session, trace);
             match self.session.poll_event() {
                 Some(Event::StartTls) => {
-                    let Some(tls) = &self.tls else {
-                        return Err(Error::Internal("STARTTLS without a TLS config".into()));
-                    };
-                    let hs_deadline =
-                        self.cap(Instant::now() + route.timeouts.for_wait(Wait::Command));
-                    self.stream
-                        .start_tls(tls.config.clone(), route.tls_name()?, hs_deadline)
-                        .map_err(|e| {
-                            transport::tls::tls_failure(
-                                host,
-                                transport::tls::describe_handshake_error(&e),
-                            )
-                        })?;
-                    trace_tls(&self.stream, tls.verified(), trace);
-                    self.session.tls_established(tls.verified());
+                    self.link.start_tls(&mut self.session, trace)?;
                     continue;
                 }
                 Some(Event::SendBody) => {
                     let Some(b) = body.take() else {
                         return Err(Error::Internal("body requested twice".into()));
                     };
-                    let overall = self.overall;
-                    send_body(
-                        &mut self.stream,
-                        &mut self.session,
-                        b,
-                        route,
-                        |d| overall.map_or(d, |o| o.min(d)),
-                        stage,
-                    )?;
+                    send_body(&mut self.link, &mut self.session, b, stage)?;
                     continue;
                 }
                 Some(event @ (Event::Done(_) | Event::TransactionFailed(_))) => {
-                    if let Some(out) = self.session.poll_transmit() {
-                        // QUIT after the last message: best effort, the 221 is not awaited.
-                        let _ = self
-                            .stream
-                            .write_all(out, self.cap(Instant::now() + Duration::from_secs(5)));
-                        let n = out.len();
-                        self.session.consume(n);
-                    }
+                    // QUIT after the last message: best effort, the 221 is not awaited.
+                    self.link
+                        .say_last(&mut self.session, Duration::from_secs(5));
                     return Ok(event);
                 }
                 Some(event @ Event::Failed(_)) => {
-                    if let Some(out) = self.session.poll_transmit() {
-                        let _ = self
-                            .stream
-                            .write_all(out, Instant::now() + Duration::from_secs(2));
-                        let n = out.len();
-                        self.session.consume(n);
-                    }
-                    while let Some(line) = self.session.poll_trace() {
-                        trace(&line);
-                    }
+                    self.link
+                        .say_last(&mut self.session, Duration::from_secs(2));
+                    Link::drain_trace(&mut self.session, trace);
                     return Ok(event);
                 }
                 None => {}
@@ -419,69 +335,29 @@ impl<'r> Connection<'r> {
                     "session is neither waiting nor finished".into(),
                 ));
             }
-            match self.stream.read(&mut self.inbuf, deadline) {
-                Ok(0) => self.session.handle_eof(),
-                Ok(n) => self.session.handle_input(&self.inbuf[..n]),
-                Err(e) => return Err(session_io_error(host, &self.session, &e)),
-            }
+            self.link.receive(&mut self.session, deadline)?;
         }
     }
 
     /// The delivery record for a successful transaction, and the connection closed.
     fn finish(mut self, report: Report) -> Delivered {
         self.session.quit();
-        if let Some(out) = self.session.poll_transmit() {
-            let _ = self
-                .stream
-                .write_all(out, Instant::now() + Duration::from_secs(2));
-        }
+        self.link
+            .say_last(&mut self.session, Duration::from_secs(2));
         let delivered = Delivered {
             report,
-            host: self.route.host.clone(),
-            tls: self.stream.tls_description(),
-            tls_verified: self.tls.as_ref().is_some_and(|t| t.verified()),
+            host: self.link.route.host.clone(),
+            tls: self.link.stream.tls_description(),
+            tls_verified: self.link.tls_verified(),
         };
         self.close();
         delivered
     }
 
     fn close(mut self) {
-        if let Some(out) = self.session.poll_transmit() {
-            let _ = self
-                .stream
-                .write_all(out, Instant::now() + Duration::from_secs(2));
-        }
-        self.stream.close(Instant::now() + Duration::from_secs(2));
-    }
-}
-
-fn trace_tls(stream: &Stream, verified: bool, trace: &mut dyn FnMut(&TraceLine)) {
-    let desc = stream.tls_description().unwrap_or_else(|| "TLS".into());
-    let check = if verified {
-        "certificate verified"
-    } else {
-        "certificate NOT verified"
-    };
-    trace(&TraceLine {
-        client: true,
-        text: format!("TLS handshake done: {desc}, {check}"),
-    });
-}
-
-/// A network error while waiting on `session`: name what was being waited for.
-fn session_io_error(host: &str, session: &Session, e: &io::Error) -> Error {
-    let what = match session.wait() {
-        Wait::Greeting => "waiting for the greeting",
-        Wait::Mail => "waiting for the reply to MAIL",
-        Wait::Rcpt => "waiting for the reply to RCPT",
-        Wait::DataInit => "waiting for the reply to DATA",
-        Wait::DataBlock => "sending the message",
-        Wait::DataTermination => "waiting for the reply to the end of DATA",
-        Wait::Command => "waiting for a reply",
-    };
-    Error::Network {
-        host: host.to_string(),
-        detail: format!("{what}: {}", describe_io(e)),
+        self.link
+            .say_last(&mut self.session, Duration::from_secs(2));
+        self.link.close();
     }
 }
 
@@ -492,13 +368,12 @@ fn nul_error() -> Error {
 /// Stream the body through the encoder in fixed blocks; the last block carries the end of
 /// data and any pipelined QUIT in the same write.
 fn send_body(
-    stream: &mut Stream,
+    link: &mut Link<'_>,
     session: &mut Session,
     body: Body<'_>,
-    route: &Route,
-    cap: impl Fn(Instant) -> Instant,
     stage: &mut dyn FnMut(&mut Session),
 ) -> Result<(), Error> {
+    let route = link.route;
     let host = route.host.as_str();
     let block_timeout = route.timeouts.for_wait(Wait::DataBlock);
     let mut encoder = BodyEncoder::new(body.dot_ends_input);
@@ -509,13 +384,13 @@ fn send_body(
     // block would end in a small record, one more for the server to take apart (a server
     // that reads record by record, like OpenSSL's, then reads a fifth more often).
     let mut write = |out: &mut Vec<u8>, last: bool| -> Result<(), Error> {
-        let deadline = cap(Instant::now() + block_timeout);
+        let deadline = link.cap(Instant::now() + block_timeout);
         let whole = if last {
             out.len()
         } else {
             out.len() - out.len() % TLS_RECORD
         };
-        stream
+        link.stream
             .write_all(&out[..whole], deadline)
             .map_err(|e| Error::Network {
                 host: host.to_string(),

@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod direct;
+pub mod link;
 pub mod log;
 pub mod mailbox;
 pub mod policy;

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod capabilities;
 pub mod command;
+pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod probe;
@@ -18,6 +19,7 @@ mod session_tests;
 pub use body::BodyEncoder;
 pub use capabilities::Capabilities;
 pub use command::Command;
+pub use engine::Engine;
 pub use error::{RcptFailure, SessionError};
 pub use reply::{Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism, SaslError, Secret, SecretKind};

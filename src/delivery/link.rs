@@ -1,0 +1,180 @@
+//! One connection to one server, driving a sans-IO machine ([`Engine`]: the session or the
+//! probe): connect, implicit TLS, writing each flight, reading under the deadline the
+//! machine's wait gives, and the STARTTLS upgrade. Both machines run on this one driver.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::route::Route;
+use crate::error::Error;
+use crate::smtp::{Engine, TraceLine, Wait};
+use crate::transport::{self, Stream, TlsMode, describe_io, tls};
+
+/// A connection under one route's rules.
+pub struct Link<'r> {
+    pub route: &'r Route,
+    pub stream: Stream,
+    /// The address connected to.
+    pub addr: SocketAddr,
+    tls: Option<transport::Tls>,
+    /// The deadline for the whole session, when one is set.
+    overall: Option<Instant>,
+    inbuf: Vec<u8>,
+}
+
+impl<'r> Link<'r> {
+    /// Connect (to the route's addresses, or its host name) and, for implicit TLS, run the
+    /// handshake before the server says anything.
+    pub fn open(route: &'r Route, trace: &mut dyn FnMut(&TraceLine)) -> Result<Link<'r>, Error> {
+        let overall = route.timeouts.total.map(|t| Instant::now() + t);
+        let host = route.host.as_str();
+        let tls = route
+            .tls_settings_for_handshake()
+            .map(|settings| tls::client_config(&settings))
+            .transpose()?;
+        let (sock, addr) = match &route.addrs {
+            Some(addrs) => transport::connect_addrs(host, addrs, route.timeouts.connect)?,
+            None => transport::connect(host, route.port, route.timeouts.connect)?,
+        };
+        trace(&TraceLine {
+            client: true,
+            text: format!("connected to {host} [{addr}]"),
+        });
+        let mut link = Link {
+            route,
+            stream: Stream::new(sock),
+            addr,
+            tls,
+            overall,
+            inbuf: vec![0u8; 16 * 1024],
+        };
+        if route.tls == TlsMode::Implicit {
+            link.handshake(Wait::Greeting, trace)?;
+        }
+        Ok(link)
+    }
+
+    /// `deadline`, or the session's overall deadline when that comes first.
+    pub fn cap(&self, deadline: Instant) -> Instant {
+        self.overall.map_or(deadline, |o| o.min(deadline))
+    }
+
+    /// The deadline for what `wait` waits for, from now.
+    pub fn deadline(&self, wait: Wait) -> Instant {
+        self.cap(Instant::now() + self.route.timeouts.for_wait(wait))
+    }
+
+    /// Whether the certificate of the TLS in use was verified (chain and name, or pin).
+    pub fn tls_verified(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.verified())
+    }
+
+    /// Write the engine's next flight, if it has one. Returns whether it wrote.
+    pub fn transmit<E: Engine>(&mut self, engine: &mut E) -> Result<bool, Error> {
+        let Some(out) = engine.poll_transmit() else {
+            return Ok(false);
+        };
+        let n = out.len();
+        let deadline = self.deadline(Wait::Command);
+        self.stream
+            .write_all(out, deadline)
+            .map_err(|e| self.io_error(engine.wait(), &e))?;
+        engine.consume(n);
+        Ok(true)
+    }
+
+    /// Read what the server sent, until `deadline`, into the engine.
+    pub fn receive<E: Engine>(&mut self, engine: &mut E, deadline: Instant) -> Result<(), Error> {
+        match self.stream.read(&mut self.inbuf, deadline) {
+            Ok(0) => engine.handle_eof(),
+            Ok(n) => engine.handle_input(&self.inbuf[..n]),
+            Err(e) => return Err(self.io_error(engine.wait(), &e)),
+        }
+        Ok(())
+    }
+
+    /// The engine's trace lines so far.
+    pub fn drain_trace<E: Engine>(engine: &mut E, trace: &mut dyn FnMut(&TraceLine)) {
+        while let Some(line) = engine.poll_trace() {
+            trace(&line);
+        }
+    }
+
+    /// STARTTLS was answered 220: run the handshake and tell the engine.
+    pub fn start_tls<E: Engine>(
+        &mut self,
+        engine: &mut E,
+        trace: &mut dyn FnMut(&TraceLine),
+    ) -> Result<(), Error> {
+        self.handshake(Wait::Command, trace)?;
+        engine.tls_established(self.tls_verified());
+        Ok(())
+    }
+
+    fn handshake(&mut self, wait: Wait, trace: &mut dyn FnMut(&TraceLine)) -> Result<(), Error> {
+        let host = self.route.host.as_str();
+        let Some(tls) = &self.tls else {
+            return Err(Error::Internal("TLS without a TLS config".into()));
+        };
+        let deadline = self.deadline(wait);
+        self.stream
+            .start_tls(tls.config.clone(), self.route.tls_name()?, deadline)
+            .map_err(|e| tls::tls_failure(host, tls::describe_handshake_error(&e)))?;
+        // What TLS queued after the handshake (the client's Finished when the server
+        // speaks first, as with implicit TLS).
+        if self.route.tls == TlsMode::Implicit {
+            self.stream
+                .flush(deadline)
+                .map_err(|e| tls::tls_failure(host, describe_io(&e)))?;
+        }
+        let desc = self
+            .stream
+            .tls_description()
+            .unwrap_or_else(|| "TLS".into());
+        let check = if tls.verified() {
+            "certificate verified"
+        } else {
+            "certificate NOT verified"
+        };
+        trace(&TraceLine {
+            client: true,
+            text: format!("TLS handshake done: {desc}, {check}"),
+        });
+        Ok(())
+    }
+
+    /// Write what the engine still has to say (QUIT), best effort, without waiting for
+    /// a reply.
+    pub fn say_last<E: Engine>(&mut self, engine: &mut E, within: Duration) {
+        if let Some(out) = engine.poll_transmit() {
+            let n = out.len();
+            let _ = self
+                .stream
+                .write_all(out, self.cap(Instant::now() + within));
+            engine.consume(n);
+        }
+    }
+
+    /// Close politely (TLS close_notify, then the socket).
+    pub fn close(self) {
+        self.stream.close(Instant::now() + Duration::from_secs(2));
+    }
+
+    /// A network error while waiting for `wait`: name what was being waited for.
+    pub fn io_error(&self, wait: Wait, e: &io::Error) -> Error {
+        let what = match wait {
+            Wait::Greeting => "waiting for the greeting",
+            Wait::Mail => "waiting for the reply to MAIL",
+            Wait::Rcpt => "waiting for the reply to RCPT",
+            Wait::DataInit => "waiting for the reply to DATA",
+            Wait::DataBlock => "sending the message",
+            Wait::DataTermination => "waiting for the reply to the end of DATA",
+            Wait::Command => "waiting for a reply",
+        };
+        Error::Network {
+            host: self.route.host.clone(),
+            detail: format!("{what}: {}", describe_io(e)),
+        }
+    }
+}
