@@ -766,152 +766,190 @@ impl Session {
             });
         }
         match awaiting {
-            Awaiting::Greeting => match reply.code {
-                220 => self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo),
-                _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
-                _ => self.unexpected(command, reply),
-            },
-            Awaiting::Ehlo => match reply.code {
-                250 => {
-                    self.caps = Capabilities::from_ehlo(&reply);
-                    self.after_hello();
-                }
-                // RFC 5321 §3.2: a server that does not know EHLO gets HELO.
-                500 | 501 | 502 | 504 => {
-                    self.send(Command::Helo(self.opts.ehlo_name.clone()), Awaiting::Helo)
-                }
-                _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
-                _ => self.unexpected(command, reply),
-            },
-            Awaiting::Helo => match reply.code {
-                250 => {
-                    self.caps = Capabilities::default();
-                    self.after_hello();
-                }
-                _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
-                _ => self.unexpected(command, reply),
-            },
-            Awaiting::StartTls => match reply.code {
-                220 if self.parser.has_buffered() => {
-                    // RFC 3207 §4.2, CVE-2011-0411: bytes after the 220 came in cleartext
-                    // and must never be read as replies after the handshake. Nothing more
-                    // is said on a connection that is being tampered with, not even QUIT.
-                    self.phase = Phase::TlsHandshake;
-                    self.fail(SessionError::Protocol(format!(
-                        "{command}: server sent data after its 220 reply, before the TLS \
-                         handshake (response injection)"
-                    )));
-                }
-                220 => {
-                    self.phase = Phase::TlsHandshake;
-                    self.events.push_back(Event::StartTls);
-                }
-                _ if reply.is_transient() || reply.is_permanent() => {
-                    if self.opts.tls == TlsPolicy::Required {
-                        self.fail(SessionError::TlsUnavailable(format!(
-                            "{command}: {reply} (TLS is required)"
-                        )));
-                    } else {
-                        self.trace_note("STARTTLS refused; continuing without TLS");
-                        self.begin_auth_or_transaction();
-                    }
-                }
-                _ => self.unexpected(command, reply),
-            },
+            Awaiting::Greeting => self.on_greeting(command, reply),
+            Awaiting::Ehlo => self.on_ehlo(command, reply),
+            Awaiting::Helo => self.on_helo(command, reply),
+            Awaiting::StartTls => self.on_starttls(command, reply),
             Awaiting::Auth { pipelined } => self.handle_auth_reply(pipelined, command, reply),
-            Awaiting::Rset => {
-                if reply.is_positive() {
-                    if !self.pipelined() {
-                        self.send_transaction();
-                    }
-                } else if reply.is_transient() || reply.is_permanent() {
-                    self.refused(command, reply);
+            Awaiting::Rset => self.on_rset(command, reply),
+            Awaiting::Mail => self.on_mail(command, reply),
+            Awaiting::Rcpt(i) => self.on_rcpt(i, command, reply),
+            Awaiting::Data => self.on_data(command, reply),
+            Awaiting::Bdat => self.on_bdat(command, reply),
+            Awaiting::DataEnd => self.on_data_end(command, reply),
+        }
+    }
+
+    /// The server's greeting (RFC 5321 §4.3.1): 220, then EHLO.
+    fn on_greeting(&mut self, command: String, reply: Reply) {
+        match reply.code {
+            220 => self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo),
+            _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
+            _ => self.unexpected(command, reply),
+        }
+    }
+
+    /// EHLO's reply names the extensions; a server that does not know EHLO gets HELO
+    /// (RFC 5321 §3.2).
+    fn on_ehlo(&mut self, command: String, reply: Reply) {
+        match reply.code {
+            250 => {
+                self.caps = Capabilities::from_ehlo(&reply);
+                self.after_hello();
+            }
+            500 | 501 | 502 | 504 => {
+                self.send(Command::Helo(self.opts.ehlo_name.clone()), Awaiting::Helo)
+            }
+            _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
+            _ => self.unexpected(command, reply),
+        }
+    }
+
+    /// HELO: no extensions at all.
+    fn on_helo(&mut self, command: String, reply: Reply) {
+        match reply.code {
+            250 => {
+                self.caps = Capabilities::default();
+                self.after_hello();
+            }
+            _ if reply.is_transient() || reply.is_permanent() => self.refused(command, reply),
+            _ => self.unexpected(command, reply),
+        }
+    }
+
+    /// STARTTLS's 220 hands over to the transport for the handshake (RFC 3207 §4).
+    fn on_starttls(&mut self, command: String, reply: Reply) {
+        match reply.code {
+            220 if self.parser.has_buffered() => {
+                // RFC 3207 §4.2, CVE-2011-0411: bytes after the 220 came in cleartext
+                // and must never be read as replies after the handshake. Nothing more
+                // is said on a connection that is being tampered with, not even QUIT.
+                self.phase = Phase::TlsHandshake;
+                self.fail(SessionError::Protocol(format!(
+                    "{command}: server sent data after its 220 reply, before the TLS \
+                     handshake (response injection)"
+                )));
+            }
+            220 => {
+                self.phase = Phase::TlsHandshake;
+                self.events.push_back(Event::StartTls);
+            }
+            _ if reply.is_transient() || reply.is_permanent() => {
+                if self.opts.tls == TlsPolicy::Required {
+                    self.fail(SessionError::TlsUnavailable(format!(
+                        "{command}: {reply} (TLS is required)"
+                    )));
                 } else {
-                    self.unexpected(command, reply);
+                    self.trace_note("STARTTLS refused; continuing without TLS");
+                    self.begin_auth_or_transaction();
                 }
             }
-            Awaiting::Mail => {
-                if reply.is_positive() {
-                    if !self.pipelined() {
-                        self.send_rcpt(0);
-                    }
-                } else if reply.is_transient() || reply.is_permanent() {
-                    self.transaction_refused(command, reply);
-                } else {
-                    self.unexpected(command, reply);
-                }
+            _ => self.unexpected(command, reply),
+        }
+    }
+
+    /// RSET before a further transaction on a kept-open session.
+    fn on_rset(&mut self, command: String, reply: Reply) {
+        if reply.is_positive() {
+            if !self.pipelined() {
+                self.send_transaction();
             }
-            Awaiting::Rcpt(i) => {
-                let recipient = self.envelope.recipients[i].clone();
-                if reply.is_positive() {
-                    self.accepted.push(recipient);
-                } else if reply.is_transient() || reply.is_permanent() {
-                    self.rejected.push(RcptFailure { recipient, reply });
-                } else {
-                    return self.unexpected(command, reply);
-                }
-                if !self.pipelined() {
-                    if i + 1 < self.envelope.recipients.len() {
-                        self.send_rcpt(i + 1);
-                    } else if self.accepted.is_empty() {
-                        self.fail_no_recipients();
-                    } else {
-                        self.send(Command::Data, Awaiting::Data);
-                    }
-                }
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.refused(command, reply);
+        } else {
+            self.unexpected(command, reply);
+        }
+    }
+
+    fn on_mail(&mut self, command: String, reply: Reply) {
+        if reply.is_positive() {
+            if !self.pipelined() {
+                self.send_rcpt(0);
             }
-            Awaiting::Data => {
-                if reply.code == 354 {
-                    if self.accepted.is_empty() {
-                        // RFC 2920 §3.1: DATA accepted although every RCPT failed; end
-                        // the empty message at once.
-                        self.out.buf().extend_from_slice(b".\r\n");
-                        if self.opts.keep_open {
-                            self.pending
-                                .push_back((Awaiting::DataEnd, "end of DATA".into()));
-                        }
-                        self.fail_no_recipients();
-                    } else if self.parser.has_buffered() {
-                        // Nothing may follow the 354 before the body; a reply here would
-                        // be taken for the end-of-data answer.
-                        self.fail(SessionError::Protocol(format!(
-                            "{command}: server sent more after its 354 reply"
-                        )));
-                    } else {
-                        self.phase = Phase::Body;
-                        self.events.push_back(Event::SendBody);
-                    }
-                } else if self.accepted.is_empty() {
-                    self.fail_no_recipients();
-                } else if reply.is_transient() || reply.is_permanent() {
-                    self.transaction_refused(command, reply);
-                } else {
-                    self.unexpected(command, reply);
-                }
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.transaction_refused(command, reply);
+        } else {
+            self.unexpected(command, reply);
+        }
+    }
+
+    /// One recipient's reply: accepted or refused, then (without PIPELINING) the next
+    /// RCPT or DATA.
+    fn on_rcpt(&mut self, i: usize, command: String, reply: Reply) {
+        let recipient = self.envelope.recipients[i].clone();
+        if reply.is_positive() {
+            self.accepted.push(recipient);
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.rejected.push(RcptFailure { recipient, reply });
+        } else {
+            return self.unexpected(command, reply);
+        }
+        if !self.pipelined() {
+            if i + 1 < self.envelope.recipients.len() {
+                self.send_rcpt(i + 1);
+            } else if self.accepted.is_empty() {
+                self.fail_no_recipients();
+            } else {
+                self.send(Command::Data, Awaiting::Data);
             }
-            Awaiting::Bdat => {
-                if reply.is_positive() && !self.accepted.is_empty() {
-                    self.finish(reply);
-                } else if self.accepted.is_empty() {
-                    self.fail_no_recipients();
-                } else if reply.is_transient() || reply.is_permanent() {
-                    self.transaction_refused(command, reply);
-                } else {
-                    self.unexpected(command, reply);
+        }
+    }
+
+    /// DATA's 354 starts the body.
+    fn on_data(&mut self, command: String, reply: Reply) {
+        if reply.code == 354 {
+            if self.accepted.is_empty() {
+                // RFC 2920 §3.1: DATA accepted although every RCPT failed; end the empty
+                // message at once.
+                self.out.buf().extend_from_slice(b".\r\n");
+                if self.opts.keep_open {
+                    self.pending
+                        .push_back((Awaiting::DataEnd, "end of DATA".into()));
                 }
+                self.fail_no_recipients();
+            } else if self.parser.has_buffered() {
+                // Nothing may follow the 354 before the body; a reply here would be taken
+                // for the end-of-data answer.
+                self.fail(SessionError::Protocol(format!(
+                    "{command}: server sent more after its 354 reply"
+                )));
+            } else {
+                self.phase = Phase::Body;
+                self.events.push_back(Event::SendBody);
             }
-            Awaiting::DataEnd => {
-                if reply.is_positive() {
-                    if !self.pipelined() && !self.opts.keep_open {
-                        self.send_unawaited(Command::Quit);
-                    }
-                    self.finish(reply);
-                } else if reply.is_transient() || reply.is_permanent() {
-                    self.transaction_refused(command, reply);
-                } else {
-                    self.unexpected(command, reply);
-                }
+        } else if self.accepted.is_empty() {
+            self.fail_no_recipients();
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.transaction_refused(command, reply);
+        } else {
+            self.unexpected(command, reply);
+        }
+    }
+
+    /// `BDAT n LAST`'s reply is the message's (RFC 3030 §3).
+    fn on_bdat(&mut self, command: String, reply: Reply) {
+        if reply.is_positive() && !self.accepted.is_empty() {
+            self.finish(reply);
+        } else if self.accepted.is_empty() {
+            self.fail_no_recipients();
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.transaction_refused(command, reply);
+        } else {
+            self.unexpected(command, reply);
+        }
+    }
+
+    /// The reply to the end of data is the message's.
+    fn on_data_end(&mut self, command: String, reply: Reply) {
+        if reply.is_positive() {
+            if !self.pipelined() && !self.opts.keep_open {
+                self.send_unawaited(Command::Quit);
             }
+            self.finish(reply);
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.transaction_refused(command, reply);
+        } else {
+            self.unexpected(command, reply);
         }
     }
 
