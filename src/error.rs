@@ -79,9 +79,9 @@ impl Error {
             Error::NoHost { .. } => ExitStatus::NoHost,
             Error::Network { .. } => ExitStatus::TempFail,
             Error::Tls { status, .. } => *status,
-            Error::Session { error, .. } => error.exit_status(),
+            Error::Session { error, .. } => error.kind().into(),
             Error::PartialDelivery { rejected, .. } => {
-                crate::smtp::error::rcpt_failures_status(rejected)
+                crate::smtp::error::rcpt_failures_kind(rejected).into()
             }
             Error::Io(_) => ExitStatus::IoErr,
             Error::CantCreate(_) => ExitStatus::CantCreat,

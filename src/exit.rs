@@ -1,7 +1,10 @@
 //! Exit statuses from `<sysexits.h>`, the contract between a sendmail and its caller.
+//! The SMTP core only classifies its failures ([`Failure`]); the mapping is here.
 //!
 //! Callers such as cron, mutt and PHP only look at the status, so every outcome maps to
 //! exactly one of these; `EX_TEMPFAIL` in particular tells a caller to try again later.
+
+use crate::smtp::{Failure, SessionError};
 
 /// A sysexits status.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,12 +90,28 @@ impl ExitStatus {
     /// exist, which sysexits calls `EX_NOUSER`; every other permanent refusal is
     /// `EX_UNAVAILABLE`. All 4xx replies are temporary.
     pub fn for_reply(code: u16, at_rcpt: bool) -> ExitStatus {
-        match code {
-            400..=499 => ExitStatus::TempFail,
-            550 | 551 | 553 if at_rcpt => ExitStatus::NoUser,
-            500..=599 => ExitStatus::Unavailable,
-            _ => ExitStatus::Protocol,
+        Failure::of_reply(code, at_rcpt).into()
+    }
+}
+
+/// The sysexits status a kind of SMTP failure means to a sendmail caller.
+impl From<Failure> for ExitStatus {
+    fn from(failure: Failure) -> ExitStatus {
+        match failure {
+            Failure::Transient => ExitStatus::TempFail,
+            Failure::NoSuchRecipient => ExitStatus::NoUser,
+            Failure::Permanent => ExitStatus::Unavailable,
+            Failure::Protocol => ExitStatus::Protocol,
+            Failure::Auth => ExitStatus::NoPerm,
+            Failure::BadInput => ExitStatus::DataErr,
         }
+    }
+}
+
+/// What a session's failure means to the caller.
+impl From<&SessionError> for ExitStatus {
+    fn from(error: &SessionError) -> ExitStatus {
+        error.kind().into()
     }
 }
 

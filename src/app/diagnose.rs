@@ -90,7 +90,7 @@ pub fn run_to(
         return match outcome {
             Ok(report) => {
                 show(out, &report).map_err(|e| Error::Io(format!("writing the report: {e}")))?;
-                Ok(report.exit_status())
+                Ok(report.failure().map_or(ExitStatus::Ok, ExitStatus::from))
             }
             Err(e) => {
                 // What was learned before the failure helps find its cause.

@@ -2,7 +2,48 @@
 
 use super::reply::{Reply, ReplyError};
 use super::sasl::SaslError;
-use crate::exit::ExitStatus;
+
+/// How a failure is to be taken, without saying what it means to a caller: the
+/// application maps it to an exit status or a queue decision.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// Try again later: a 4xx, a closed connection, TLS not available.
+    Transient,
+    /// A recipient refused for good: 550, 551 or 553 at RCPT (RFC 5321 §4.2.2).
+    NoSuchRecipient,
+    /// Refused for good: any other 5xx, or something the server lacks for this message.
+    Permanent,
+    /// The server broke the protocol.
+    Protocol,
+    /// Authentication was refused or could not be attempted.
+    Auth,
+    /// The message cannot be sent as it is (CR or LF in an argument).
+    BadInput,
+}
+
+impl Failure {
+    /// What a reply code means: 4xx transient, 5xx permanent, and at RCPT 550/551/553 a
+    /// recipient that does not exist; anything else is not a failure code at all.
+    pub fn of_reply(code: u16, at_rcpt: bool) -> Failure {
+        match code {
+            400..=499 => Failure::Transient,
+            550 | 551 | 553 if at_rcpt => Failure::NoSuchRecipient,
+            500..=599 => Failure::Permanent,
+            _ => Failure::Protocol,
+        }
+    }
+
+    /// Which of two failures speaks for both: a refusal for good outranks a refusal for
+    /// now, since retrying cannot help.
+    fn rank(self) -> u8 {
+        match self {
+            Failure::NoSuchRecipient => 3,
+            Failure::Permanent => 2,
+            Failure::Transient => 1,
+            _ => 0,
+        }
+    }
+}
 
 /// One recipient the server refused, with its reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,36 +120,28 @@ impl SessionError {
         )
     }
 
-    pub fn exit_status(&self) -> ExitStatus {
+    /// How this failure is to be taken.
+    pub fn kind(&self) -> Failure {
         match self {
-            SessionError::Refused { reply, at_rcpt, .. } => {
-                ExitStatus::for_reply(reply.code, *at_rcpt)
-            }
-            SessionError::NoRecipientAccepted(failures) => rcpt_failures_status(failures),
-            SessionError::BadReply { .. } | SessionError::Protocol(_) => ExitStatus::Protocol,
-            SessionError::TlsUnavailable(_) | SessionError::Closed(_) => ExitStatus::TempFail,
-            SessionError::AuthFailed { reply, .. } if reply.is_transient() => ExitStatus::TempFail,
-            SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_) => {
-                ExitStatus::NoPerm
-            }
-            SessionError::Sasl { error, .. } => error.exit_status(),
-            SessionError::Unsupported(_) => ExitStatus::Unavailable,
-            SessionError::UnsafeArgument(_) => ExitStatus::DataErr,
+            SessionError::Refused { reply, at_rcpt, .. } => Failure::of_reply(reply.code, *at_rcpt),
+            SessionError::NoRecipientAccepted(failures) => rcpt_failures_kind(failures),
+            SessionError::BadReply { .. } | SessionError::Protocol(_) => Failure::Protocol,
+            SessionError::TlsUnavailable(_) | SessionError::Closed(_) => Failure::Transient,
+            SessionError::AuthFailed { reply, .. } if reply.is_transient() => Failure::Transient,
+            SessionError::AuthFailed { .. } | SessionError::AuthUnavailable(_) => Failure::Auth,
+            SessionError::Sasl { error, .. } => error.kind(),
+            SessionError::Unsupported(_) => Failure::Permanent,
+            SessionError::UnsafeArgument(_) => Failure::BadInput,
         }
     }
 }
 
-/// The status for a set of refused recipients: a permanent refusal wins over a transient
-/// one, since retrying cannot help that recipient.
-pub fn rcpt_failures_status(failures: &[RcptFailure]) -> ExitStatus {
+/// The failure a set of refused recipients stands for: a permanent refusal wins over a
+/// transient one, since retrying cannot help that recipient.
+pub fn rcpt_failures_kind(failures: &[RcptFailure]) -> Failure {
     failures
         .iter()
-        .map(|f| ExitStatus::for_reply(f.reply.code, true))
-        .max_by_key(|s| match s {
-            ExitStatus::NoUser => 3,
-            ExitStatus::Unavailable => 2,
-            ExitStatus::TempFail => 1,
-            _ => 0,
-        })
-        .unwrap_or(ExitStatus::Software)
+        .map(|f| Failure::of_reply(f.reply.code, true))
+        .max_by_key(|k| k.rank())
+        .unwrap_or(Failure::Protocol)
 }

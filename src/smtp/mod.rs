@@ -20,7 +20,7 @@ pub use body::BodyEncoder;
 pub use capabilities::Capabilities;
 pub use command::Command;
 pub use engine::Engine;
-pub use error::{RcptFailure, SessionError};
+pub use error::{Failure, RcptFailure, SessionError};
 pub use reply::{Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism, SaslError, Secret, SecretKind};
 pub use session::{

@@ -11,11 +11,11 @@ use std::collections::VecDeque;
 
 use super::capabilities::Capabilities;
 use super::command::Command;
+use super::error::Failure;
 use super::error::SessionError;
 use super::flight::Flight;
 use super::reply::{Reply, ReplyParser};
 use super::session::{TlsPolicy, TraceLine};
-use crate::exit::ExitStatus;
 
 /// A question for the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,15 +43,18 @@ impl Query {
         }
     }
 
-    /// The exit status a reply to this query means: 2xx success, 4xx try later, 5xx
+    /// What a reply to this query means: `None` for 2xx success; 4xx try later, 5xx
     /// refused, and for VRFY a 550/551/553 says the user does not exist (RFC 5321 §3.5.3).
-    pub fn exit_status(&self, reply: &Reply) -> ExitStatus {
+    pub fn failure(&self, reply: &Reply) -> Option<Failure> {
         match reply.class() {
-            2 => ExitStatus::Ok,
-            4 => ExitStatus::TempFail,
-            5 => ExitStatus::for_reply(reply.code, matches!(self, Query::Vrfy(_))),
+            2 => None,
+            4 => Some(Failure::Transient),
+            5 => Some(Failure::of_reply(
+                reply.code,
+                matches!(self, Query::Vrfy(_)),
+            )),
             // A 3xx asks for more, which none of these commands can take.
-            _ => ExitStatus::Protocol,
+            _ => Some(Failure::Protocol),
         }
     }
 }
@@ -116,20 +119,19 @@ impl ProbeReport {
             .unwrap_or_default()
     }
 
-    /// The worst status among the answers; a permanent refusal outranks a temporary one.
-    pub fn exit_status(&self) -> ExitStatus {
-        let rank = |s: &ExitStatus| match s {
-            ExitStatus::Ok => 0,
-            ExitStatus::TempFail => 1,
-            ExitStatus::Protocol => 2,
-            ExitStatus::Unavailable => 3,
+    /// The worst failure among the answers, `None` when every one succeeded; a refusal
+    /// for good outranks one for now, and a protocol error a refusal for now.
+    pub fn failure(&self) -> Option<Failure> {
+        let rank = |f: &Failure| match f {
+            Failure::Transient => 1,
+            Failure::Protocol => 2,
+            Failure::Permanent => 3,
             _ => 4,
         };
         self.answers
             .iter()
-            .map(|a| a.query.exit_status(&a.reply))
+            .filter_map(|a| a.query.failure(&a.reply))
             .max_by_key(rank)
-            .unwrap_or(ExitStatus::Ok)
     }
 }
 
@@ -691,7 +693,7 @@ mod tests {
         p.handle_input(b"554 5.7.1 go away\r\n");
         assert_eq!(sent(&mut p), "QUIT\r\n");
         let e = failed(&mut p);
-        assert_eq!(e.exit_status(), ExitStatus::Unavailable);
+        assert_eq!(e.kind(), Failure::Permanent);
         assert_eq!(p.report().banner.as_ref().unwrap().code, 554);
     }
 
@@ -701,7 +703,7 @@ mod tests {
         p.handle_input(b"220 mx\r\n250 mx\r\n");
         assert_eq!(sent(&mut p), "EHLO client.example\r\nNOOP\r\n");
         p.handle_input(b"421 4.3.2 shutting down\r\n");
-        assert_eq!(failed(&mut p).exit_status(), ExitStatus::TempFail);
+        assert_eq!(failed(&mut p).kind(), Failure::Transient);
         assert_eq!(sent(&mut p), "QUIT\r\n");
     }
 
@@ -709,7 +711,7 @@ mod tests {
     fn malformed_replies_and_eof_are_failures() {
         let mut p = Probe::new(opts(TlsPolicy::Off, vec![]));
         p.handle_input(b"hello\r\n");
-        assert_eq!(failed(&mut p).exit_status(), ExitStatus::Protocol);
+        assert_eq!(failed(&mut p).kind(), Failure::Protocol);
         let mut p = Probe::new(opts(TlsPolicy::Off, vec![Query::Noop]));
         p.handle_input(b"220 mx\r\n");
         p.handle_eof();
@@ -765,21 +767,21 @@ mod tests {
             lines: vec!["x".into()],
         };
         let vrfy = Query::Vrfy("bob".into());
-        assert_eq!(vrfy.exit_status(&r(250)), ExitStatus::Ok);
-        assert_eq!(vrfy.exit_status(&r(252)), ExitStatus::Ok);
-        assert_eq!(vrfy.exit_status(&r(450)), ExitStatus::TempFail);
+        assert_eq!(vrfy.failure(&r(250)), None);
+        assert_eq!(vrfy.failure(&r(252)), None);
+        assert_eq!(vrfy.failure(&r(450)), Some(Failure::Transient));
         for code in [550, 551, 553] {
-            assert_eq!(vrfy.exit_status(&r(code)), ExitStatus::NoUser);
+            assert_eq!(vrfy.failure(&r(code)), Some(Failure::NoSuchRecipient));
         }
-        assert_eq!(vrfy.exit_status(&r(502)), ExitStatus::Unavailable);
-        assert_eq!(vrfy.exit_status(&r(554)), ExitStatus::Unavailable);
+        assert_eq!(vrfy.failure(&r(502)), Some(Failure::Permanent));
+        assert_eq!(vrfy.failure(&r(554)), Some(Failure::Permanent));
         let expn = Query::Expn("list".into());
-        assert_eq!(expn.exit_status(&r(550)), ExitStatus::Unavailable);
-        assert_eq!(expn.exit_status(&r(502)), ExitStatus::Unavailable);
-        assert_eq!(Query::Noop.exit_status(&r(354)), ExitStatus::Protocol);
+        assert_eq!(expn.failure(&r(550)), Some(Failure::Permanent));
+        assert_eq!(expn.failure(&r(502)), Some(Failure::Permanent));
+        assert_eq!(Query::Noop.failure(&r(354)), Some(Failure::Protocol));
         assert_eq!(
-            Query::Etrn("x".into()).exit_status(&r(458)),
-            ExitStatus::TempFail
+            Query::Etrn("x".into()).failure(&r(458)),
+            Some(Failure::Transient)
         );
     }
 
@@ -793,12 +795,12 @@ mod tests {
             },
         };
         let mut report = ProbeReport::default();
-        assert_eq!(report.exit_status(), ExitStatus::Ok);
+        assert_eq!(report.failure(), None);
         report.answers.push(answer(Query::Noop, 250));
         report.answers.push(answer(Query::Help(None), 451));
-        assert_eq!(report.exit_status(), ExitStatus::TempFail);
+        assert_eq!(report.failure(), Some(Failure::Transient));
         report.answers.push(answer(Query::Vrfy("x".into()), 550));
         report.answers.push(answer(Query::Expn("y".into()), 502));
-        assert_eq!(report.exit_status(), ExitStatus::NoUser);
+        assert_eq!(report.failure(), Some(Failure::NoSuchRecipient));
     }
 }

@@ -13,8 +13,6 @@ mod scram;
 
 use std::fmt;
 
-use crate::exit::ExitStatus;
-
 pub use scram::{ITERATION_CEILING, ITERATION_FLOOR};
 
 /// A SASL mechanism this engine speaks.
@@ -232,12 +230,12 @@ pub enum SaslError {
 }
 
 impl SaslError {
-    /// A server that breaks the mechanism is a protocol error (76); every other failure
-    /// means no authentication took place (77).
-    pub fn exit_status(&self) -> ExitStatus {
+    /// A server that breaks the mechanism is a protocol error; every other failure means
+    /// no authentication took place.
+    pub fn kind(&self) -> super::error::Failure {
         match self {
-            SaslError::Malformed(_) | SaslError::Unexpected(_) => ExitStatus::Protocol,
-            _ => ExitStatus::NoPerm,
+            SaslError::Malformed(_) | SaslError::Unexpected(_) => super::error::Failure::Protocol,
+            _ => super::error::Failure::Auth,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::body::encode_all;
+use super::error::Failure;
 use super::*;
 
 /// A scripted server: answers commands with canned replies, collects the body.
@@ -404,7 +405,7 @@ fn failed_pipelined_auth_reports_the_535() {
         BANNER,
     );
     let e = failed(&o);
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     assert!(e.to_string().contains("535 5.7.8"), "{e}");
     assert!(e.to_string().starts_with("AUTH PLAIN <redacted>"), "{e}");
 }
@@ -425,7 +426,7 @@ fn starttls_required_but_not_offered_sends_nothing_more() {
         BANNER,
     );
     assert!(matches!(failed(&o), SessionError::TlsUnavailable(_)));
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::TempFail);
+    assert_eq!(failed(&o).kind(), Failure::Transient);
     assert!(
         o.server
             .commands
@@ -448,7 +449,7 @@ fn starttls_refused_when_required_is_a_temporary_failure() {
         b"x\n",
         BANNER,
     );
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::TempFail);
+    assert_eq!(failed(&o).kind(), Failure::Transient);
     assert!(!o.server.commands.iter().any(|c| c.starts_with("MAIL")));
 }
 
@@ -533,7 +534,7 @@ fn no_credentials_over_cleartext() {
         b"x\n",
         BANNER,
     );
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(failed(&o).kind(), Failure::Auth);
     assert!(!o.server.commands.iter().any(|c| c.starts_with("AUTH")));
 }
 
@@ -600,7 +601,7 @@ fn every_recipient_refused_sends_no_body() {
             BANNER,
         );
         let e = failed(&o);
-        assert_eq!(e.exit_status(), crate::ExitStatus::NoUser);
+        assert_eq!(e.kind(), Failure::NoSuchRecipient);
         assert!(o.server.data.is_empty());
         assert!(!o.flights.concat().windows(6).any(|w| w == b"secret"));
     }
@@ -614,14 +615,14 @@ fn data_accepted_after_every_rcpt_failed_gets_an_empty_message() {
         b"secret body\n",
         BANNER,
     );
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoUser);
+    assert_eq!(failed(&o).kind(), Failure::NoSuchRecipient);
     assert!(!o.flights.concat().windows(6).any(|w| w == b"secret"));
     assert!(o.flights.last().unwrap().starts_with(b".\r\nQUIT\r\n"));
 }
 
 #[test]
 fn reply_codes_at_each_stage_map_to_exit_statuses() {
-    use crate::ExitStatus as X;
+    use OutcomeKind as X;
     let cases: &[(&str, &str, X)] = &[
         ("MAIL", "421 4.3.2 shutting down", X::TempFail),
         ("MAIL", "451 4.3.0 try later", X::TempFail),
@@ -675,8 +676,8 @@ fn reply_codes_at_each_stage_map_to_exit_statuses() {
             );
             let got = match &o.result {
                 Event::Done(r) if r.rejected.is_empty() => X::Ok,
-                Event::Done(r) => crate::smtp::error::rcpt_failures_status(&r.rejected),
-                Event::Failed(e) => e.exit_status(),
+                Event::Done(r) => X::from(crate::smtp::error::rcpt_failures_kind(&r.rejected)),
+                Event::Failed(e) => X::from(e.kind()),
                 other => panic!("{other:?}"),
             };
             assert_eq!(got, *want, "{stage} {reply} pipelining={pipelining}");
@@ -686,7 +687,7 @@ fn reply_codes_at_each_stage_map_to_exit_statuses() {
 
 #[test]
 fn greeting_codes() {
-    use crate::ExitStatus as X;
+    use OutcomeKind as X;
     for (banner, want) in [
         ("421 4.3.2 busy\r\n", X::TempFail),
         ("554 5.7.1 go away\r\n", X::Unavailable),
@@ -700,7 +701,7 @@ fn greeting_codes() {
             b"x\n",
             banner,
         );
-        assert_eq!(failed(&o).exit_status(), want, "{banner}");
+        assert_eq!(X::from(failed(&o).kind()), want, "{banner}");
     }
 }
 
@@ -750,7 +751,7 @@ fn eight_bit_needs_8bitmime_and_utf8_needs_smtputf8() {
         b"x\n",
         BANNER,
     );
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::Unavailable);
+    assert_eq!(failed(&o).kind(), Failure::Permanent);
     let o = run(
         Session::new(env(&["j\u{f6}rg@x.example"]), plain_opts()),
         FakeServer::new(&["PIPELINING", "SMTPUTF8", "8BITMIME"]),
@@ -782,7 +783,7 @@ fn unsafe_address_never_reaches_the_wire() {
         b"x\n",
         BANNER,
     );
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::DataErr);
+    assert_eq!(failed(&o).kind(), Failure::BadInput);
     assert!(!o.server.commands.iter().any(|c| c.contains("evil")));
 }
 
@@ -793,7 +794,7 @@ fn server_closing_mid_session_is_temporary() {
     s.handle_eof();
     match s.poll_event() {
         Some(Event::Failed(e)) => {
-            assert_eq!(e.exit_status(), crate::ExitStatus::TempFail);
+            assert_eq!(e.kind(), Failure::Transient);
             assert!(e.to_string().starts_with("EHLO client.example"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -926,7 +927,7 @@ fn bdat_with_every_recipient_refused_is_no_user() {
         b"x\n",
         BANNER,
     );
-    assert_eq!(failed(&o).exit_status(), crate::ExitStatus::NoUser);
+    assert_eq!(failed(&o).kind(), Failure::NoSuchRecipient);
 }
 
 /// Drive a kept-open session through several envelopes, one transaction at a time (never
@@ -1071,7 +1072,7 @@ fn a_421_to_any_command_ends_the_session() {
             BANNER,
         );
         let e = failed(&o);
-        assert_eq!(e.exit_status(), crate::ExitStatus::TempFail, "{stage}");
+        assert_eq!(e.kind(), Failure::Transient, "{stage}");
         assert!(e.to_string().contains("421 4.3.2 closing"), "{stage}: {e}");
         assert!(
             !o.flights.concat().windows(6).any(|w| w == b"secret"),
@@ -1203,7 +1204,7 @@ fn scram_with_a_wrong_server_signature_fails_77() {
         ),
         "{e:?}"
     );
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     assert!(
         e.to_string()
             .starts_with("AUTH SCRAM-SHA-256: the server could not prove it knows the password"),
@@ -1235,7 +1236,7 @@ fn scram_accepted_without_a_server_signature_fails_77() {
         ),
         "{e:?}"
     );
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     assert!(!o.server.commands.iter().any(|c| c.starts_with("MAIL")));
 }
 
@@ -1254,7 +1255,7 @@ fn scram_iterations_below_the_floor_are_refused() {
             error: SaslError::TooFewIterations(1024),
         }
     );
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     assert!(e.to_string().contains("downgrade"), "{e}");
     // No proof was computed or sent: the next line is the cancel.
     assert_eq!(auth_lines(&o)[1..], ["*"]);
@@ -1274,7 +1275,7 @@ fn scram_server_error_is_reported() {
     let o = run(scram_session(), server, b"x\n", BANNER);
     let e = failed(&o);
     assert!(e.to_string().contains("invalid-proof"), "{e}");
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
 }
 
 #[test]
@@ -1375,7 +1376,7 @@ fn xoauth2_error_challenge_gets_an_empty_line_then_535_exits_77() {
     );
     let e = failed(&o);
     assert!(matches!(e, SessionError::AuthFailed { .. }), "{e:?}");
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     let msg = e.to_string();
     assert!(msg.starts_with("AUTH XOAUTH2: 535"), "{msg}");
     assert!(msg.contains("status=401"), "{msg}");
@@ -1408,7 +1409,7 @@ fn oauthbearer_error_gets_a_control_a_then_535_exits_77() {
         BANNER,
     );
     let e = failed(&o);
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     assert!(e.to_string().contains("status=invalid_token"), "{e}");
     assert_eq!(
         auth_lines(&o),
@@ -1491,7 +1492,7 @@ fn cram_md5_is_never_chosen_automatically() {
         BANNER,
     );
     let e = failed(&o);
-    assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+    assert_eq!(e.kind(), Failure::Auth);
     let msg = e.to_string();
     assert!(
         msg.starts_with("no authentication mechanism in common (server offers CRAM-MD5 GSSAPI"),
@@ -1519,7 +1520,7 @@ fn a_forced_mechanism_must_match_the_secret() {
         );
         let e = failed(&o);
         assert!(matches!(e, SessionError::AuthUnavailable(_)), "{e:?}");
-        assert_eq!(e.exit_status(), crate::ExitStatus::NoPerm);
+        assert_eq!(e.kind(), Failure::Auth);
         assert!(e.to_string().contains("needs"), "{e}");
         assert!(auth_lines(&o).is_empty(), "{mechanism:?}");
     }
@@ -1574,7 +1575,7 @@ fn a_challenge_that_is_not_base64_is_a_protocol_error() {
         BANNER,
     );
     let e = failed(&o);
-    assert_eq!(e.exit_status(), crate::ExitStatus::Protocol);
+    assert_eq!(e.kind(), Failure::Protocol);
     assert_eq!(auth_lines(&o), ["AUTH LOGIN", "*"]);
 }
 
@@ -1886,4 +1887,31 @@ fn pipelined_auth_never_carries_the_message() {
         !o.flights.iter().any(|f| find(f, b"secret text").is_some()),
         "the message was sent behind a refused AUTH"
     );
+}
+
+/// What a session's outcome is, as the reply tables above write it: done, or a failure of
+/// some kind.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+enum OutcomeKind {
+    Ok,
+    TempFail,
+    NoUser,
+    Unavailable,
+    Protocol,
+    NoPerm,
+    DataErr,
+}
+
+impl From<Failure> for OutcomeKind {
+    fn from(f: Failure) -> OutcomeKind {
+        match f {
+            Failure::Transient => OutcomeKind::TempFail,
+            Failure::NoSuchRecipient => OutcomeKind::NoUser,
+            Failure::Permanent => OutcomeKind::Unavailable,
+            Failure::Protocol => OutcomeKind::Protocol,
+            Failure::Auth => OutcomeKind::NoPerm,
+            Failure::BadInput => OutcomeKind::DataErr,
+        }
+    }
 }

@@ -13,7 +13,7 @@ use crate::exit::ExitStatus;
 use crate::message::input::{Reopen, Shared};
 use crate::queue::notice::{bounce_recipients, notify_sender};
 use crate::queue::{Entry, Spool};
-use crate::smtp::{Envelope, RcptFailure, TraceLine};
+use crate::smtp::{Envelope, Failure, RcptFailure, TraceLine};
 
 impl Run<'_> {
     /// Retry entries by direct delivery: per domain, every entry with recipients there goes
@@ -166,7 +166,7 @@ impl Tally {
                     self.refused.push((host.to_string(), permanent));
                 }
             }
-            JobOutcome::Failed(error) if error.exit_status() == ExitStatus::TempFail => {
+            JobOutcome::Failed(error) if error.kind() == Failure::Transient => {
                 self.reasons.push(format!("{host}: {error}"));
                 self.waiting.extend(rcpts.iter().cloned());
             }

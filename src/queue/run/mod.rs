@@ -17,7 +17,7 @@ use crate::delivery::{self, Body, Job, JobOutcome};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::queue::{Entry, Spool};
-use crate::smtp::{MessageInfo, RcptFailure, SessionError, TraceLine};
+use crate::smtp::{Failure, MessageInfo, RcptFailure, SessionError, TraceLine};
 
 /// How many entries go over one connection before it is closed and another opened.
 const BATCH: usize = 100;
@@ -272,10 +272,10 @@ impl Run<'_> {
                 notice
             }
             JobOutcome::Failed(error) => {
-                let status = error.exit_status();
+                let kind = error.kind();
                 let reason = format!("{host}: {error}");
-                match (error, status) {
-                    (_, ExitStatus::TempFail) => {
+                match (error, kind) {
+                    (_, Failure::Transient) => {
                         note_failure(spool, &mut entry, &reason, err);
                         None
                     }
