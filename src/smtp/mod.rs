@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod failure;
 pub mod flight;
 pub mod probe;
 pub mod reply;
@@ -20,7 +21,8 @@ pub use body::BodyEncoder;
 pub use capabilities::Capabilities;
 pub use command::Command;
 pub use engine::Engine;
-pub use error::{Failure, RcptFailure, SessionError};
+pub use error::{RcptFailure, SessionError};
+pub use failure::Failure;
 pub use reply::{Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism, SaslError, Secret, SecretKind};
 pub use session::{

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 
 use super::capabilities::Capabilities;
 use super::command::Command;
-use super::error::Failure;
 use super::error::SessionError;
+use super::failure::Failure;
 use super::flight::Flight;
 use super::reply::{Reply, ReplyParser};
 use super::session::{TlsPolicy, TraceLine};

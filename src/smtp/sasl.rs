@@ -232,10 +232,10 @@ pub enum SaslError {
 impl SaslError {
     /// A server that breaks the mechanism is a protocol error; every other failure means
     /// no authentication took place.
-    pub fn kind(&self) -> super::error::Failure {
+    pub fn kind(&self) -> super::failure::Failure {
         match self {
-            SaslError::Malformed(_) | SaslError::Unexpected(_) => super::error::Failure::Protocol,
-            _ => super::error::Failure::Auth,
+            SaslError::Malformed(_) | SaslError::Unexpected(_) => super::failure::Failure::Protocol,
+            _ => super::failure::Failure::Auth,
         }
     }
 }

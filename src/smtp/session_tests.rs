@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use super::body::encode_all;
-use super::error::Failure;
+use super::failure::Failure;
 use super::*;
 
 /// A scripted server: answers commands with canned replies, collects the body.
