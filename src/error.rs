@@ -1,8 +1,11 @@
 //! The library's error type: every failure knows its sysexits status and keeps the
 //! server's words, so `main` can print one line and exit with the right code.
 
+use std::io;
+
 use crate::exit::ExitStatus;
 use crate::smtp::{RcptFailure, SessionError};
+use crate::system::os_error::{describe, describe_network};
 
 /// Any failure of smtpsend.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +25,16 @@ pub enum Error {
     /// A host name does not resolve (EX_NOHOST).
     #[error("{host}: {detail}")]
     NoHost { host: String, detail: String },
-    /// The network failed: refused, unreachable, reset, timed out (EX_TEMPFAIL).
-    #[error("{host}: {detail}")]
-    Network { host: String, detail: String },
+    /// The network failed: refused, unreachable, reset, timed out (EX_TEMPFAIL). `detail`
+    /// says what was being done; `source`, when there is one, is the OS's error, put into
+    /// words after it.
+    #[error("{host}: {detail}{}", network_cause(.source))]
+    Network {
+        host: String,
+        detail: String,
+        #[source]
+        source: Option<io::Error>,
+    },
     /// TLS could not be established or the certificate is not trusted.
     #[error("{host}: TLS: {detail}")]
     Tls {
@@ -36,17 +46,25 @@ pub enum Error {
     #[error("{host}: {error}")]
     Session { host: String, error: SessionError },
     /// The message was delivered to some recipients and refused for others.
-    #[error("{host}: {}", describe(.rejected))]
+    #[error("{host}: {}", describe_rejected(.rejected))]
     PartialDelivery {
         host: String,
         rejected: Vec<RcptFailure>,
     },
-    /// A local file or stream failed (EX_IOERR).
-    #[error("{0}")]
-    Io(String),
-    /// Could not create a file (EX_CANTCREAT).
-    #[error("{0}")]
-    CantCreate(String),
+    /// A local file or stream failed (EX_IOERR): what was being done, and the OS's error.
+    #[error("{context}: {}", describe(.source))]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Could not create a file (EX_CANTCREAT): which, and the OS's error.
+    #[error("{context}: {}", describe(.source))]
+    CantCreate {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
     /// A temporary local failure (EX_TEMPFAIL), e.g. a config file this user cannot read.
     #[error("{0}")]
     TempFail(String),
@@ -61,7 +79,14 @@ pub enum Error {
     Internal(String),
 }
 
-fn describe(rejected: &[RcptFailure]) -> String {
+fn network_cause(source: &Option<io::Error>) -> String {
+    source
+        .as_ref()
+        .map(|e| format!(": {}", describe_network(e)))
+        .unwrap_or_default()
+}
+
+fn describe_rejected(rejected: &[RcptFailure]) -> String {
     let parts: Vec<String> = rejected
         .iter()
         .map(|f| format!("RCPT TO:<{}>: {}", f.recipient, f.reply))
@@ -70,6 +95,45 @@ fn describe(rejected: &[RcptFailure]) -> String {
 }
 
 impl Error {
+    /// A local file or stream failed while doing `context`.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// `context` (a file) could not be created.
+    pub fn cant_create(context: impl Into<String>, source: io::Error) -> Error {
+        Error::CantCreate {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A local failure that has no OS error behind it (a short write, a truncated file).
+    pub fn io_text(context: impl Into<String>, what: &str) -> Error {
+        Error::io(context, io::Error::other(what.to_string()))
+    }
+
+    /// The network failed while doing `detail` with `host`.
+    pub fn network(host: impl Into<String>, detail: impl Into<String>, source: io::Error) -> Error {
+        Error::Network {
+            host: host.into(),
+            detail: detail.into(),
+            source: Some(source),
+        }
+    }
+
+    /// A network failure that is said in words only (a DNS answer, a failure passed on).
+    pub fn network_text(host: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error::Network {
+            host: host.into(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Usage(_) => ExitStatus::Usage,
@@ -83,8 +147,8 @@ impl Error {
             Error::PartialDelivery { rejected, .. } => {
                 crate::smtp::error::rcpt_failures_kind(rejected).into()
             }
-            Error::Io(_) => ExitStatus::IoErr,
-            Error::CantCreate(_) => ExitStatus::CantCreat,
+            Error::Io { .. } => ExitStatus::IoErr,
+            Error::CantCreate { .. } => ExitStatus::CantCreat,
             Error::TempFail(_) => ExitStatus::TempFail,
             Error::NoPerm(_) => ExitStatus::NoPerm,
             Error::Unavailable(_) => ExitStatus::Unavailable,

@@ -96,7 +96,7 @@ pub fn run(
     }
     let toml = config::msmtprc::import(&text, &file)?;
     out.write_all(toml.as_bytes())
-        .map_err(|e| Error::Io(format!("writing the TOML: {e}")))?;
+        .map_err(|e| Error::io("writing the TOML", e))?;
     if toml.contains("\npassword = ") {
         let _ = writeln!(
             err,

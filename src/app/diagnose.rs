@@ -89,7 +89,7 @@ pub fn run_to(
         };
         return match outcome {
             Ok(report) => {
-                show(out, &report).map_err(|e| Error::Io(format!("writing the report: {e}")))?;
+                show(out, &report).map_err(|e| Error::io("writing the report", e))?;
                 Ok(report.failure().map_or(ExitStatus::Ok, ExitStatus::from))
             }
             Err(e) => {

@@ -59,7 +59,7 @@ pub fn run(settings: &Settings, input: Input<'_>, err: &mut dyn Write) -> Result
         one.message.from = Some(if from.is_empty() { "<>" } else { from }.to_string());
         let copy = file
             .try_clone()
-            .map_err(|e| Error::Io(format!("reopening the received message: {e}")))?;
+            .map_err(|e| Error::io("reopening the received message", e))?;
         match send::run(&one, Input::File(copy), err) {
             Ok(_) => Ok(()),
             // Some recipients have the message: refusing it now would make the client send
@@ -207,7 +207,7 @@ impl Server<'_, '_> {
         self.output
             .write_all(&bytes)
             .and_then(|()| self.output.flush())
-            .map_err(|e| Error::Io(format!("writing an SMTP reply to standard output: {e}")))
+            .map_err(|e| Error::io("writing an SMTP reply to standard output", e))
     }
 
     /// A 5xx reply to a command, counted towards [`MAX_ERRORS`].
@@ -391,7 +391,7 @@ impl Server<'_, '_> {
             Received::Complete => {
                 let outcome = file
                     .seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::Io(format!("rewinding the received message: {e}")))
+                    .map_err(|e| Error::io("rewinding the received message", e))
                     .and_then(|_| (self.deliver)(&from, &rcpts, &mut file));
                 match outcome {
                     Ok(()) => "250 2.0.0 Ok: message accepted".to_string(),
@@ -454,7 +454,7 @@ enum Received {
 }
 
 fn input_error(e: io::Error) -> Error {
-    Error::Io(format!("reading SMTP commands from standard input: {e}"))
+    Error::io("reading SMTP commands from standard input", e)
 }
 
 /// `FROM:` / `TO:` at the start, case-insensitive; the rest, blanks after the colon
@@ -727,10 +727,7 @@ mod tests {
         input.extend_from_slice(b"QUIT\r\n");
         let (lines, got) = session_with(&input, |n| match n {
             1 => Ok(()),
-            2 => Err(Error::Network {
-                host: "relay".into(),
-                detail: "connection refused".into(),
-            }),
+            2 => Err(Error::network_text("relay", "connection refused")),
             _ => Err(Error::Unavailable("550 5.7.1 relaying\r\ndenied".into())),
         });
         assert_eq!(got.len(), 3);

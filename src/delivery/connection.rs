@@ -13,7 +13,6 @@ use crate::smtp::{
     TraceLine, Wait,
 };
 use crate::system::terminal::Progress;
-use crate::transport::describe_io;
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
 pub const BLOCK: usize = 64 * 1024;
@@ -83,13 +82,7 @@ impl JobOutcome {
     /// A job left without an outcome, as the network error it stands for at `host` (its
     /// reason already names the host; the error adds it again when shown).
     pub fn not_attempted_error(host: &str, why: &str) -> Error {
-        Error::Network {
-            host: host.to_string(),
-            detail: why
-                .strip_prefix(&format!("{host}: "))
-                .unwrap_or(why)
-                .to_string(),
-        }
+        Error::network_text(host, why.strip_prefix(&format!("{host}: ")).unwrap_or(why))
     }
 }
 
@@ -392,10 +385,7 @@ fn send_body(
         };
         link.stream
             .write_all(&out[..whole], deadline)
-            .map_err(|e| Error::Network {
-                host: host.to_string(),
-                detail: format!("sending the message: {}", describe_io(&e)),
-            })?;
+            .map_err(|e| Error::network(host, "sending the message", e))?;
         out.drain(..whole);
         Ok(())
     };
@@ -415,7 +405,7 @@ fn send_body(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // Never end the data with a dot here: the server must discard the partial message.
-            Err(e) => return Err(Error::Io(format!("reading the message: {e}"))),
+            Err(e) => return Err(Error::io("reading the message", e)),
         };
         encoder.encode(&inbuf[..n], &mut out);
         if let Some(meter) = progress.as_mut() {

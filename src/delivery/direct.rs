@@ -371,10 +371,11 @@ mod tests {
 
     #[test]
     fn which_failures_move_on_to_the_next_exchanger() {
-        assert!(try_next_host(&Error::Network {
-            host: "mx".into(),
-            detail: "connection refused".into()
-        }));
+        assert!(try_next_host(&Error::network(
+            "mx",
+            "connect to 192.0.2.1:25",
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused)
+        )));
         assert!(try_next_host(&refused("connection greeting", 421)));
         assert!(try_next_host(&refused("EHLO x", 451)));
         assert!(!try_next_host(&refused("connection greeting", 554)));

@@ -172,9 +172,6 @@ impl<'r> Link<'r> {
             Wait::DataTermination => "waiting for the reply to the end of DATA",
             Wait::Command => "waiting for a reply",
         };
-        Error::Network {
-            host: self.route.host.clone(),
-            detail: format!("{what}: {}", describe_io(e)),
-        }
+        Error::network(&self.route.host, what, crate::system::os_error::owned(e))
     }
 }

@@ -264,16 +264,15 @@ impl Logger {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| Error::CantCreate(format!("log file {}: {e}", path.display())))?;
+            .map_err(|e| Error::cant_create(format!("log file {}", path.display()), e))?;
         let written = file
             .write(line.as_bytes())
-            .map_err(|e| Error::Io(format!("log file {}: {e}", path.display())))?;
+            .map_err(|e| Error::io(format!("log file {}", path.display()), e))?;
         if written != line.len() {
-            return Err(Error::Io(format!(
-                "log file {}: short write ({written} of {} bytes)",
-                path.display(),
-                line.len()
-            )));
+            return Err(Error::io_text(
+                format!("log file {}", path.display()),
+                &format!("short write ({written} of {} bytes)", line.len()),
+            ));
         }
         Ok(())
     }
@@ -674,10 +673,11 @@ mod tests {
             r.reply, "535 5.7.8 bad credentials",
             "the reply, not the command"
         );
-        let net = Error::Network {
-            host: "relay".into(),
-            detail: "connect to 192.0.2.1:587: connection refused".into(),
-        };
+        let net = Error::network(
+            "relay",
+            "connect to 192.0.2.1:587",
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        );
         let r = Record::failed(&a, &net);
         assert_eq!((r.status, r.code.code()), (Status::Deferred, 75));
         assert!(r.reply.contains("connection refused"));

@@ -188,11 +188,13 @@ fn append(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::Io(format!(
-                    "reading the message for {}: {}; nothing was delivered",
-                    mailbox.path.display(),
-                    reason(&e)
-                )));
+                return Err(Error::io(
+                    format!(
+                        "reading the message for {} (nothing was delivered)",
+                        mailbox.path.display()
+                    ),
+                    e,
+                ));
             }
         };
         output.clear();
@@ -390,11 +392,14 @@ fn open_failure(mailbox: &Mailbox, e: &io::Error) -> Error {
 /// A mailbox that is not a plain file of its own is a setup problem or an attack; no
 /// retry will change it, so it is permanent (EX_CANTCREAT).
 fn refuse(mailbox: &Mailbox, why: &str) -> Error {
-    Error::CantCreate(format!(
-        "{}: refusing to deliver to {}: it {why}",
-        mailbox.user,
-        mailbox.path.display()
-    ))
+    Error::cant_create(
+        format!(
+            "{}: refusing to deliver to {}",
+            mailbox.user,
+            mailbox.path.display()
+        ),
+        std::io::Error::other(format!("it {why}")),
+    )
 }
 
 /// Take an fcntl write lock on the whole mailbox, retrying F_SETLK until `deadline` (an
@@ -431,7 +436,7 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
         "{}: {what} {}: {} (running as {}, uid {})",
         mailbox.user,
         path.display(),
-        reason(e),
+        crate::system::os_error::describe(e),
         crate::system::identity::user_name(),
         effective_uid()
     );
@@ -448,7 +453,16 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
         ) => Error::TempFail(format!(
             "{text}; the message was not delivered, keep it and retry"
         )),
-        _ => Error::Io(format!("{text}; the message was not delivered")),
+        _ => Error::io(
+            format!(
+                "{}: {what} {} (running as {}, uid {}; the message was not delivered)",
+                mailbox.user,
+                path.display(),
+                crate::system::identity::user_name(),
+                effective_uid()
+            ),
+            crate::system::os_error::owned(e),
+        ),
     }
 }
 
@@ -494,7 +508,7 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
                 return Err(Error::TempFail(format!(
                     "{name}: cannot look up the user: {}; the message was not delivered, \
                      keep it and retry",
-                    reason(&io::Error::from_raw_os_error(rc))
+                    crate::system::os_error::describe(&io::Error::from_raw_os_error(rc))
                 )));
             }
         }
@@ -627,15 +641,6 @@ impl MboxEncoder {
         }
         out.push(b'\n');
         *self = MboxEncoder::default();
-    }
-}
-
-/// The OS's words without Rust's " (os error 13)" suffix.
-fn reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
     }
 }
 

@@ -475,10 +475,9 @@ impl Failure {
                 host,
                 detail: "host has no A or AAAA record".into(),
             },
-            Failure::Temporary(detail) => Error::Network {
-                host,
-                detail: format!("DNS {what} lookup: {detail}"),
-            },
+            Failure::Temporary(detail) => {
+                Error::network_text(host, format!("DNS {what} lookup: {detail}"))
+            }
         }
     }
 }

@@ -101,10 +101,10 @@ impl Aliases {
                     "{}: cannot be read: {}; the message was not delivered, \
                      keep it and retry once the file is readable",
                     path.display(),
-                    reason(&e)
+                    crate::system::os_error::describe(&e)
                 )));
             }
-            Err(e) => return Err(Error::Io(format!("{}: {}", path.display(), reason(&e)))),
+            Err(e) => return Err(Error::io(path.display().to_string(), e)),
         };
         // Stray Latin-1 lives in comments of old tables; it cannot form a usable name or
         // address, so it is not worth refusing the whole file for.
@@ -366,15 +366,6 @@ fn unquote_prefix(text: &str) -> Option<(String, usize)> {
         }
     }
     None
-}
-
-/// The OS's words without Rust's " (os error 13)" suffix.
-fn reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -407,7 +407,7 @@ fn read_text(reader: &mut dyn Read, what: &str, limit: u64) -> Result<String> {
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::Io(format!("reading {what}: {e}")))?;
+        .map_err(|e| Error::io(format!("reading {what}"), e))?;
     if bytes.len() as u64 > limit {
         return Err(too_large(what));
     }
@@ -515,8 +515,7 @@ fn write_base64<R: Read + ?Sized>(input: &mut R, sink: &mut Sink<'_>, what: &str
     let mut line = [0u8; 76];
     let mut first = true;
     loop {
-        let n =
-            read_full(input, &mut buf).map_err(|e| Error::Io(format!("reading {what}: {e}")))?;
+        let n = read_full(input, &mut buf).map_err(|e| Error::io(format!("reading {what}"), e))?;
         for chunk in buf[..n].chunks(BASE64_LINE_INPUT) {
             if !first {
                 sink.write(b"\r\n");
@@ -615,7 +614,7 @@ impl<'a> Sink<'a> {
 }
 
 fn write_error(e: io::Error) -> Error {
-    Error::Io(format!("writing the composed message: {e}"))
+    Error::io("writing the composed message", e)
 }
 
 impl mail_builder::Writer for Sink<'_> {
@@ -1310,7 +1309,7 @@ for part in msg.walk():
             ..opts()
         };
         match compose(&o, &mut &b"x"[..], &mut Full) {
-            Err(Error::Io(msg)) => assert!(msg.contains("disk full"), "{msg}"),
+            Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("disk full"), "{e}"),
             other => panic!("{other:?}"),
         }
     }

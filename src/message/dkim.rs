@@ -219,7 +219,7 @@ impl Signer {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Io(format!("reading the message: {e}"))),
+                Err(e) => return Err(Error::io("reading the message", e)),
             };
             signing.update(&block[..n])?;
         }

@@ -81,7 +81,7 @@ impl<'a> Message<'a> {
             Input::File(mut file) => {
                 let start = file
                     .stream_position()
-                    .map_err(|e| Error::Io(format!("reading the message: {e}")))?;
+                    .map_err(|e| Error::io("reading the message", e))?;
                 Rest::File { file, start }
             }
             Input::Stream(input) => Rest::Stream {
@@ -162,7 +162,7 @@ impl<'a> Message<'a> {
             Rest::Stream { copy, read, .. } => {
                 if let Some(copy) = copy {
                     copy.set_len(0)
-                        .map_err(|e| Error::Io(format!("keeping the message: {e}")))?;
+                        .map_err(|e| Error::io("keeping the message", e))?;
                 }
                 *read = 0;
             }
@@ -205,9 +205,7 @@ impl<'a> Message<'a> {
                 file.seek(SeekFrom::End(0))
                     .and_then(|_| io::copy(input, file))
                     .map(|n| *read += n)
-                    .map_err(|e| {
-                        Error::Io(format!("copying the message for several destinations: {e}"))
-                    })?;
+                    .map_err(|e| Error::io("copying the message for several destinations", e))?;
                 *ended = true;
             }
         }
@@ -365,7 +363,7 @@ pub fn private_temp_file() -> Result<File, Error> {
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE)
         .open(&dir)
-        .map_err(|e| Error::CantCreate(format!("temporary file in {}: {e}", dir.display())))
+        .map_err(|e| Error::cant_create(format!("temporary file in {}", dir.display()), e))
 }
 
 #[cfg(test)]

@@ -957,7 +957,7 @@ mod tests {
         let mut input = ThenFail(Some(b"Subject: a\n"));
         assert!(matches!(
             prepare_at(&mut input, &opts(), &stamp()),
-            Err(Error::Io(_))
+            Err(Error::Io { .. })
         ));
     }
 

@@ -217,7 +217,7 @@ fn fill<R: Read + ?Sized>(input: &mut R, buf: &mut Vec<u8>) -> crate::Result<boo
                 return Ok(false);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(crate::Error::Io(format!("reading the message: {e}"))),
+            Err(e) => return Err(crate::Error::io("reading the message", e)),
         }
     }
 }

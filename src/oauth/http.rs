@@ -124,7 +124,7 @@ fn failure(what: &str, url: &str, e: &ureq::Error) -> OAuthError {
     let detail = match e {
         ureq::Error::Timeout(_) => "timed out".to_string(),
         ureq::Error::HostNotFound => "host not found".to_string(),
-        ureq::Error::Io(io) => io_reason(io),
+        ureq::Error::Io(io) => crate::system::os_error::describe(io),
         ureq::Error::BodyExceedsLimit(_) => {
             return OAuthError::Transient(format!(
                 "{what} {url}: the answer is longer than {BODY_LIMIT} bytes"
@@ -136,15 +136,6 @@ fn failure(what: &str, url: &str, e: &ureq::Error) -> OAuthError {
         other => other.to_string(),
     };
     OAuthError::Transient(format!("{what} {url}: {detail}"))
-}
-
-/// The OS's words without Rust's " (os error 111)" suffix.
-fn io_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -26,20 +26,15 @@ pub(super) fn is_full(e: &io::Error) -> bool {
 pub(super) fn spool_error(step: Step, path: &Path, e: &io::Error) -> Error {
     let shown = path.display();
     if is_full(e) {
-        return Error::TempFail(format!("spool full: {shown}: {}", reason(e)));
+        return Error::TempFail(format!(
+            "spool full: {shown}: {}",
+            crate::system::os_error::describe(e)
+        ));
     }
+    let source = crate::system::os_error::owned(e);
     match step {
-        Step::Create => Error::CantCreate(format!("{shown}: cannot create: {}", reason(e))),
-        Step::Write => Error::Io(format!("{shown}: {}", reason(e))),
-    }
-}
-
-/// The OS's words without Rust's " (os error 28)" suffix.
-pub(super) fn reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
+        Step::Create => Error::cant_create(format!("{shown}: cannot create"), source),
+        Step::Write => Error::io(shown.to_string(), source),
     }
 }
 

@@ -174,8 +174,7 @@ impl Spool {
     /// crashed writers are removed on the way.
     pub fn list(&self) -> Result<Listing> {
         let now = SystemTime::now();
-        let unreadable =
-            |e: io::Error| Error::Io(format!("{}: {}", self.dir.display(), fs::reason(&e)));
+        let unreadable = |e: io::Error| Error::io(self.dir.display().to_string(), e);
         let mut envs = Vec::new();
         let mut datas = Vec::new();
         let mut temps = Vec::new();
@@ -240,7 +239,7 @@ impl Spool {
                 Err(e) => listing.warnings.push(format!(
                     "{}: stale leftover not removed: {}",
                     path.display(),
-                    fs::reason(&e)
+                    crate::system::os_error::describe(&e)
                 )),
             }
         }
@@ -260,7 +259,9 @@ impl Spool {
             Err(OpenError::NotRegular) => {
                 return Load::Corrupt("the envelope is not a regular file".into());
             }
-            Err(OpenError::Other(e)) => return Load::Unreadable(fs::reason(&e)),
+            Err(OpenError::Other(e)) => {
+                return Load::Unreadable(crate::system::os_error::describe(&e));
+            }
         };
         let text = match fs::read_limited(file, MAX_ENVELOPE) {
             Ok(Some(text)) => text,
@@ -270,7 +271,7 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return Load::Corrupt("the envelope is not UTF-8 text".into());
             }
-            Err(e) => return Load::Unreadable(fs::reason(&e)),
+            Err(e) => return Load::Unreadable(crate::system::os_error::describe(&e)),
         };
         let entry = match envelope::decode(&text, id) {
             Ok(entry) => entry,
@@ -281,7 +282,10 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Load::Corrupt("its data file is missing".into())
             }
-            Err(e) => Load::Unreadable(format!("its data file: {}", fs::reason(&e))),
+            Err(e) => Load::Unreadable(format!(
+                "its data file: {}",
+                crate::system::os_error::describe(&e)
+            )),
             Ok(meta) if meta.file_type().is_symlink() => {
                 Load::Corrupt("its data file is a symbolic link; refused, not followed".into())
             }
@@ -316,7 +320,7 @@ impl Spool {
             Err(e) => {
                 warnings.push(format!(
                     "queue entry {id}: {why}; skipped (could not set it aside: {})",
-                    fs::reason(&e)
+                    crate::system::os_error::describe(&e)
                 ));
                 return;
             }
@@ -327,7 +331,7 @@ impl Spool {
                 "{}: not moved to {}: {}",
                 data.display(),
                 corrupt.display(),
-                fs::reason(&e)
+                crate::system::os_error::describe(&e)
             )),
             _ => {}
         }
@@ -343,10 +347,21 @@ impl Spool {
         match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("{}: {}", dir.display(), fs::reason(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "{}: {}",
+                    dir.display(),
+                    crate::system::os_error::describe(&e)
+                ));
+            }
         }
-        let meta = stdfs::symlink_metadata(&dir)
-            .map_err(|e| format!("{}: {}", dir.display(), fs::reason(&e)))?;
+        let meta = stdfs::symlink_metadata(&dir).map_err(|e| {
+            format!(
+                "{}: {}",
+                dir.display(),
+                crate::system::os_error::describe(&e)
+            )
+        })?;
         match fs::unsafe_dir(&meta, self.euid) {
             None => Ok(dir),
             Some(why) => Err(format!("{} {why}", dir.display())),
@@ -371,19 +386,22 @@ impl Spool {
         let path = self.data_path(&entry.id);
         let shown = path.display();
         let (file, meta) = fs::open_regular(&path).map_err(|e| match e {
-            OpenError::Missing => Error::Io(format!("{shown}: missing")),
+            OpenError::Missing => Error::io_text(shown.to_string(), "missing"),
             OpenError::Symlink => Error::Config(format!(
                 "{shown}: is a symbolic link; refused, not followed"
             )),
             OpenError::NotRegular => Error::Config(format!("{shown}: is not a regular file")),
-            OpenError::Other(e) => Error::Io(format!("{shown}: {}", fs::reason(&e))),
+            OpenError::Other(e) => Error::io(shown.to_string(), e),
         })?;
         if meta.len() != entry.size {
-            return Err(Error::Io(format!(
-                "{shown}: {} bytes where the envelope says {}: truncated or damaged; not sent",
-                meta.len(),
-                entry.size
-            )));
+            return Err(Error::io_text(
+                shown.to_string(),
+                &format!(
+                    "{} bytes where the envelope says {}: truncated or damaged; not sent",
+                    meta.len(),
+                    entry.size
+                ),
+            ));
         }
         Ok(file)
     }
@@ -439,11 +457,12 @@ impl Spool {
                 )));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::Io(format!(
-                    "{shown}: removed from the queue meanwhile"
-                )));
+                return Err(Error::io_text(
+                    shown.to_string(),
+                    "removed from the queue meanwhile",
+                ));
             }
-            Err(e) => return Err(Error::Io(format!("{shown}: {}", fs::reason(&e)))),
+            Err(e) => return Err(Error::io(shown.to_string(), e)),
         }
         let text = envelope::encode(entry)?;
         let tmp = self.tmp_path(&id::new_id(SystemTime::now()), "env");
@@ -515,14 +534,14 @@ impl Spool {
             })?;
         let meta = file
             .metadata()
-            .map_err(|e| Error::Io(format!("{shown}: {}", fs::reason(&e))))?;
+            .map_err(|e| Error::io(shown.to_string(), e))?;
         if !meta.is_file() {
             return Err(Error::Config(format!("{shown}: is not a regular file")));
         }
         match fs::try_flock(&file) {
             Ok(true) => Ok(Some(FlushLock { _file: file })),
             Ok(false) => Ok(None),
-            Err(e) => Err(Error::Io(format!("{shown}: lock: {}", fs::reason(&e)))),
+            Err(e) => Err(Error::io(format!("{shown}: lock"), e)),
         }
     }
 }
@@ -577,10 +596,7 @@ fn copy_message(data: &mut dyn Read, out: &mut File, path: &Path) -> Result<u64>
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::Io(format!(
-                    "reading the message: {}",
-                    fs::reason(&e)
-                )));
+                return Err(Error::io("reading the message", e));
             }
         };
         let chunk = buf
@@ -683,9 +699,12 @@ fn unreachable_dir(dir: &Path, e: &io::Error) -> Error {
     if e.kind() == io::ErrorKind::PermissionDenied {
         Error::TempFail(format!(
             "queue directory {shown}: {}; the message was not queued",
-            fs::reason(e)
+            crate::system::os_error::describe(e)
         ))
     } else {
-        Error::Config(format!("queue directory {shown}: {}", fs::reason(e)))
+        Error::Config(format!(
+            "queue directory {shown}: {}",
+            crate::system::os_error::describe(e)
+        ))
     }
 }

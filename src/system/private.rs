@@ -101,17 +101,8 @@ pub fn open_failure(path: &Path, e: &io::Error) -> Error {
             "{shown}: cannot be read by {}: {}; the message was not sent, \
              keep it and retry once this user can read the file",
             describe_user(current_uid()),
-            io_reason(e)
+            crate::system::os_error::describe(e)
         )),
-        _ => Error::Config(format!("{shown}: {}", io_reason(e))),
-    }
-}
-
-/// The OS's words without Rust's " (os error 13)" suffix.
-fn io_reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
+        _ => Error::Config(format!("{shown}: {}", crate::system::os_error::describe(e))),
     }
 }

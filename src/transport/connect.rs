@@ -39,10 +39,7 @@ pub fn connect_addrs(
         host: host.into(),
         detail: "no address to connect to".into(),
     })?;
-    Err(Error::Network {
-        host: host.into(),
-        detail: format!("connect to {addr}: {}", describe_io(&e)),
-    })
+    Err(Error::network(host, format!("connect to {addr}"), e))
 }
 
 /// A non-blocking connect that waits until its deadline ([`super::wait`]).
@@ -79,21 +76,11 @@ fn resolve_error(host: &str, e: &io::Error) -> Error {
             detail: format!("cannot resolve host name: {text}"),
         }
     } else {
-        Error::Network {
-            host: host.into(),
-            detail: format!("cannot resolve host name: {text}"),
-        }
+        Error::network_text(host, format!("cannot resolve host name: {text}"))
     }
 }
 
 /// An I/O error in words for a person: "connection refused", "timed out".
 pub fn describe_io(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".into(),
-        io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        io::ErrorKind::ConnectionReset => "connection reset by server".into(),
-        io::ErrorKind::UnexpectedEof => "connection closed by server".into(),
-        io::ErrorKind::BrokenPipe => "connection closed by server (broken pipe)".into(),
-        _ => e.to_string(),
-    }
+    crate::system::os_error::describe_network(e)
 }

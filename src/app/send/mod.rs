@@ -359,7 +359,7 @@ fn compose(
     let mut file = private_temp_file()?;
     crate::message::compose::compose(&opts, &mut stdin, &mut file)?;
     file.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::Io(format!("rewinding the composed message: {e}")))?;
+        .map_err(|e| Error::io("rewinding the composed message", e))?;
     Ok(file)
 }
 

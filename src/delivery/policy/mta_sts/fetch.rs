@@ -216,8 +216,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The reason without the host name, which [`FetchError`] adds once.
 fn detail(e: &Error) -> String {
     match e {
-        Error::NoHost { detail, .. } | Error::Network { detail, .. } => detail.clone(),
-        Error::Tls { detail, .. } => detail.clone(),
+        Error::NoHost { detail, .. } | Error::Tls { detail, .. } => detail.clone(),
+        Error::Network { host, .. } => {
+            let text = e.to_string();
+            text.strip_prefix(&format!("{host}: "))
+                .unwrap_or(&text)
+                .to_string()
+        }
         other => other.to_string(),
     }
 }
