@@ -693,55 +693,17 @@ impl RawAccount {
         Ok(sources)
     }
 
+    /// The account these keys describe, its keys checked together (credentials, AUTH,
+    /// TLS, DSN, paths) when the file is read, so a mistake names the account then, not
+    /// in the middle of a delivery.
     fn build(
         mut self,
         name: &str,
         origin: &Path,
         home: Option<&Path>,
     ) -> std::result::Result<Account, String> {
-        let mut oauth_sources = self.oauth_source(origin, home)?;
-        let mut sources = Vec::new();
-        if let Some(Text(p)) = self.password {
-            sources.push(("password", PasswordSource::Inline(p)));
-        }
-        if let Some(Text(var)) = self.password_env {
-            sources.push(("password_env", PasswordSource::Env(var)));
-        }
-        if let Some(Text(cmd)) = self.password_command {
-            sources.push(("password_command", PasswordSource::Command(cmd)));
-        }
-        if let Some(Text(path)) = self.password_file {
-            sources.push((
-                "password_file",
-                PasswordSource::File(local_path(&path, origin, home)?),
-            ));
-        }
-        if sources.len() + oauth_sources.len() > 1 {
-            let keys: Vec<&str> = sources
-                .iter()
-                .map(|(key, _)| *key)
-                .chain(oauth_sources.iter().map(|(key, _)| *key))
-                .collect();
-            return Err(format!("set only one of {}", keys.join(", ")));
-        }
-        let password = sources.pop().map(|(_, s)| s).unwrap_or_default();
-        if password != PasswordSource::None && self.user.is_none() {
-            return Err("a password is set but no user".into());
-        }
-        let oauth = oauth_sources.pop().map(|(_, s)| s);
-        if oauth.is_some() && self.user.is_none() {
-            // XOAUTH2 and OAUTHBEARER name the mailbox the token is for.
-            return Err("OAuth is set but no user".into());
-        }
-        let (auth, auth_off) = match self.auth.map(|a| a.0) {
-            None => (None, false),
-            Some(AuthChoice::Off) => (None, true),
-            Some(AuthChoice::On) if self.user.is_none() => {
-                return Err("auth = \"on\" but no user to authenticate as".into());
-            }
-            Some(AuthChoice::On) => (None, false),
-            Some(AuthChoice::Mechanism(m)) => (Some(m), false),
-        };
+        let (password, oauth) = self.credentials(origin, home)?;
+        let (auth, auth_off) = self.auth_choice()?;
         let tls_verify = self.tls_verify.unwrap_or(true);
         let insecure_auth = self.insecure_auth.unwrap_or(false);
         if !tls_verify && self.user.is_some() && !auth_off && !insecure_auth {
@@ -822,6 +784,64 @@ impl RawAccount {
             logfile,
             syslog: self.syslog.and_then(|s| s.0),
         })
+    }
+
+    /// The one source of credentials: a password source or an OAuth token source. With
+    /// two it would be unclear which is meant; and either needs a user to log in as.
+    fn credentials(
+        &mut self,
+        origin: &Path,
+        home: Option<&Path>,
+    ) -> std::result::Result<(PasswordSource, Option<TokenSource>), String> {
+        let mut oauth_sources = self.oauth_source(origin, home)?;
+        let mut sources = Vec::new();
+        if let Some(Text(p)) = self.password.take() {
+            sources.push(("password", PasswordSource::Inline(p)));
+        }
+        if let Some(Text(var)) = self.password_env.take() {
+            sources.push(("password_env", PasswordSource::Env(var)));
+        }
+        if let Some(Text(cmd)) = self.password_command.take() {
+            sources.push(("password_command", PasswordSource::Command(cmd)));
+        }
+        if let Some(Text(path)) = self.password_file.take() {
+            sources.push((
+                "password_file",
+                PasswordSource::File(local_path(&path, origin, home)?),
+            ));
+        }
+        if sources.len() + oauth_sources.len() > 1 {
+            let keys: Vec<&str> = sources
+                .iter()
+                .map(|(key, _)| *key)
+                .chain(oauth_sources.iter().map(|(key, _)| *key))
+                .collect();
+            return Err(format!("set only one of {}", keys.join(", ")));
+        }
+        let password = sources.pop().map(|(_, s)| s).unwrap_or_default();
+        if password != PasswordSource::None && self.user.is_none() {
+            return Err("a password is set but no user".into());
+        }
+        let oauth = oauth_sources.pop().map(|(_, s)| s);
+        if oauth.is_some() && self.user.is_none() {
+            // XOAUTH2 and OAUTHBEARER name the mailbox the token is for.
+            return Err("OAuth is set but no user".into());
+        }
+        Ok((password, oauth))
+    }
+
+    /// `auth` as the session takes it: the mechanism asked for, if one is named, and
+    /// whether AUTH is turned off; `on` needs a user to authenticate as.
+    fn auth_choice(&self) -> std::result::Result<(Option<Mechanism>, bool), String> {
+        match self.auth.map(|a| a.0) {
+            None => Ok((None, false)),
+            Some(AuthChoice::Off) => Ok((None, true)),
+            Some(AuthChoice::On) if self.user.is_none() => {
+                Err("auth = \"on\" but no user to authenticate as".into())
+            }
+            Some(AuthChoice::On) => Ok((None, false)),
+            Some(AuthChoice::Mechanism(m)) => Ok((Some(m), false)),
+        }
     }
 }
 

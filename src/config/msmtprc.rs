@@ -481,43 +481,112 @@ fn file_name(arg: &str, origin: &Path) -> Option<String> {
     }
 }
 
-/// One command line's effect, or what is wrong with its argument (msmtp's words).
+/// One command line's effect, or what is wrong with its argument (msmtp's words). The
+/// commands are read in groups by what they configure, so each group's rules read
+/// together; a command no group knows is unknown to msmtp too.
 fn interpret(command: &str, arg: &str, origin: &Path) -> std::result::Result<Effect, String> {
-    use Effect::{Note, Nothing, Set};
-    let set = |key: &'static str, value: Option<String>| Ok(Set(key, value));
-    match command {
+    if let Some(effect) = server_command(command, arg)? {
+        return Ok(effect);
+    }
+    if let Some(effect) = address_command(command, arg, origin)? {
+        return Ok(effect);
+    }
+    if let Some(effect) = auth_command(command, arg)? {
+        return Ok(effect);
+    }
+    if let Some(effect) = tls_command(command, arg, origin)? {
+        return Ok(effect);
+    }
+    if let Some(effect) = report_command(command, arg, origin)? {
+        return Ok(effect);
+    }
+    if let Some(effect) = header_command(command, arg)? {
+        return Ok(effect);
+    }
+    Err(format!("unknown command {command}"))
+}
+
+/// A command group's reading of a line: its effect, `None` if the command is not one of
+/// the group's, or what is wrong with the argument.
+type Interpreted = std::result::Result<Option<Effect>, String>;
+
+/// Where and how the connection goes: the server, its port, the timeout, and the ways
+/// of reaching it (proxy, socket, source address) that smtpsend refuses only when an
+/// account uses them, in [`to_table`].
+fn server_command(command: &str, arg: &str) -> Interpreted {
+    use Effect::{Nothing, Set};
+    let effect = match command {
         "host" => {
             needs_argument(command, arg)?;
-            set("host", text(arg))
+            Set("host", text(arg))
         }
         "port" => {
             needs_argument(command, arg)?;
-            set("port", Some(port(command, arg)?))
+            Set("port", Some(port(command, arg)?))
         }
         "timeout" | "connect_timeout" => {
             needs_argument(command, arg)?;
             if arg == "off" {
-                return set("timeout", None);
+                Set("timeout", None)
+            } else {
+                Set("timeout", Some(positive(command, arg)?.to_string()))
             }
-            set("timeout", Some(positive(command, arg)?.to_string()))
         }
         "protocol" => match arg {
-            "smtp" | "lmtp" => set("protocol", text(arg)),
-            "" => Err(format!("command {command} needs an argument")),
-            _ => Err(invalid(command, arg)),
+            "smtp" | "lmtp" => Set("protocol", text(arg)),
+            "" => return Err(format!("command {command} needs an argument")),
+            _ => return Err(invalid(command, arg)),
         },
-        "domain" => set("domain", text(arg)),
-        "from" => set("from", text(arg)),
-        "maildomain" => set("maildomain", Some(arg.to_string())),
-        "auto_from" => set("auto_from", flag(on_off(command, arg)?)),
-        "from_full_name" if !arg.is_empty() => Ok(Note(
-            "not supported; the name of an added From comes from -F".into(),
-        )),
-        "from_full_name" => Ok(Nothing),
+        "domain" => Set("domain", text(arg)),
+        "proxy_host" => Set("proxy_host", text(arg)),
+        "proxy_port" => {
+            if !arg.is_empty() {
+                port(command, arg)?;
+            }
+            Nothing
+        }
+        "socket" => Set("socket", text(arg)),
+        "source_ip" => Set("source_ip", text(arg)),
+        _ => return Ok(None),
+    };
+    Ok(Some(effect))
+}
+
+/// Who the mail is from, and where a recipient's alias is looked up.
+fn address_command(command: &str, arg: &str, origin: &Path) -> Interpreted {
+    use Effect::{Note, Nothing, Set};
+    let effect = match command {
+        "from" => Set("from", text(arg)),
+        "maildomain" => Set("maildomain", Some(arg.to_string())),
+        "auto_from" => Set("auto_from", flag(on_off(command, arg)?)),
+        "from_full_name" if !arg.is_empty() => {
+            Note("not supported; the name of an added From comes from -F".into())
+        }
+        "from_full_name" => Nothing,
         "allow_from_override" => match arg {
-            "on" | "off" => set("allow_from_override", text(arg)),
-            _ => Err(invalid(command, arg)),
+            "on" | "off" => Set("allow_from_override", text(arg)),
+            _ => return Err(invalid(command, arg)),
         },
+        "aliases" if !arg.is_empty() => Effect::SetNoted(
+            "aliases",
+            file_name(arg, origin),
+            "read in aliases(5) syntax, where # starts a comment only at the start of a \
+             line and an entry named default is not msmtp's catch-all for unlisted names \
+             (in TOML, default_recipient is)"
+                .into(),
+        ),
+        "aliases" => Set("aliases", None),
+        _ => return Ok(None),
+    };
+    Ok(Some(effect))
+}
+
+/// SMTP AUTH (RFC 4954): the mechanism and the credentials. A mechanism smtpsend does
+/// not speak is accepted here and refused in [`to_table`], so that only the accounts
+/// that use it fail.
+fn auth_command(command: &str, arg: &str) -> Interpreted {
+    use Effect::Set;
+    let effect = match command {
         "auth" => {
             let value = match arg {
                 "" | "on" => Some("on".to_string()),
@@ -529,147 +598,158 @@ fn interpret(command: &str, arg: &str, origin: &Path) -> std::result::Result<Eff
                 }
                 _ => return Err(invalid(command, arg)),
             };
-            set("auth", value)
+            Set("auth", value)
         }
-        "user" => set("user", text(arg)),
-        "password" => set("password", text(arg)),
-        "passwordeval" => set("passwordeval", text(arg)),
-        "ntlmdomain" => set("ntlmdomain", text(arg)),
-        "tls" => set("tls", flag(on_off(command, arg)?)),
-        "tls_starttls" => set("tls_starttls", flag(on_off(command, arg)?)),
+        "user" => Set("user", text(arg)),
+        "password" => Set("password", text(arg)),
+        "passwordeval" => Set("passwordeval", text(arg)),
+        "ntlmdomain" => Set("ntlmdomain", text(arg)),
+        _ => return Ok(None),
+    };
+    Ok(Some(effect))
+}
+
+/// TLS: whether it is on, STARTTLS or not, and how the server's certificate is trusted;
+/// the obsolete `tls_no*` spellings set the same keys as their `tls_* off` forms.
+fn tls_command(command: &str, arg: &str, origin: &Path) -> Interpreted {
+    use Effect::{Note, Set};
+    let effect = match command {
+        "tls" => Set("tls", flag(on_off(command, arg)?)),
+        "tls_starttls" => Set("tls_starttls", flag(on_off(command, arg)?)),
         "tls_nostarttls" | "tls_nocertcheck" if !arg.is_empty() => {
-            Err(format!("command {command} does not take an argument"))
+            return Err(format!("command {command} does not take an argument"));
         }
-        "tls_nostarttls" => set("tls_starttls", flag(false)),
-        "tls_certcheck" => set("tls_certcheck", flag(on_off(command, arg)?)),
-        "tls_nocertcheck" => set("tls_certcheck", flag(false)),
-        "tls_trust_file" if arg == SYSTEM_TRUST => set("tls_trust_file", text(arg)),
-        "tls_trust_file" => set("tls_trust_file", file_name(arg, origin)),
-        "tls_crl_file" => set("tls_crl_file", file_name(arg, origin)),
-        "tls_key_file" => set("tls_key_file", file_name(arg, origin)),
-        "tls_cert_file" => set("tls_cert_file", file_name(arg, origin)),
+        "tls_nostarttls" => Set("tls_starttls", flag(false)),
+        "tls_certcheck" => Set("tls_certcheck", flag(on_off(command, arg)?)),
+        "tls_nocertcheck" => Set("tls_certcheck", flag(false)),
+        "tls_trust_file" if arg == SYSTEM_TRUST => Set("tls_trust_file", text(arg)),
+        "tls_trust_file" => Set("tls_trust_file", file_name(arg, origin)),
+        "tls_crl_file" => Set("tls_crl_file", file_name(arg, origin)),
+        "tls_key_file" => Set("tls_key_file", file_name(arg, origin)),
+        "tls_cert_file" => Set("tls_cert_file", file_name(arg, origin)),
         "tls_fingerprint" => {
             if !arg.is_empty() && fingerprint_bytes(arg).is_none() {
                 return Err(invalid(command, arg));
             }
-            set("tls_fingerprint", text(arg))
+            Set("tls_fingerprint", text(arg))
         }
-        "tls_priorities" => set("tls_priorities", text(arg)),
-        "tls_host_override" => set("tls_host_override", text(arg)),
+        "tls_priorities" => Set("tls_priorities", text(arg)),
+        "tls_host_override" => Set("tls_host_override", text(arg)),
         "tls_min_dh_prime_bits" => {
             if !arg.is_empty() {
                 positive(command, arg)?;
             }
-            set("tls_min_dh_prime_bits", text(arg))
+            Set("tls_min_dh_prime_bits", text(arg))
         }
-        "tls_force_sslv3" => Ok(Note("ignored, as msmtp ignores it".into())),
+        "tls_force_sslv3" => Note("ignored, as msmtp ignores it".into()),
+        _ => return Ok(None),
+    };
+    Ok(Some(effect))
+}
+
+/// What is reported, and where: delivery status notifications (RFC 3461), the log file
+/// and syslog.
+fn report_command(command: &str, arg: &str, origin: &Path) -> Interpreted {
+    use Effect::{Note, Nothing, Set};
+    let effect = match command {
         "dsn_notify" => {
             needs_argument(command, arg)?;
             if arg == "off" {
-                return set("dsn_notify", None);
-            }
-            if !dsn_notify_ok(arg) {
+                Set("dsn_notify", None)
+            } else if !dsn_notify_ok(arg) {
                 return Err(invalid(command, arg));
+            } else {
+                Set("dsn_notify", text(arg))
             }
-            set("dsn_notify", text(arg))
         }
         "dsn_return" => match arg {
-            "off" => set("dsn_return", None),
-            "headers" => set("dsn_return", Some("hdrs".into())),
-            "full" => set("dsn_return", Some("full".into())),
-            "" => Err(format!("command {command} needs an argument")),
-            _ => Err(invalid(command, arg)),
+            "off" => Set("dsn_return", None),
+            "headers" => Set("dsn_return", Some("hdrs".into())),
+            "full" => Set("dsn_return", Some("full".into())),
+            "" => return Err(format!("command {command} needs an argument")),
+            _ => return Err(invalid(command, arg)),
         },
-        "logfile" if arg == "-" => Ok(Effect::SetNoted(
+        "logfile" if arg == "-" => Effect::SetNoted(
             "logfile",
             None,
             "smtpsend does not log to standard output; this account is not logged".into(),
-        )),
-        "logfile" => set("logfile", file_name(arg, origin)),
-        "logfile_time_format" if !arg.is_empty() => Ok(Note(
-            "ignored: smtpsend's log lines carry their own ISO 8601 time".into(),
-        )),
-        "logfile_time_format" => Ok(Nothing),
-        "syslog" => match arg {
-            "" | "on" => set("syslog", Some("LOG_USER".into())),
-            "off" => set("syslog", None),
-            facility if super::SyslogFacility::from_name(facility).is_some() => {
-                set("syslog", text(arg))
-            }
-            _ => Err(invalid(command, arg)),
-        },
-        "aliases" if !arg.is_empty() => Ok(Effect::SetNoted(
-            "aliases",
-            file_name(arg, origin),
-            "read in aliases(5) syntax, where # starts a comment only at the start of a \
-             line and an entry named default is not msmtp's catch-all for unlisted names \
-             (in TOML, default_recipient is)"
-                .into(),
-        )),
-        "aliases" => set("aliases", None),
-        "proxy_host" => set("proxy_host", text(arg)),
-        "proxy_port" => {
-            if !arg.is_empty() {
-                port(command, arg)?;
-            }
-            Ok(Nothing)
+        ),
+        "logfile" => Set("logfile", file_name(arg, origin)),
+        "logfile_time_format" if !arg.is_empty() => {
+            Note("ignored: smtpsend's log lines carry their own ISO 8601 time".into())
         }
-        "socket" => set("socket", text(arg)),
-        "source_ip" => set("source_ip", text(arg)),
+        "logfile_time_format" => Nothing,
+        "syslog" => match arg {
+            "" | "on" => Set("syslog", Some("LOG_USER".into())),
+            "off" => Set("syslog", None),
+            facility if super::SyslogFacility::from_name(facility).is_some() => {
+                Set("syslog", text(arg))
+            }
+            _ => return Err(invalid(command, arg)),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(effect))
+}
+
+/// The header fields msmtp adds or rewrites (RFC 5322 §3.6). smtpsend adds Date and
+/// Message-ID when missing and always removes Bcc, so turning those off is only noted.
+fn header_command(command: &str, arg: &str) -> Interpreted {
+    use Effect::{Note, Nothing, Set};
+    let effect = match command {
         "set_from_header" => match arg {
-            "" | "auto" => set("set_from_header", Some("auto".into())),
-            "on" | "off" => set("set_from_header", text(arg)),
-            _ => Err(invalid(command, arg)),
+            "" | "auto" => Set("set_from_header", Some("auto".into())),
+            "on" | "off" => Set("set_from_header", text(arg)),
+            _ => return Err(invalid(command, arg)),
         },
         "add_missing_from_header" => {
             let auto = on_off(command, arg)?;
-            set(
+            Set(
                 "set_from_header",
                 Some(if auto { "auto" } else { "off" }.into()),
             )
         }
         "set_date_header" | "set_msgid_header" => match arg {
-            "" | "auto" => Ok(Nothing),
-            "off" => Ok(Note(
+            "" | "auto" => Nothing,
+            "off" => Note(
                 "ignored: smtpsend adds the field when the message lacks it (RFC 5322 §3.6)".into(),
-            )),
-            _ => Err(invalid(command, arg)),
+            ),
+            _ => return Err(invalid(command, arg)),
         },
         "add_missing_date_header" => {
             if on_off(command, arg)? {
-                Ok(Nothing)
+                Nothing
             } else {
-                Ok(Note(
+                Note(
                     "ignored: smtpsend adds a Date when the message lacks one (RFC 5322 §3.6)"
                         .into(),
-                ))
+                )
             }
         }
         "remove_bcc_headers" | "keepbcc" => {
             let remove = on_off(command, arg)? == (command == "remove_bcc_headers");
             if remove {
-                Ok(Nothing)
+                Nothing
             } else {
-                Ok(Note(
-                    "ignored: smtpsend always removes Bcc, so a blind copy stays blind".into(),
-                ))
+                Note("ignored: smtpsend always removes Bcc, so a blind copy stays blind".into())
             }
         }
         "set_to_header" => match arg {
-            "off" => set("set_to_header", None),
-            "undisclosed_recipients" => set("set_to_header", text(arg)),
-            "" | "on" => set("set_to_header", Some("on".into())),
-            _ => Err(invalid(command, arg)),
+            "off" => Set("set_to_header", None),
+            "undisclosed_recipients" => Set("set_to_header", text(arg)),
+            "" | "on" => Set("set_to_header", Some("on".into())),
+            _ => return Err(invalid(command, arg)),
         },
         "undisclosed_recipients" => {
             let on = on_off(command, arg)?;
-            set(
+            Set(
                 "set_to_header",
                 on.then(|| "undisclosed_recipients".to_string()),
             )
         }
-        _ => Err(format!("unknown command {command}")),
-    }
+        _ => return Ok(None),
+    };
+    Ok(Some(effect))
 }
 
 /// msmtp's `dsn_notify`: `never`, or a comma list (no spaces) of `failure`, `delay`,
@@ -747,210 +827,294 @@ fn refuse(setting: &Setting, why: String) -> Refusal {
     }
 }
 
+/// Account settings `all` as smtpsend TOML keys, with msmtp's defaults spelt out; or the
+/// refusal whose directive comes first in the file, so the error names that line.
 fn to_table(all: &Settings) -> std::result::Result<Table, Refusal> {
-    let value = |key: &str| all.get(key).and_then(|s| s.value.as_deref());
-    let setting = |key: &str| all.get(key).filter(|s| s.value.is_some());
-    let mut refusals: Vec<Refusal> = Vec::new();
-
-    let Some(host) = value("host") else {
+    let view = View::new(all);
+    let Some(host) = view.value("host") else {
         return Err(Refusal {
             line: None,
             why: "host not set (msmtp cannot send with this account either)".into(),
             no_host: true,
         });
     };
-    let tls_on = value("tls") == Some("on");
-    let starttls = value("tls_starttls") != Some("off");
-    let certcheck = value("tls_certcheck") != Some("off");
-    let auth = value("auth");
-
-    for (key, why) in REFUSED {
-        if let Some(s) = setting(key) {
-            let v = s.value.as_deref().unwrap_or("");
-            refusals.push(refuse(s, format!("{key} {v}: {why}")));
-        }
-    }
-    if let Some(s) = setting("protocol").filter(|s| s.value.as_deref() == Some("lmtp")) {
-        refusals.push(refuse(s, "protocol lmtp: smtpsend speaks SMTP only".into()));
-    }
-    if let Some(s) = setting("allow_from_override").filter(|s| s.value.as_deref() == Some("off")) {
-        refusals.push(refuse(
-            s,
-            "allow_from_override off: smtpsend always uses the sender given with -f".into(),
-        ));
-    }
-    if let Some(s) = setting("set_to_header").filter(|s| s.value.as_deref() == Some("on")) {
-        refusals.push(refuse(
-            s,
-            "set_to_header on: smtpsend does not rewrite To from the recipients".into(),
-        ));
-    }
-    if let Some(s) = setting("auth")
-        && let Some((mech, why)) = OTHER_MECHANISMS
-            .iter()
-            .find(|(m, _)| s.value.as_deref() == Some(*m))
-    {
-        refusals.push(refuse(s, format!("auth {mech}: {why}")));
-    }
-    if let Some(s) = setting("auth") {
-        let external = auth == Some("external");
-        if value("user").is_none() && !external {
-            refusals.push(refuse(
-                s,
-                format!("auth {}: no user is set", auth.unwrap_or("on")),
-            ));
-        }
-        if !tls_on {
-            refusals.push(refuse(
-                s,
-                "auth without tls on: smtpsend sends credentials only over TLS; turn tls \
-                 on, or move to an smtpsend config (smtpsend config import) and set \
-                 insecure_auth = true"
-                    .into(),
-            ));
-        } else if !certcheck && let Some(c) = all.get("tls_certcheck") {
-            refusals.push(refuse(
-                c,
-                "tls_certcheck off with auth: smtpsend does not send credentials to a server \
-                 whose certificate is not checked; trust it with tls_trust_file or \
-                 tls_fingerprint, or move to an smtpsend config (smtpsend config import) \
-                 and set insecure_auth = true"
-                    .into(),
-            ));
-        }
-    }
-    if tls_on {
-        for (key, why) in REFUSED_WITH_TLS {
-            if let Some(s) = setting(key) {
-                let v = s.value.as_deref().unwrap_or("");
-                refusals.push(refuse(s, format!("{key} {v}: {why}")));
-            }
-        }
-        if certcheck
-            && let Some(s) = setting("tls_fingerprint")
-            && fingerprint_bytes(s.value.as_deref().unwrap_or("")) != Some(32)
-        {
-            refusals.push(refuse(
-                s,
-                "tls_fingerprint: only a SHA-256 fingerprint pins a certificate safely; \
-                 SHA-1 and MD5 ones are refused (get the SHA-256 one with smtpsend \
-                 --serverinfo)"
-                    .into(),
-            ));
-        }
-        if certcheck
-            && value("tls_fingerprint").is_none()
-            && let Some(s) = all.get("tls_trust_file").filter(|s| s.value.is_none())
-        {
-            refusals.push(refuse(
-                s,
-                "tls_trust_file is empty and there is no tls_fingerprint: no certificate \
-                 could be trusted (msmtp refuses this too)"
-                    .into(),
-            ));
-        }
-        match (setting("tls_cert_file"), setting("tls_key_file")) {
-            (Some(s), None) => {
-                refusals.push(refuse(s, "tls_cert_file requires tls_key_file".into()))
-            }
-            (None, Some(s)) => {
-                refusals.push(refuse(s, "tls_key_file requires tls_cert_file".into()))
-            }
-            _ => {}
-        }
+    let mut refusals = refused_directives(&view);
+    refusals.extend(auth_refusals(&view));
+    if view.tls_on {
+        refusals.extend(tls_refusals(&view));
     }
     if let Some(first) = refusals.into_iter().min_by_key(|r| r.line) {
         return Err(first);
     }
 
     let mut table = Table::new();
-    let mut put = |key: &str, v: Value| {
-        table.insert(key.to_string(), v);
+    put_connection(&view, host, &mut table);
+    put_auth(&view, &mut table);
+    put_shared_settings(&view, &mut table);
+    Ok(table)
+}
+
+/// An account's settings as the mapping reads them, with what msmtp's defaults make of
+/// TLS and AUTH: TLS only with `tls on`, STARTTLS unless `tls_starttls off`, the
+/// certificate checked unless `tls_certcheck off`.
+struct View<'a> {
+    all: &'a Settings,
+    tls_on: bool,
+    starttls: bool,
+    certcheck: bool,
+    auth: Option<&'a str>,
+}
+
+impl<'a> View<'a> {
+    fn new(all: &'a Settings) -> View<'a> {
+        let value = |key: &str| all.get(key).and_then(|s| s.value.as_deref());
+        View {
+            all,
+            tls_on: value("tls") == Some("on"),
+            starttls: value("tls_starttls") != Some("off"),
+            certcheck: value("tls_certcheck") != Some("off"),
+            auth: value("auth"),
+        }
+    }
+
+    /// The value of `key`; `None` if it was never set or was turned off.
+    fn value(&self, key: &str) -> Option<&'a str> {
+        self.all.get(key).and_then(|s| s.value.as_deref())
+    }
+
+    /// Where `key` was given a value, for naming its line in a refusal.
+    fn setting(&self, key: &str) -> Option<&'a Setting> {
+        self.all.get(key).filter(|s| s.value.is_some())
+    }
+}
+
+/// A refusal for each directive of `list` that has a value, naming it with its value.
+fn refused_keys(view: &View, list: &[(&str, &str)]) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    for (key, why) in list {
+        if let Some(s) = view.setting(key) {
+            let v = s.value.as_deref().unwrap_or("");
+            refusals.push(refuse(s, format!("{key} {v}: {why}")));
+        }
+    }
+    refusals
+}
+
+/// Directives, TLS and AUTH aside, whose value would have msmtp send somewhere or
+/// somehow smtpsend cannot: sending anyway would not be what the file asks.
+fn refused_directives(view: &View) -> Vec<Refusal> {
+    let mut refusals = refused_keys(view, REFUSED);
+    if let Some(s) = view
+        .setting("protocol")
+        .filter(|s| s.value.as_deref() == Some("lmtp"))
+    {
+        refusals.push(refuse(s, "protocol lmtp: smtpsend speaks SMTP only".into()));
+    }
+    if let Some(s) = view
+        .setting("allow_from_override")
+        .filter(|s| s.value.as_deref() == Some("off"))
+    {
+        refusals.push(refuse(
+            s,
+            "allow_from_override off: smtpsend always uses the sender given with -f".into(),
+        ));
+    }
+    if let Some(s) = view
+        .setting("set_to_header")
+        .filter(|s| s.value.as_deref() == Some("on"))
+    {
+        refusals.push(refuse(
+            s,
+            "set_to_header on: smtpsend does not rewrite To from the recipients".into(),
+        ));
+    }
+    refusals
+}
+
+/// AUTH as smtpsend does it: a mechanism it speaks, a user to log in as (but for
+/// EXTERNAL), and credentials sent only over TLS whose certificate is checked; the TOML's
+/// `insecure_auth` is the way around that, and msmtprc has none.
+fn auth_refusals(view: &View) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    let Some(s) = view.setting("auth") else {
+        return refusals;
     };
-    let string = |s: &str| Value::String(s.to_string());
-    put("host", string(host));
-    let implicit = tls_on && !starttls;
-    let port = match value("port") {
+    if let Some((mech, why)) = OTHER_MECHANISMS
+        .iter()
+        .find(|(m, _)| s.value.as_deref() == Some(*m))
+    {
+        refusals.push(refuse(s, format!("auth {mech}: {why}")));
+    }
+    let external = view.auth == Some("external");
+    if view.value("user").is_none() && !external {
+        refusals.push(refuse(
+            s,
+            format!("auth {}: no user is set", view.auth.unwrap_or("on")),
+        ));
+    }
+    if !view.tls_on {
+        refusals.push(refuse(
+            s,
+            "auth without tls on: smtpsend sends credentials only over TLS; turn tls \
+             on, or move to an smtpsend config (smtpsend config import) and set \
+             insecure_auth = true"
+                .into(),
+        ));
+    } else if !view.certcheck
+        && let Some(c) = view.all.get("tls_certcheck")
+    {
+        refusals.push(refuse(
+            c,
+            "tls_certcheck off with auth: smtpsend does not send credentials to a server \
+             whose certificate is not checked; trust it with tls_trust_file or \
+             tls_fingerprint, or move to an smtpsend config (smtpsend config import) \
+             and set insecure_auth = true"
+                .into(),
+        ));
+    }
+    refusals
+}
+
+/// With TLS on: the TLS settings rustls cannot honour, and trust that cannot work (a
+/// weak fingerprint, no trust at all, half a client certificate).
+fn tls_refusals(view: &View) -> Vec<Refusal> {
+    let mut refusals = refused_keys(view, REFUSED_WITH_TLS);
+    if view.certcheck
+        && let Some(s) = view.setting("tls_fingerprint")
+        && fingerprint_bytes(s.value.as_deref().unwrap_or("")) != Some(32)
+    {
+        refusals.push(refuse(
+            s,
+            "tls_fingerprint: only a SHA-256 fingerprint pins a certificate safely; \
+             SHA-1 and MD5 ones are refused (get the SHA-256 one with smtpsend \
+             --serverinfo)"
+                .into(),
+        ));
+    }
+    if view.certcheck
+        && view.value("tls_fingerprint").is_none()
+        && let Some(s) = view.all.get("tls_trust_file").filter(|s| s.value.is_none())
+    {
+        refusals.push(refuse(
+            s,
+            "tls_trust_file is empty and there is no tls_fingerprint: no certificate \
+             could be trusted (msmtp refuses this too)"
+                .into(),
+        ));
+    }
+    match (view.setting("tls_cert_file"), view.setting("tls_key_file")) {
+        (Some(s), None) => refusals.push(refuse(s, "tls_cert_file requires tls_key_file".into())),
+        (None, Some(s)) => refusals.push(refuse(s, "tls_key_file requires tls_cert_file".into())),
+        _ => {}
+    }
+    refusals
+}
+
+fn put(table: &mut Table, key: &str, value: Value) {
+    table.insert(key.to_string(), value);
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+/// The server, its port and TLS, where msmtp's defaults differ from smtpsend's: port 25,
+/// or 465 for TLS without STARTTLS; the system CA store unless the file names other
+/// trust.
+fn put_connection(view: &View, host: &str, table: &mut Table) {
+    put(table, "host", string(host));
+    let implicit = view.tls_on && !view.starttls;
+    let port = match view.value("port") {
         Some(p) => p.parse::<i64>().unwrap_or(25),
         None if implicit => 465,
         None => 25,
     };
-    put("port", Value::Integer(port));
-    let mode = match (tls_on, implicit) {
+    put(table, "port", Value::Integer(port));
+    let mode = match (view.tls_on, implicit) {
         (false, _) => "off",
         (true, false) => "required",
         (true, true) => "implicit",
     };
-    put("tls", string(mode));
-    if tls_on {
-        if !certcheck {
-            put("tls_verify", Value::Boolean(false));
-        } else if let Some(fp) = value("tls_fingerprint") {
-            put("tls_fingerprint", string(&fp.replace(' ', ":")));
-        } else {
-            put(
-                "tls_trust_file",
-                string(match all.get("tls_trust_file") {
-                    None => SYSTEM_TRUST,
-                    Some(s) => s.value.as_deref().unwrap_or(SYSTEM_TRUST),
-                }),
-            );
-        }
-        if let (Some(cert), Some(key)) = (value("tls_cert_file"), value("tls_key_file")) {
-            put("tls_cert", string(cert));
-            put("tls_key", string(key));
-        }
+    put(table, "tls", string(mode));
+    if !view.tls_on {
+        return;
     }
-    match auth {
+    if !view.certcheck {
+        put(table, "tls_verify", Value::Boolean(false));
+    } else if let Some(fp) = view.value("tls_fingerprint") {
+        put(table, "tls_fingerprint", string(&fp.replace(' ', ":")));
+    } else {
+        put(
+            table,
+            "tls_trust_file",
+            string(match view.all.get("tls_trust_file") {
+                None => SYSTEM_TRUST,
+                Some(s) => s.value.as_deref().unwrap_or(SYSTEM_TRUST),
+            }),
+        );
+    }
+    if let (Some(cert), Some(key)) = (view.value("tls_cert_file"), view.value("tls_key_file")) {
+        put(table, "tls_cert", string(cert));
+        put(table, "tls_key", string(key));
+    }
+}
+
+/// AUTH and its credentials; no AUTH unless `auth` asks for it, as in msmtp.
+fn put_auth(view: &View, table: &mut Table) {
+    match view.auth {
         Some(mech) => {
-            put("auth", string(mech));
-            if let Some(user) = value("user") {
-                put("user", string(user));
+            put(table, "auth", string(mech));
+            if let Some(user) = view.value("user") {
+                put(table, "user", string(user));
             }
             // msmtp asks for the password with passwordeval only when none is set.
-            if let Some(password) = value("password") {
-                put("password", string(password));
-            } else if let Some(command) = value("passwordeval") {
-                put("password_command", string(command));
+            if let Some(password) = view.value("password") {
+                put(table, "password", string(password));
+            } else if let Some(command) = view.value("passwordeval") {
+                put(table, "password_command", string(command));
             }
         }
-        None if tls_on && value("tls_cert_file").is_some() => {
+        None if view.tls_on && view.value("tls_cert_file").is_some() => {
             // The certificate still goes with the handshake, but no AUTH EXTERNAL.
-            put("auth", string("off"));
+            put(table, "auth", string("off"));
         }
         None => {}
     }
-    if let Some(f) = effective_from(all) {
-        put("from", Value::String(f));
+}
+
+/// The settings both programs have, each under smtpsend's name: sender, EHLO name,
+/// timeout, DSN, logging, aliases and the header choices.
+fn put_shared_settings(view: &View, table: &mut Table) {
+    if let Some(f) = effective_from(view.all) {
+        put(table, "from", Value::String(f));
     }
-    if let Some(domain) = value("domain") {
-        put("ehlo", string(domain));
+    if let Some(domain) = view.value("domain") {
+        put(table, "ehlo", string(domain));
     }
-    if let Some(t) = value("timeout").and_then(|t| t.parse::<i64>().ok()) {
-        put("timeout", Value::Integer(t));
+    if let Some(t) = view.value("timeout").and_then(|t| t.parse::<i64>().ok()) {
+        put(table, "timeout", Value::Integer(t));
     }
-    if let Some(n) = value("dsn_notify") {
-        put("dsn_notify", string(n));
+    if let Some(n) = view.value("dsn_notify") {
+        put(table, "dsn_notify", string(n));
     }
-    if let Some(r) = value("dsn_return") {
-        put("dsn_return", string(r));
+    if let Some(r) = view.value("dsn_return") {
+        put(table, "dsn_return", string(r));
     }
-    if let Some(file) = value("logfile") {
-        put("logfile", string(file));
+    if let Some(file) = view.value("logfile") {
+        put(table, "logfile", string(file));
     }
-    if let Some(facility) = value("syslog") {
-        put("syslog", string(facility));
+    if let Some(facility) = view.value("syslog") {
+        put(table, "syslog", string(facility));
     }
-    if let Some(file) = value("aliases") {
-        put("aliases", string(file));
+    if let Some(file) = view.value("aliases") {
+        put(table, "aliases", string(file));
     }
-    if let Some(word @ ("on" | "off")) = value("set_from_header") {
-        put("set_from_header", string(word));
+    if let Some(word @ ("on" | "off")) = view.value("set_from_header") {
+        put(table, "set_from_header", string(word));
     }
-    if value("set_to_header") == Some("undisclosed_recipients") {
-        put("undisclosed_recipients", Value::Boolean(true));
+    if view.value("set_to_header") == Some("undisclosed_recipients") {
+        put(table, "undisclosed_recipients", Value::Boolean(true));
     }
-    Ok(table)
 }
 
 impl Msmtprc {

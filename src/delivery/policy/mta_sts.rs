@@ -106,66 +106,17 @@ pub fn policy_for(
     now: SystemTime,
 ) -> Outcome {
     let mut notes = Vec::new();
-    if address_literal(domain).is_some() {
+    let Some(domain) = policy_domain(domain, &mut notes) else {
         return Outcome::none(Source::NotAnnounced, notes);
-    }
-    let domain = match ascii_domain(domain) {
-        Ok(d) => d,
-        Err(e) => {
-            notes.push(format!("mta-sts: {e}"));
-            return Outcome::none(Source::NotAnnounced, notes);
-        }
     };
     let now = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let cached = valid_cached(&domain, cache, now, &mut notes);
-    let fallback = |cached: Option<(Entry, Policy)>, why: String, mut notes: Vec<String>| {
-        notes.push(why);
-        match cached {
-            Some((entry, policy)) => Outcome {
-                policy: Some(policy),
-                id: Some(entry.id),
-                source: Source::CachedFallback,
-                notes,
-            },
-            None => Outcome::none(Source::Unavailable, notes),
-        }
-    };
-
-    let txt_name = format!("_mta-sts.{domain}");
-    let record = match resolver.txt(&txt_name) {
-        Ok(records) => record::select(&records),
-        Err(e) => {
-            let why = format!("mta-sts: {e}");
-            return match cached {
-                Some(_) => fallback(cached, why, notes),
-                // No answer and nothing known: as without a record (§3.1).
-                None => {
-                    notes.push(why);
-                    Outcome::none(Source::NotAnnounced, notes)
-                }
-            };
-        }
-    };
-    let record = match record {
-        Ok(Some(record)) => record,
-        other => {
-            let failed = other.is_err();
-            let why = match other {
-                Err(e) => e.to_string(),
-                Ok(_) => "no STSv1 TXT record".to_string(),
-            };
-            if cached.is_none() {
-                if failed {
-                    notes.push(format!("mta-sts: {txt_name}: {why}"));
-                }
-                return Outcome::none(Source::NotAnnounced, notes);
-            }
-            let why = format!("mta-sts: {txt_name}: {why}; the cached policy stays");
-            return fallback(cached, why, notes);
-        }
+    let record = match announced(&domain, resolver) {
+        Ok(record) => record,
+        Err(missing) => return without_record(cached, missing, notes),
     };
     let refreshing = match &cached {
         Some((entry, policy)) if entry.id == record.id => {
@@ -181,36 +132,158 @@ pub fn policy_for(
         }
         _ => false,
     };
+    let (text, policy) = match fetch_policy(&domain, resolver, fetcher) {
+        Ok(got) => got,
+        Err(why) => return fetch_failed(cached, why, refreshing, notes),
+    };
+    store(cache, &domain, &record.id, now, text, &policy, &mut notes);
+    Outcome {
+        policy: Some(policy),
+        id: Some(record.id),
+        source: Source::Fetched,
+        notes,
+    }
+}
 
-    let fetched = fetcher
-        .fetch(&domain, resolver)
+/// The A-label name the `_mta-sts` record and the policy host are under; `None` for an
+/// address literal, which has no policy, and for a name that is not a domain (noted).
+fn policy_domain(domain: &str, notes: &mut Vec<String>) -> Option<String> {
+    if address_literal(domain).is_some() {
+        return None;
+    }
+    match ascii_domain(domain) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            notes.push(format!("mta-sts: {e}"));
+            None
+        }
+    }
+}
+
+/// Why there is no usable `_mta-sts` record, as two notes for the log: the one when
+/// nothing is cached (`None` when there is simply no record, which is no fault), and the
+/// one when a cached policy is applied instead.
+struct NoRecord {
+    alone: Option<String>,
+    with_cache: String,
+}
+
+/// The domain's `_mta-sts` TXT record (§3.1), asked for on every call so that a changed
+/// id is seen at once.
+fn announced(domain: &str, resolver: &Resolver) -> Result<Record, NoRecord> {
+    let txt_name = format!("_mta-sts.{domain}");
+    let records = match resolver.txt(&txt_name) {
+        Ok(records) => records,
+        Err(e) => {
+            let why = format!("mta-sts: {e}");
+            return Err(NoRecord {
+                alone: Some(why.clone()),
+                with_cache: why,
+            });
+        }
+    };
+    match record::select(&records) {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(NoRecord {
+            alone: None,
+            with_cache: format!(
+                "mta-sts: {txt_name}: no STSv1 TXT record; the cached policy stays"
+            ),
+        }),
+        Err(e) => Err(NoRecord {
+            alone: Some(format!("mta-sts: {txt_name}: {e}")),
+            with_cache: format!("mta-sts: {txt_name}: {e}; the cached policy stays"),
+        }),
+    }
+}
+
+/// No usable record: a valid cached policy must still be applied (§3.3, §5.1); without
+/// one the domain is treated as not using MTA-STS (§3.1).
+fn without_record(
+    cached: Option<(Entry, Policy)>,
+    missing: NoRecord,
+    mut notes: Vec<String>,
+) -> Outcome {
+    match cached {
+        Some(cached) => fallback(Some(cached), missing.with_cache, notes),
+        None => {
+            notes.extend(missing.alone);
+            Outcome::none(Source::NotAnnounced, notes)
+        }
+    }
+}
+
+/// The policy fetched over HTTPS (§3.3) and parsed, with its text for the cache; or why
+/// not, for the log.
+fn fetch_policy(
+    domain: &str,
+    resolver: &Resolver,
+    fetcher: &Fetcher,
+) -> Result<(String, Policy), String> {
+    fetcher
+        .fetch(domain, resolver)
         .map_err(|e| format!("mta-sts: {e}"))
         .and_then(|text| {
             Policy::parse(&text)
                 .map(|p| (text, p))
                 .map_err(|e| format!("mta-sts: mta-sts.{domain}: {e}"))
-        });
-    let (text, policy) = match fetched {
-        Ok(got) => got,
-        Err(why) if refreshing => {
-            let mut outcome = fallback(cached, format!("{why}; the cached policy stays"), notes);
-            // The record still names the cached policy: it is current, only not renewed.
-            outcome.source = Source::Cached;
-            return outcome;
-        }
-        Err(why) if cached.is_some() => {
-            return fallback(cached, format!("{why}; the cached policy stays"), notes);
-        }
-        Err(why) => return fallback(None, why, notes),
-    };
+        })
+}
+
+/// A fetch that failed: the valid cached policy stays (§3.3). When the record still names
+/// it and only the proactive refresh failed, it is current ([`Source::Cached`]), only not
+/// renewed.
+fn fetch_failed(
+    cached: Option<(Entry, Policy)>,
+    why: String,
+    refreshing: bool,
+    notes: Vec<String>,
+) -> Outcome {
+    if refreshing {
+        let mut outcome = fallback(cached, format!("{why}; the cached policy stays"), notes);
+        outcome.source = Source::Cached;
+        return outcome;
+    }
+    if cached.is_some() {
+        return fallback(cached, format!("{why}; the cached policy stays"), notes);
+    }
+    fallback(None, why, notes)
+}
+
+/// What applies when the current policy cannot be had: the valid cached one
+/// ([`Source::CachedFallback`]), else none ([`Source::Unavailable`]); `why` is noted.
+fn fallback(cached: Option<(Entry, Policy)>, why: String, mut notes: Vec<String>) -> Outcome {
+    notes.push(why);
+    match cached {
+        Some((entry, policy)) => Outcome {
+            policy: Some(policy),
+            id: Some(entry.id),
+            source: Source::CachedFallback,
+            notes,
+        },
+        None => Outcome::none(Source::Unavailable, notes),
+    }
+}
+
+/// Keeps a fetched policy under its record id for its `max_age` (§5.1). A cache that
+/// cannot be written costs only the caching, so it is a note.
+fn store(
+    cache: &Cache,
+    domain: &str,
+    id: &str,
+    now: u64,
+    text: String,
+    policy: &Policy,
+    notes: &mut Vec<String>,
+) {
     let stored = if policy.max_age == 0 {
         // Valid for no time at all: nothing to keep, and the old one is superseded.
-        cache.remove(&domain)
+        cache.remove(domain)
     } else {
         cache.store(
-            &domain,
+            domain,
             &Entry {
-                id: record.id.clone(),
+                id: id.to_string(),
                 fetched_at: now,
                 expires_at: now.saturating_add(u64::from(policy.max_age)),
                 policy: text,
@@ -219,12 +292,6 @@ pub fn policy_for(
     };
     if let Err(e) = stored {
         notes.push(e.to_string());
-    }
-    Outcome {
-        policy: Some(policy),
-        id: Some(record.id),
-        source: Source::Fetched,
-        notes,
     }
 }
 
