@@ -343,6 +343,8 @@ fn smtpsend_without_host(dir: &Path) -> assert_cmd::Command {
     let config = dir.join("config.toml");
     std::fs::write(&config, "queue_on_tempfail = false\n").expect("test config");
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(&config)
         .env("HOME", dir)

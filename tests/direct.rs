@@ -715,6 +715,8 @@ fn tls_verify_domains_policy_applies_per_domain() {
     )
     .unwrap();
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(&config)
         .args(["--dns-server", &dns.addr().to_string()])

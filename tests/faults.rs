@@ -208,7 +208,7 @@ fn kill_minus_9_during_flush_loses_nothing() {
         // Queue a batch, then kill runs until one of them empties the queue or the
         // batch had its rounds.
         if rounds_on_batch >= ROUNDS_PER_BATCH && !q.entries().is_empty() {
-            let out = q.flush(server.port(), true);
+            let out = q.flush(server.port(), false);
             assert_eq!(code(&out), 0, "undisturbed queue run: {}", stderr(&out));
             drained_by_clean_run += 1;
         }
@@ -222,7 +222,7 @@ fn kill_minus_9_during_flush_loses_nothing() {
         }
         rounds_on_batch += 1;
         let mut cmd = q.std_cmd(server.port());
-        cmd.args(["-q", "--all"])
+        cmd.arg("-q")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -237,7 +237,7 @@ fn kill_minus_9_during_flush_loses_nothing() {
         if q.entries().is_empty() {
             break;
         }
-        let out = q.flush(server.port(), true);
+        let out = q.flush(server.port(), false);
         assert_eq!(code(&out), 0, "final queue run: {}", stderr(&out));
     }
     assert_no_corruption(&q);
@@ -371,7 +371,7 @@ fn kill_minus_9_during_enqueue_leaves_whole_entries_or_none() {
             .grace(Duration::from_millis(2))
             .deadline(Duration::from_secs(60))
             .start();
-        let out = q.flush(server.port(), true);
+        let out = q.flush(server.port(), false);
         let t = server.finish();
         assert_exit(&out, 0, &t);
         let delivered: BTreeMap<String, Vec<u8>> = t
@@ -643,7 +643,7 @@ fn flush_killed_mid_batch_does_not_resend_accepted_messages() {
         )
         .start();
     let mut cmd = q.std_cmd(server.port());
-    cmd.args(["-q", "--all"])
+    cmd.arg("-q")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -657,7 +657,7 @@ fn flush_killed_mid_batch_does_not_resend_accepted_messages() {
     assert_no_corruption(&q);
     let left: Vec<Vec<String>> = q.entries().into_iter().map(|e| e.recipients).collect();
 
-    let out = q.flush(server.port(), true);
+    let out = q.flush(server.port(), false);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let t = server.finish();
     let counts = accepted_counts(&t);

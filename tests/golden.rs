@@ -57,6 +57,8 @@ fn sendmail(port: u16, dir: &tempfile::TempDir) -> assert_cmd::Command {
     )
     .unwrap();
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(&config)
         .args([

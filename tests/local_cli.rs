@@ -23,6 +23,8 @@ fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 fn binary(config: &Path, home: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(config)
         .env("HOME", home)

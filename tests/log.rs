@@ -213,6 +213,8 @@ fn with_config(dir: &Path, config: &str, port: u16) -> assert_cmd::Command {
     let path = dir.join("config.toml");
     std::fs::write(&path, config).expect("config");
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(&path)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -252,7 +254,8 @@ fn a_queue_run_logs_each_entry_by_its_queue_id() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let id = stderr(&out)
         .lines()
-        .find_map(|l| l.strip_prefix("smtpsend: queued as "))
+        .find_map(|l| l.strip_prefix("smtpsend: queued "))
+        .and_then(|rest| rest.split(' ').next())
         .map(str::to_string)
         .expect("queue id on stderr");
 
@@ -262,7 +265,7 @@ fn a_queue_run_logs_each_entry_by_its_queue_id() {
         .arg(&queue)
         .arg("--logfile")
         .arg(&log)
-        .args(["-q", "--all"]);
+        .arg("-q");
     let out = run(cmd, "");
     let t = server.finish();
     assert_exit(&out, 0, &t);

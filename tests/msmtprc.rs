@@ -118,6 +118,8 @@ fn msmtp(setup: &Setup, args: &[&str]) -> Output {
 /// smtpsend isolated from the machine: its own home, no queue (a failure must show).
 fn smtpsend_cmd(setup: &Setup) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("smtpsend").expect("binary");
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.env("HOME", &setup.home)
         .env("XDG_CONFIG_HOME", setup.home.join(".config"))
         .env("XDG_STATE_HOME", setup.home.join(".state"))

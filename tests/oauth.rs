@@ -517,6 +517,8 @@ fn account_without_oauth_is_a_config_error() {
 fn binary(home: &Path, config: &Path) -> Command {
     let mut cmd = Command::cargo_bin("smtpsend").unwrap();
     cmd.env_clear()
+        // Queue runs in tests are the tests' own: no background runner.
+        .env("SMTPSEND_QUEUE_RUNNER", "off")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join("data"))

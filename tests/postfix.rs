@@ -227,6 +227,8 @@ impl Postfix {
         let config = home.path().join("smtpsend.toml");
         fs::write(&config, config_text).expect("test config");
         let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        // Queue runs in tests are the tests' own: no background runner.
+        command.env("SMTPSEND_QUEUE_RUNNER", "off");
         command
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--config")

@@ -97,10 +97,25 @@ fn relay_down_queues_then_flush_delivers() {
     assert!(listing.contains("a@x.test"), "{listing}");
     assert!(listing.contains("connection refused"), "{listing}");
     assert!(listing.contains("in 1 Request."), "{listing}");
+    // Said, not only under -v: the id, the recipient, the reason and the next try.
+    let err = stderr(&out);
     let entry = q.only_entry();
+    let said = format!("smtpsend: queued {} for a@x.test: ", entry.id);
+    assert!(err.starts_with(&said), "{err}");
+    // The tests run without the background runner: the next queue run is the next try.
+    assert!(
+        err.contains("connection refused; next try at the first queue run after 5 minutes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(smtpsend -q to retry now, mailq to look)"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(entry.recipients, ["a@x.test"]);
     assert_eq!(entry.from, SENDER);
-    assert_eq!(entry.attempts, 0);
+    // The failed try counts: the next waits for the first back-off.
+    assert_eq!(entry.attempts, 1);
     let spooled = q.data(&entry.id);
     assert_eq!(entry.size, spooled.len() as i64);
     let text = String::from_utf8_lossy(&spooled);
@@ -136,14 +151,24 @@ fn temp_451_then_250_delivered_on_second_flush() {
     let out = q.send(port, &[RECIPIENT], MESSAGE);
     assert_status(&out, 0);
     let entry = q.only_entry();
-    assert_eq!(entry.attempts, 0);
+    assert_eq!(entry.attempts, 1);
     assert_eq!(entry.recipients, [RECIPIENT]);
     assert!(q.listing().contains("451 4.3.0 later"), "{}", q.listing());
 
+    // -q tries it now, whatever its retry time, as sendmail -q and postqueue -f do.
     let out = q.flush(port, false);
     assert_status(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "smtpsend: {}: deferred for {RECIPIENT}: ",
+            entry.id
+        )),
+        "{err}"
+    );
+    assert!(err.contains("next try within 10 minutes"), "{err}");
     let entry = q.entry(&entry.id);
-    assert_eq!(entry.attempts, 1, "{:?}", entry.table);
+    assert_eq!(entry.attempts, 2, "{:?}", entry.table);
     assert!(
         entry
             .last_error
@@ -152,20 +177,22 @@ fn temp_451_then_250_delivered_on_second_flush() {
         "{:?}",
         entry.last_error
     );
-    // Five minutes of back-off, in whole seconds.
+    // Ten minutes of back-off after the second try, in whole seconds.
     let wait = entry.next_attempt - unix_now();
-    assert!((290..=300).contains(&wait), "next attempt in {wait} s");
+    assert!((590..=600).contains(&wait), "next attempt in {wait} s");
     let listing = q.listing();
     assert!(listing.contains("451 4.3.0 later"), "{listing}");
-    assert!(listing.contains("1 try, next in"), "{listing}");
+    assert!(listing.contains("2 tries, next in"), "{listing}");
 
-    // Not due yet: a plain -q leaves it alone (a dead relay would count a second try).
+    // Not due yet: -q --due (a timer's) leaves it alone (a dead relay would count a
+    // third try), and says nothing.
     let down = dead_port();
-    let out = q.flush(down.port(), false);
+    let out = q.flush(down.port(), true);
     assert_status(&out, 0);
-    assert_eq!(q.entry(&entry.id).attempts, 1);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert_eq!(q.entry(&entry.id).attempts, 2);
 
-    let out = q.flush(port, true);
+    let out = q.flush(port, false);
     let t = server.finish();
     assert_exit(&out, 0, &t);
     assert_eq!(t.connections.len(), 3, "{:#?}", t.connections.len());
@@ -784,7 +811,7 @@ fn a_554_greeting_defers_every_entry_and_returns_none() {
     let entries = q.entries();
     assert_eq!(entries.len(), 3, "every entry stays");
     for e in &entries {
-        assert_eq!(e.attempts, 1, "{:?}", e.table);
+        assert_eq!(e.attempts, 2, "{:?}", e.table);
         assert!(
             e.last_error
                 .as_deref()

@@ -485,6 +485,8 @@ fn smtpsend(host: &str, port: u16, args: &[&str], password: Option<&str>, input:
     let config = home.path().join("smtpsend.toml");
     fs::write(&config, "queue_on_tempfail = false\n").expect("test config");
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.args(["--host", host, "--port", &port.to_string(), "--config"])
         .arg(&config)
         .args(args)

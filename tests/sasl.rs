@@ -427,6 +427,8 @@ fn an_account_with_an_oauth_token_command_chooses_xoauth2_from_the_offer() {
     )
     .unwrap();
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.timeout(CLIENT_LIMIT)
         .arg("--config")
         .arg(&config)

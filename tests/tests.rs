@@ -6,6 +6,7 @@
 mod common;
 
 mod bad_input;
+mod bounce;
 mod bs;
 mod compose_cli;
 mod dane;
@@ -29,5 +30,6 @@ mod queue;
 mod real_servers;
 mod relay;
 mod resolve;
+mod runner;
 mod sasl;
 mod server_selftest;

@@ -23,6 +23,8 @@ pub enum Mode {
     RebuildAliases,
     /// Process the queue (`-q`, `--flush`).
     RunQueue,
+    /// Be the spool's background queue runner (`--queue-runner`, started by a sender).
+    QueueRunner,
     /// Remove queue entries (`--queue-remove`, `--queue-remove-all`).
     RemoveFromQueue,
     /// Speak SMTP on stdin/stdout (`-bs`).
@@ -302,12 +304,17 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", help_heading = "Queue")]
     pub queue_dir: Option<PathBuf>,
 
-    /// Deliver every queued message that is due (as -q).
+    /// Try every queued message now, as sendmail -q and postqueue -f do (same as -q).
     #[arg(long, help_heading = "Queue")]
     pub flush: bool,
 
-    /// With --flush: try every entry now, not only those whose retry time has come.
-    #[arg(long, help_heading = "Queue")]
+    /// With --flush/-q: try only the messages whose retry time has come (for timers).
+    #[arg(long, help_heading = "Queue", conflicts_with = "all")]
+    pub due: bool,
+
+    /// With --flush/-q: every message, whatever its retry time (the default; kept for
+    /// scripts written when -q only took what was due).
+    #[arg(long, help_heading = "Queue", hide = true)]
     pub all: bool,
 
     /// Remove the queued message with this id.
@@ -321,6 +328,11 @@ pub struct Cli {
     /// Confirm --queue-remove-all.
     #[arg(long, help_heading = "Queue")]
     pub yes: bool,
+
+    /// Run as the spool's background queue runner until it is empty (what a sender
+    /// starts after queueing; not for people).
+    #[arg(long, hide = true)]
+    pub queue_runner: bool,
 
     /// Show the server's greeting, EHLO capabilities before and after STARTTLS, TLS
     /// version and cipher, certificate and AUTH methods; with a DOMAIN argument instead of
@@ -477,6 +489,9 @@ impl Cli {
         if self.diagnosing() {
             return Ok(Mode::Diagnose);
         }
+        if self.queue_runner {
+            return Ok(Mode::QueueRunner);
+        }
         if self.queue_run.is_some() || self.flush {
             return Ok(Mode::RunQueue);
         }
@@ -502,6 +517,19 @@ impl Cli {
                 .sendmail_options
                 .iter()
                 .any(|o| o == "i" || o.eq_ignore_ascii_case("ignoredots"))
+    }
+
+    /// Sendmail's `-oem` or `-oee` (ErrorMode m or e): errors are mailed back, not only
+    /// printed (cron passes `-oem`; nobody reads its exit status).
+    pub fn mail_errors(&self) -> bool {
+        self.sendmail_options.iter().any(|o| {
+            matches!(o.as_str(), "em" | "ee")
+                || o.eq_ignore_ascii_case("ErrorMode=m")
+                || o.eq_ignore_ascii_case("ErrorMode=e")
+        }) || self
+            .sendmail_long_options
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case("ErrorMode=m") || o.eq_ignore_ascii_case("ErrorMode=e"))
     }
 
     /// `--queue` or sendmail's `-odq` (deliver to the queue only).
@@ -545,7 +573,7 @@ impl Cli {
         let mut out: Vec<String> = self
             .sendmail_options
             .iter()
-            .filter(|o| *o != "i" && *o != "dq")
+            .filter(|o| !matches!(o.as_str(), "i" | "dq" | "em" | "ee"))
             .map(|o| format!("-o{o}"))
             .collect();
         out.extend(self.sendmail_long_options.iter().map(|o| format!("-O {o}")));
@@ -577,6 +605,9 @@ mod tests {
         assert!(cli.ignore_dots());
         assert_eq!(cli.recipients, vec!["root"]);
         assert_eq!(cli.body_type.as_deref(), Some("8BITMIME"));
+        assert!(cli.mail_errors());
+        let (plain, _) = parse(&["sendmail", "-oep", "root"]);
+        assert!(!plain.mail_errors());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn run(
         Mode::Deliver => send::run(settings, input, err),
         Mode::ListQueue => queue::list(settings, err),
         Mode::RunQueue => queue::flush(settings, err),
+        Mode::QueueRunner => queue::background(settings),
         Mode::RemoveFromQueue => queue::remove(settings, err),
         Mode::RebuildAliases => Ok(ExitStatus::Ok),
         Mode::VerifyAddresses => verify_addresses(settings),

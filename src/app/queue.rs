@@ -13,6 +13,7 @@ use crate::delivery::route::RouteSpec;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::queue::run::{self, RunOptions};
+use crate::queue::runner;
 use crate::queue::{self, Entry};
 
 /// `-bp`, `mailq`.
@@ -60,16 +61,30 @@ pub fn remove(settings: &Settings, err: &mut dyn Write) -> Result<ExitStatus, Er
 /// routes were kept goes by its named account, or the run's own settings.
 pub fn flush(settings: &Settings, err: &mut dyn Write) -> Result<ExitStatus, Error> {
     let spool = open_spool(settings)?;
-    let opts = RunOptions {
+    let opts = run_options(settings, settings.queue.all);
+    let route_for = |entry: &Entry| route_of(settings, entry);
+    run::run(&spool, &opts, &route_for, err)
+}
+
+/// `--queue-runner`: the spool's background runner, started by a sender; each entry when
+/// it is due, by its own route, until the spool is empty. It speaks only to the log file,
+/// or to syslog when there is none.
+pub fn background(settings: &Settings) -> Result<ExitStatus, Error> {
+    let spool = open_spool(settings)?;
+    let opts = run_options(settings, false);
+    let route_for = |entry: &Entry| route_of(settings, entry);
+    runner::serve(&spool, &opts, &route_for, &settings.log.clone().or_syslog())
+}
+
+fn run_options(settings: &Settings, all: bool) -> RunOptions {
+    RunOptions {
         verbose: settings.verbose,
-        all: settings.queue.all,
+        all,
         parallel: settings.parallel,
         own_routes: !run_names_route(settings),
         client: settings.client.clone(),
         log: settings.log.clone(),
-    };
-    let route_for = |entry: &Entry| route_of(settings, entry);
-    run::run(&spool, &opts, &route_for, err)
+    }
 }
 
 /// The live route of one queued entry: the one it was queued with, unless the queue run

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::message::FromHeader;
 use crate::message::address::{self, AddressError, Origin};
 use crate::message::compose::ComposeOptions;
+use crate::queue::Backoff;
 use crate::smtp::Dsn;
 use crate::smtp::probe::Query;
 use crate::system::identity;
@@ -69,6 +70,9 @@ pub struct Settings {
 pub struct MessageSettings {
     /// `-t`: recipients from the header.
     pub read_recipients: bool,
+    /// `-oem`/`-oee` (and `-bs`): a recipient refused for good is also reported to the
+    /// sender by mail, for callers that never read the exit status.
+    pub mail_errors: bool,
     /// Without `-i`: a lone `.` line ends the input, as in sendmail.
     pub dot_ends_input: bool,
     /// `-f`/`-r`, else the account's `from` (unless that is a pattern).
@@ -153,13 +157,17 @@ pub struct QueueSettings {
     pub on_tempfail: bool,
     /// `--queue` / `-odq`: queue without trying.
     pub only: bool,
-    /// `--flush --all`: every entry, due or not.
+    /// `-q`: every entry, due or not (false with `--due`).
     pub all: bool,
     /// `--queue-remove ID`.
     pub remove: Vec<String>,
     /// `--queue-remove-all --yes`.
     pub remove_all: bool,
     pub yes: bool,
+    /// Start a background queue runner when a message is queued (config `queue_runner`).
+    pub runner: bool,
+    /// The retry schedule (config `queue_retry_first`, `queue_retry_max`).
+    pub backoff: Backoff,
 }
 
 /// The diagnostic queries (`--serverinfo`, `--verify`, ...).
@@ -247,10 +255,12 @@ impl Settings {
                     .or_else(|| acct.and_then(|a| a.queue_dir.clone())),
                 on_tempfail: !cli.no_queue && acct.is_none_or(|a| a.queue_on_tempfail),
                 only: cli.queue_only(),
-                all: cli.all,
+                all: !cli.due,
                 remove: cli.queue_remove.clone(),
                 remove_all: cli.queue_remove_all,
                 yes: cli.yes,
+                runner: runner_wanted(acct),
+                backoff: backoff(acct),
             },
             log: Logger::new(
                 cli.logfile
@@ -344,6 +354,7 @@ impl Settings {
 fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings, Error> {
     Ok(MessageSettings {
         read_recipients: cli.read_recipients,
+        mail_errors: cli.mail_errors(),
         dot_ends_input: !cli.ignore_dots(),
         from: cli
             .envelope_from()
@@ -382,6 +393,32 @@ fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings
         from_header: acct.map(|a| a.set_from_header).unwrap_or_default(),
         undisclosed_recipients: acct.is_some_and(|a| a.undisclosed_recipients),
     })
+}
+
+/// Whether a sender starts the background queue runner: the config's `queue_runner`,
+/// unless `SMTPSEND_QUEUE_RUNNER` says `off` or `on` (a systemd unit or a test suite that
+/// runs the queue itself).
+fn runner_wanted(acct: Option<&Account>) -> bool {
+    match std::env::var("SMTPSEND_QUEUE_RUNNER").as_deref() {
+        Ok("off" | "0" | "no" | "false") => false,
+        Ok("on" | "1" | "yes" | "true") => true,
+        _ => acct.is_none_or(|a| a.queue_runner),
+    }
+}
+
+/// The retry schedule: the account's, else five minutes doubling to four hours.
+fn backoff(acct: Option<&Account>) -> Backoff {
+    let default = Backoff::default();
+    let first = acct
+        .and_then(|a| a.queue_retry_first)
+        .map_or(default.first, Duration::from_secs);
+    let max = acct
+        .and_then(|a| a.queue_retry_max)
+        .map_or(default.max, Duration::from_secs);
+    Backoff {
+        first,
+        max: max.max(first),
+    }
 }
 
 /// How bare local names are handled, from the account.

@@ -56,6 +56,8 @@ pub fn run(settings: &Settings, input: Input<'_>, err: &mut dyn Write) -> Result
         one.mode = Mode::Deliver;
         one.recipients = rcpts.to_vec();
         one.message.dot_ends_input = false;
+        // The client took our 250 and went: a refusal it did not see is mailed back.
+        one.message.mail_errors = true;
         one.message.from = Some(if from.is_empty() { "<>" } else { from }.to_string());
         let copy = file
             .try_clone()

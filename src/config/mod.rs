@@ -89,6 +89,13 @@ pub struct Account {
     /// The queue directory (default `/var/spool/smtpsend` when writable, else
     /// `$XDG_STATE_HOME/smtpsend/queue`).
     pub queue_dir: Option<PathBuf>,
+    /// Start a background queue runner when a message is queued and none is running
+    /// (default true; off where a timer runs `smtpsend -q`).
+    pub queue_runner: bool,
+    /// Seconds before the first retry of a queued message (default 300), doubling up to
+    /// `queue_retry_max` (default 14400).
+    pub queue_retry_first: Option<u64>,
+    pub queue_retry_max: Option<u64>,
     /// Queue the message and exit 0 on a temporary failure (default true).
     pub queue_on_tempfail: bool,
     /// Add From, Date and Message-ID when the message lacks them (default true).
@@ -572,6 +579,9 @@ account_keys! {
     mail_spool: Text,
     queue_dir: Text,
     queue_on_tempfail: bool,
+    queue_runner: bool,
+    queue_retry_first: Seconds,
+    queue_retry_max: Seconds,
     add_missing_headers: bool,
     set_from_header: SetFrom,
     undisclosed_recipients: bool,
@@ -766,6 +776,9 @@ impl RawAccount {
             local_delivery: self.local_delivery.unwrap_or(true),
             mail_spool,
             queue_dir,
+            queue_runner: self.queue_runner.unwrap_or(true),
+            queue_retry_first: self.queue_retry_first.map(|s| s.0),
+            queue_retry_max: self.queue_retry_max.map(|s| s.0),
             queue_on_tempfail: self.queue_on_tempfail.unwrap_or(true),
             add_missing_headers: self.add_missing_headers.unwrap_or(true),
             set_from_header: self.set_from_header.map(|s| s.0).unwrap_or_default(),
@@ -1154,6 +1167,9 @@ insecure_auth = true
                 local_delivery: false,
                 mail_spool: Some(PathBuf::from("/var/mail")),
                 queue_dir: Some(PathBuf::from("/var/spool/smtpsend")),
+                queue_runner: true,
+                queue_retry_first: None,
+                queue_retry_max: None,
                 queue_on_tempfail: false,
                 add_missing_headers: false,
                 set_from_header: FromHeader::Always,

@@ -12,6 +12,7 @@ use crate::smtp::{
     BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
     TraceLine, Wait,
 };
+use crate::system::signals;
 use crate::system::terminal::Progress;
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
@@ -144,7 +145,9 @@ pub fn deliver_batch(
         let index = *index;
         let body = body.take();
         let mut stage = |session: &mut Session| {
-            while in_flight.len() < MAX_IN_FLIGHT
+            // A run asked to stop starts no more transactions.
+            while !signals::stop_requested()
+                && in_flight.len() < MAX_IN_FLIGHT
                 && session.can_stage()
                 && session.poll_transmit().map_or(0, <[u8]>::len) < FLIGHT_MAX
             {
@@ -201,6 +204,11 @@ pub fn deliver_batch(
             Ok(other) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
         }
         if in_flight.is_empty() {
+            if signals::stop_requested() {
+                for (i, _) in jobs.by_ref() {
+                    outcome(i, JobOutcome::NotAttempted("stopped on request".into()));
+                }
+            }
             match jobs.next() {
                 Some((i, mut job)) => {
                     if conn.session.capabilities().chunking {

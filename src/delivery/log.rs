@@ -14,7 +14,7 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -245,6 +245,43 @@ impl Logger {
         self.file.is_some() || self.syslog
     }
 
+    /// This logger, or syslog alone when it has nowhere to write: a detached process
+    /// (the background queue runner) has no stderr, and must say things somewhere.
+    pub fn or_syslog(self) -> Logger {
+        if self.is_enabled() {
+            self
+        } else {
+            Logger {
+                file: None,
+                syslog: true,
+            }
+        }
+    }
+
+    /// A line in words (the background runner's, which has no stderr): to the file with
+    /// the time, to syslog as a notice. Control characters are escaped like a value's.
+    pub fn note(&self, text: &str) -> Result<(), Error> {
+        let escaped = value(text, false);
+        let text = escaped
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(&escaped);
+        if self.syslog {
+            syslog_text(libc::LOG_NOTICE, text);
+        }
+        match &self.file {
+            Some(path) => append_line(
+                path,
+                &format!(
+                    "time={} note={}",
+                    rfc3339(SystemTime::now()),
+                    value(text, true)
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// Write the record. The file is opened for each line (`O_APPEND`, created 0600), so
     /// a rotated log is picked up and concurrent runs never interleave within a line:
     /// each line is one `write()`.
@@ -252,29 +289,10 @@ impl Logger {
         if self.syslog {
             syslog(rec);
         }
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut line = format_line(rec);
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::cant_create(format!("log file {}", path.display()), e))?;
-        let written = file
-            .write(line.as_bytes())
-            .map_err(|e| Error::io(format!("log file {}", path.display()), e))?;
-        if written != line.len() {
-            return Err(Error::io_text(
-                format!("log file {}", path.display()),
-                &format!("short write ({written} of {} bytes)", line.len()),
-            ));
+        match &self.file {
+            Some(path) => append_line(path, &format_line(rec)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// [`Self::record`], with a failure as a note on `err`: the mail matters more than the
@@ -331,6 +349,29 @@ impl Logger {
             self.record_or_warn(rec, err);
         }
     }
+}
+
+/// One line appended to the log file in one `write()`.
+fn append_line(path: &Path, line: &str) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let line = format!("{line}\n");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::cant_create(format!("log file {}", path.display()), e))?;
+    let written = file
+        .write(line.as_bytes())
+        .map_err(|e| Error::io(format!("log file {}", path.display()), e))?;
+    if written != line.len() {
+        return Err(Error::io_text(
+            format!("log file {}", path.display()),
+            &format!("short write ({written} of {} bytes)", line.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// The line for the log file.
@@ -468,21 +509,26 @@ pub fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Send one line to syslog, facility mail, ident "smtpsend" (openlog is called once).
+/// Send one record to syslog, facility mail, ident "smtpsend".
 fn syslog(rec: &Record) {
+    let priority = match rec.status {
+        Status::Sent => libc::LOG_INFO,
+        Status::Deferred => libc::LOG_NOTICE,
+        Status::Bounced | Status::Failed => libc::LOG_WARNING,
+    };
+    syslog_text(priority, &syslog_message(rec));
+}
+
+/// One message to syslog's mail facility.
+fn syslog_text(priority: libc::c_int, text: &str) {
     static OPEN: Once = Once::new();
     OPEN.call_once(|| {
         // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the
         // pointer); the other arguments are plain integers.
         unsafe { libc::openlog(c"smtpsend".as_ptr(), libc::LOG_PID, libc::LOG_MAIL) };
     });
-    let priority = match rec.status {
-        Status::Sent => libc::LOG_INFO,
-        Status::Deferred => libc::LOG_NOTICE,
-        Status::Bounced | Status::Failed => libc::LOG_WARNING,
-    };
     // A NUL cannot be in the message: control characters are escaped by `value`.
-    let Ok(message) = CString::new(syslog_message(rec)) else {
+    let Ok(message) = CString::new(text) else {
         return;
     };
     // SAFETY: a constant "%s" format with one NUL-terminated string argument, which

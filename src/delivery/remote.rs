@@ -45,4 +45,12 @@ impl Remote {
             Remote::Direct(direct) => direct.session_options(client),
         }
     }
+
+    /// The route in words: `smtp.example.org:587`, or `direct delivery`.
+    pub fn describe(&self) -> String {
+        match self {
+            Remote::Relay(relay) => format!("{}:{}", relay.route.host, relay.route.port),
+            Remote::Direct(_) => "direct delivery".to_string(),
+        }
+    }
 }

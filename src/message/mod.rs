@@ -30,6 +30,7 @@ pub mod address;
 pub mod aliases;
 pub mod compose;
 pub mod dkim;
+pub mod dsn;
 pub mod input;
 mod scan;
 pub(crate) mod stamp;

@@ -59,6 +59,7 @@ mod id;
 mod listing;
 pub(crate) mod notice;
 pub mod run;
+pub mod runner;
 mod spool;
 
 #[cfg(test)]
@@ -86,16 +87,53 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4 * 60 * 60);
 /// How long to wait after the `attempts`-th failed attempt: 5 min, 10, 20, 40 and so on,
 /// capped at 4 h. Nothing before the first attempt.
 pub fn backoff(attempts: u32) -> Duration {
-    if attempts == 0 {
-        return Duration::ZERO;
+    Backoff::default().after(attempts)
+}
+
+/// The retry schedule: the first delay, doubling after each failure up to a cap
+/// (config `queue_retry_first`, `queue_retry_max`; shorter ones are for tests).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            first: FIRST_BACKOFF,
+            max: MAX_BACKOFF,
+        }
     }
-    let doublings = attempts - 1;
-    if doublings >= 16 {
-        return MAX_BACKOFF;
+}
+
+impl Backoff {
+    /// The delay after the `attempts`-th failed attempt; nothing before the first.
+    pub fn after(self, attempts: u32) -> Duration {
+        if attempts == 0 {
+            return Duration::ZERO;
+        }
+        let doublings = attempts - 1;
+        if doublings >= 16 {
+            return self.max;
+        }
+        self.first.saturating_mul(1 << doublings).min(self.max)
     }
-    FIRST_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(MAX_BACKOFF)
+}
+
+/// A wait for a person: "5 minutes", "1 hour", "30 seconds".
+pub fn in_words(wait: Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    let (n, unit) = match secs {
+        0..=119 => (secs, "second"),
+        120..=7199 => (secs.div_ceil(60), "minute"),
+        _ => (secs.div_ceil(3600), "hour"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 /// What the caller knows about a message it wants to keep for later.
@@ -118,6 +156,9 @@ pub struct NewEntry {
     pub reason: Option<String>,
     /// Given without sendmail's `-i`: a lone `.` line ends the message when it is sent.
     pub dot_ends_input: bool,
+    /// It was tried once already and failed for `reason`: the entry starts with that
+    /// attempt counted and its next try after the first back-off, not at once.
+    pub tried: bool,
 }
 
 /// A message in the spool.
@@ -165,6 +206,15 @@ impl Entry {
             .is_ok_and(|age| age >= MAX_AGE)
     }
 
+    /// How long until the next attempt, in words ("5 minutes").
+    pub fn next_try_in_words(&self, now: SystemTime) -> String {
+        in_words(
+            self.next_attempt
+                .duration_since(now)
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
     /// The envelope of the next attempt: only the recipients still to deliver.
     pub fn envelope(&self) -> Envelope {
         Envelope {
@@ -196,6 +246,16 @@ mod tests {
     use super::*;
 
     const MIN: u64 = 60;
+
+    #[test]
+    fn waits_in_words() {
+        assert_eq!(in_words(Duration::from_secs(300)), "5 minutes");
+        assert_eq!(in_words(Duration::from_secs(299)), "5 minutes");
+        assert_eq!(in_words(Duration::from_secs(30)), "30 seconds");
+        assert_eq!(in_words(Duration::from_secs(3600)), "60 minutes");
+        assert_eq!(in_words(Duration::from_secs(4 * 3600)), "4 hours");
+        assert_eq!(in_words(Duration::ZERO), "1 second");
+    }
 
     #[test]
     fn backoff_doubles_from_five_minutes_to_a_four_hour_cap() {

@@ -100,8 +100,8 @@ pub(crate) fn notify_sender(run: &Notifier<'_>, entry: &Entry, reason: &str, err
         let _ = file.take(64 * 1024).read_to_end(&mut original);
     }
     let notice = failure_notice(entry, reason, &original);
-    let sent =
-        (run.route_for)(entry).and_then(|remote| send_notice(run, &remote, &entry.from, &notice));
+    let sent = (run.route_for)(entry)
+        .and_then(|remote| send_to(&remote, run.client, &entry.from, &notice));
     if let Err(e) = sent {
         let _ = writeln!(
             err,
@@ -115,8 +115,13 @@ pub(crate) fn notify_sender(run: &Notifier<'_>, entry: &Entry, reason: &str, err
 }
 
 /// One notice to `to` from the null sender over `remote`.
-fn send_notice(run: &Notifier<'_>, remote: &Remote, to: &str, notice: &[u8]) -> Result<(), Error> {
-    let opts = remote.session_options(run.client);
+pub(crate) fn send_to(
+    remote: &Remote,
+    client: &Client,
+    to: &str,
+    notice: &[u8],
+) -> Result<(), Error> {
+    let opts = remote.session_options(client);
     let envelope = Envelope {
         from: String::new(),
         recipients: vec![to.to_string()],

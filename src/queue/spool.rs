@@ -4,19 +4,20 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self as stdfs, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::envelope::{self, Refusal};
 use super::fs::{self, OpenError, Step};
-use super::{Entry, Listing, NewEntry, backoff, id};
+use super::{Backoff, Entry, Listing, NewEntry, id};
 use crate::{Error, Result};
 
 /// The system-wide spool, used when it exists and is safe and writable for us.
 pub const SYSTEM_SPOOL: &str = "/var/spool/smtpsend";
 const LOCK: &str = "lock";
+const RUNNER_LOCK: &str = "runner.lock";
 const CORRUPT: &str = "corrupt";
 const TMP_PREFIX: &str = ".tmp-";
 /// Leftovers younger than this may be a writer's work in progress (a slow pipe into
@@ -34,12 +35,19 @@ const MAX_ENVELOPE: u64 = 4 << 20;
 pub struct Spool {
     dir: PathBuf,
     euid: u32,
+    backoff: Backoff,
 }
 
 /// The flusher's lock; released when dropped, or by the kernel when the process dies.
 #[derive(Debug)]
 pub struct FlushLock {
     _file: File,
+}
+
+/// The background runner's lock; see [`Spool::try_lock_runner`].
+#[derive(Debug)]
+pub struct RunnerLock {
+    file: File,
 }
 
 /// What reading one entry found.
@@ -79,6 +87,17 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// This spool with another retry schedule.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Spool {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The retry schedule.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
     }
 
     pub(super) fn env_path(&self, id: &str) -> PathBuf {
@@ -126,6 +145,12 @@ impl Spool {
             size: 0,
             waiting_for_auth: false,
         };
+        if new.tried {
+            entry.attempts = 1;
+            entry.last_error = new.reason.clone();
+            entry.next_attempt =
+                envelope::whole_seconds(now.checked_add(self.backoff.after(1)).unwrap_or(now));
+        }
         match self.write_entry(&mut entry, data) {
             Ok(()) => Ok(entry),
             Err(e) => {
@@ -412,7 +437,9 @@ impl Spool {
         let mut updated = entry.clone();
         updated.attempts = updated.attempts.saturating_add(1);
         updated.last_error = Some(error.to_string());
-        let next = now.checked_add(backoff(updated.attempts)).unwrap_or(now);
+        let next = now
+            .checked_add(self.backoff.after(updated.attempts))
+            .unwrap_or(now);
         updated.next_attempt = envelope::whole_seconds(next);
         self.rewrite(&updated)?;
         *entry = updated;
@@ -513,7 +540,33 @@ impl Spool {
     /// One flusher at a time, so no message is sent twice by two queue runs: an exclusive
     /// `flock` on `lock` in the spool. `Ok(None)` when another process holds it.
     pub fn try_lock_flush(&self) -> Result<Option<FlushLock>> {
-        let path = self.dir.join(LOCK);
+        Ok(self.try_lock(LOCK)?.map(|file| FlushLock { _file: file }))
+    }
+
+    /// One background runner per spool: an exclusive `flock` on `runner.lock`, held for
+    /// the runner's whole life (the kernel lets go when it dies, however it dies).
+    /// `Ok(None)` when a runner holds it.
+    pub fn try_lock_runner(&self) -> Result<Option<RunnerLock>> {
+        Ok(self.try_lock(RUNNER_LOCK)?.map(|file| RunnerLock { file }))
+    }
+
+    /// The pid the live runner wrote into its lock, to wake it with; `None` when there
+    /// is none to read.
+    pub fn runner_pid(&self) -> Option<u32> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.dir.join(RUNNER_LOCK))
+            .ok()?;
+        let mut text = String::new();
+        file.take(32).read_to_string(&mut text).ok()?;
+        text.trim().parse().ok().filter(|&pid| pid > 1)
+    }
+
+    /// An exclusive non-blocking `flock` on the file `name` in the spool, made 0600 if it
+    /// is not there; a symbolic link or anything but a regular file is refused.
+    fn try_lock(&self, name: &str) -> Result<Option<File>> {
+        let path = self.dir.join(name);
         let shown = path.display();
         let file = OpenOptions::new()
             .read(true)
@@ -539,10 +592,20 @@ impl Spool {
             return Err(Error::Config(format!("{shown}: is not a regular file")));
         }
         match fs::try_flock(&file) {
-            Ok(true) => Ok(Some(FlushLock { _file: file })),
+            Ok(true) => Ok(Some(file)),
             Ok(false) => Ok(None),
             Err(e) => Err(Error::io(format!("{shown}: lock"), e)),
         }
+    }
+}
+
+impl RunnerLock {
+    /// Write our pid into the lock, for senders that want to wake us.
+    pub fn record_pid(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        writeln!(self.file, "{}", std::process::id())?;
+        Ok(())
     }
 }
 
@@ -670,7 +733,11 @@ fn open_dir(dir: PathBuf, euid: u32) -> Result<Spool> {
             dir.display()
         )));
     }
-    Ok(Spool { dir, euid })
+    Ok(Spool {
+        dir,
+        euid,
+        backoff: Backoff::default(),
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

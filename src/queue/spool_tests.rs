@@ -25,6 +25,7 @@ fn new_entry() -> NewEntry {
         eight_bit: Some(false),
         reason: Some("mx.example.org: connection refused".into()),
         dot_ends_input: true,
+        tried: false,
     }
 }
 
@@ -716,4 +717,37 @@ fn a_full_spool_is_a_temporary_failure_and_leaves_nothing() {
     drop(file);
     fs::remove_file(&filler).unwrap();
     enqueue(&spool, MESSAGE);
+}
+
+#[test]
+fn an_entry_that_was_tried_waits_for_the_first_backoff() {
+    let (_dir, spool) = spool();
+    let spool = spool.with_backoff(Backoff {
+        first: Duration::from_secs(7),
+        max: Duration::from_secs(60),
+    });
+    let before = SystemTime::now();
+    let entry = spool
+        .enqueue(
+            &NewEntry {
+                tried: true,
+                ..new_entry()
+            },
+            &mut &MESSAGE[..],
+        )
+        .unwrap();
+    assert_eq!(entry.attempts, 1);
+    assert_eq!(
+        entry.last_error.as_deref(),
+        Some("mx.example.org: connection refused")
+    );
+    let wait = entry.next_attempt.duration_since(before).unwrap();
+    assert!(
+        wait >= Duration::from_secs(6) && wait <= Duration::from_secs(8),
+        "{wait:?}"
+    );
+    // Not due before then; listed as it was written.
+    assert!(spool.due(SystemTime::now()).unwrap().entries.is_empty());
+    let listed = spool.list().unwrap().entries;
+    assert_eq!(listed[0].attempts, 1);
 }

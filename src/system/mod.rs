@@ -6,5 +6,6 @@ pub mod identity;
 pub mod os_error;
 pub mod private;
 pub mod secret_command;
+pub mod signals;
 pub mod terminal;
 pub mod time;

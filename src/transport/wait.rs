@@ -1,12 +1,15 @@
 //! Waiting for a socket until a deadline. Sockets are non-blocking, and every place that
 //! would block waits here with poll(2), never past its deadline: a server trickling a byte
-//! at a time cannot hold the process longer than the wait allows.
+//! at a time cannot hold the process longer than the wait allows. A process asked to stop
+//! ([`crate::system::signals`]) ends its waits within the grace period.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+
+use crate::system::signals;
 
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "timed out")
@@ -24,9 +27,13 @@ pub fn writable(fd: impl AsFd, deadline: Instant) -> io::Result<()> {
 
 fn wait(fd: impl AsFd, events: PollFlags, deadline: Instant) -> io::Result<()> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let mut left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || signals::past_grace() {
             return Err(timed_out());
+        }
+        // A process that stops on request looks at the request between short waits.
+        if let Some(slice) = signals::wait_slice() {
+            left = left.min(slice);
         }
         let mut fds = [PollFd::new(&fd, events)];
         let timeout = Timespec::try_from(left).unwrap_or(Timespec {

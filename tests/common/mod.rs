@@ -67,6 +67,8 @@ pub fn smtpsend(port: u16) -> Command {
 pub fn smtpsend_std(port: u16) -> std::process::Command {
     let (config, home) = isolation();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(config)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -89,6 +91,8 @@ pub fn smtpsend_direct(dns: std::net::SocketAddr, mx_port: u16) -> Command {
 pub fn smtpsend_direct_std(dns: std::net::SocketAddr, mx_port: u16) -> std::process::Command {
     let (config, home) = isolation();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    // Queue runs in tests are the tests' own: no background runner.
+    cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
     cmd.arg("--config")
         .arg(config)
         .args(["--dns-server", &dns.to_string()])

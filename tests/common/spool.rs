@@ -68,6 +68,8 @@ impl Queue {
     /// 127.0.0.1:`port`, as a plain `std::process::Command` (for spawning and killing).
     pub fn std_cmd(&self, port: u16) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        // Queue runs in tests are the tests' own: no background runner.
+        cmd.env("SMTPSEND_QUEUE_RUNNER", "off");
         cmd.arg("--config")
             .arg(self.root.path().join("config.toml"))
             .arg("--queue-dir")
@@ -96,12 +98,13 @@ impl Queue {
         super::run(cmd, input)
     }
 
-    /// `-q`, with `--all` when asked, against 127.0.0.1:`port`.
-    pub fn flush(&self, port: u16, all: bool) -> Output {
+    /// `-q` (every entry), or with `due_only` `-q --due` (what a timer runs), against
+    /// 127.0.0.1:`port`.
+    pub fn flush(&self, port: u16, due_only: bool) -> Output {
         let mut cmd = self.cmd(port);
         cmd.arg("-q");
-        if all {
-            cmd.arg("--all");
+        if due_only {
+            cmd.arg("--due");
         }
         super::run(cmd, Vec::new())
     }

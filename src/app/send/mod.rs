@@ -2,6 +2,7 @@
 //! recipients: local mailboxes, a relay, or each domain's exchangers; queued on a
 //! temporary failure.
 
+mod bounce;
 mod queueing;
 mod remote;
 
@@ -16,6 +17,7 @@ use crate::delivery::{self, direct};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::message::address::Origin;
+use crate::message::dsn::FailedRecipient;
 use crate::message::input::{Input, Message, private_temp_file};
 use crate::message::{self, PrepareOptions};
 use crate::smtp::SessionError;
@@ -71,6 +73,8 @@ pub fn run(
         settings,
         from,
         failures: Vec::new(),
+        queued: false,
+        refused: Vec::new(),
     };
     // Settle everything that can fail on configuration before the input is consumed. A
     // route that cannot be set up for now (an OAuth token that cannot be refreshed, a
@@ -96,6 +100,19 @@ pub fn run(
     if let Some(route) = &route {
         job.remote(&mut message, route, groups, err);
     }
+    if job.queued && settings.queue.runner {
+        queueing::ensure_runner(settings, err);
+    }
+    if settings.message.mail_errors {
+        bounce::report(
+            settings,
+            &job.from,
+            &job.refused,
+            message.head(),
+            route.as_ref(),
+            err,
+        );
+    }
     job.finish(err)
 }
 
@@ -104,6 +121,10 @@ struct Send<'s> {
     settings: &'s Settings,
     from: String,
     failures: Vec<Error>,
+    /// Something went into the spool: the queue runner must be running.
+    queued: bool,
+    /// Recipients refused for good, for the report `-oem` asks for.
+    refused: Vec<FailedRecipient>,
 }
 
 impl Send<'_> {
@@ -162,17 +183,12 @@ impl Send<'_> {
     ) {
         if self.settings.queue.only {
             let remote: Vec<String> = groups.concat();
-            match queueing::enqueue(
-                self.settings,
-                &self.from,
-                &remote,
-                "queued with --queue (-odq)",
-                message,
-            ) {
-                Ok(id) if self.settings.verbose => {
-                    let _ = writeln!(err, "smtpsend: queued as {id}");
-                }
-                Ok(_) => {}
+            let reason = queueing::Reason {
+                text: "queued with --queue (-odq)",
+                tried: false,
+            };
+            match queueing::enqueue(self.settings, &self.from, &remote, reason, message) {
+                Ok(entry) => self.say_queued(&entry, err),
                 Err(e) => self.failures.push(e),
             }
             return;
@@ -206,11 +222,9 @@ impl Send<'_> {
                     )
                 },
             );
-            for (out, result) in results {
+            for (rcpts, (out, result)) in groups.iter().zip(results) {
                 let _ = err.write_all(&out);
-                if let Err(e) = result {
-                    self.failures.push(e);
-                }
+                self.take(rcpts, result);
             }
         } else {
             for rcpts in groups {
@@ -218,16 +232,32 @@ impl Send<'_> {
                     self.settings,
                     route,
                     &self.from,
-                    rcpts,
+                    rcpts.clone(),
                     &info,
                     message,
                     err,
                 );
-                if let Err(e) = result {
-                    self.failures.push(e);
-                }
+                self.take(&rcpts, result);
             }
         }
+    }
+
+    /// One group's outcome: queued (`Ok(true)`), delivered, or failed (and which of
+    /// `rcpts` were refused for good).
+    fn take(&mut self, rcpts: &[String], result: Result<bool, Error>) {
+        match result {
+            Ok(queued) => self.queued |= queued,
+            Err(e) => {
+                self.refused.extend(bounce::refused(rcpts, &e));
+                self.failures.push(e);
+            }
+        }
+    }
+
+    /// Tell the caller the message was queued, and remember that it was.
+    fn say_queued(&mut self, entry: &crate::queue::Entry, err: &mut dyn Write) {
+        queueing::say_queued(self.settings, entry, err);
+        self.queued = true;
     }
 
     /// Queue a message whose route could not be set up. A login that is needed is the
@@ -249,17 +279,11 @@ impl Send<'_> {
             needs_person,
             message,
         ) {
-            Ok(id) => {
+            Ok(entry) => {
+                self.say_queued(&entry, err);
                 if needs_person {
-                    // The error itself (with the hint) is printed by the caller.
-                    let _ = writeln!(
-                        err,
-                        "smtpsend: queued as {id}; it goes out with the next queue run once \
-                         that is done"
-                    );
+                    // The error itself (with the hint to log in) is printed by the caller.
                     self.failures.push(error);
-                } else if self.settings.verbose {
-                    let _ = writeln!(err, "smtpsend: queued as {id}: {reason}");
                 }
             }
             Err(spool_error) => {

@@ -1,30 +1,41 @@
 //! Queueing instead of failing: the message goes into the spool with the route it was
-//! meant for, and the caller gets success.
+//! meant for, the caller is told so in one line, and the caller gets success.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::process::Command;
+use std::time::SystemTime;
 
 use crate::app::settings::Settings;
 use crate::error::Error;
 use crate::message::input::Reopen;
-use crate::queue::{NewEntry, Spool};
+use crate::queue::runner::{self, Ensured};
+use crate::queue::{Entry, NewEntry, Spool};
 
-/// The spool: `--queue-dir`, the account's `queue_dir`, or the default.
+/// The spool: `--queue-dir`, the account's `queue_dir`, or the default; with the retry
+/// schedule the settings give.
 pub fn open_spool(settings: &Settings) -> Result<Spool, Error> {
-    Spool::open(settings.queue.dir.as_deref())
+    Ok(Spool::open(settings.queue.dir.as_deref())?.with_backoff(settings.queue.backoff))
 }
 
-/// Put the message into the spool for `recipients`; returns its id.
+/// Why a message is queued, and whether it was tried first.
+pub(super) struct Reason<'a> {
+    pub text: &'a str,
+    /// It was tried and failed for now (else `-odq`: not tried at all).
+    pub tried: bool,
+}
+
+/// Put the message into the spool for `recipients`; returns its entry.
 pub(super) fn enqueue(
     settings: &Settings,
     from: &str,
     recipients: &[String],
-    reason: &str,
+    reason: Reason<'_>,
     message: &mut dyn Reopen,
-) -> Result<String, Error> {
+) -> Result<Entry, Error> {
     let spool = open_spool(settings)?;
     let dsn = &settings.message.dsn;
     let (head, rest) = message.reopen()?;
-    let entry = spool.enqueue(
+    spool.enqueue(
         &NewEntry {
             from: from.to_string(),
             recipients: recipients.to_vec(),
@@ -38,12 +49,12 @@ pub(super) fn enqueue(
             dsn_ret: dsn.ret.clone(),
             dsn_envid: dsn.envid.clone(),
             eight_bit: None,
-            reason: Some(reason.to_string()),
+            reason: Some(reason.text.to_string()),
             dot_ends_input: settings.message.dot_ends_input,
+            tried: reason.tried,
         },
         &mut io::Cursor::new(head).chain(rest),
-    )?;
-    Ok(entry.id)
+    )
 }
 
 /// Queue a message whose route could not be set up; `waiting_for_auth` marks it for the
@@ -55,15 +66,95 @@ pub(super) fn enqueue_held(
     reason: &str,
     waiting_for_auth: bool,
     message: &mut dyn Reopen,
-) -> Result<String, Error> {
-    let id = enqueue(settings, from, recipients, reason, message)?;
+) -> Result<Entry, Error> {
+    let reason = Reason {
+        text: reason,
+        tried: true,
+    };
+    let mut entry = enqueue(settings, from, recipients, reason, message)?;
     if waiting_for_auth {
+        entry.waiting_for_auth = true;
         let spool = open_spool(settings)?;
-        let listing = spool.list()?;
-        if let Some(mut entry) = listing.entries.into_iter().find(|e| e.id == id) {
-            entry.waiting_for_auth = true;
-            spool.record_failure(&mut entry, reason, std::time::SystemTime::now())?;
+        let error = entry.last_error.clone().unwrap_or_default();
+        // The attempt was counted when the entry was made.
+        entry.attempts = entry.attempts.saturating_sub(1);
+        spool.record_failure(&mut entry, &error, SystemTime::now())?;
+    }
+    Ok(entry)
+}
+
+/// The one line a caller sees whenever a message is queued instead of delivered: what,
+/// for whom, why, and what happens next.
+pub(super) fn say_queued(settings: &Settings, entry: &Entry, err: &mut dyn Write) {
+    if entry.waiting_for_auth {
+        // The reason, with the hint to sign in, is the error line that follows.
+        let _ = writeln!(
+            err,
+            "smtpsend: queued {} for {}; it goes out once the account is signed in again \
+             (mailq to look)",
+            entry.id,
+            entry.recipients.join(", ")
+        );
+        return;
+    }
+    let reason = entry.reason.as_deref().unwrap_or("queued");
+    let next = if !settings.queue.runner {
+        format!(
+            "next try at the first queue run after {}",
+            entry.next_try_in_words(SystemTime::now())
+        )
+    } else if entry.attempts == 0 {
+        "the queue runner sends it now".to_string()
+    } else {
+        format!(
+            "next try within {}",
+            entry.next_try_in_words(SystemTime::now())
+        )
+    };
+    let _ = writeln!(
+        err,
+        "smtpsend: queued {} for {}: {reason}; {next} (smtpsend -q to retry now, mailq to look)",
+        entry.id,
+        entry.recipients.join(", ")
+    );
+}
+
+/// A message was queued: make sure the spool's background runner is alive to send it
+/// (woken, or started detached). A failure here loses nothing, the entry is written, but
+/// it is said: without a runner the entry waits for `smtpsend -q`.
+pub(super) fn ensure_runner(settings: &Settings, err: &mut dyn Write) {
+    let started = open_spool(settings).and_then(|spool| {
+        let command = runner_command(settings, &spool)?;
+        runner::ensure(&spool, command)
+    });
+    match started {
+        Ok(Ensured::Started(pid)) if settings.verbose => {
+            let _ = writeln!(
+                err,
+                "smtpsend: started the background queue runner (pid {pid})"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "smtpsend: the background queue runner could not be started: {e}; \
+                 run smtpsend -q to send queued mail"
+            );
         }
     }
-    Ok(id)
+}
+
+/// This program again, as the runner of `spool`, with the config file it was given.
+fn runner_command(settings: &Settings, spool: &Spool) -> Result<Command, Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding this program", e))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--queue-runner")
+        .arg("--queue-dir")
+        .arg(spool.dir());
+    if let Some(config) = &settings.config_file {
+        command.arg("--config").arg(config);
+    }
+    Ok(command)
 }

@@ -51,7 +51,7 @@ pub(super) fn message_info(
 }
 
 /// One transaction (a relay's, or one domain's), queueing on a temporary failure when
-/// the settings say so.
+/// the settings say so. `Ok(true)`: queued.
 pub(super) fn deliver_group(
     settings: &Settings,
     route: &Remote,
@@ -60,9 +60,11 @@ pub(super) fn deliver_group(
     info: &MessageInfo,
     message: &mut dyn Reopen,
     err: &mut dyn Write,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     if !settings.queue.on_tempfail {
-        return attempt(settings, route, from, rcpts, info, message, err).and_then(report);
+        return attempt(settings, route, from, rcpts, info, message, err)
+            .and_then(report)
+            .map(|()| false);
     }
     let outcome = attempt(settings, route, from, rcpts.clone(), info, message, err);
     let (retry, reason, error) = match outcome {
@@ -74,7 +76,7 @@ pub(super) fn deliver_group(
                 .cloned()
                 .partition(|f| f.reply.is_transient());
             if temporary.is_empty() {
-                return report(delivered);
+                return report(delivered).map(|()| false);
             }
             let retry: Vec<String> = temporary.iter().map(|f| f.recipient.clone()).collect();
             let reason = temporary
@@ -91,16 +93,17 @@ pub(super) fn deliver_group(
         Err(e) if e.exit_status() == ExitStatus::TempFail => (rcpts, e.to_string(), Some(e)),
         Err(e) => return Err(e),
     };
-    match queueing::enqueue(settings, from, &retry, &reason, message) {
-        Ok(id) => {
-            if settings.verbose {
-                let _ = writeln!(err, "smtpsend: {reason}");
-                let _ = writeln!(err, "smtpsend: queued as {id} for {}", retry.join(", "));
-            }
+    let reason = queueing::Reason {
+        text: &reason,
+        tried: true,
+    };
+    match queueing::enqueue(settings, from, &retry, reason, message) {
+        Ok(entry) => {
+            queueing::say_queued(settings, &entry, err);
             // Only permanent refusals remain to report.
             match error {
                 Some(e) if e.exit_status() != ExitStatus::TempFail => Err(e),
-                _ => Ok(()),
+                _ => Ok(true),
             }
         }
         Err(spool_error) => {

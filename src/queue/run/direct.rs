@@ -14,6 +14,7 @@ use crate::message::input::{Reopen, Shared};
 use crate::queue::notice::{bounce_recipients, notify_sender};
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Envelope, Failure, RcptFailure, TraceLine};
+use crate::system::signals;
 
 impl Run<'_> {
     /// Retry entries by direct delivery: per domain, every entry with recipients there goes
@@ -49,6 +50,14 @@ impl Run<'_> {
                 &domains,
                 self.opts.parallel,
                 &|(domain, members): &(String, Vec<Member>), out: &mut Vec<u8>| {
+                    if signals::stop_requested() {
+                        // Not started: these recipients wait, with nothing to record.
+                        let (_, tally) = &mut *lock();
+                        for (i, rcpts) in members {
+                            tally[*i].waiting.extend(rcpts.iter().cloned());
+                        }
+                        return;
+                    }
                     let mut trace = |line: &TraceLine| {
                         if verbose {
                             let _ = writeln!(out, "{}", crate::system::terminal::trace_line(line));
@@ -150,8 +159,19 @@ impl Tally {
     ) {
         match outcome {
             JobOutcome::Delivered(report, _) => {
-                if let Err(e) = spool.record_delivered(entry, &report.accepted) {
-                    let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                match spool.record_delivered(entry, &report.accepted) {
+                    Err(e) => {
+                        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+                    }
+                    Ok(()) if !report.accepted.is_empty() => {
+                        let _ = writeln!(
+                            err,
+                            "smtpsend: {}: delivered to {} via {host}",
+                            entry.id,
+                            report.accepted.join(", ")
+                        );
+                    }
+                    Ok(()) => {}
                 }
                 let (temporary, permanent): (Vec<RcptFailure>, Vec<RcptFailure>) = report
                     .rejected
@@ -175,7 +195,9 @@ impl Tally {
                     .push((rcpts.to_vec(), format!("{host}: {error}")));
             }
             JobOutcome::NotAttempted(why) => {
-                self.reasons.push(why);
+                if !signals::stop_requested() {
+                    self.reasons.push(why);
+                }
                 self.waiting.extend(rcpts.iter().cloned());
             }
         }
@@ -225,6 +247,9 @@ impl Tally {
         {
             let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
         }
-        note_failure(spool, &mut entry, &self.reasons.join("; "), err);
+        // Recipients left untried by a run that was stopped wait without a failure counted.
+        if !self.reasons.is_empty() {
+            note_failure(spool, &mut entry, &self.reasons.join("; "), err);
+        }
     }
 }

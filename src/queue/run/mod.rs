@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::queue::{Entry, Spool};
 use crate::smtp::{Failure, MessageInfo, RcptFailure, SessionError, TraceLine};
+use crate::system::signals;
 
 /// How many entries go over one connection before it is closed and another opened.
 const BATCH: usize = 100;
@@ -96,6 +97,9 @@ pub fn run(
         }
     }
     for (_, entries) in groups {
+        if signals::stop_requested() {
+            break;
+        }
         let remote = match route_for(&entries[0]) {
             Ok(remote) => remote,
             Err(e) => {
@@ -104,6 +108,9 @@ pub fn run(
             }
         };
         for chunk in entries.chunks(BATCH) {
+            if signals::stop_requested() {
+                break;
+            }
             match &remote {
                 Remote::Relay(relay) => run.relay(relay, chunk.to_vec(), err),
                 Remote::Direct(direct) => run.direct(direct, chunk.to_vec(), err),
@@ -124,9 +131,23 @@ fn record_all(spool: &Spool, entries: Vec<Entry>, reason: &str, err: &mut dyn Wr
     }
 }
 
+/// An attempt failed for now: count it, schedule the next, and say so. A run that was
+/// asked to stop records nothing for what it did not get to.
 pub(crate) fn note_failure(spool: &Spool, entry: &mut Entry, reason: &str, err: &mut dyn Write) {
-    if let Err(e) = spool.record_failure(entry, reason, SystemTime::now()) {
-        let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+    let now = SystemTime::now();
+    match spool.record_failure(entry, reason, now) {
+        Ok(()) => {
+            let _ = writeln!(
+                err,
+                "smtpsend: {}: deferred for {}: {reason}; next try within {}",
+                entry.id,
+                entry.recipients.join(", "),
+                entry.next_try_in_words(now)
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(err, "smtpsend: {}: {e}", entry.id);
+        }
     }
 }
 
@@ -263,8 +284,13 @@ impl Run<'_> {
                 if temporary.is_empty() {
                     if let Err(e) = spool.remove(&entry) {
                         let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
-                    } else if self.opts.verbose {
-                        let _ = writeln!(err, "smtpsend: {}: delivered via {host}", entry.id);
+                    } else {
+                        let _ = writeln!(
+                            err,
+                            "smtpsend: {}: delivered to {} via {host}",
+                            entry.id,
+                            report.accepted.join(", ")
+                        );
                     }
                 } else {
                     self.keep_for(&mut entry, host, &temporary, err);
@@ -297,6 +323,7 @@ impl Run<'_> {
                     _ => Some(Notice::Whole { entry, reason }),
                 }
             }
+            JobOutcome::NotAttempted(_) if signals::stop_requested() => None,
             JobOutcome::NotAttempted(why) => {
                 note_failure(spool, &mut entry, &why, err);
                 None
