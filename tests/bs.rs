@@ -154,3 +154,40 @@ fn compose_options_do_not_mix_with_bs() {
     );
     assert_eq!(code(&out), 64, "{}", stderr(&out));
 }
+
+/// The client was told 250 while one recipient was refused for good: that refusal is
+/// mailed back to the sender (RFC 3464), over the same relay, from the null sender. A
+/// refusal the client saw as a 554 is not.
+#[test]
+fn a_refusal_behind_a_250_is_mailed_back_to_the_sender() {
+    let server = TestServer::builder()
+        .rule(
+            Rule::on("RCPT")
+                .arg("nobody")
+                .reply("550 5.1.1 no such user"),
+        )
+        .connections(2)
+        .start();
+    let script = format!(
+        "HELO client.example\r\n\
+         MAIL FROM:<{SENDER}>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<{RECIPIENT}>\r\n\
+         DATA\r\n{MESSAGE}.\r\nQUIT\r\n"
+    );
+    let out = run(bs(server.port()), script);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert_eq!(
+        reply_codes(&out.stdout),
+        ["220", "250", "250", "250", "250", "354", "250", "221"]
+    );
+    assert_eq!(t.connections.len(), 2, "no report was sent");
+    let report = t.connections[1].message();
+    assert_eq!(report.mail_from, "");
+    assert_eq!(report.rcpt_to, [SENDER]);
+    let text = String::from_utf8_lossy(&report.content);
+    assert!(
+        text.contains("Final-Recipient: rfc822; nobody@example.org"),
+        "{text}"
+    );
+    assert!(text.contains("Status: 5.1.1"), "{text}");
+}

@@ -112,11 +112,14 @@ fn the_signer_holds_the_same_heap_for_4_mib_and_64_mib() {
     })
     .expect("load the key");
 
+    // A first signing pays for what is made once (lazily initialised tables): not counted.
+    heap_while_signing(&signer, message(1024, Vec::new()));
     let small = heap_while_signing(&signer, message(4 << 20, Vec::new()));
     let large = heap_while_signing(&signer, message(64 << 20, Vec::new()));
     eprintln!("heap held while signing: 4 MiB message {small} B, 64 MiB message {large} B");
     // The input block, its encoded copy, the hash buffer: fixed sizes, whatever the body.
-    assert_eq!(small, large, "the heap grew with the body");
+    // 60 MiB more body may not cost a single KiB more heap.
+    assert!(large <= small + 1024, "the heap grew with the body");
     assert!(
         large < 512 * 1024,
         "{large} bytes of heap for a small header section"

@@ -20,6 +20,7 @@ mod golden;
 mod hostile;
 mod local_cli;
 mod log;
+mod maildrop;
 mod msmtprc;
 mod mta_sts;
 mod oauth;

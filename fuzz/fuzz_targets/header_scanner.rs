@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtpsend::message::{PrepareOptions, prepare};
+use smtpsend::message::{FromHeader, PrepareOptions, prepare};
 
 fuzz_target!(|data: &[u8]| {
     let opts = PrepareOptions {
@@ -11,6 +11,12 @@ fuzz_target!(|data: &[u8]| {
         envelope_from: "fuzz@example.org".into(),
         full_name: Some("Fuzz Tester".into()),
         hostname: "host.example.org".into(),
+        from_header: match data.first().map(|b| b >> 1 & 3) {
+            Some(1) => FromHeader::Always,
+            Some(2) => FromHeader::Never,
+            _ => FromHeader::Auto,
+        },
+        undisclosed_recipients: data.first().is_some_and(|b| b & 8 == 8),
     };
     let mut input = data;
     if let Ok(prepared) = prepare(&mut input, &opts) {

@@ -15,6 +15,7 @@ use crate::delivery::log::Logger;
 use crate::delivery::recipients::LocalRules;
 use crate::delivery::route::{AccountRef, Client, DirectSpec, RelaySpec, RouteSpec, Timeouts};
 use crate::error::Error;
+use crate::exit::ExitStatus;
 use crate::message::FromHeader;
 use crate::message::address::{self, AddressError, Origin};
 use crate::message::compose::ComposeOptions;
@@ -70,9 +71,8 @@ pub struct Settings {
 pub struct MessageSettings {
     /// `-t`: recipients from the header.
     pub read_recipients: bool,
-    /// `-oem`/`-oee` (and `-bs`): a recipient refused for good is also reported to the
-    /// sender by mail, for callers that never read the exit status.
-    pub mail_errors: bool,
+    /// Whether a recipient refused for good is also reported to the sender by mail.
+    pub mail_errors: MailErrors,
     /// Without `-i`: a lone `.` line ends the input, as in sendmail.
     pub dot_ends_input: bool,
     /// `-f`/`-r`, else the account's `from` (unless that is a pattern).
@@ -168,6 +168,23 @@ pub struct QueueSettings {
     pub runner: bool,
     /// The retry schedule (config `queue_retry_first`, `queue_retry_max`).
     pub backoff: Backoff,
+    /// The config could not be read (a daemon's user, a config of root:smtpsend 0640), but
+    /// `smtpsend-drop` can take the message: it is only queued there, for the shared
+    /// spool's runner, which can read the config. Why, in words.
+    pub drop_only: Option<String>,
+}
+
+/// When refusals are mailed back to the sender (RFC 3464 reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MailErrors {
+    /// `-oep`, the default: the exit status and stderr say it all.
+    #[default]
+    Never,
+    /// `-oem`/`-oee`: the caller never reads the exit status (cron).
+    Always,
+    /// `-bs`: only refusals the SMTP client did not see, those of a message it was told
+    /// was accepted (some recipients refused after others took it).
+    Unseen,
 }
 
 /// The diagnostic queries (`--serverinfo`, `--verify`, ...).
@@ -181,11 +198,23 @@ impl Settings {
     /// Resolve the command line against the config file and its account.
     pub fn resolve(cli: &Cli, argv0: &str) -> Result<Settings, Error> {
         let mode = cli.mode(argv0).map_err(Error::Usage)?;
-        let config = config::load(cli.config.as_deref())?;
+        let (config, drop_only) = match config::load(cli.config.as_deref()) {
+            Ok(config) => (config, None),
+            // Not ours to read: a message can still go to the shared spool.
+            Err(e)
+                if e.exit_status() == ExitStatus::TempFail
+                    && mode == Mode::Deliver
+                    && crate::queue::maildrop::available(cli.queue_dir.as_deref()).is_some() =>
+            {
+                (None, Some(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
         let account = match (&config, &cli.account) {
             // msmtp's rule, which mutt's `set envelope_from` relies on: with no -a, the
             // -f address chooses the first account whose `from` matches it.
             (Some(config), name) => Some(config.account_for(name.as_deref(), cli.envelope_from())?),
+            (None, Some(_)) if drop_only.is_some() => None,
             (None, Some(name)) => {
                 return Err(Error::Usage(format!(
                     "account {name:?} was asked for, but there is no config file"
@@ -194,7 +223,12 @@ impl Settings {
             (None, None) => None,
         };
         let acct = account.as_ref();
-        let config_file = config.as_ref().map(|c| c.origin().to_path_buf());
+        // A config we could not read is still named to the shared spool's runner.
+        let config_file = match &config {
+            Some(c) => Some(c.origin().to_path_buf()),
+            None if drop_only.is_some() => cli.config.clone(),
+            None => None,
+        };
         let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
         let client = Client {
             ehlo: cli
@@ -261,6 +295,7 @@ impl Settings {
                 yes: cli.yes,
                 runner: runner_wanted(acct),
                 backoff: backoff(acct),
+                drop_only,
             },
             log: Logger::new(
                 cli.logfile
@@ -354,7 +389,11 @@ impl Settings {
 fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings, Error> {
     Ok(MessageSettings {
         read_recipients: cli.read_recipients,
-        mail_errors: cli.mail_errors(),
+        mail_errors: if cli.mail_errors() {
+            MailErrors::Always
+        } else {
+            MailErrors::Never
+        },
         dot_ends_input: !cli.ignore_dots(),
         from: cli
             .envelope_from()

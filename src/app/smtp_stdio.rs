@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 
 use crate::app::cli::Mode;
 use crate::app::send;
-use crate::app::settings::Settings;
+use crate::app::settings::{MailErrors, Settings};
 use crate::error::{Error, Result};
 use crate::exit::ExitStatus;
 use crate::message::address::{self, AddressError};
@@ -56,8 +56,8 @@ pub fn run(settings: &Settings, input: Input<'_>, err: &mut dyn Write) -> Result
         one.mode = Mode::Deliver;
         one.recipients = rcpts.to_vec();
         one.message.dot_ends_input = false;
-        // The client took our 250 and went: a refusal it did not see is mailed back.
-        one.message.mail_errors = true;
+        // A refusal behind the 250 the client gets (a partial delivery) is mailed back.
+        one.message.mail_errors = MailErrors::Unseen;
         one.message.from = Some(if from.is_empty() { "<>" } else { from }.to_string());
         let copy = file
             .try_clone()

@@ -391,6 +391,7 @@ mod tests {
             mode: 0o100600,
             owner: 1001,
             me: 1000,
+            spool_group: false,
         };
         let err = check_private(Path::new("/x"), "holds a password", facts).unwrap_err();
         assert_eq!(err.exit_status(), ExitStatus::Config);
@@ -417,6 +418,7 @@ mod tests {
             mode: 0o100644,
             owner: 1001,
             me: 1000,
+            spool_group: false,
         };
         assert!(check_not_writable_by_others(&path, theirs).is_err());
     }

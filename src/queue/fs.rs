@@ -3,7 +3,7 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::Error;
@@ -42,20 +42,25 @@ pub(super) fn is_symlink_refusal(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
 
-/// A new file only we can read: O_EXCL so nothing already there (a planted link, a file
-/// of another writer) is ever reused, O_NOFOLLOW for the same reason.
-pub(super) fn create_new(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+/// A new file with `mode` (0600, or 0660 in a shared spool, whatever the umask): O_EXCL
+/// so nothing already there (a planted link, a file of another writer) is ever reused,
+/// O_NOFOLLOW for the same reason.
+pub(super) fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .open(path)?;
+    if mode & 0o070 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(file)
 }
 
-/// Creates `path` with `bytes`, synced to disk.
-pub(super) fn write_new(path: &Path, bytes: &[u8]) -> crate::Result<()> {
-    let mut file = create_new(path).map_err(|e| spool_error(Step::Create, path, &e))?;
+/// Creates `path` with `bytes` and `mode`, synced to disk.
+pub(super) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> crate::Result<()> {
+    let mut file = create_new(path, mode).map_err(|e| spool_error(Step::Create, path, &e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| spool_error(Step::Write, path, &e))
@@ -124,6 +129,10 @@ pub(super) fn unsafe_dir(meta: &Metadata, euid: u32) -> Option<String> {
     if !meta.is_dir() {
         return Some("is not a directory".into());
     }
+    if is_shared(meta, egid()) || (euid == 0 && is_shared(meta, meta.gid())) {
+        // Root may look after a shared spool whatever its group.
+        return None;
+    }
     if meta.uid() != euid && meta.uid() != 0 {
         return Some(format!(
             "belongs to uid {}, not to uid {euid} or root",
@@ -137,6 +146,24 @@ pub(super) fn unsafe_dir(meta: &Metadata, euid: u32) -> Option<String> {
         ));
     }
     None
+}
+
+/// A shared spool (the maildrop every local user submits into through `smtpsend-drop`):
+/// a directory of root's, set-group-ID to the spool group `egid` (never root's group),
+/// writable by that group and closed to others (2770). Only root can have made it so;
+/// only the group may write there.
+pub(super) fn is_shared(meta: &Metadata, egid: u32) -> bool {
+    let mode = meta.mode() & 0o7777;
+    meta.is_dir()
+        && meta.uid() == 0
+        && egid != 0
+        && meta.gid() == egid
+        && mode & 0o2070 == 0o2070
+        && mode & 0o007 == 0
+}
+
+pub(super) fn egid() -> u32 {
+    rustix::process::getegid().as_raw()
 }
 
 pub(super) fn euid() -> u32 {
@@ -228,11 +255,11 @@ mod tests {
         std::fs::write(&target, "keep").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(create_new(&link).is_err());
-        assert!(create_new(&target).is_err());
+        assert!(create_new(&link, 0o600).is_err());
+        assert!(create_new(&target, 0o600).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         let fresh = dir.path().join("fresh");
-        drop(create_new(&fresh).unwrap());
+        drop(create_new(&fresh, 0o600).unwrap());
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

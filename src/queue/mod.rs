@@ -57,6 +57,7 @@ mod envelope;
 mod fs;
 mod id;
 mod listing;
+pub mod maildrop;
 pub(crate) mod notice;
 pub mod run;
 pub mod runner;
@@ -159,6 +160,40 @@ pub struct NewEntry {
     /// It was tried once already and failed for `reason`: the entry starts with that
     /// attempt counted and its next try after the first back-off, not at once.
     pub tried: bool,
+}
+
+impl NewEntry {
+    /// The entry this becomes under `id` at `now`: with the failed try counted and the
+    /// next after the first back-off when it was `tried`, else due at once.
+    pub fn to_entry(&self, id: String, now: SystemTime, backoff: Backoff) -> Entry {
+        let created = envelope::whole_seconds(now);
+        let (attempts, next_attempt, last_error) = if self.tried {
+            let next = now.checked_add(backoff.after(1)).unwrap_or(now);
+            (1, envelope::whole_seconds(next), self.reason.clone())
+        } else {
+            (0, created, None)
+        };
+        Entry {
+            id,
+            from: self.from.clone(),
+            recipients: self.recipients.clone(),
+            delivered: Vec::new(),
+            account: self.account.clone(),
+            route: self.route.clone(),
+            dsn_notify: self.dsn_notify.clone(),
+            dsn_ret: self.dsn_ret.clone(),
+            dsn_envid: self.dsn_envid.clone(),
+            eight_bit: self.eight_bit,
+            dot_ends_input: self.dot_ends_input,
+            reason: self.reason.clone(),
+            created,
+            attempts,
+            next_attempt,
+            last_error,
+            size: 0,
+            waiting_for_auth: false,
+        }
+    }
 }
 
 /// A message in the spool.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self as stdfs, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +36,9 @@ pub struct Spool {
     dir: PathBuf,
     euid: u32,
     backoff: Backoff,
+    /// The system spool shared by every local user through the spool group: files are
+    /// made 0660 so the runner of whichever user can take them over.
+    shared: bool,
 }
 
 /// The flusher's lock; released when dropped, or by the kernel when the process dies.
@@ -89,6 +92,32 @@ impl Spool {
         &self.dir
     }
 
+    /// Whether this is the shared system spool (see [`fs::is_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Open `dir` only if it is a shared spool of our spool group: what `smtpsend-drop`,
+    /// running set-group-ID, may write into, and nothing else (not a directory of the
+    /// caller's, which the caller could fill with anything).
+    pub fn open_shared(dir: &Path) -> Result<Spool> {
+        let meta = stdfs::symlink_metadata(dir).map_err(|e| unreachable_dir(dir, &e))?;
+        if !fs::is_shared(&meta, fs::egid()) {
+            return Err(Error::Config(format!(
+                "{} is not a shared spool: it must be a directory of root's, of the group \
+                 this program runs with (gid {}), mode 2770",
+                dir.display(),
+                fs::egid()
+            )));
+        }
+        open_dir(dir.to_path_buf(), fs::euid())
+    }
+
+    /// The mode of the files we make: 0660 in a shared spool, else 0600.
+    fn file_mode(&self) -> u32 {
+        if self.shared { 0o660 } else { 0o600 }
+    }
+
     /// This spool with another retry schedule.
     pub fn with_backoff(mut self, backoff: Backoff) -> Spool {
         self.backoff = backoff;
@@ -124,33 +153,7 @@ impl Spool {
         check_new(new)?;
         let now = SystemTime::now();
         let id = id::new_id(now);
-        let created = envelope::whole_seconds(now);
-        let mut entry = Entry {
-            id: id.clone(),
-            from: new.from.clone(),
-            recipients: new.recipients.clone(),
-            delivered: Vec::new(),
-            account: new.account.clone(),
-            route: new.route.clone(),
-            dsn_notify: new.dsn_notify.clone(),
-            dsn_ret: new.dsn_ret.clone(),
-            dsn_envid: new.dsn_envid.clone(),
-            eight_bit: new.eight_bit,
-            dot_ends_input: new.dot_ends_input,
-            reason: new.reason.clone(),
-            created,
-            attempts: 0,
-            next_attempt: created,
-            last_error: None,
-            size: 0,
-            waiting_for_auth: false,
-        };
-        if new.tried {
-            entry.attempts = 1;
-            entry.last_error = new.reason.clone();
-            entry.next_attempt =
-                envelope::whole_seconds(now.checked_add(self.backoff.after(1)).unwrap_or(now));
-        }
+        let mut entry = new.to_entry(id.clone(), now, self.backoff);
         match self.write_entry(&mut entry, data) {
             Ok(()) => Ok(entry),
             Err(e) => {
@@ -172,15 +175,19 @@ impl Spool {
 
     fn write_entry(&self, entry: &mut Entry, data: &mut dyn Read) -> Result<()> {
         let tmp_data = self.tmp_path(&entry.id, "data");
-        let mut file =
-            fs::create_new(&tmp_data).map_err(|e| fs::spool_error(Step::Create, &tmp_data, &e))?;
+        let mut file = fs::create_new(&tmp_data, self.file_mode())
+            .map_err(|e| fs::spool_error(Step::Create, &tmp_data, &e))?;
         entry.size = copy_message(data, &mut file, &tmp_data)?;
         file.sync_all()
             .map_err(|e| fs::spool_error(Step::Write, &tmp_data, &e))?;
         drop(file);
 
         let tmp_env = self.tmp_path(&entry.id, "env");
-        fs::write_new(&tmp_env, envelope::encode(entry)?.as_bytes())?;
+        fs::write_new(
+            &tmp_env,
+            envelope::encode(entry)?.as_bytes(),
+            self.file_mode(),
+        )?;
 
         let data_path = self.data_path(&entry.id);
         stdfs::rename(&tmp_data, &data_path)
@@ -493,7 +500,7 @@ impl Spool {
         }
         let text = envelope::encode(entry)?;
         let tmp = self.tmp_path(&id::new_id(SystemTime::now()), "env");
-        let result = fs::write_new(&tmp, text.as_bytes())
+        let result = fs::write_new(&tmp, text.as_bytes(), self.file_mode())
             .and_then(|()| {
                 stdfs::rename(&tmp, &path).map_err(|e| fs::spool_error(Step::Create, &path, &e))
             })
@@ -573,7 +580,7 @@ impl Spool {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(self.file_mode())
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| {
@@ -590,6 +597,10 @@ impl Spool {
             .map_err(|e| Error::io(shown.to_string(), e))?;
         if !meta.is_file() {
             return Err(Error::Config(format!("{shown}: is not a regular file")));
+        }
+        if self.shared && meta.uid() == self.euid && meta.mode() & 0o060 != 0o060 {
+            // Made under a tight umask: the other users' runners must open it too.
+            let _ = file.set_permissions(Permissions::from_mode(0o660));
         }
         match fs::try_flock(&file) {
             Ok(true) => Ok(Some(file)),
@@ -734,6 +745,7 @@ fn open_dir(dir: PathBuf, euid: u32) -> Result<Spool> {
         )));
     }
     Ok(Spool {
+        shared: fs::is_shared(&meta, fs::egid()),
         dir,
         euid,
         backoff: Backoff::default(),

@@ -13,14 +13,21 @@ pub struct Ownership {
     pub mode: u32,
     pub owner: u32,
     pub me: u32,
+    /// Root's file of the group we run set-group-ID with (the runner `smtpsend-drop`
+    /// starts): the system config of a shared spool, root:smtpsend 0640.
+    pub spool_group: bool,
 }
 
 impl Ownership {
     pub fn of(meta: &std::fs::Metadata) -> Ownership {
+        let egid = rustix::process::getegid().as_raw();
         Ownership {
             mode: meta.mode(),
             owner: meta.uid(),
             me: current_uid(),
+            spool_group: meta.uid() == 0
+                && meta.gid() == egid
+                && egid != rustix::process::getgid().as_raw(),
         }
     }
 
@@ -34,7 +41,10 @@ impl Ownership {
 /// user or root.
 pub fn check_private(path: &Path, what: &str, facts: Ownership) -> Result<()> {
     let shown = path.display();
-    if facts.mode & 0o077 != 0 {
+    // The system config of a shared spool may be readable by the spool group (root:smtpsend
+    // 0640, as dma's auth.conf is root:mail 0640) for the runner that runs with it.
+    let closed = if facts.spool_group { 0o037 } else { 0o077 };
+    if facts.mode & closed != 0 {
         let access = if facts.mode & 0o044 != 0 {
             "readable"
         } else {

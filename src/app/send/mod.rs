@@ -3,13 +3,14 @@
 //! temporary failure.
 
 mod bounce;
+mod maildrop;
 mod queueing;
 mod remote;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::app::routes;
-use crate::app::settings::{ComposeRequest, Settings};
+use crate::app::settings::{ComposeRequest, MailErrors, Settings};
 use crate::delivery::mailbox;
 use crate::delivery::recipients::{LocalPolicy, Target};
 use crate::delivery::remote::Remote;
@@ -103,7 +104,16 @@ pub fn run(
     if job.queued && settings.queue.runner {
         queueing::ensure_runner(settings, err);
     }
-    if settings.message.mail_errors {
+    let unseen = job
+        .failures
+        .iter()
+        .all(|e| matches!(e, Error::PartialDelivery { .. }));
+    let report = match settings.message.mail_errors {
+        MailErrors::Never => false,
+        MailErrors::Always => true,
+        MailErrors::Unseen => unseen,
+    };
+    if report {
         bounce::report(
             settings,
             &job.from,
@@ -181,10 +191,14 @@ impl Send<'_> {
         groups: Vec<Vec<String>>,
         err: &mut dyn Write,
     ) {
-        if self.settings.queue.only {
+        if self.settings.queue.only || self.settings.queue.drop_only.is_some() {
             let remote: Vec<String> = groups.concat();
+            let text = match &self.settings.queue.drop_only {
+                Some(why) => format!("for the shared spool's runner ({why})"),
+                None => "queued with --queue (-odq)".to_string(),
+            };
             let reason = queueing::Reason {
-                text: "queued with --queue (-odq)",
+                text: &text,
                 tried: false,
             };
             match queueing::enqueue(self.settings, &self.from, &remote, reason, message) {
@@ -254,10 +268,11 @@ impl Send<'_> {
         }
     }
 
-    /// Tell the caller the message was queued, and remember that it was.
-    fn say_queued(&mut self, entry: &crate::queue::Entry, err: &mut dyn Write) {
-        queueing::say_queued(self.settings, entry, err);
-        self.queued = true;
+    /// Tell the caller the message was queued, and remember that our own spool needs its
+    /// runner (`smtpsend-drop` saw to the shared spool's).
+    fn say_queued(&mut self, queued: &queueing::Queued, err: &mut dyn Write) {
+        queueing::say_queued(self.settings, queued, err);
+        self.queued |= !queued.dropped;
     }
 
     /// Queue a message whose route could not be set up. A login that is needed is the

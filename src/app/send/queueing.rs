@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::process::Command;
 use std::time::SystemTime;
 
+use super::maildrop;
 use crate::app::settings::Settings;
 use crate::error::Error;
 use crate::message::input::Reopen;
@@ -24,41 +25,83 @@ pub(super) struct Reason<'a> {
     pub tried: bool,
 }
 
-/// Put the message into the spool for `recipients`; returns its entry.
+/// A message put into a spool.
+pub(super) struct Queued {
+    pub entry: Entry,
+    /// Into the shared spool by `smtpsend-drop`, which saw to its runner; nothing more
+    /// can be done to the entry from here.
+    pub dropped: bool,
+}
+
+/// Put the message into the spool for `recipients`: our own, or, when we cannot keep
+/// one (a home that is not writable), the shared spool through `smtpsend-drop`.
 pub(super) fn enqueue(
     settings: &Settings,
     from: &str,
     recipients: &[String],
     reason: Reason<'_>,
     message: &mut dyn Reopen,
-) -> Result<Entry, Error> {
-    let spool = open_spool(settings)?;
+) -> Result<Queued, Error> {
     let dsn = &settings.message.dsn;
+    let new = NewEntry {
+        from: from.to_string(),
+        recipients: recipients.to_vec(),
+        account: settings
+            .account
+            .as_ref()
+            .map(|a| a.name.clone())
+            .filter(|_| settings.account_chosen),
+        route: settings.route_spec().ok().cloned(),
+        dsn_notify: dsn.notify.clone(),
+        dsn_ret: dsn.ret.clone(),
+        dsn_envid: dsn.envid.clone(),
+        eight_bit: None,
+        reason: Some(reason.text.to_string()),
+        dot_ends_input: settings.message.dot_ends_input,
+        tried: reason.tried,
+    };
+    let own_error = if let Some(why) = &settings.queue.drop_only {
+        // The config is not ours to read: only the shared spool's runner can send it.
+        Error::TempFail(why.clone())
+    } else {
+        let own = open_spool(settings).and_then(|spool| {
+            let (head, rest) = message.reopen()?;
+            spool.enqueue(&new, &mut io::Cursor::new(head).chain(rest))
+        });
+        match own {
+            Ok(entry) => {
+                return Ok(Queued {
+                    entry,
+                    dropped: false,
+                });
+            }
+            Err(e) => e,
+        }
+    };
+    let Some((helper, dir)) = crate::queue::maildrop::available(settings.queue.dir.as_deref())
+    else {
+        return Err(own_error);
+    };
     let (head, rest) = message.reopen()?;
-    spool.enqueue(
-        &NewEntry {
-            from: from.to_string(),
-            recipients: recipients.to_vec(),
-            account: settings
-                .account
-                .as_ref()
-                .map(|a| a.name.clone())
-                .filter(|_| settings.account_chosen),
-            route: settings.route_spec().ok().cloned(),
-            dsn_notify: dsn.notify.clone(),
-            dsn_ret: dsn.ret.clone(),
-            dsn_envid: dsn.envid.clone(),
-            eight_bit: None,
-            reason: Some(reason.text.to_string()),
-            dot_ends_input: settings.message.dot_ends_input,
-            tried: reason.tried,
-        },
+    match maildrop::submit(
+        &helper,
+        dir,
+        settings,
+        &new,
         &mut io::Cursor::new(head).chain(rest),
-    )
+    ) {
+        Ok(entry) => Ok(Queued {
+            entry,
+            dropped: true,
+        }),
+        Err(e) => Err(Error::TempFail(format!(
+            "{own_error}; and the shared spool: {e}"
+        ))),
+    }
 }
 
 /// Queue a message whose route could not be set up; `waiting_for_auth` marks it for the
-/// listing as waiting for someone to log in.
+/// next queue run after a login instead of a timer (in our own spool only).
 pub(super) fn enqueue_held(
     settings: &Settings,
     from: &str,
@@ -66,26 +109,28 @@ pub(super) fn enqueue_held(
     reason: &str,
     waiting_for_auth: bool,
     message: &mut dyn Reopen,
-) -> Result<Entry, Error> {
+) -> Result<Queued, Error> {
     let reason = Reason {
         text: reason,
         tried: true,
     };
-    let mut entry = enqueue(settings, from, recipients, reason, message)?;
-    if waiting_for_auth {
+    let mut queued = enqueue(settings, from, recipients, reason, message)?;
+    if waiting_for_auth && !queued.dropped {
+        let entry = &mut queued.entry;
         entry.waiting_for_auth = true;
         let spool = open_spool(settings)?;
         let error = entry.last_error.clone().unwrap_or_default();
         // The attempt was counted when the entry was made.
         entry.attempts = entry.attempts.saturating_sub(1);
-        spool.record_failure(&mut entry, &error, SystemTime::now())?;
+        spool.record_failure(entry, &error, SystemTime::now())?;
     }
-    Ok(entry)
+    Ok(queued)
 }
 
 /// The one line a caller sees whenever a message is queued instead of delivered: what,
 /// for whom, why, and what happens next.
-pub(super) fn say_queued(settings: &Settings, entry: &Entry, err: &mut dyn Write) {
+pub(super) fn say_queued(settings: &Settings, queued: &Queued, err: &mut dyn Write) {
+    let entry = &queued.entry;
     if entry.waiting_for_auth {
         // The reason, with the hint to sign in, is the error line that follows.
         let _ = writeln!(
@@ -98,7 +143,7 @@ pub(super) fn say_queued(settings: &Settings, entry: &Entry, err: &mut dyn Write
         return;
     }
     let reason = entry.reason.as_deref().unwrap_or("queued");
-    let next = if !settings.queue.runner {
+    let next = if !settings.queue.runner && !queued.dropped {
         format!(
             "next try at the first queue run after {}",
             entry.next_try_in_words(SystemTime::now())

@@ -51,7 +51,7 @@ pub(super) fn message_info(
 }
 
 /// One transaction (a relay's, or one domain's), queueing on a temporary failure when
-/// the settings say so. `Ok(true)`: queued.
+/// the settings say so. `Ok(true)`: queued in our own spool, whose runner must be alive.
 pub(super) fn deliver_group(
     settings: &Settings,
     route: &Remote,
@@ -98,12 +98,12 @@ pub(super) fn deliver_group(
         tried: true,
     };
     match queueing::enqueue(settings, from, &retry, reason, message) {
-        Ok(entry) => {
-            queueing::say_queued(settings, &entry, err);
+        Ok(queued) => {
+            queueing::say_queued(settings, &queued, err);
             // Only permanent refusals remain to report.
             match error {
                 Some(e) if e.exit_status() != ExitStatus::TempFail => Err(e),
-                _ => Ok(true),
+                _ => Ok(!queued.dropped),
             }
         }
         Err(spool_error) => {
