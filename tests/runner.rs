@@ -462,3 +462,46 @@ fn an_entry_queued_with_host_keeps_that_host() {
     assert_eq!(accepted(&t), ["<test-1@example.org>"]);
     q.assert_empty();
 }
+
+/// The relay is back: a message that goes through it takes along, within moments, what
+/// was queued for it and would otherwise wait out a ten-minute back-off.
+#[test]
+fn a_successful_send_takes_the_relays_waiting_entries_along() {
+    let q = Queue::with_config(
+        "queue_on_tempfail = true\nqueue_retry_first = 600\nlogfile = \"runner.log\"\n",
+    );
+    let down = dead_port();
+    let port = down.port();
+    let mut cmd = sender(&q, port);
+    cmd.args(["-f", SENDER, RECIPIENT]);
+    let out = run(
+        assert_cmd::Command::from_std(cmd),
+        MESSAGE.replace("<test-1@", "<waiting@"),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("next try within 10 minutes"),
+        "{}",
+        stderr(&out)
+    );
+    one_runner(&q);
+
+    drop(down);
+    let server = relay_on(port, usize::MAX);
+    let mut cmd = sender(&q, port);
+    cmd.args(["-f", SENDER, RECIPIENT]);
+    let out = run(assert_cmd::Command::from_std(cmd), MESSAGE);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let delivered = wait_until(Duration::from_secs(10), || {
+        queued(&q) == 0 && runners(&q.dir()).is_empty()
+    });
+    let t = server.finish();
+    assert!(delivered, "left: {:?}", q.files());
+    let mut got = accepted(&t);
+    got.sort();
+    assert_eq!(got, ["<test-1@example.org>", "<waiting@example.org>"]);
+    // The runner that was asleep did it, woken; no second one.
+    let log = std::fs::read_to_string(q.root().join("runner.log")).unwrap();
+    assert_eq!(log.matches("queue runner started").count(), 1, "{log}");
+}

@@ -97,7 +97,7 @@ pub fn deliver(
 ) -> Result<Delivered, Error> {
     let mut conn = Connection::open(route, envelope, opts, trace)?;
     let host = route.host.clone();
-    match conn.run_transaction(Some(body), trace, &mut |_| {})? {
+    match conn.run_transaction(Some(body), trace, &mut |_| {}, &mut || {})? {
         Event::Done(report) => Ok(conn.finish(report)),
         Event::Failed(error) | Event::TransactionFailed(error) => {
             Err(Error::Session { host, error })
@@ -114,12 +114,17 @@ pub fn deliver(
 /// An error is returned only when the connection could not be set up at all; afterwards
 /// each job's outcome goes to `outcome` (by index) as soon as the server gave it, so a
 /// caller that is killed later has already recorded it.
+///
+/// `idle` is called whenever every reply read so far has been handed to `outcome` and
+/// the next one must be waited for: the moment to make those outcomes durable at once
+/// (one directory sync for the replies of one read, not one per message).
 pub fn deliver_batch(
     route: &Route,
     opts: SessionOptions,
     jobs: Vec<Job<'_>>,
     trace: &mut dyn FnMut(&TraceLine),
     outcome: &mut dyn FnMut(usize, JobOutcome),
+    idle: &mut dyn FnMut(),
 ) -> Result<(), Error> {
     let mut jobs = jobs.into_iter().enumerate();
     let Some((first_index, mut first)) = jobs.next() else {
@@ -163,7 +168,7 @@ pub fn deliver_batch(
                 }
             }
         };
-        let event = conn.run_transaction(body, trace, &mut stage);
+        let event = conn.run_transaction(body, trace, &mut stage, idle);
         in_flight.pop_front();
         match event {
             Ok(Event::Done(report)) => {
@@ -292,6 +297,7 @@ impl<'r> Connection<'r> {
         mut body: Option<Body<'_>>,
         trace: &mut dyn FnMut(&TraceLine),
         stage: &mut dyn FnMut(&mut Session),
+        idle: &mut dyn FnMut(),
     ) -> Result<Event, Error> {
         let mut deadline = self.link.deadline(self.session.wait());
         loop {
@@ -336,6 +342,7 @@ impl<'r> Connection<'r> {
                     "session is neither waiting nor finished".into(),
                 ));
             }
+            idle();
             self.link.receive(&mut self.session, deadline)?;
         }
     }

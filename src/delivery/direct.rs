@@ -236,28 +236,35 @@ pub fn deliver_domain_batch(
         // Until the first outcome, a failure is the exchanger's, not a message's.
         let mut answered = false;
         let mut host_failure: Option<Error> = None;
-        let result = delivery::deliver_batch(route, opts.clone(), batch, trace, &mut |i, o| {
-            if !answered && host_failure.is_none() {
-                let failure = match &o {
-                    JobOutcome::NotAttempted(why) => {
-                        Some(JobOutcome::not_attempted_error(&route.host, why))
+        let result = delivery::deliver_batch(
+            route,
+            opts.clone(),
+            batch,
+            trace,
+            &mut |i, o| {
+                if !answered && host_failure.is_none() {
+                    let failure = match &o {
+                        JobOutcome::NotAttempted(why) => {
+                            Some(JobOutcome::not_attempted_error(&route.host, why))
+                        }
+                        JobOutcome::Failed(error) => Some(Error::Session {
+                            host: route.host.clone(),
+                            error: error.clone(),
+                        })
+                        .filter(try_next_host),
+                        JobOutcome::Delivered(..) => None,
+                    };
+                    match failure {
+                        Some(e) => host_failure = Some(e),
+                        None => answered = true,
                     }
-                    JobOutcome::Failed(error) => Some(Error::Session {
-                        host: route.host.clone(),
-                        error: error.clone(),
-                    })
-                    .filter(try_next_host),
-                    JobOutcome::Delivered(..) => None,
-                };
-                match failure {
-                    Some(e) => host_failure = Some(e),
-                    None => answered = true,
                 }
-            }
-            if answered {
-                outcome(i, &route.host, o);
-            }
-        });
+                if answered {
+                    outcome(i, &route.host, o);
+                }
+            },
+            &mut || {},
+        );
         match (result, host_failure) {
             (Err(e), _) | (Ok(()), Some(e)) => Tried::Failed(e),
             (Ok(()), None) => Tried::Done(route.host.clone()),

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use super::envelope::{self, Refusal};
 use super::fs::{self, OpenError, Step};
 use super::{Backoff, Entry, Listing, NewEntry, id};
+use crate::delivery::route::RouteSpec;
 use crate::{Error, Result};
 
 /// The system-wide spool, used when it exists and is safe and writable for us.
@@ -39,6 +40,9 @@ pub struct Spool {
     /// The system spool shared by every local user through the spool group: files are
     /// made 0660 so the runner of whichever user can take them over.
     shared: bool,
+    /// Entries whose envelope is unlinked but not yet made durable: their data files go
+    /// at the next [`Spool::settle`].
+    unsettled: std::sync::Mutex<Vec<String>>,
 }
 
 /// The flusher's lock; released when dropped, or by the kernel when the process dies.
@@ -453,6 +457,27 @@ impl Spool {
         Ok(())
     }
 
+    /// Entries queued for `route` that wait for their retry time: due now, because a
+    /// message just went through that route (the relay is back). Only under the flush lock,
+    /// so a queue run's own updates are never overwritten; returns how many were made due
+    /// (none when a run holds the lock: that run is trying them anyway).
+    pub fn make_due(&self, route: &RouteSpec, now: SystemTime) -> Result<usize> {
+        let Some(_lock) = self.try_lock_flush()? else {
+            return Ok(0);
+        };
+        let now = envelope::whole_seconds(now);
+        let mut made = 0;
+        for entry in self.list()?.entries {
+            if entry.route.as_ref() == Some(route) && entry.next_attempt > now {
+                let mut updated = entry;
+                updated.next_attempt = now;
+                self.rewrite(&updated)?;
+                made += 1;
+            }
+        }
+        Ok(made)
+    }
+
     /// After a transaction that some recipients accepted: they are moved to `delivered` so
     /// a retry sends only to the rest. When none is left the entry is removed.
     pub fn record_delivered(&self, entry: &mut Entry, delivered: &[String]) -> Result<()> {
@@ -514,6 +539,48 @@ impl Spool {
     /// Deletes an entry once the server has said 250 to the end of its data.
     pub fn remove(&self, entry: &Entry) -> Result<()> {
         self.remove_files(&entry.id).map(|_| ())
+    }
+
+    /// Removes a delivered entry now, as far as a queue run is concerned (its envelope is
+    /// unlinked at once, so a run killed later does not send it again), and durably at
+    /// the next [`Spool::settle`], which syncs the directory once for all of them.
+    pub fn remove_soon(&self, entry: &Entry) -> Result<()> {
+        check_id(&entry.id)?;
+        let env = self.env_path(&entry.id);
+        match stdfs::remove_file(&env) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fs::spool_error(Step::Write, &env, &e)),
+        }
+        self.unsettled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(entry.id.clone());
+        Ok(())
+    }
+
+    /// Make the removals of [`Spool::remove_soon`] durable: one directory sync, then their
+    /// data files go.
+    pub fn settle(&self) -> Result<()> {
+        let ids = std::mem::take(
+            &mut *self
+                .unsettled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.sync()?;
+        for id in ids {
+            let data = self.data_path(&id);
+            match stdfs::remove_file(&data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(fs::spool_error(Step::Write, &data, &e)),
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the entry named by a user (`mailq`-style tools); `Ok(false)` when there is
@@ -745,6 +812,7 @@ fn open_dir(dir: PathBuf, euid: u32) -> Result<Spool> {
         )));
     }
     Ok(Spool {
+        unsettled: std::sync::Mutex::new(Vec::new()),
         shared: fs::is_shared(&meta, fs::egid()),
         dir,
         euid,

@@ -76,6 +76,7 @@ pub fn run(
         failures: Vec::new(),
         queued: false,
         refused: Vec::new(),
+        relayed: false,
     };
     // Settle everything that can fail on configuration before the input is consumed. A
     // route that cannot be set up for now (an OAuth token that cannot be refreshed, a
@@ -103,6 +104,8 @@ pub fn run(
     }
     if job.queued && settings.queue.runner {
         queueing::ensure_runner(settings, err);
+    } else if job.relayed {
+        queueing::relay_is_up(settings, err);
     }
     let unseen = job
         .failures
@@ -135,6 +138,8 @@ struct Send<'s> {
     queued: bool,
     /// Recipients refused for good, for the report `-oem` asks for.
     refused: Vec<FailedRecipient>,
+    /// A relay took a transaction: it is up, and what waits for it need not wait longer.
+    relayed: bool,
 }
 
 impl Send<'_> {
@@ -251,16 +256,18 @@ impl Send<'_> {
                     message,
                     err,
                 );
+                let delivered = matches!(result, Ok(remote::Sent::Delivered));
                 self.take(&rcpts, result);
+                self.relayed |= delivered && matches!(route, Remote::Relay(_));
             }
         }
     }
 
-    /// One group's outcome: queued (`Ok(true)`), delivered, or failed (and which of
-    /// `rcpts` were refused for good).
-    fn take(&mut self, rcpts: &[String], result: Result<bool, Error>) {
+    /// One group's outcome: delivered, queued, or failed (and which of `rcpts` were
+    /// refused for good).
+    fn take(&mut self, rcpts: &[String], result: Result<remote::Sent, Error>) {
         match result {
-            Ok(queued) => self.queued |= queued,
+            Ok(sent) => self.queued |= sent == remote::Sent::Queued,
             Err(e) => {
                 self.refused.extend(bounce::refused(rcpts, &e));
                 self.failures.push(e);

@@ -203,3 +203,32 @@ fn runner_command(settings: &Settings, spool: &Spool) -> Result<Command, Error> 
     }
     Ok(command)
 }
+
+/// A message just went through the relay: entries queued for that same route need not
+/// wait out their back-off. They are made due and the runner is woken (or started) to
+/// send them now; the caller is not held up.
+pub(super) fn relay_is_up(settings: &Settings, err: &mut dyn Write) {
+    let Ok(route) = settings.route_spec() else {
+        return;
+    };
+    let made = open_spool(settings).and_then(|spool| spool.make_due(route, SystemTime::now()));
+    match made {
+        Ok(0) => {}
+        Ok(n) => {
+            if settings.verbose {
+                let _ = writeln!(
+                    err,
+                    "smtpsend: the relay took this message: {n} queued for it go out now"
+                );
+            }
+            if settings.queue.runner {
+                ensure_runner(settings, err);
+            }
+        }
+        // The message itself was delivered; the queue is looked after by its runner.
+        Err(e) if settings.verbose => {
+            let _ = writeln!(err, "smtpsend: note: {e}");
+        }
+        Err(_) => {}
+    }
+}

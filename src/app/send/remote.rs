@@ -50,8 +50,18 @@ pub(super) fn message_info(
     })
 }
 
+/// What became of a group that did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sent {
+    Delivered,
+    /// In our own spool, whose runner must be alive.
+    Queued,
+    /// In the shared spool, whose runner `smtpsend-drop` saw to.
+    Dropped,
+}
+
 /// One transaction (a relay's, or one domain's), queueing on a temporary failure when
-/// the settings say so. `Ok(true)`: queued in our own spool, whose runner must be alive.
+/// the settings say so.
 pub(super) fn deliver_group(
     settings: &Settings,
     route: &Remote,
@@ -60,11 +70,11 @@ pub(super) fn deliver_group(
     info: &MessageInfo,
     message: &mut dyn Reopen,
     err: &mut dyn Write,
-) -> Result<bool, Error> {
+) -> Result<Sent, Error> {
     if !settings.queue.on_tempfail {
         return attempt(settings, route, from, rcpts, info, message, err)
             .and_then(report)
-            .map(|()| false);
+            .map(|()| Sent::Delivered);
     }
     let outcome = attempt(settings, route, from, rcpts.clone(), info, message, err);
     let (retry, reason, error) = match outcome {
@@ -76,7 +86,7 @@ pub(super) fn deliver_group(
                 .cloned()
                 .partition(|f| f.reply.is_transient());
             if temporary.is_empty() {
-                return report(delivered).map(|()| false);
+                return report(delivered).map(|()| Sent::Delivered);
             }
             let retry: Vec<String> = temporary.iter().map(|f| f.recipient.clone()).collect();
             let reason = temporary
@@ -103,7 +113,8 @@ pub(super) fn deliver_group(
             // Only permanent refusals remain to report.
             match error {
                 Some(e) if e.exit_status() != ExitStatus::TempFail => Err(e),
-                _ => Ok(!queued.dropped),
+                _ if queued.dropped => Ok(Sent::Dropped),
+                _ => Ok(Sent::Queued),
             }
         }
         Err(spool_error) => {

@@ -228,15 +228,29 @@ impl Run<'_> {
         let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
         let mut notices: Vec<Notice> = Vec::new();
         let log = &self.opts.log;
-        let result =
-            delivery::deliver_batch(&relay.route, opts, jobs, &mut trace, &mut |i, outcome| {
+        let spool = self.spool;
+        // The replies of one read are recorded together: each delivered entry's envelope
+        // is unlinked as its reply is read, and one directory sync makes them all durable
+        // before the next wait (`idle`), so a kill leaves few accepted messages to resend.
+        let settle = || {
+            if let Err(e) = spool.settle() {
+                let _ = writeln!(io::stderr(), "smtpsend: {e}");
+            }
+        };
+        let result = delivery::deliver_batch(
+            &relay.route,
+            opts,
+            jobs,
+            &mut trace,
+            &mut |i, outcome| {
                 if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
                     log.job(&attempt(&entry, &host), &outcome, err);
-                    if let Some(notice) = self.record_outcome(entry, &host, outcome, err) {
-                        notices.push(notice);
-                    }
+                    notices.extend(self.record_outcome(entry, &host, outcome, err));
                 }
-            });
+            },
+            &mut || settle(),
+        );
+        settle();
         for notice in notices {
             notice.send(&self.notifier(), err);
         }
@@ -282,7 +296,7 @@ impl Run<'_> {
                     remove: false,
                 });
                 if temporary.is_empty() {
-                    if let Err(e) = spool.remove(&entry) {
+                    if let Err(e) = spool.remove_soon(&entry) {
                         let _ = writeln!(err, "smtpsend: {}: delivered, but {e}", entry.id);
                     } else {
                         let _ = writeln!(
