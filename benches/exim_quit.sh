@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Issue 16 (1): one small cleartext message to Exim 4.96 on 127.0.0.1, end to end (connect,
 # EHLO, the transaction, QUIT, close), timed N times; the median in ms, beside the same sends
-# with --no-pipelining. With pipelining smtpsend writes QUIT behind the end of the message
-# (BDAT LAST, or the final dot), and Exim 4.96 answers such a send late.
+# with --no-pipelining, and beside a BASELINE binary when one is given (the same run, for a
+# before/after). smtpsend used to write QUIT behind the end of the message (BDAT LAST, or
+# the final dot), and Exim 4.96 answered such a send 200 ms late; QUIT now follows the
+# final reply.
 # Exim is the private instance of tests/exim.rs: the exim4-daemon-light package .ci/install
 # unpacked, tests/exim/exim.conf, started by tests/exim/run-exim.sh; run as root.
-# usage: benches/exim_quit.sh [N]   (SMTPSEND=target/release/smtpsend by default)
+# usage: benches/exim_quit.sh [N]   (SMTPSEND=target/release/smtpsend by default;
+#        BASELINE=/path/to/older/smtpsend to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20}
@@ -39,13 +42,14 @@ for _ in $(seq 100); do
 done
 printf 'queue_on_tempfail = false\n' > "$work/config.toml"
 msg=$(printf 'From: bench@example.org\nTo: bob@example.net\nSubject: exim quit\n\nA short message, as cron sends them.\n')
-# Median wall time in ms of N sends, with these extra flags.
+# Median wall time in ms of N sends by $bin, with these extra flags.
+bin=$SMTPSEND
 median_ms() {
     local times=()
     for _ in $(seq "$N"); do
         local t0 t1
         t0=$(date +%s%N)
-        printf '%s\n' "$msg" | "$SMTPSEND" --config "$work/config.toml" --host 127.0.0.1 \
+        printf '%s\n' "$msg" | "$bin" --config "$work/config.toml" --host 127.0.0.1 \
             --port "$port" --tls off "$@" -f bench@example.org bob@example.net
         t1=$(date +%s%N)
         times+=($(( (t1 - t0) / 1000000 )))
@@ -54,6 +58,12 @@ median_ms() {
 }
 pipelined=$(median_ms)
 unpipelined=$(median_ms --no-pipelining)
+sends=2
+if [ -n "${BASELINE:-}" ]; then
+    bin=$BASELINE
+    baseline=$(median_ms)
+    sends=3
+fi
 # Every message delivered before counting.
 for _ in $(seq 100); do
     [ -z "$(ls -A "$work/spool/input" 2>/dev/null)" ] && break
@@ -62,6 +72,9 @@ done
 delivered=$(find "$work/mail/bob/new" -type f 2>/dev/null | wc -l)
 echo "| one small cleartext message to Exim 4.96 on loopback, median of $N | ms |"
 echo "|---|---|"
-echo "| smtpsend (QUIT pipelined behind the end of the message) | $pipelined |"
+echo "| smtpsend (pipelining on) | $pipelined |"
 echo "| smtpsend --no-pipelining | $unpipelined |"
-echo "(messages Exim delivered: $delivered of $((2 * N)))"
+if [ -n "${BASELINE:-}" ]; then
+    echo "| baseline $BASELINE (pipelining on) | $baseline |"
+fi
+echo "(messages Exim delivered: $delivered of $((sends * N)))"

@@ -180,7 +180,8 @@ impl Sandbox {
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".env"))
+            // Not a rewrite in progress (`.tmp-ID.env`): the entry it replaces is there.
+            .filter(|n| n.ends_with(".env") && !n.starts_with('.'))
             .collect();
         names.sort();
         names

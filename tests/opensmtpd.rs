@@ -450,8 +450,6 @@ fn opportunistic_tls_falls_back_to_cleartext_when_opensmtpds_handshake_fails() {
 /// refuse a line, its 500 comes before the close and is to be read: a permanent refusal,
 /// exit 69, not the 75 of a connection reset.
 #[test]
-#[ignore = "bug: issue 16 (3): a 66,000-octet line is sent unfolded, smtpd refuses it with \
-            500 and closes; (4): that 500 is never read and the exit is 75"]
 fn over_long_line_arrives_at_opensmtpd_folded_to_998_octets() {
     let Some(smtpd) = opensmtpd_or_skip() else {
         return;

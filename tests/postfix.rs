@@ -1006,7 +1006,6 @@ fn pipelined_queue_run_delivers_every_message_to_postfix() {
 /// CRLF; folded the way Postfix's own smtp_line_length_limit folds (CRLF and a space
 /// inserted), the message arrives whole, and without the folds it is the original.
 #[test]
-#[ignore = "bug: issue 16 (3): a 66,000-octet line is sent unfolded (RFC 5321 allows 998)"]
 fn over_long_line_arrives_at_postfix_folded_to_998_octets() {
     let Some(postfix) = postfix_or_skip("") else {
         return;

@@ -60,7 +60,11 @@ fn queued(q: &Queue) -> usize {
     std::fs::read_dir(q.dir())
         .map(|d| {
             d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".env"))
+                .filter(|e| {
+                    // Not a rewrite in progress (`.tmp-ID.env`).
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".env") && !name.starts_with('.')
+                })
                 .count()
         })
         .unwrap_or(0)

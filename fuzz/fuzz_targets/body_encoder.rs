@@ -1,9 +1,11 @@
 //! Whatever the input and however it is split, the encoded body has only CRLF line ends,
-//! no line that is a lone dot before the end, and exactly one final CRLF.CRLF.
+//! no line longer than 998 octets, no line that is a lone dot before the end, and exactly
+//! one final CRLF.CRLF.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use smtpsend::smtp::BodyEncoder;
+use smtpsend::smtp::body::MAX_LINE;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -26,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
         if b == b'\n' {
             assert!(i > 0 && out[i - 1] == b'\r', "bare LF at {i}");
         }
+    }
+    for line in out.split(|&b| b == b'\n') {
+        assert!(line.len() <= MAX_LINE + 1, "a line of {} octets", line.len());
     }
     // The only lone-dot line is the last one.
     let body = &out[..out.len() - 3];

@@ -9,8 +9,8 @@ use super::link::Link;
 use super::route::Route;
 use crate::error::Error;
 use crate::smtp::{
-    BodyEncoder, Envelope, Event, MessageInfo, Report, Session, SessionError, SessionOptions,
-    TraceLine, Wait,
+    BodyEncoder, Envelope, Event, MessageInfo, Reply, ReplyParser, Report, Session, SessionError,
+    SessionOptions, TraceLine, Wait,
 };
 use crate::system::signals;
 use crate::system::terminal::Progress;
@@ -369,6 +369,32 @@ impl<'r> Connection<'r> {
     }
 }
 
+/// A 4xx or 5xx the server sent before it closed or reset the connection, read within a
+/// short while after a write failed: whatever was already on its way is still in our
+/// socket's buffer.
+fn reply_before_close(link: &mut Link<'_>) -> Option<Reply> {
+    let deadline = link.cap(Instant::now() + REPLY_AFTER_FAILURE);
+    let mut parser = ReplyParser::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match link.stream.read(&mut buf, deadline) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => parser.push(&buf[..n]),
+        }
+        match parser.next_reply() {
+            Ok(Some(reply)) if reply.is_transient() || reply.is_permanent() => {
+                return Some(reply);
+            }
+            Ok(None) => continue,
+            Ok(Some(_)) | Err(_) => break,
+        }
+    }
+    None
+}
+
+/// How long a reply is looked for after a write failed.
+const REPLY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
 fn nul_error() -> Error {
     Error::Data("the message contains a NUL byte, which RFC 5322 §3.5 does not allow".into())
 }
@@ -398,9 +424,21 @@ fn send_body(
         } else {
             out.len() - out.len() % TLS_RECORD
         };
-        link.stream
-            .write_all(&out[..whole], deadline)
-            .map_err(|e| Error::network(host, "sending the message", e))?;
+        if let Err(e) = link.stream.write_all(&out[..whole], deadline) {
+            // A server that refuses mid-message (OpenSMTPD's "500 Line too long") says
+            // why before it closes: that reply, not the reset, is the outcome.
+            return Err(match reply_before_close(link) {
+                Some(reply) => Error::Session {
+                    host: host.to_string(),
+                    error: SessionError::Refused {
+                        command: "sending the message".into(),
+                        reply,
+                        at_rcpt: false,
+                    },
+                },
+                None => Error::network(host, "sending the message", e),
+            });
+        }
         out.drain(..whole);
         Ok(())
     };

@@ -25,7 +25,16 @@ pub struct BodyEncoder {
     nul: bool,
     /// DATA needs leading dots doubled and a final `.`; BDAT (RFC 3030) sends octets as they are.
     dot_stuffing: bool,
+    /// Octets of the current line on the wire so far (a stuffed dot included).
+    column: usize,
 }
+
+/// The longest line sent, CRLF not counted (RFC 5321 §4.5.3.1.6: 1000 with it). A longer
+/// one is folded as Postfix's `smtp_line_length_limit` does: CRLF and a space are inserted,
+/// so the message arrives (OpenSMTPD refuses the line with a 500, Exim and Postfix limit
+/// it too) with its text whole, a space added at each break; the cut is moved back to a
+/// character boundary when the line is UTF-8.
+pub const MAX_LINE: usize = 998;
 
 impl BodyEncoder {
     /// `dot_ends_input`: true unless sendmail's `-i`/`-oi` was given.
@@ -39,6 +48,7 @@ impl BodyEncoder {
             eight_bit: false,
             nul: false,
             dot_stuffing: true,
+            column: 0,
         }
     }
 
@@ -122,13 +132,11 @@ impl BodyEncoder {
                 Some(i) => (&input[..i], Some(input[i])),
                 None => (input, None),
             };
-            out.extend_from_slice(text);
-            if !text.is_empty() {
-                self.line_start = false;
-            }
+            self.put_text(text, out);
             match brk {
                 Some(b) => {
                     out.extend_from_slice(b"\r\n");
+                    self.column = 0;
                     self.line_start = true;
                     self.after_cr = b == b'\r';
                     input = &input[text.len() + 1..];
@@ -139,8 +147,33 @@ impl BodyEncoder {
         input.len()
     }
 
-    fn leading_dot(&self) -> &'static [u8] {
-        if self.dot_stuffing { b".." } else { b"." }
+    fn leading_dot(&mut self) -> &'static [u8] {
+        let dot: &'static [u8] = if self.dot_stuffing { b".." } else { b"." };
+        self.column += dot.len();
+        dot
+    }
+
+    /// Part of a line, folded where it would pass [`MAX_LINE`].
+    fn put_text(&mut self, mut text: &[u8], out: &mut Vec<u8>) {
+        if text.is_empty() {
+            return;
+        }
+        self.line_start = false;
+        while self.column + text.len() > MAX_LINE {
+            let room = MAX_LINE.saturating_sub(self.column);
+            // A line already full folds before anything more of it.
+            let cut = if room == 0 {
+                0
+            } else {
+                char_boundary(text, room)
+            };
+            out.extend_from_slice(&text[..cut]);
+            out.extend_from_slice(b"\r\n ");
+            self.column = 1;
+            text = &text[cut..];
+        }
+        out.extend_from_slice(text);
+        self.column += text.len();
     }
 
     /// Append the end of data: a CRLF if the last line was unterminated, then `.CRLF`
@@ -160,6 +193,17 @@ impl BodyEncoder {
     }
 }
 
+/// Where to cut `text` at or before `room` octets: moved back off a UTF-8 continuation
+/// byte (at most three), never to nothing when there is room for something.
+fn char_boundary(text: &[u8], room: usize) -> usize {
+    let mut cut = room.min(text.len());
+    let floor = cut.saturating_sub(3).max(1);
+    while cut > floor && text.get(cut).is_some_and(|b| b & 0xC0 == 0x80) {
+        cut -= 1;
+    }
+    cut.max(1).min(text.len())
+}
+
 /// Encode a whole body in one call (for tests and small messages).
 pub fn encode_all(input: &[u8], dot_ends_input: bool) -> Vec<u8> {
     let mut enc = BodyEncoder::new(dot_ends_input);
@@ -175,6 +219,72 @@ mod tests {
 
     fn enc(input: &[u8]) -> Vec<u8> {
         encode_all(input, false)
+    }
+
+    #[test]
+    fn lines_past_998_octets_are_folded_with_crlf_and_a_space() {
+        let long = vec![b'x'; 2500];
+        let out = enc(&[&long[..], b"\nshort\n"].concat());
+        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
+        assert!(
+            lines.iter().all(|l| l.len() <= MAX_LINE + 1),
+            "a line is too long"
+        );
+        assert_eq!(lines[0].len(), MAX_LINE + 1);
+        assert_eq!(lines[1][0], b' ');
+        assert_eq!(lines[1].len(), MAX_LINE + 1);
+        assert_eq!(
+            lines[2],
+            &[
+                &b" "[..],
+                &vec![b'x'; 2500 - MAX_LINE - (MAX_LINE - 1)][..],
+                b"\r"
+            ]
+            .concat()[..]
+        );
+        assert_eq!(lines[3], b"short\r");
+        // The text is whole: take the folds out again.
+        let unfolded: Vec<u8> = String::from_utf8(out.clone())
+            .unwrap()
+            .replace("\r\n ", "")
+            .into_bytes();
+        assert!(unfolded.starts_with(&long));
+    }
+
+    #[test]
+    fn a_line_of_exactly_998_octets_is_not_folded() {
+        let line = vec![b'y'; MAX_LINE];
+        assert_eq!(enc(&line), [&line[..], b"\r\n.\r\n"].concat());
+        // A stuffed dot counts: 998 on the wire, then the fold.
+        let dotted = [&b"."[..], &vec![b'z'; MAX_LINE - 1][..]].concat();
+        let out = enc(&dotted);
+        assert!(
+            out.starts_with(&[&b".."[..], &vec![b'z'; MAX_LINE - 2][..], b"\r\n z\r\n"].concat())
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_full_when_more_comes_folds_before_it() {
+        // 998 octets in one call, more of the same line in the next.
+        let mut enc = BodyEncoder::new(false);
+        let mut out = Vec::new();
+        enc.encode(&vec![b'a'; MAX_LINE], &mut out);
+        enc.encode(b"\x85\x85b\n", &mut out);
+        enc.finish(&mut out);
+        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
+        assert_eq!(lines[0].len(), MAX_LINE + 1);
+        assert_eq!(lines[1], b" \x85\x85b\r");
+    }
+
+    #[test]
+    fn a_fold_never_splits_a_utf8_character() {
+        // 997 ASCII octets, then a three-octet character across the limit.
+        let mut line = vec![b'a'; 997];
+        line.extend_from_slice("€ rest".as_bytes());
+        let out = enc(&line);
+        let first = out.split(|&b| b == b'\n').next().unwrap();
+        assert_eq!(first.len(), 997 + 1, "cut before the character");
+        assert!(String::from_utf8(out).is_ok());
     }
 
     #[test]

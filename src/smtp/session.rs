@@ -478,11 +478,7 @@ impl Session {
         self.trace_note("<message body sent>");
         self.pending
             .push_back((Awaiting::DataEnd, "end of DATA".into()));
-        if self.pipelined() && !self.opts.keep_open {
-            // RFC 2920 §3.2 example: the body, "." and QUIT in one flight; the 221 is
-            // never waited for.
-            self.send_unawaited(Command::Quit);
-        }
+        // QUIT waits for the reply to the end of data (see `quit_after_message`).
     }
 
     fn send(&mut self, command: Command, awaiting: Awaiting) {
@@ -929,6 +925,7 @@ impl Session {
     /// `BDAT n LAST`'s reply is the message's (RFC 3030 §3).
     fn on_bdat(&mut self, command: String, reply: Reply) {
         if reply.is_positive() && !self.accepted.is_empty() {
+            self.quit_after_message();
             self.finish(reply);
         } else if self.accepted.is_empty() {
             self.fail_no_recipients();
@@ -942,14 +939,22 @@ impl Session {
     /// The reply to the end of data is the message's.
     fn on_data_end(&mut self, command: String, reply: Reply) {
         if reply.is_positive() {
-            if !self.pipelined() && !self.opts.keep_open {
-                self.send_unawaited(Command::Quit);
-            }
+            self.quit_after_message();
             self.finish(reply);
         } else if reply.is_transient() || reply.is_permanent() {
             self.transaction_refused(command, reply);
         } else {
             self.unexpected(command, reply);
+        }
+    }
+
+    /// The message's reply is in: QUIT now, whose 221 is never awaited. Not pipelined
+    /// behind the end of data (RFC 2920 §3.2 would allow it): Exim, seeing more input
+    /// coming, holds its 250 back for 200 ms, and the end of data alone lets every
+    /// server answer at once. No round trip is added: nothing waits for the 221.
+    fn quit_after_message(&mut self) {
+        if !self.opts.keep_open {
+            self.send_unawaited(Command::Quit);
         }
     }
 
@@ -1266,10 +1271,6 @@ impl Session {
                         });
                     }
                     self.pending.push_back((Awaiting::Bdat, label));
-                    if !self.opts.keep_open {
-                        // RFC 2920 §3.1 allows QUIT to follow; its 221 is never awaited.
-                        self.send_unawaited(Command::Quit);
-                    }
                 }
                 _ => self.send(Command::Data, Awaiting::Data),
             }

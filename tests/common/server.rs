@@ -215,6 +215,8 @@ pub struct Builder {
     coalesce: bool,
     grace: Duration,
     close_mid_data: Option<usize>,
+    /// What is said just before that close (OpenSMTPD's "500 Line too long").
+    close_mid_data_reply: Option<Vec<u8>>,
     connections: usize,
     deadline: Duration,
     linger_after_421: bool,
@@ -298,6 +300,13 @@ impl Builder {
     /// Close the connection, without a reply, once this many bytes of message data came.
     pub fn close_mid_data_after(mut self, bytes: usize) -> Builder {
         self.close_mid_data = Some(bytes);
+        self
+    }
+
+    /// As [`Builder::close_mid_data_after`], but say `reply` (a full line) first.
+    pub fn refuse_mid_data_after(mut self, bytes: usize, reply: &str) -> Builder {
+        self.close_mid_data = Some(bytes);
+        self.close_mid_data_reply = Some(reply.as_bytes().to_vec());
         self
     }
 
@@ -394,6 +403,7 @@ impl TestServer {
             coalesce: false,
             grace: DEFAULT_GRACE,
             close_mid_data: None,
+            close_mid_data_reply: None,
             connections: 1,
             deadline: DEFAULT_DEADLINE,
             linger_after_421: false,
@@ -1569,6 +1579,9 @@ impl<'a> Session<'a> {
             if let Some(limit) = self.script.close_mid_data {
                 let arrived = found.map_or(self.buf.len(), |e| e + 3);
                 if arrived >= limit {
+                    if let Some(reply) = self.script.close_mid_data_reply.clone() {
+                        self.write(&reply)?;
+                    }
                     self.close()?;
                 }
             }

@@ -15,7 +15,8 @@ use crate::smtp::{Envelope, MessageInfo, SessionOptions, TraceLine};
 use crate::system::terminal;
 
 /// Read ahead so a small message's size is known and it can go as one BDAT chunk; what
-/// the server may learn about the message before its body.
+/// the server may learn about the message before its body (its size whenever it is
+/// known).
 pub(super) fn message_info(
     settings: &Settings,
     message: &mut Message<'_>,
@@ -37,7 +38,11 @@ pub(super) fn message_info(
             Some(size),
         )
     } else {
-        (None, None)
+        // A regular file on stdin, or a stream read to its end, has a size without the
+        // body being read: declared as SIZE= (RFC 1870 allows an estimate; the CRLF line
+        // ends the wire adds are not counted), so a server that cannot take it says so at
+        // MAIL, before the upload.
+        (None, message.size())
     };
     Ok(MessageInfo {
         size,
