@@ -631,8 +631,6 @@ fn oversized_message_is_refused_at_mail_by_exim_with_size_declared_and_exits_69(
 /// further transactions on the same connection: three transactions, one connection, every
 /// mailbox gets the message, exit 0 and nothing queued.
 #[test]
-#[ignore = "bug: issue 16 (6): recipients refused with 452 too many recipients are queued \
-            instead of sent in another transaction"]
 fn recipients_beyond_exims_recipients_max_go_in_further_transactions() {
     let Some(exim) = exim_or_skip(Settings {
         recipients_max: 100,

@@ -7,13 +7,12 @@
 //! its own (removed again at the end) and a private copy of the binaries, so it needs
 //! root, as CI has; run as anyone else it says so and checks nothing.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::spool::dead_port;
+use crate::common::spool::{dead_port, start_on_freed_port};
 use crate::common::{MESSAGE, RECIPIENT, TestServer};
 
 /// A group, two users and a directory of the test's own; all removed when dropped.
@@ -323,11 +322,14 @@ fn a_daemon_that_cannot_read_the_config_or_write_its_home_still_gets_its_mail_ou
 
     // The relay comes up: the runner delivers and ends.
     drop(down);
-    let server = TestServer::builder()
-        .connections(usize::MAX)
-        .deadline(Duration::from_secs(30))
-        .start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .expect("port free again");
+    let server = start_on_freed_port(
+        || {
+            TestServer::builder()
+                .connections(usize::MAX)
+                .deadline(Duration::from_secs(30))
+        },
+        port,
+    );
     let delivered = wait_until(Duration::from_secs(20), || {
         sandbox.entries().is_empty() && sandbox.runners().is_empty()
     });
@@ -367,11 +369,14 @@ fn a_user_without_a_writable_home_queues_into_the_shared_spool_after_a_failed_tr
     assert!(err.contains("connection refused; next try within"), "{err}");
     assert_eq!(sandbox.entries().len(), 1);
     drop(down);
-    let server = TestServer::builder()
-        .connections(usize::MAX)
-        .deadline(Duration::from_secs(30))
-        .start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .expect("port free again");
+    let server = start_on_freed_port(
+        || {
+            TestServer::builder()
+                .connections(usize::MAX)
+                .deadline(Duration::from_secs(30))
+        },
+        port,
+    );
     let delivered = wait_until(Duration::from_secs(20), || {
         sandbox.entries().is_empty() && sandbox.runners().is_empty()
     });

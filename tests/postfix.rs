@@ -1026,8 +1026,6 @@ fn over_long_line_arrives_at_postfix_folded_to_998_octets() {
 /// the same connection: three transactions, one session, every mailbox gets the message,
 /// exit 0 and nothing queued.
 #[test]
-#[ignore = "bug: issue 16 (6): recipients refused with 452 too many recipients are queued \
-            instead of sent in another transaction"]
 fn recipients_beyond_postfixs_recipient_limit_go_in_further_transactions() {
     let users: Vec<String> = (0..250).map(|i| format!("rcpt{i}")).collect();
     let Some(postfix) = postfix_with_mailboxes_or_skip("smtpd_recipient_limit = 100\n", &users)

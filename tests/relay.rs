@@ -1244,3 +1244,42 @@ fn a_reply_sent_before_the_server_reset_the_connection_is_read() {
         assert!(!err.contains("reset"), "{err}");
     }
 }
+
+/// Issue 16 (6): a 452 goes to a further transaction on the same connection; when that
+/// one takes none of them (452 for storage, not a limit), they stay refused for now.
+#[test]
+fn recipients_refused_with_452_get_one_further_transaction_then_wait() {
+    let server = TestServer::builder()
+        .rule(
+            Rule::on("RCPT")
+                .arg("carol")
+                .reply("452 4.3.1 Insufficient system storage"),
+        )
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.args([RECIPIENT, "carol@example.org"]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    let conn = t.only();
+    assert_eq!(
+        conn.commands_for("MAIL").len(),
+        2,
+        "one further transaction"
+    );
+    let rcpts: Vec<&str> = conn
+        .commands_for("RCPT")
+        .iter()
+        .map(|c| c.arg.as_str())
+        .collect();
+    assert_eq!(
+        rcpts,
+        [
+            "TO:<bob@example.org>",
+            "TO:<carol@example.org>",
+            "TO:<carol@example.org>"
+        ]
+    );
+    assert_eq!(conn.messages.iter().filter(|m| m.accepted).count(), 1);
+    assert!(stderr(&out).contains("452 4.3.1"), "{}", stderr(&out));
+}

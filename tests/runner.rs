@@ -5,13 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::spool::{Queue, dead_port, spawn_with_input, wait_bounded};
+use crate::common::spool::{Queue, dead_port, spawn_with_input, start_on_freed_port, wait_bounded};
 use crate::common::{MESSAGE, RECIPIENT, SENDER, TestServer, Transcript, code, run, stderr};
 
 /// Retries after 1 s, then every 2 s: a test need not wait five minutes. The log file sits
@@ -111,11 +110,14 @@ fn sender(q: &Queue, port: u16) -> Command {
 
 /// Bring the relay up on `port`, which the senders found dead.
 fn relay_on(port: u16, connections: usize) -> TestServer {
-    TestServer::builder()
-        .connections(connections)
-        .deadline(Duration::from_secs(40))
-        .start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .expect("the dead port is free again")
+    start_on_freed_port(
+        || {
+            TestServer::builder()
+                .connections(connections)
+                .deadline(Duration::from_secs(40))
+        },
+        port,
+    )
 }
 
 fn accepted(t: &Transcript) -> Vec<String> {
@@ -304,11 +306,14 @@ fn sigterm_mid_flush_ends_within_two_seconds_and_loses_nothing() {
     // The relay comes up, takes the connection and then says nothing for a long while:
     // the runner is mid-flush when the signal comes.
     drop(down);
-    let server = TestServer::builder()
-        .rule(crate::common::Rule::on("EHLO").stall(Duration::from_secs(30)))
-        .deadline(Duration::from_secs(40))
-        .start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .expect("port free again");
+    let server = start_on_freed_port(
+        || {
+            TestServer::builder()
+                .rule(crate::common::Rule::on("EHLO").stall(Duration::from_secs(30)))
+                .deadline(Duration::from_secs(40))
+        },
+        port,
+    );
     // Let it connect (its next try is within 2 s).
     thread::sleep(Duration::from_millis(2500));
     let asked = Instant::now();

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use super::link::Link;
 use super::route::Route;
 use crate::error::Error;
+use crate::message::input::Reopen;
 use crate::smtp::{
-    BodyEncoder, Envelope, Event, MessageInfo, Reply, ReplyParser, Report, Session, SessionError,
-    SessionOptions, TraceLine, Wait,
+    BodyEncoder, Envelope, Event, MessageInfo, RcptFailure, Reply, ReplyParser, Report, Session,
+    SessionError, SessionOptions, TraceLine, Wait,
 };
 use crate::system::signals;
 use crate::system::terminal::Progress;
@@ -103,6 +104,100 @@ pub fn deliver(
             Err(Error::Session { host, error })
         }
         other => Err(Error::Internal(format!("unexpected event {other:?}"))),
+    }
+}
+
+/// Deliver `envelope` through `route`, reading the message from `message` as often as a
+/// transaction needs it: recipients a server refuses with 452 (a limit on recipients per
+/// transaction, RFC 5321 §4.5.3.1.10: Exim's `recipients_max`, Postfix's
+/// `smtpd_recipient_limit`) go in further transactions on the same connection, for as long
+/// as a transaction takes some of them. Those the last one took none of stay refused (a
+/// 452 for storage), for the caller to queue.
+pub fn deliver_message(
+    route: &Route,
+    envelope: Envelope,
+    opts: SessionOptions,
+    message: &mut dyn Reopen,
+    dot_ends_input: bool,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Delivered, Error> {
+    let info = MessageInfo {
+        size: opts.size,
+        eight_bit: opts.eight_bit,
+        chunk: opts.chunk.clone(),
+        dsn: opts.dsn.clone(),
+    };
+    let from = envelope.from.clone();
+    let opts = SessionOptions {
+        keep_open: true,
+        ..opts
+    };
+    let mut conn = Connection::open(route, envelope, opts, trace)?;
+    let host = route.host.clone();
+    let mut merged: Option<Report> = None;
+    // The recipients of a further transaction, while one is under way.
+    let mut further: Vec<String> = Vec::new();
+    loop {
+        let (head, mut rest) = message.reopen()?;
+        let body = Body {
+            head,
+            rest: &mut rest,
+            dot_ends_input,
+        };
+        let event = conn.run_transaction(Some(body), trace, &mut |_| {}, &mut || {})?;
+        let report = match (event, merged.take()) {
+            (Event::Done(report), done) => {
+                merged = done;
+                report
+            }
+            // A further transaction failed: the earlier ones have the message, its own
+            // recipients wait (a temporary failure the caller queues).
+            (Event::Failed(error) | Event::TransactionFailed(error), Some(mut done)) => {
+                let reply = Reply {
+                    code: 451,
+                    lines: vec![format!("4.3.0 a further transaction failed: {error}")],
+                };
+                done.rejected
+                    .extend(further.drain(..).map(|recipient| RcptFailure {
+                        recipient,
+                        reply: reply.clone(),
+                    }));
+                return Ok(conn.finish(done));
+            }
+            (Event::Failed(error) | Event::TransactionFailed(error), None) => {
+                conn.session.quit();
+                conn.close();
+                return Err(Error::Session { host, error });
+            }
+            (other, _) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
+        };
+        let took_some = !report.accepted.is_empty();
+        let (again, refused): (Vec<RcptFailure>, Vec<RcptFailure>) = report
+            .rejected
+            .iter()
+            .cloned()
+            .partition(|f| f.reply.code == 452);
+        let done = merged.get_or_insert_with(|| Report {
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            ..report.clone()
+        });
+        done.accepted.extend(report.accepted);
+        done.rejected.extend(refused);
+        done.reply = report.reply;
+        if again.is_empty() || !took_some {
+            done.rejected.extend(again);
+            let done = done.clone();
+            return Ok(conn.finish(done));
+        }
+        further = again.into_iter().map(|f| f.recipient).collect();
+        conn.session.start_transaction(
+            Envelope {
+                from: from.clone(),
+                recipients: further.clone(),
+            },
+            info.clone(),
+        );
     }
 }
 

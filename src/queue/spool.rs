@@ -79,17 +79,31 @@ impl Spool {
     /// An unsafe system spool is passed over for the per-user one rather than refused:
     /// here the caller has a message in hand and nowhere else to put it.
     pub fn open(dir: Option<&Path>) -> Result<Spool> {
+        open_dir(Spool::path(dir)?, fs::euid())
+    }
+
+    /// [`Spool::open`], but `None` instead of making a spool that is not there: for
+    /// looking, when nothing is to be queued.
+    pub fn open_if_there(dir: Option<&Path>) -> Result<Option<Spool>> {
+        let path = Spool::path(dir)?;
+        if stdfs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        open_dir(path, fs::euid()).map(Some)
+    }
+
+    /// Where the spool is: `dir`, else the default.
+    fn path(dir: Option<&Path>) -> Result<PathBuf> {
         let euid = fs::euid();
-        let dir = match dir {
-            Some(dir) => dir.to_path_buf(),
+        match dir {
+            Some(dir) => Ok(dir.to_path_buf()),
             None => default_dir(
                 Path::new(SYSTEM_SPOOL),
                 &|name| std::env::var_os(name),
                 euid,
                 &|| crate::system::identity::passwd(euid).and_then(|p| p.home),
-            )?,
-        };
-        open_dir(dir, euid)
+            ),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -462,6 +476,10 @@ impl Spool {
     /// so a queue run's own updates are never overwritten; returns how many were made due
     /// (none when a run holds the lock: that run is trying them anyway).
     pub fn make_due(&self, route: &RouteSpec, now: SystemTime) -> Result<usize> {
+        let waiting = |e: &Entry| e.route.as_ref() == Some(route);
+        if !self.list()?.entries.iter().any(waiting) {
+            return Ok(0);
+        }
         let Some(_lock) = self.try_lock_flush()? else {
             return Ok(0);
         };

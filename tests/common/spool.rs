@@ -344,3 +344,24 @@ pub fn spawn_with_input(
     });
     (child, writer)
 }
+
+/// Start `builder` on 127.0.0.1:`port`, the port a [`DeadPort`] held (drop it first). A
+/// client of another test may hold it as its own end for a moment: tried again for up to
+/// five seconds.
+pub fn start_on_freed_port(
+    builder: impl Fn() -> super::server::Builder,
+    port: u16,
+) -> super::TestServer {
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let started = Instant::now();
+    loop {
+        match builder().start_at(addr) {
+            Ok(server) => return server,
+            Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("127.0.0.1:{port} is still taken: {e}"),
+        }
+    }
+}

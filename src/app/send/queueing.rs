@@ -211,7 +211,13 @@ pub(super) fn relay_is_up(settings: &Settings, err: &mut dyn Write) {
     let Ok(route) = settings.route_spec() else {
         return;
     };
-    let made = open_spool(settings).and_then(|spool| spool.make_due(route, SystemTime::now()));
+    // A spool that is not there has nothing waiting: it is not made for looking.
+    let made = Spool::open_if_there(settings.queue.dir.as_deref()).and_then(|spool| match spool {
+        Some(spool) => spool
+            .with_backoff(settings.queue.backoff)
+            .make_due(route, SystemTime::now()),
+        None => Ok(0),
+    });
     match made {
         Ok(0) => {}
         Ok(n) => {

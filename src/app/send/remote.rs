@@ -7,7 +7,7 @@ use super::queueing;
 use crate::app::settings::Settings;
 use crate::delivery::log::{self, Attempt};
 use crate::delivery::remote::Remote;
-use crate::delivery::{self, Body, Delivered, direct};
+use crate::delivery::{self, Delivered, direct};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::message::input::{Message, Reopen};
@@ -160,19 +160,14 @@ fn attempt(
     };
     let dot_ends_input = settings.message.dot_ends_input;
     let result = match route {
-        Remote::Relay(relay) => message.reopen().and_then(|(head, mut rest)| {
-            delivery::deliver(
-                &relay.route,
-                envelope,
-                opts,
-                Body {
-                    head,
-                    rest: &mut rest,
-                    dot_ends_input,
-                },
-                &mut trace,
-            )
-        }),
+        Remote::Relay(relay) => delivery::deliver_message(
+            &relay.route,
+            envelope,
+            opts,
+            message,
+            dot_ends_input,
+            &mut trace,
+        ),
         Remote::Direct(direct) => {
             let domain = rcpts[0]
                 .rsplit_once('@')
