@@ -411,8 +411,6 @@ fn required_tls_to_opensmtpd_fails_in_its_handshake_and_exits_75() {
 /// new connection without STARTTLS), as opportunistic TLS (RFC 7435) means to: the message
 /// is delivered, and its Received field says ESMTP, not ESMTPS.
 #[test]
-#[ignore = "bug: issue 16 (2): a failed handshake in opportunistic mode never falls back \
-            to cleartext"]
 fn opportunistic_tls_falls_back_to_cleartext_when_opensmtpds_handshake_fails() {
     let Some(smtpd) = opensmtpd_or_skip() else {
         return;
@@ -476,4 +474,23 @@ fn over_long_line_arrives_at_opensmtpd_folded_to_998_octets() {
     if let Err(e) = mta::check_folded(&message, &input) {
         panic!("{e}\n{}", smtpd.logs());
     }
+}
+
+/// Issue 16: `--serverinfo` against smtpd whose TLS handshake fails says so, not
+/// `TLS: none` (which reads as "no TLS offered").
+#[test]
+fn serverinfo_says_opensmtpds_handshake_failed() {
+    let Some(smtpd) = opensmtpd_or_skip() else {
+        return;
+    };
+    let mut cmd = smtpd.smtpsend();
+    cmd.args(["--serverinfo", "--tls", "opportunistic"]);
+    let out = run(cmd, "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("TLS: offered, handshake failed: "),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    assert!(!text.contains("TLS: none"), "{text}");
 }

@@ -1283,3 +1283,51 @@ fn recipients_refused_with_452_get_one_further_transaction_then_wait() {
     assert_eq!(conn.messages.iter().filter(|m| m.accepted).count(), 1);
     assert!(stderr(&out).contains("452 4.3.1"), "{}", stderr(&out));
 }
+
+/// Issue 16 (2): opportunistic TLS whose handshake fails (the server closes after its 220
+/// to STARTTLS, as a broken TLS stack does) is followed at once by a new connection in
+/// cleartext, and `-v` says so; with `--tls required` there is no such second connection.
+#[test]
+fn a_failed_handshake_in_opportunistic_mode_falls_back_to_cleartext() {
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "STARTTLS", "8BITMIME"])
+        .rule(
+            Rule::on("STARTTLS")
+                .reply("220 2.0.0 Ready to start TLS")
+                .close_after_reply(),
+        )
+        .connections(2)
+        .start();
+    let mut cmd = smtpsend(server.port());
+    cmd.args(["--tls", "opportunistic", "-v", "-f", SENDER, RECIPIENT]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert!(
+        stderr(&out).contains("cleartext after a failed TLS handshake"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(t.connections.len(), 2);
+    assert!(t.connections[0].messages.is_empty());
+    assert!(t.connections[1].commands_for("STARTTLS").is_empty());
+    let m = t.connections[1].message();
+    assert!(m.accepted && !m.tls);
+
+    let pki = Pki::self_signed();
+    let server = TestServer::builder()
+        .capabilities(&["PIPELINING", "STARTTLS"])
+        .rule(
+            Rule::on("STARTTLS")
+                .reply("220 2.0.0 Ready to start TLS")
+                .close_after_reply(),
+        )
+        .connections(2)
+        .start();
+    let mut cmd = smtpsend_starttls(server.port(), &pki);
+    cmd.arg(RECIPIENT);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    assert_eq!(t.connections.len(), 1, "required TLS never goes cleartext");
+}

@@ -34,6 +34,8 @@ pub struct TlsInfo {
     pub certificate: Option<Vec<u8>>,
     /// The certificate checked out (chain and name, or the pinned fingerprint).
     pub verified: bool,
+    /// Why the handshake failed, when STARTTLS (or implicit TLS) was tried and failed.
+    pub failure: Option<String>,
 }
 
 /// Run the diagnostic the settings ask for; the report goes to stdout.
@@ -80,7 +82,10 @@ pub fn run_to(
             trace: verbose,
         };
         let addr = link.addr;
-        let (outcome, tls_info, report) = probe(link, opts, &mut trace);
+        let (outcome, mut tls_info, report) = probe(link, opts, &mut trace);
+        if let Err(Error::Tls { detail, .. }) = &outcome {
+            tls_info.failure = Some(detail.clone());
+        }
         let show = |out: &mut dyn Write, report: &ProbeReport| -> io::Result<()> {
             if settings.diagnose.serverinfo {
                 write_serverinfo(out, &route.host, addr, report, &tls_info, SystemTime::now())?;
@@ -203,6 +208,7 @@ fn tls_info_of(link: &Link<'_>) -> TlsInfo {
         description: link.stream.tls_description(),
         certificate: link.stream.peer_certificate(),
         verified: link.tls_verified(),
+        failure: None,
     }
 }
 
@@ -310,9 +316,11 @@ pub fn write_serverinfo(
     if let Some(refused) = &report.starttls_refused {
         writeln!(out, "STARTTLS refused: {}", printable(&refused.to_string()))?;
     }
-    match &tls_info.description {
-        Some(desc) => writeln!(out, "TLS: {desc}")?,
-        None => writeln!(out, "TLS: none")?,
+    match (&tls_info.description, &tls_info.failure) {
+        (Some(desc), _) => writeln!(out, "TLS: {desc}")?,
+        // Offered (or asked for) and broken: not the same as no TLS at all.
+        (None, Some(why)) => writeln!(out, "TLS: offered, handshake failed: {}", printable(why))?,
+        (None, None) => writeln!(out, "TLS: none")?,
     }
     if let Some(der) = &tls_info.certificate {
         write_certificate(out, der, tls_info.verified, now)?;
@@ -403,6 +411,7 @@ mod tests {
             description: Some("TLSv1_3 TLS13_AES_128_GCM_SHA256".into()),
             certificate: Some(vec![0x30, 0x00]),
             verified: false,
+            failure: None,
         };
         let mut out = Vec::new();
         write_serverinfo(
@@ -429,6 +438,34 @@ mod tests {
              AUTH: PLAIN LOGIN\n"
             )
         );
+    }
+
+    #[test]
+    fn a_failed_handshake_is_not_shown_as_no_tls() {
+        let report = ProbeReport::default();
+        let tls_info = TlsInfo {
+            description: None,
+            certificate: None,
+            verified: false,
+            failure: Some("received fatal alert: InternalError".into()),
+        };
+        let mut out = Vec::new();
+        let addr = "192.0.2.1:25".parse().unwrap();
+        write_serverinfo(
+            &mut out,
+            "mx.example",
+            addr,
+            &report,
+            &tls_info,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("TLS: offered, handshake failed: received fatal alert: InternalError\n"),
+            "{text}"
+        );
+        assert!(!text.contains("TLS: none"), "{text}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::smtp::{
 };
 use crate::system::signals;
 use crate::system::terminal::Progress;
+use crate::transport::TlsMode;
 
 /// Input is read in blocks of this size; output is written once this much is encoded.
 pub const BLOCK: usize = 64 * 1024;
@@ -58,6 +59,8 @@ pub struct Delivered {
     pub tls: Option<String>,
     /// Whether the certificate was verified (chain and name, or pin).
     pub tls_verified: bool,
+    /// Sent in cleartext after a failed TLS handshake (opportunistic mode).
+    pub tls_fallback: bool,
 }
 
 /// One message of a batch sent over one connection.
@@ -88,7 +91,9 @@ impl JobOutcome {
     }
 }
 
-/// Deliver `envelope` through `route`. `trace` receives each line of the dialogue.
+/// Deliver `envelope` through `route`. `trace` receives each line of the dialogue. In
+/// opportunistic mode a failed TLS handshake is followed by a new connection in cleartext
+/// (see [`cleartext_after`]).
 pub fn deliver(
     route: &Route,
     envelope: Envelope,
@@ -96,15 +101,62 @@ pub fn deliver(
     body: Body<'_>,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<Delivered, Error> {
+    let mut body = Some(body);
+    match deliver_once(route, envelope.clone(), opts.clone(), &mut body, trace) {
+        // The handshake comes before the body: it is still unread.
+        Err(e) if body.is_some() => match cleartext_after(route, &e, trace) {
+            Some(plain) => deliver_once(&plain, envelope, opts, &mut body, trace).map(fell_back),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+fn deliver_once(
+    route: &Route,
+    envelope: Envelope,
+    opts: SessionOptions,
+    body: &mut Option<Body<'_>>,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Delivered, Error> {
     let mut conn = Connection::open(route, envelope, opts, trace)?;
     let host = route.host.clone();
-    match conn.run_transaction(Some(body), trace, &mut |_| {}, &mut || {})? {
+    match conn.run_transaction(body, trace, &mut |_| {}, &mut || {})? {
         Event::Done(report) => Ok(conn.finish(report)),
         Event::Failed(error) | Event::TransactionFailed(error) => {
             Err(Error::Session { host, error })
         }
         other => Err(Error::Internal(format!("unexpected event {other:?}"))),
     }
+}
+
+/// Opportunistic TLS (RFC 7435) whose handshake failed, as with a server whose TLS is
+/// broken (OpenSMTPD 6.8 with OpenSSL 3): the route again in cleartext, as Postfix does at
+/// security level `may`, said in the trace. Never when TLS is required (a verified
+/// domain, DANE, MTA-STS and `--tls required` all make the route `Required`), and never
+/// for anything but a failed TLS setup.
+pub fn cleartext_after(
+    route: &Route,
+    error: &Error,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Option<Route> {
+    if route.tls != TlsMode::Opportunistic || !matches!(error, Error::Tls { .. }) {
+        return None;
+    }
+    trace(&TraceLine {
+        client: true,
+        text: format!("cleartext after a failed TLS handshake ({error}); connecting again"),
+    });
+    Some(Route {
+        tls: TlsMode::Off,
+        ..route.clone()
+    })
+}
+
+/// A delivery made in cleartext after a failed handshake, so marked for the log.
+fn fell_back(mut delivered: Delivered) -> Delivered {
+    delivered.tls_fallback = true;
+    delivered
 }
 
 /// Deliver `envelope` through `route`, reading the message from `message` as often as a
@@ -114,6 +166,33 @@ pub fn deliver(
 /// as a transaction takes some of them. Those the last one took none of stay refused (a
 /// 452 for storage), for the caller to queue.
 pub fn deliver_message(
+    route: &Route,
+    envelope: Envelope,
+    opts: SessionOptions,
+    message: &mut dyn Reopen,
+    dot_ends_input: bool,
+    trace: &mut dyn FnMut(&TraceLine),
+) -> Result<Delivered, Error> {
+    let first = deliver_rounds(
+        route,
+        envelope.clone(),
+        opts.clone(),
+        message,
+        dot_ends_input,
+        trace,
+    );
+    match first {
+        // Only the first transaction can meet the handshake: nothing was delivered.
+        Err(e) => match cleartext_after(route, &e, trace) {
+            Some(plain) => deliver_rounds(&plain, envelope, opts, message, dot_ends_input, trace)
+                .map(fell_back),
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+fn deliver_rounds(
     route: &Route,
     envelope: Envelope,
     opts: SessionOptions,
@@ -139,12 +218,12 @@ pub fn deliver_message(
     let mut further: Vec<String> = Vec::new();
     loop {
         let (head, mut rest) = message.reopen()?;
-        let body = Body {
+        let mut body = Some(Body {
             head,
             rest: &mut rest,
             dot_ends_input,
-        };
-        let event = conn.run_transaction(Some(body), trace, &mut |_| {}, &mut || {})?;
+        });
+        let event = conn.run_transaction(&mut body, trace, &mut |_| {}, &mut || {})?;
         let report = match (event, merged.take()) {
             (Event::Done(report), done) => {
                 merged = done;
@@ -234,6 +313,14 @@ pub fn deliver_batch(
         dsn: first.info.dsn,
         ..opts
     };
+    // In opportunistic mode, where a failed handshake is followed by a cleartext
+    // connection (see `cleartext_after`).
+    let plain = Route {
+        tls: TlsMode::Off,
+        ..route.clone()
+    };
+    let (first_envelope, first_opts) = (first.envelope.clone(), opts.clone());
+    let mut fell_back = false;
     let mut conn = Connection::open(route, first.envelope, opts, trace)?;
     // The jobs whose transactions are written, oldest (the current one) first.
     let mut in_flight: VecDeque<(usize, Option<Body<'_>>)> = VecDeque::new();
@@ -263,7 +350,8 @@ pub fn deliver_batch(
                 }
             }
         };
-        let event = conn.run_transaction(body, trace, &mut stage, idle);
+        let mut body = body;
+        let event = conn.run_transaction(&mut body, trace, &mut stage, idle);
         in_flight.pop_front();
         match event {
             Ok(Event::Done(report)) => {
@@ -294,6 +382,20 @@ pub fn deliver_batch(
                 leftover = JobOutcome::NotAttempted(why);
                 outcome(index, JobOutcome::Failed(error));
                 break;
+            }
+            // The first transaction met a failed handshake in opportunistic mode: again,
+            // in cleartext, with the same jobs (nothing of theirs was written).
+            Err(e)
+                if !reported
+                    && !fell_back
+                    && body.is_some()
+                    && in_flight.is_empty()
+                    && cleartext_after(route, &e, trace).is_some() =>
+            {
+                fell_back = true;
+                conn = Connection::open(&plain, first_envelope.clone(), first_opts.clone(), trace)?;
+                in_flight.push_front((index, body));
+                continue;
             }
             // The connection broke mid-transaction: this job and the rest wait.
             Err(e) => {
@@ -389,7 +491,7 @@ impl<'r> Connection<'r> {
     /// this one ([`Session::stage_transaction`]), before each write.
     fn run_transaction(
         &mut self,
-        mut body: Option<Body<'_>>,
+        body: &mut Option<Body<'_>>,
         trace: &mut dyn FnMut(&TraceLine),
         stage: &mut dyn FnMut(&mut Session),
         idle: &mut dyn FnMut(),
@@ -449,6 +551,7 @@ impl<'r> Connection<'r> {
             .say_last(&mut self.session, Duration::from_secs(2));
         let delivered = Delivered {
             report,
+            tls_fallback: false,
             host: self.link.route.host.clone(),
             tls: self.link.stream.tls_description(),
             tls_verified: self.link.tls_verified(),

@@ -56,11 +56,16 @@ pub enum TlsState {
     Verified(String),
     /// The attempt failed before the outcome said (the transport does not report it then).
     Unknown,
+    /// Opportunistic TLS whose handshake failed: sent in cleartext on a new connection.
+    CleartextAfterFailure,
 }
 
 impl TlsState {
     /// From a delivery's `tls` description (`TLSv1_3 TLS13_AES_256_GCM_SHA384`).
     pub fn of(delivered: &Delivered) -> TlsState {
+        if delivered.tls_fallback {
+            return TlsState::CleartextAfterFailure;
+        }
         TlsState::from_description(delivered.tls.as_deref(), delivered.tls_verified)
     }
 
@@ -89,6 +94,7 @@ impl TlsState {
             TlsState::Unverified(v) => format!("unverified/{v}"),
             TlsState::Verified(v) => format!("verified/{v}"),
             TlsState::Unknown => "unknown".into(),
+            TlsState::CleartextAfterFailure => "cleartext after a failed TLS handshake".into(),
         }
     }
 }
@@ -669,6 +675,7 @@ mod tests {
             host: "mx.x.example".into(),
             tls: Some("TLSv1_2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()),
             tls_verified: false,
+            tls_fallback: false,
         };
         let to = [
             "a@x.example".into(),
