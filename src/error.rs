@@ -4,8 +4,8 @@
 use std::io;
 
 use crate::exit::ExitStatus;
+use crate::os_error::{describe, describe_network};
 use crate::smtp::{RcptFailure, SessionError};
-use crate::system::os_error::{describe, describe_network};
 
 /// Any failure of smtpsend.
 #[derive(Debug, thiserror::Error)]

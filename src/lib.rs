@@ -10,6 +10,7 @@ pub mod error;
 pub mod exit;
 pub mod message;
 pub mod oauth;
+pub mod os_error;
 pub mod queue;
 pub mod smtp;
 pub mod system;

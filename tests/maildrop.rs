@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::spool::{dead_port, start_on_freed_port};
+use crate::common::spool::{dead_port, runner_pids, start_on_freed_port};
 use crate::common::{MESSAGE, RECIPIENT, TestServer};
 
 /// A group, two users and a directory of the test's own; all removed when dropped.
@@ -188,24 +188,7 @@ impl Sandbox {
 
     /// The pids of the spool's runners.
     fn runners(&self) -> Vec<u32> {
-        let spool = self.spool().to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let args: Vec<String> = cmdline
-                .split(|&b| b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            if args.iter().any(|a| a == "--queue-runner") && args.contains(&spool) {
-                pids.push(pid);
-            }
-        }
-        pids
+        runner_pids(&self.spool())
     }
 }
 

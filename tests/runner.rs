@@ -5,12 +5,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::spool::{Queue, dead_port, spawn_with_input, start_on_freed_port, wait_bounded};
+use crate::common::spool::{
+    Queue, dead_port, runner_pids, spawn_with_input, start_on_freed_port, wait_bounded,
+};
 use crate::common::{MESSAGE, RECIPIENT, SENDER, TestServer, Transcript, code, run, stderr};
 
 /// Retries after 1 s, then every 2 s: a test need not wait five minutes. The log file sits
@@ -23,35 +24,6 @@ const CONFIG: &str = "queue_on_tempfail = true\n\
 /// How long the runner may take to deliver once the relay is up: its longest back-off
 /// (2 s) and the delivery, with room for a loaded machine.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(20);
-
-/// The pids of the live runners of the spool `dir`: processes whose command line holds
-/// `--queue-runner` and the spool.
-fn runners(dir: &Path) -> Vec<u32> {
-    let dir = dir.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc") {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        // A zombie (exited, not yet reaped by init) has an empty command line.
-        if args.iter().any(|a| a == "--queue-runner") && args.contains(&dir) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
 
 /// How many entries the spool holds, counted by name: the runner may remove one between
 /// a listing and a read, so [`Queue::entries`] is for a spool at rest.
@@ -74,16 +46,16 @@ fn queued(q: &Queue) -> usize {
 #[track_caller]
 fn one_runner(q: &Queue) -> u32 {
     let up = || {
-        let pids = runners(&q.dir());
+        let pids = runner_pids(&q.dir());
         let lock = std::fs::read_to_string(q.dir().join("runner.lock")).unwrap_or_default();
         pids.len() == 1 && lock.trim() == pids[0].to_string()
     };
     assert!(
         wait_until(Duration::from_secs(5), up),
         "no runner up: {:?}",
-        runners(&q.dir())
+        runner_pids(&q.dir())
     );
-    runners(&q.dir())[0]
+    runner_pids(&q.dir())[0]
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes; whether it held.
@@ -183,14 +155,14 @@ fn queued_mail_goes_out_by_itself_once_the_relay_is_up() {
     drop(down);
     let server = relay_on(port, 1);
     let delivered = wait_until(DELIVERY_LIMIT, || {
-        queued(&q) == 0 && runners(&q.dir()).is_empty()
+        queued(&q) == 0 && runner_pids(&q.dir()).is_empty()
     });
     let t = server.finish();
     assert!(
         delivered,
         "left: {:?}; runners {:?}",
         q.files(),
-        runners(&q.dir())
+        runner_pids(&q.dir())
     );
     assert_eq!(accepted(&t), ["<test-1@example.org>"]);
     let log = std::fs::read_to_string(q.root().join("runner.log")).expect("runner.log");
@@ -235,19 +207,19 @@ fn hundred_concurrent_senders_start_one_runner() {
 
     // Runners beaten to the lock end at once; one stays.
     assert!(
-        wait_until(Duration::from_secs(5), || runners(&q.dir()).len() == 1),
+        wait_until(Duration::from_secs(5), || runner_pids(&q.dir()).len() == 1),
         "runners: {:?}",
-        runners(&q.dir())
+        runner_pids(&q.dir())
     );
     for _ in 0..10 {
-        assert_eq!(runners(&q.dir()).len(), 1, "one runner per spool");
+        assert_eq!(runner_pids(&q.dir()).len(), 1, "one runner per spool");
         thread::sleep(Duration::from_millis(50));
     }
 
     drop(down);
     let server = relay_on(port, usize::MAX);
     let delivered = wait_until(Duration::from_secs(40), || {
-        queued(&q) == 0 && runners(&q.dir()).is_empty()
+        queued(&q) == 0 && runner_pids(&q.dir()).is_empty()
     });
     let t = server.finish();
     assert!(delivered, "left: {} entries", queued(&q));
@@ -277,7 +249,7 @@ fn sigterm_stops_a_sleeping_runner_at_once_and_keeps_the_entry() {
     let asked = Instant::now();
     kill(pid, "-TERM");
     assert!(
-        wait_until(Duration::from_secs(2), || runners(&q.dir()).is_empty()),
+        wait_until(Duration::from_secs(2), || runner_pids(&q.dir()).is_empty()),
         "still running 2 s after SIGTERM"
     );
     println!("runner ended {:?} after SIGTERM", asked.elapsed());
@@ -318,7 +290,7 @@ fn sigterm_mid_flush_ends_within_two_seconds_and_loses_nothing() {
     thread::sleep(Duration::from_millis(2500));
     let asked = Instant::now();
     kill(pid, "-TERM");
-    let ended = wait_until(Duration::from_secs(2), || runners(&q.dir()).is_empty());
+    let ended = wait_until(Duration::from_secs(2), || runner_pids(&q.dir()).is_empty());
     let took = asked.elapsed();
     drop(server);
     assert!(ended, "still running 2 s after SIGTERM");
@@ -342,13 +314,13 @@ fn a_killed_runner_is_replaced_by_the_next_sender() {
     send(0);
     let first = one_runner(&q);
     kill(first, "-KILL");
-    assert!(wait_until(Duration::from_secs(5), || runners(&q.dir()).is_empty()));
+    assert!(wait_until(Duration::from_secs(5), || runner_pids(&q.dir()).is_empty()));
     send(1);
     let second = one_runner(&q);
     assert_ne!(first, second);
     assert_eq!(q.entries().len(), 2);
     kill(second, "-TERM");
-    assert!(wait_until(Duration::from_secs(2), || runners(&q.dir()).is_empty()));
+    assert!(wait_until(Duration::from_secs(2), || runner_pids(&q.dir()).is_empty()));
 }
 
 #[test]
@@ -367,7 +339,7 @@ fn with_the_runner_turned_off_nothing_starts_and_the_line_says_so() {
         "{err}"
     );
     thread::sleep(Duration::from_millis(300));
-    assert!(runners(&q.dir()).is_empty());
+    assert!(runner_pids(&q.dir()).is_empty());
     assert!(!q.dir().join("runner.lock").exists());
 }
 
@@ -427,7 +399,7 @@ fn an_entry_goes_by_its_own_account_never_the_default() {
     drop(down_a);
     let relay_a = relay_on(port_a, usize::MAX);
     let delivered = wait_until(DELIVERY_LIMIT, || {
-        queued(&q) == 0 && runners(&q.dir()).is_empty()
+        queued(&q) == 0 && runner_pids(&q.dir()).is_empty()
     });
     let a = relay_a.finish();
     let b = relay_b.finish();
@@ -503,7 +475,7 @@ fn a_successful_send_takes_the_relays_waiting_entries_along() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let delivered = wait_until(Duration::from_secs(10), || {
-        queued(&q) == 0 && runners(&q.dir()).is_empty()
+        queued(&q) == 0 && runner_pids(&q.dir()).is_empty()
     });
     let t = server.finish();
     assert!(delivered, "left: {:?}", q.files());

@@ -172,6 +172,6 @@ impl<'r> Link<'r> {
             Wait::DataTermination => "waiting for the reply to the end of DATA",
             Wait::Command => "waiting for a reply",
         };
-        Error::network(&self.route.host, what, crate::system::os_error::owned(e))
+        Error::network(&self.route.host, what, crate::os_error::owned(e))
     }
 }

@@ -436,7 +436,7 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
         "{}: {what} {}: {} (running as {}, uid {})",
         mailbox.user,
         path.display(),
-        crate::system::os_error::describe(e),
+        crate::os_error::describe(e),
         crate::system::identity::user_name(),
         effective_uid()
     );
@@ -461,7 +461,7 @@ fn spool_error(mailbox: &Mailbox, what: &str, path: &Path, e: &io::Error) -> Err
                 crate::system::identity::user_name(),
                 effective_uid()
             ),
-            crate::system::os_error::owned(e),
+            crate::os_error::owned(e),
         ),
     }
 }
@@ -508,7 +508,7 @@ fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>> {
                 return Err(Error::TempFail(format!(
                     "{name}: cannot look up the user: {}; the message was not delivered, \
                      keep it and retry",
-                    crate::system::os_error::describe(&io::Error::from_raw_os_error(rc))
+                    crate::os_error::describe(&io::Error::from_raw_os_error(rc))
                 )));
             }
         }

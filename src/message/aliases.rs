@@ -101,7 +101,7 @@ impl Aliases {
                     "{}: cannot be read: {}; the message was not delivered, \
                      keep it and retry once the file is readable",
                     path.display(),
-                    crate::system::os_error::describe(&e)
+                    crate::os_error::describe(&e)
                 )));
             }
             Err(e) => return Err(Error::io(path.display().to_string(), e)),

@@ -124,7 +124,7 @@ fn failure(what: &str, url: &str, e: &ureq::Error) -> OAuthError {
     let detail = match e {
         ureq::Error::Timeout(_) => "timed out".to_string(),
         ureq::Error::HostNotFound => "host not found".to_string(),
-        ureq::Error::Io(io) => crate::system::os_error::describe(io),
+        ureq::Error::Io(io) => crate::os_error::describe(io),
         ureq::Error::BodyExceedsLimit(_) => {
             return OAuthError::Transient(format!(
                 "{what} {url}: the answer is longer than {BODY_LIMIT} bytes"

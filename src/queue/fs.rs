@@ -28,10 +28,10 @@ pub(super) fn spool_error(step: Step, path: &Path, e: &io::Error) -> Error {
     if is_full(e) {
         return Error::TempFail(format!(
             "spool full: {shown}: {}",
-            crate::system::os_error::describe(e)
+            crate::os_error::describe(e)
         ));
     }
-    let source = crate::system::os_error::owned(e);
+    let source = crate::os_error::owned(e);
     match step {
         Step::Create => Error::cant_create(format!("{shown}: cannot create"), source),
         Step::Write => Error::io(shown.to_string(), source),

@@ -289,7 +289,7 @@ impl Spool {
                 Err(e) => listing.warnings.push(format!(
                     "{}: stale leftover not removed: {}",
                     path.display(),
-                    crate::system::os_error::describe(&e)
+                    crate::os_error::describe(&e)
                 )),
             }
         }
@@ -310,7 +310,7 @@ impl Spool {
                 return Load::Corrupt("the envelope is not a regular file".into());
             }
             Err(OpenError::Other(e)) => {
-                return Load::Unreadable(crate::system::os_error::describe(&e));
+                return Load::Unreadable(crate::os_error::describe(&e));
             }
         };
         let text = match fs::read_limited(file, MAX_ENVELOPE) {
@@ -321,7 +321,7 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return Load::Corrupt("the envelope is not UTF-8 text".into());
             }
-            Err(e) => return Load::Unreadable(crate::system::os_error::describe(&e)),
+            Err(e) => return Load::Unreadable(crate::os_error::describe(&e)),
         };
         let entry = match envelope::decode(&text, id) {
             Ok(entry) => entry,
@@ -332,10 +332,7 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Load::Corrupt("its data file is missing".into())
             }
-            Err(e) => Load::Unreadable(format!(
-                "its data file: {}",
-                crate::system::os_error::describe(&e)
-            )),
+            Err(e) => Load::Unreadable(format!("its data file: {}", crate::os_error::describe(&e))),
             Ok(meta) if meta.file_type().is_symlink() => {
                 Load::Corrupt("its data file is a symbolic link; refused, not followed".into())
             }
@@ -370,7 +367,7 @@ impl Spool {
             Err(e) => {
                 warnings.push(format!(
                     "queue entry {id}: {why}; skipped (could not set it aside: {})",
-                    crate::system::os_error::describe(&e)
+                    crate::os_error::describe(&e)
                 ));
                 return;
             }
@@ -381,7 +378,7 @@ impl Spool {
                 "{}: not moved to {}: {}",
                 data.display(),
                 corrupt.display(),
-                crate::system::os_error::describe(&e)
+                crate::os_error::describe(&e)
             )),
             _ => {}
         }
@@ -401,17 +398,12 @@ impl Spool {
                 return Err(format!(
                     "{}: {}",
                     dir.display(),
-                    crate::system::os_error::describe(&e)
+                    crate::os_error::describe(&e)
                 ));
             }
         }
-        let meta = stdfs::symlink_metadata(&dir).map_err(|e| {
-            format!(
-                "{}: {}",
-                dir.display(),
-                crate::system::os_error::describe(&e)
-            )
-        })?;
+        let meta = stdfs::symlink_metadata(&dir)
+            .map_err(|e| format!("{}: {}", dir.display(), crate::os_error::describe(&e)))?;
         match fs::unsafe_dir(&meta, self.euid) {
             None => Ok(dir),
             Some(why) => Err(format!("{} {why}", dir.display())),
@@ -864,12 +856,12 @@ fn unreachable_dir(dir: &Path, e: &io::Error) -> Error {
     if e.kind() == io::ErrorKind::PermissionDenied {
         Error::TempFail(format!(
             "queue directory {shown}: {}; the message was not queued",
-            crate::system::os_error::describe(e)
+            crate::os_error::describe(e)
         ))
     } else {
         Error::Config(format!(
             "queue directory {shown}: {}",
-            crate::system::os_error::describe(e)
+            crate::os_error::describe(e)
         ))
     }
 }

@@ -3,7 +3,6 @@
 //! whether a person is watching stderr, and the calendar and local time zone.
 
 pub mod identity;
-pub mod os_error;
 pub mod private;
 pub mod secret_command;
 pub mod signals;

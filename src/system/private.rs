@@ -111,8 +111,8 @@ pub fn open_failure(path: &Path, e: &io::Error) -> Error {
             "{shown}: cannot be read by {}: {}; the message was not sent, \
              keep it and retry once this user can read the file",
             describe_user(current_uid()),
-            crate::system::os_error::describe(e)
+            crate::os_error::describe(e)
         )),
-        _ => Error::Config(format!("{shown}: {}", crate::system::os_error::describe(e))),
+        _ => Error::Config(format!("{shown}: {}", crate::os_error::describe(e))),
     }
 }

@@ -82,5 +82,5 @@ fn resolve_error(host: &str, e: &io::Error) -> Error {
 
 /// An I/O error in words for a person: "connection refused", "timed out".
 pub fn describe_io(e: &io::Error) -> String {
-    crate::system::os_error::describe_network(e)
+    crate::os_error::describe_network(e)
 }

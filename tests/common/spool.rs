@@ -365,3 +365,30 @@ pub fn start_on_freed_port(
         }
     }
 }
+
+/// The pids of the live background runners of the spool `dir`: processes whose command
+/// line holds `--queue-runner` and the spool. (A zombie, ended and not yet reaped by init,
+/// has an empty command line.)
+pub fn runner_pids(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in proc.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "--queue-runner") && args.contains(&dir) {
+            pids.push(pid);
+        }
+    }
+    pids
+}

@@ -35,17 +35,11 @@ pub(super) fn refused(rcpts: &[String], error: &Error) -> Vec<FailedRecipient> {
             .collect()
     };
     match error {
-        Error::PartialDelivery { host, rejected } => rejected
-            .iter()
-            .filter(|f| f.reply.is_permanent())
-            .map(|f| FailedRecipient {
-                address: f.recipient.clone(),
-                status: status(&f.reply),
-                remote_mta: Some(host.clone()),
-                diagnostic: format!("RCPT TO:<{}>: {}", f.recipient, f.reply),
-            })
-            .collect(),
-        Error::Session {
+        Error::PartialDelivery {
+            host,
+            rejected: failures,
+        }
+        | Error::Session {
             host,
             error: SessionError::NoRecipientAccepted(failures),
         } => failures
