@@ -486,3 +486,117 @@ fn a_successful_send_takes_the_relays_waiting_entries_along() {
     let log = std::fs::read_to_string(q.root().join("runner.log")).unwrap();
     assert_eq!(log.matches("queue runner started").count(), 1, "{log}");
 }
+
+/// Two config files sharing one spool: an entry queued under the first (its relay down)
+/// is never sent through the second's relay by a `-q` run under the second; it goes
+/// through its own relay, named in its route with its config file, once that is up.
+#[test]
+fn an_entry_keeps_the_relay_of_the_config_file_it_was_queued_under() {
+    let down_a = dead_port();
+    let port_a = down_a.port();
+    let relay_b = TestServer::builder()
+        .connections(usize::MAX)
+        .deadline(Duration::from_secs(30))
+        .start();
+    let q = Queue::new();
+    let config = |name: &str, port: u16| {
+        let path = q.root().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "queue_on_tempfail = true\ntls = \"off\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (first, second) = (config("a.toml", port_a), config("b.toml", relay_b.port()));
+    let bin = |config: &std::path::Path, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        cmd.arg("--config")
+            .arg(config)
+            .arg("--queue-dir")
+            .arg(q.dir())
+            .args(extra)
+            .env("HOME", q.home())
+            .env("XDG_CONFIG_HOME", q.home())
+            .env("XDG_STATE_HOME", q.home())
+            .env("SMTPSEND_QUEUE_RUNNER", "off")
+            .env_remove("SMTPSEND_CONFIG");
+        assert_cmd::Command::from_std(cmd)
+    };
+    let out = run(bin(&first, &["-f", SENDER, RECIPIENT]), MESSAGE);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run(bin(&second, &["-q"]), "");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(q.entries().len(), 1, "{}", stderr(&out));
+
+    drop(down_a);
+    let relay_a = relay_on(port_a, usize::MAX);
+    let out = run(bin(&second, &["-q"]), "");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let a = relay_a.finish();
+    let b = relay_b.finish();
+    assert_eq!(accepted(&a), ["<test-1@example.org>"], "{}", stderr(&out));
+    assert!(b.connections.is_empty(), "the second file's relay was used");
+    q.assert_empty();
+}
+
+/// kill -9 of the runner at random moments: nothing is lost, and the next queued message
+/// starts a new runner, which sends what the killed one left. Each trial queues one
+/// message with `-odq` (the runner sends it at once) and kills the runner 0 to 40 ms
+/// later; a last message's runner drains the rest. Duplicates are counted (a kill between
+/// the relay's 250 and the removal must make one), not failed. `FAULT_TRIALS` sets the
+/// number of trials (tests/faults/kill-loop.sh runs more).
+#[test]
+fn kill_minus_9_of_the_runner_loses_nothing_and_the_next_message_starts_another() {
+    let trials: usize = std::env::var("FAULT_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(12, |n: usize| n / 4)
+        .max(4);
+    let q = Queue::with_config(CONFIG);
+    let server = TestServer::builder()
+        .connections(usize::MAX)
+        .grace(Duration::from_millis(2))
+        .deadline(Duration::from_secs(60 + 2 * trials as u64))
+        .start();
+    let send = |n: usize| {
+        let mut cmd = sender(&q, server.port());
+        cmd.args(["-odq", "-f", SENDER, RECIPIENT]);
+        let message = MESSAGE.replace("<test-1@", &format!("<runner-kill-{n}@"));
+        let out = run(assert_cmd::Command::from_std(cmd), message);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    };
+    let mut seed = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut killed = 0;
+    for n in 0..trials {
+        // The runner of an earlier trial may still be busy: kill whichever is alive.
+        send(n);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        thread::sleep(Duration::from_millis(seed % 41));
+        for pid in runner_pids(&q.dir()) {
+            kill(pid, "-KILL");
+            killed += 1;
+        }
+    }
+    send(trials);
+    let drained = wait_until(DELIVERY_LIMIT, || {
+        queued(&q) == 0 && runner_pids(&q.dir()).is_empty()
+    });
+    let t = server.finish();
+    assert!(drained, "left: {:?}", q.files());
+    let got = accepted(&t);
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), trials + 1, "every message, once at least");
+    println!(
+        "runner kill -9: trials={trials} runners_killed={killed} messages={} delivered={} \
+         duplicated={} connections={}",
+        trials + 1,
+        unique.len(),
+        got.len() - unique.len(),
+        t.connections.len()
+    );
+}

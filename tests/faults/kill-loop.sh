@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The kill -9 loops of tests/faults.rs with many trials, and their figures: for queue runs
-# killed at random (trials, messages, delivered, lost, duplicated) and for submissions
-# killed while spooling (trials, killed, whole entries, nothing queued, leftovers).
+# The kill -9 loops with many trials, and their figures: for queue runs killed at random
+# (trials, messages, delivered, lost, duplicated), for submissions killed while spooling
+# (trials, killed, whole entries, nothing queued, leftovers), both in tests/faults.rs, and
+# for background runners killed at random (tests/runner.rs; a quarter as many trials).
 #
 #   tests/faults/kill-loop.sh            # 200 trials each
 #   tests/faults/kill-loop.sh 1000       # more
@@ -17,10 +18,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 status=0
-FAULT_TRIALS=$trials cargo test --test integration -- --nocapture --test-threads=1 faults::kill_minus_9 \
-    >"$log" 2>&1 || status=$?
+FAULT_TRIALS=$trials cargo test --test integration -- --nocapture --test-threads=1 \
+    faults::kill_minus_9 runner::kill_minus_9 >"$log" 2>&1 || status=$?
 
-grep -oE 'kill -9 during .*' "$log" || true
+grep -oE 'kill -9 during .*|runner kill -9: .*' "$log" || true
 grep -E '^test result' "$log" || true
 if [ "$status" -ne 0 ]; then
     echo "--- the run failed; its output:"
