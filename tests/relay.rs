@@ -1331,3 +1331,64 @@ fn a_failed_handshake_in_opportunistic_mode_falls_back_to_cleartext() {
     assert_exit(&out, 75, &t);
     assert_eq!(t.connections.len(), 1, "required TLS never goes cleartext");
 }
+
+/// Issue 15 (1): an account's secrets go only to the host and port it names. With a
+/// `--host`/`--port` of another server and no `-a`, nothing of the account's reaches it
+/// (no AUTH, not its user, not its password), and `-v` says why; with `-a` the user
+/// asks for it by name.
+#[test]
+fn an_accounts_credentials_never_go_to_another_host_given_with_host() {
+    const SECRET: &str = "the-accounts-own-secret";
+    let pki = Pki::self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    // The account's own relay is port 1 on loopback (nothing listens there).
+    std::fs::write(
+        &config,
+        format!(
+            "queue_on_tempfail = false\nhost = \"127.0.0.1\"\nport = 1\nuser = \"{USER}\"\n\
+             password = \"{SECRET}\"\ntls_trust_file = \"{}\"\n",
+            pki.trust_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cmd_for = |port: u16, extra: &[&str]| {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        cmd.env("SMTPSEND_QUEUE_RUNNER", "off")
+            .env_remove("SMTPSEND_PASSWORD")
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--tls", "required", "--tls-trust-file"])
+            .arg(&pki.trust_file)
+            .args(extra)
+            .args(["-v", "-f", SENDER, RECIPIENT])
+            .timeout(CLIENT_LIMIT);
+        cmd
+    };
+
+    let server = TestServer::starttls(&pki).credentials(USER, SECRET).start();
+    let out = run(cmd_for(server.port(), &[]), MESSAGE);
+    let t = server.finish();
+    // That server wants AUTH, which it does not get: its 530 is the outcome.
+    assert_exit(&out, 69, &t);
+    assert!(stderr(&out).contains("530 5.7.0"), "{}", stderr(&out));
+    let conn = t.only();
+    assert!(conn.auth.is_empty(), "AUTH was tried: {:?}", conn.auth);
+    assert!(conn.commands_for("AUTH").is_empty());
+    let err = stderr(&out);
+    assert!(!err.contains(SECRET));
+    assert!(err.contains("is not the relay of account"), "{err}");
+
+    // Asked for by name, the account's credentials go there.
+    let server = TestServer::starttls(&pki).credentials(USER, SECRET).start();
+    let out = run(cmd_for(server.port(), &["-a", "default"]), MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    let auth = &t.only().auth;
+    assert_eq!(auth.len(), 1, "{auth:?}");
+    assert!(auth[0].success, "{auth:?}");
+}

@@ -30,6 +30,17 @@ pub fn run(
         for opt in &settings.ignored_options {
             let _ = writeln!(err, "smtpsend: note: sendmail option {opt} ignored");
         }
+        if let Some(account) = &settings.account
+            && settings::foreign_relay(&settings.route_flags, Some(account))
+        {
+            let host = settings.route_flags.host.as_deref().unwrap_or_default();
+            let _ = writeln!(
+                err,
+                "smtpsend: note: {host} is not the relay of account {name}: none of its \
+                 credentials or TLS settings are used there (give -a {name} to use them)",
+                name = account.name
+            );
+        }
     }
     match settings.mode {
         Mode::Deliver => send::run(settings, input, err),

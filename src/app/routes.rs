@@ -16,9 +16,15 @@ pub const PASSWORD_ENV: &str = "SMTPSEND_PASSWORD";
 
 /// The live route for `spec`. `account` is the account `spec` names, already loaded
 /// (the sender has it in hand; a queue run loads it with [`named_account`]).
+///
+/// A relay spec that names no account (a `--host` other than the account's relay, see
+/// `settings::foreign_relay`) gets nothing of `account`: its secrets stay with its host.
 pub fn open(spec: &RouteSpec, account: Option<&Account>, client: &Client) -> Result<Remote, Error> {
     match spec {
-        RouteSpec::Relay(relay) => Ok(Remote::Relay(Box::new(open_relay(relay, account, client)?))),
+        RouteSpec::Relay(relay) => {
+            let account = account.filter(|_| relay.account.is_some());
+            Ok(Remote::Relay(Box::new(open_relay(relay, account, client)?)))
+        }
         RouteSpec::Direct(direct) => Ok(Remote::Direct(Box::new(Direct::new(direct, client)?))),
     }
 }

@@ -124,6 +124,9 @@ pub struct RouteFlags {
     pub dns_server: Option<String>,
     pub mx_port: Option<u16>,
     pub ehlo: Option<String>,
+    /// `-a NAME`: the account was asked for by name, so its credentials may go to a
+    /// `--host` other than its own relay.
+    pub account_named: bool,
 }
 
 impl RouteFlags {
@@ -144,8 +147,34 @@ impl RouteFlags {
             dns_server: cli.dns_server.clone(),
             mx_port: cli.mx_port,
             ehlo: cli.ehlo.clone(),
+            account_named: cli.account.is_some(),
         }
     }
+}
+
+/// Whether `--host`/`--port` name a relay other than the one the account names: then nothing of
+/// the account's (credentials, AUTH settings, client certificate, pinned fingerprint,
+/// trust file) goes there unless it was asked for by name (`-a`). msmtp's `--host` uses
+/// no configuration data at all.
+pub fn foreign_relay(flags: &RouteFlags, acct: Option<&Account>) -> bool {
+    let (Some(host), Some(acct)) = (&flags.host, acct) else {
+        return false;
+    };
+    if flags.account_named {
+        return false;
+    }
+    // An account that names no relay of its own is there to be used with `--host`.
+    let Some(own) = &acct.host else {
+        return false;
+    };
+    let tls = flags.tls.or(acct.tls).unwrap_or_default();
+    let default_port = match tls {
+        TlsMode::Off => 25,
+        m => m.default_port(),
+    };
+    let port = flags.port.or(acct.port).unwrap_or(default_port);
+    let own_port = acct.port.unwrap_or(default_port);
+    !host.eq_ignore_ascii_case(own) || port != own_port
 }
 
 /// What the queue does for this run.
@@ -479,6 +508,8 @@ pub fn spec_for(
     config_file: Option<&Path>,
     acct: Option<&Account>,
 ) -> Result<RouteSpec, String> {
+    // Another host than the account's: the account stays out of it.
+    let acct = acct.filter(|_| !foreign_relay(flags, acct));
     let relay_host = flags
         .host
         .clone()
