@@ -145,3 +145,70 @@ fn called_as_sendmail_takes_sendmail_flags_and_as_newaliases_succeeds() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Issue 15: `-v` names the config file and account in use (an msmtprc as such) and its
+/// directives that change nothing here; with no config at all it says that mail goes
+/// straight to the exchangers.
+#[test]
+fn verbose_names_the_config_its_notes_and_the_lack_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("msmtprc");
+    std::fs::write(
+        &rc,
+        "defaults\nlogfile_time_format %Y\naccount mine\nhost 127.0.0.1\nport 1\nfrom a@example.org\naccount default : mine\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run_v = |config: Option<&std::path::Path>| {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("SMTPSEND_QUEUE_RUNNER", "off")
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        // -bv: nothing is sent, the notes come first all the same.
+        cmd.args(["-v", "-bv", "bob@example.org"]);
+        cmd.output().unwrap()
+    };
+    let out = run_v(Some(&rc));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "config {} (an msmtprc), account default",
+            rc.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("logfile_time_format"), "{err}");
+
+    let out = run_v(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("straight to each"),
+        "-bv sends nothing: {err}"
+    );
+
+    // A send with no config: said before anything happens (the test's DNS server knows
+    // no domain, so nothing leaves loopback).
+    let dns = crate::common::dns::DnsServer::start(&[]);
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path().join("nowhere"))
+        .env("XDG_CONFIG_HOME", dir.path().join("nowhere"))
+        .env("SMTPSEND_QUEUE_RUNNER", "off")
+        .args(["--dns-server", &dns.addr().to_string(), "--no-queue", "-v"])
+        .args(["-f", "a@example.org", "bob@nowhere.test"])
+        .write_stdin("Subject: x\n\nhi\n")
+        .timeout(std::time::Duration::from_secs(10));
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no config file and no --host: mail goes straight to each"),
+        "{err}"
+    );
+}

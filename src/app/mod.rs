@@ -30,6 +30,7 @@ pub fn run(
         for opt in &settings.ignored_options {
             let _ = writeln!(err, "smtpsend: note: sendmail option {opt} ignored");
         }
+        say_config(settings, err);
         if let Some(account) = &settings.account
             && settings::foreign_relay(&settings.route_flags, Some(account))
         {
@@ -52,6 +53,41 @@ pub fn run(
         Mode::VerifyAddresses => verify_addresses(settings),
         Mode::SmtpOnStdio => smtp_stdio::run(settings, input, err),
         Mode::Diagnose => diagnose::run(settings, err),
+    }
+}
+
+/// Under `-v`: which config file and account are in use (an msmtprc too), what of the
+/// file changes nothing here, and, with no config at all, that mail goes straight to each
+/// domain's exchangers.
+fn say_config(settings: &Settings, err: &mut dyn Write) {
+    match (&settings.config_file, &settings.account) {
+        (Some(file), Some(account)) => {
+            let kind = match settings.config_kind {
+                Some(crate::config::ConfigKind::Msmtprc) => " (an msmtprc)",
+                _ => "",
+            };
+            let _ = writeln!(
+                err,
+                "smtpsend: config {}{kind}, account {}",
+                file.display(),
+                account.name
+            );
+        }
+        _ if settings.mode == Mode::Deliver
+            && settings.route_flags.host.is_none()
+            && settings.queue.drop_only.is_none() =>
+        {
+            let _ = writeln!(
+                err,
+                "smtpsend: note: no config file and no --host: mail goes straight to each \
+                 recipient domain's mail exchangers on port 25 (set up a relay in \
+                 ~/.config/smtpsend/config.toml, or give --host)"
+            );
+        }
+        _ => {}
+    }
+    for note in &settings.config_notes {
+        let _ = writeln!(err, "smtpsend: note: {note}");
     }
 }
 
