@@ -212,3 +212,67 @@ fn verbose_names_the_config_its_notes_and_the_lack_of_one() {
         "{err}"
     );
 }
+
+/// Issue 15 (3): `--dry-run` reads the message and says what a send would do (the
+/// envelope sender, where aliases lead, each recipient's route, the header section as it
+/// would go) and connects to nothing.
+#[test]
+fn dry_run_shows_the_envelope_routes_and_headers_and_connects_to_nothing() {
+    use crate::common::TestServer;
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = dir.path().join("aliases");
+    std::fs::write(&aliases, "ops: alice@example.org, root\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "aliases = \"{}\"\nmail_spool = \"{}\"\n",
+            aliases.display(),
+            dir.path().join("mail").display()
+        ),
+    )
+    .unwrap();
+    let server = TestServer::builder().start();
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+    cmd.env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("SMTPSEND_QUEUE_RUNNER", "off")
+        .arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+        .args([
+            "--tls",
+            "off",
+            "--dry-run",
+            "-t",
+            "-f",
+            "me@example.org",
+            "ops",
+        ])
+        .write_stdin("To: bob@example.net\nBcc: secret@example.net\nSubject: hi\n\nbody\n")
+        .timeout(std::time::Duration::from_secs(10));
+    let out = cmd.output().unwrap();
+    let t = server.finish();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.connections.is_empty(), "a dry run connected");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "envelope sender: me@example.org",
+        "alias: ops -> alice@example.org, root",
+        "recipient alice@example.org: relay 127.0.0.1:",
+        "recipient root: local mailbox ",
+        "recipient bob@example.net: relay 127.0.0.1:",
+        "recipient secret@example.net: relay",
+        "header section as it would be sent:",
+        "  Subject: hi",
+        "nothing was sent",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("Bcc:"), "Bcc is never sent:\n{text}");
+    assert!(!dir.path().join("mail").exists(), "a mailbox was written");
+}

@@ -90,6 +90,11 @@ pub struct Cli {
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
     pub verbose: u8,
 
+    /// Read the message and show what a send would do (envelope sender, each recipient
+    /// with its route, the header section as sent), connecting to nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Sendmail option: -oi is -i, -odq queues; others are accepted and ignored.
     #[arg(short = 'o', allow_hyphen_values = true, value_name = "OPTION", action = ArgAction::Append, help_heading = "Sendmail")]
     pub sendmail_options: Vec<String>,

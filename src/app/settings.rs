@@ -35,6 +35,8 @@ pub const DEFAULT_PARALLEL: usize = 16;
 pub struct Settings {
     pub mode: Mode,
     pub verbose: bool,
+    /// `--dry-run`: say what a send would do, send nothing.
+    pub dry_run: bool,
     /// Sendmail options accepted and ignored, for a note under `-v`.
     pub ignored_options: Vec<String>,
     /// The config file the account came from.
@@ -282,6 +284,7 @@ impl Settings {
         Ok(Settings {
             mode,
             verbose: cli.verbose > 0,
+            dry_run: cli.dry_run,
             ignored_options: cli.ignored_options(),
             config_kind: config.as_ref().map(|c| c.kind()),
             config_notes: config

@@ -3,6 +3,7 @@
 //! temporary failure.
 
 mod bounce;
+mod dry_run;
 mod maildrop;
 mod queueing;
 mod remote;
@@ -35,8 +36,12 @@ pub fn run(
     let from = settings.envelope_sender()?;
     let mut policy = LocalPolicy::new(settings.local.clone());
     let mut targets = Vec::new();
+    // Each recipient as given and where it leads (aliases expanded), for --dry-run.
+    let mut asked: Vec<(String, Vec<Target>)> = Vec::new();
     for r in &settings.recipients {
-        add_targets(&mut targets, policy.route(r, Origin::CommandLine)?);
+        let routed = policy.route(r, Origin::CommandLine)?;
+        asked.push((r.clone(), routed.clone()));
+        add_targets(&mut targets, routed);
     }
     let input = match &settings.compose {
         Some(request) => Input::File(compose(
@@ -51,7 +56,9 @@ pub fn run(
     };
     let (prepared, input) = prepare(settings, &from, input)?;
     for r in &prepared.recipients {
-        add_targets(&mut targets, policy.route(r, Origin::Message)?);
+        let routed = policy.route(r, Origin::Message)?;
+        asked.push((r.clone(), routed.clone()));
+        add_targets(&mut targets, routed);
     }
     if targets.is_empty() {
         return Err(if settings.message.read_recipients {
@@ -61,6 +68,9 @@ pub fn run(
         } else {
             Error::Usage("no recipients: name them as arguments or use -t".into())
         });
+    }
+    if settings.dry_run {
+        return dry_run::show(settings, &from, &asked, &targets, &prepared.head);
     }
     let remote = remote_addresses(&targets);
     let mailboxes: Vec<String> = targets
