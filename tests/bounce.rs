@@ -42,6 +42,29 @@ fn smtpsend(dir: &Path) -> Command {
     cmd
 }
 
+/// One send to RECIPIENT through `server` (a relay on loopback, cleartext) with `args`;
+/// the output and what the relay saw.
+fn send_through(
+    dir: &Path,
+    server: TestServer,
+    args: &[&str],
+) -> (std::process::Output, crate::common::Transcript) {
+    let mut cmd = smtpsend(dir);
+    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+        .args(["--tls", "off"])
+        .args(args)
+        .arg(RECIPIENT);
+    let out = run(assert_cmd::Command::from_std(cmd), MESSAGE);
+    (out, server.finish())
+}
+
+/// A relay that refuses every recipient for good.
+fn refusing_relay() -> TestServer {
+    TestServer::builder()
+        .rule(Rule::on("RCPT").reply("550 5.1.1 no such user"))
+        .start()
+}
+
 /// The mailboxes the spool holds, with their contents.
 fn mailboxes(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(dir.join("mail"))
@@ -86,16 +109,7 @@ fn assert_report(dir: &Path, status: &str, recipient: &str, diagnostic: &str) {
 #[test]
 fn cron_mail_refused_with_550_comes_back_to_the_local_mailbox() {
     let dir = machine();
-    let server = TestServer::builder()
-        .rule(Rule::on("RCPT").reply("550 5.1.1 no such user"))
-        .start();
-    let mut cmd = smtpsend(dir.path());
-    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
-        .args(["--tls", "off"])
-        .args(CRON)
-        .arg(RECIPIENT);
-    let out = run(assert_cmd::Command::from_std(cmd), MESSAGE);
-    let t = server.finish();
+    let (out, t) = send_through(dir.path(), refusing_relay(), &CRON);
     assert_eq!(code(&out), 67, "{}", stderr(&out));
     assert_eq!(
         t.connections.len(),
@@ -138,15 +152,7 @@ fn cron_mail_to_a_domain_that_does_not_exist_comes_back() {
 #[test]
 fn without_oem_nothing_comes_back() {
     let dir = machine();
-    let server = TestServer::builder()
-        .rule(Rule::on("RCPT").reply("550 5.1.1 no such user"))
-        .start();
-    let mut cmd = smtpsend(dir.path());
-    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
-        .args(["--tls", "off", "-FCronDaemon", "-i", "-oi"])
-        .arg(RECIPIENT);
-    let out = run(assert_cmd::Command::from_std(cmd), MESSAGE);
-    server.finish();
+    let (out, _) = send_through(dir.path(), refusing_relay(), &["-FCronDaemon", "-i", "-oi"]);
     assert_eq!(code(&out), 67, "{}", stderr(&out));
     assert!(
         mailboxes(dir.path()).is_empty(),
@@ -158,15 +164,7 @@ fn without_oem_nothing_comes_back() {
 #[test]
 fn the_null_sender_gets_no_report() {
     let dir = machine();
-    let server = TestServer::builder()
-        .rule(Rule::on("RCPT").reply("550 5.1.1 no such user"))
-        .start();
-    let mut cmd = smtpsend(dir.path());
-    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
-        .args(["--tls", "off", "-oem", "-f", "<>"])
-        .arg(RECIPIENT);
-    let out = run(assert_cmd::Command::from_std(cmd), MESSAGE);
-    let t = server.finish();
+    let (out, t) = send_through(dir.path(), refusing_relay(), &["-oem", "-f", "<>"]);
     assert_eq!(code(&out), 67, "{}", stderr(&out));
     assert_eq!(t.connections.len(), 1);
     assert!(mailboxes(dir.path()).is_empty());
@@ -181,12 +179,7 @@ fn a_remote_senders_report_goes_through_the_relay() {
         .connections(2)
         .rule(Rule::on("RCPT").arg("bob@").reply("550 5.1.1 no such user"))
         .start();
-    let mut cmd = smtpsend(dir.path());
-    cmd.args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
-        .args(["--tls", "off", "-oem", "-f", "alice@example.net"])
-        .arg(RECIPIENT);
-    let out = run(assert_cmd::Command::from_std(cmd), MESSAGE);
-    let t = server.finish();
+    let (out, t) = send_through(dir.path(), server, &["-oem", "-f", "alice@example.net"]);
     assert_eq!(code(&out), 67, "{}", stderr(&out));
     assert_eq!(t.connections.len(), 2, "{}", stderr(&out));
     let report = &t.connections[1].messages[0];

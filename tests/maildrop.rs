@@ -186,6 +186,26 @@ impl Sandbox {
         names
     }
 
+    /// The relay comes up on `port` (its dead port dropped): waits for the runner to
+    /// send everything and end; what the relay saw.
+    #[track_caller]
+    fn relay_comes_up(&self, port: u16) -> crate::common::Transcript {
+        let server = start_on_freed_port(
+            || {
+                TestServer::builder()
+                    .connections(usize::MAX)
+                    .deadline(Duration::from_secs(30))
+            },
+            port,
+        );
+        let delivered = wait_until(Duration::from_secs(20), || {
+            self.entries().is_empty() && self.runners().is_empty()
+        });
+        let t = server.finish();
+        assert!(delivered, "left: {:?}\n{}", self.entries(), self.log_text());
+        t
+    }
+
     /// The pids of the spool's runners.
     fn runners(&self) -> Vec<u32> {
         runner_pids(&self.spool())
@@ -305,24 +325,7 @@ fn a_daemon_that_cannot_read_the_config_or_write_its_home_still_gets_its_mail_ou
 
     // The relay comes up: the runner delivers and ends.
     drop(down);
-    let server = start_on_freed_port(
-        || {
-            TestServer::builder()
-                .connections(usize::MAX)
-                .deadline(Duration::from_secs(30))
-        },
-        port,
-    );
-    let delivered = wait_until(Duration::from_secs(20), || {
-        sandbox.entries().is_empty() && sandbox.runners().is_empty()
-    });
-    let t = server.finish();
-    assert!(
-        delivered,
-        "left: {:?}\n{}",
-        sandbox.entries(),
-        sandbox.log_text()
-    );
+    let t = sandbox.relay_comes_up(port);
     let accepted: Vec<_> = t
         .connections
         .iter()
@@ -352,23 +355,6 @@ fn a_user_without_a_writable_home_queues_into_the_shared_spool_after_a_failed_tr
     assert!(err.contains("connection refused; next try within"), "{err}");
     assert_eq!(sandbox.entries().len(), 1);
     drop(down);
-    let server = start_on_freed_port(
-        || {
-            TestServer::builder()
-                .connections(usize::MAX)
-                .deadline(Duration::from_secs(30))
-        },
-        port,
-    );
-    let delivered = wait_until(Duration::from_secs(20), || {
-        sandbox.entries().is_empty() && sandbox.runners().is_empty()
-    });
-    let t = server.finish();
-    assert!(
-        delivered,
-        "left: {:?}\n{}",
-        sandbox.entries(),
-        sandbox.log_text()
-    );
+    let t = sandbox.relay_comes_up(port);
     assert_eq!(t.connections.iter().flat_map(|c| &c.messages).count(), 1);
 }

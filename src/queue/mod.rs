@@ -85,14 +85,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// mail within hours.
 const MAX_BACKOFF: Duration = Duration::from_secs(4 * 60 * 60);
 
-/// How long to wait after the `attempts`-th failed attempt: 5 min, 10, 20, 40 and so on,
-/// capped at 4 h. Nothing before the first attempt.
-pub fn backoff(attempts: u32) -> Duration {
-    Backoff::default().after(attempts)
-}
-
-/// The retry schedule: the first delay, doubling after each failure up to a cap
-/// (config `queue_retry_first`, `queue_retry_max`; shorter ones are for tests).
+/// The retry schedule: the first delay, doubling after each failure up to a cap (by
+/// default 5 min, 10, 20, 40 and so on, capped at 4 h; config `queue_retry_first`,
+/// `queue_retry_max`; shorter ones are for tests).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
     pub first: Duration,
@@ -294,6 +289,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_five_minutes_to_a_four_hour_cap() {
+        let backoff = |a| Backoff::default().after(a);
         let minutes: Vec<u64> = (0..10).map(|a| backoff(a).as_secs() / MIN).collect();
         assert_eq!(minutes, [0, 5, 10, 20, 40, 80, 160, 240, 240, 240]);
         assert_eq!(backoff(17), MAX_BACKOFF);

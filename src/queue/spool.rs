@@ -110,11 +110,6 @@ impl Spool {
         &self.dir
     }
 
-    /// Whether this is the shared system spool (see [`fs::is_shared`]).
-    pub fn is_shared(&self) -> bool {
-        self.shared
-    }
-
     /// Open `dir` only if it is a shared spool of our spool group: what `smtpsend-drop`,
     /// running set-group-ID, may write into, and nothing else (not a directory of the
     /// caller's, which the caller could fill with anything).
@@ -140,11 +135,6 @@ impl Spool {
     pub fn with_backoff(mut self, backoff: Backoff) -> Spool {
         self.backoff = backoff;
         self
-    }
-
-    /// The retry schedule.
-    pub fn backoff(&self) -> Backoff {
-        self.backoff
     }
 
     pub(super) fn env_path(&self, id: &str) -> PathBuf {
@@ -449,7 +439,7 @@ impl Spool {
     }
 
     /// After a failed attempt: counts it, keeps `error` for the listing and schedules the
-    /// next try [`backoff`] from `now`. `entry` is changed only once that is on disk.
+    /// next try after the spool's [`Backoff`] from `now`. `entry` is changed only once that is on disk.
     pub fn record_failure(&self, entry: &mut Entry, error: &str, now: SystemTime) -> Result<()> {
         let mut updated = entry.clone();
         updated.attempts = updated.attempts.saturating_add(1);
