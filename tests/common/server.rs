@@ -550,6 +550,9 @@ pub struct Message {
     pub tls: bool,
     /// Whether it came in BDAT chunks (RFC 3030); `wire` and `content` are then the same.
     pub chunked: bool,
+    /// When the server had the whole message and chose its reply: a client killed before
+    /// this could not have known the outcome (the duplicate window of RFC 1047).
+    pub decided: Instant,
 }
 
 /// One AUTH exchange.
@@ -1613,6 +1616,7 @@ impl<'a> Session<'a> {
             accepted: positive(&sent),
             tls,
             chunked: false,
+            decided: Instant::now(),
         });
         Ok(())
     }
@@ -1702,6 +1706,7 @@ impl<'a> Session<'a> {
                     accepted: valid && last,
                     tls,
                     chunked: true,
+                    decided: Instant::now(),
                 });
             }
         }
