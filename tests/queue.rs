@@ -855,3 +855,78 @@ fn refused_credentials_leave_every_entry_waiting_for_them() {
         "{listing}"
     );
 }
+
+/// A message that goes through the relay takes along, over its own connection and before
+/// its QUIT, the entries queued for that same relay that are due; an entry queued for
+/// another relay stays where it is. Nothing of this is said without `-v`.
+#[test]
+fn a_send_through_the_relay_takes_its_due_entries_along_on_the_same_connection() {
+    let q = Queue::with_config("queue_on_tempfail = true\nqueue_retry_first = 1\n");
+    let down = dead_port();
+    let other = dead_port();
+    for n in 0..2 {
+        let out = q.send(down.port(), &["bob@example.org"], message(n));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let out = q.send(other.port(), &["bob@example.org"], message(9));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(q.entries().len(), 3);
+    // Their first retry is due after a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let port = down.port();
+    drop(down);
+    let server = crate::common::spool::start_on_freed_port(TestServer::builder, port);
+    let out = q.send(port, &["bob@example.org"], message(2));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "said: {}", stderr(&out));
+    let t = server.finish();
+    assert_eq!(t.connections.len(), 1, "one connection for all three");
+    let ids: Vec<String> = t.connections[0]
+        .messages
+        .iter()
+        .filter(|m| m.accepted)
+        .map(|m| message_id(&m.content))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "<queued-2@example.org>",
+            "<queued-0@example.org>",
+            "<queued-1@example.org>"
+        ],
+        "the new message first, then the queued ones in order"
+    );
+    let verbs = t.connections[0].verbs();
+    assert_eq!(verbs.last(), Some(&"QUIT"), "{verbs:?}");
+    let left = q.entries();
+    assert_eq!(left.len(), 1, "{:?}", q.files());
+    let route_port = left[0].table["route"]["port"].as_integer();
+    assert_eq!(
+        route_port,
+        Some(i64::from(other.port())),
+        "the other relay's entry stays"
+    );
+}
+
+/// Entries not yet due stay for their runner: a send takes along only what is due.
+#[test]
+fn a_send_takes_nothing_along_that_is_not_due() {
+    let q = Queue::with_config("queue_on_tempfail = true\nqueue_retry_first = 600\n");
+    let down = dead_port();
+    let out = q.send(down.port(), &["bob@example.org"], message(0));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let port = down.port();
+    drop(down);
+    let server = crate::common::spool::start_on_freed_port(TestServer::builder, port);
+    let out = q.send(port, &["bob@example.org"], message(1));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let t = server.finish();
+    let ids: Vec<String> = t
+        .connections
+        .iter()
+        .flat_map(|c| &c.messages)
+        .map(|m| message_id(&m.content))
+        .collect();
+    assert_eq!(ids, ["<queued-1@example.org>"]);
+    assert_eq!(q.entries().len(), 1, "{:?}", q.files());
+}

@@ -91,6 +91,16 @@ impl JobOutcome {
     }
 }
 
+/// Queued messages for the same relay that go over the connection a new message has just
+/// gone through, before its QUIT: a relay that is up takes along what waited for it, as a
+/// queue run would, without a second connection. Their outcomes go to `outcome` (by index)
+/// as they come; `idle` is the moment to make them durable (see [`deliver_batch`]).
+pub struct TakeAlong<'j, 'f> {
+    pub jobs: Vec<Job<'j>>,
+    pub outcome: &'f mut dyn FnMut(usize, JobOutcome),
+    pub idle: &'f mut dyn FnMut(),
+}
+
 /// Deliver `envelope` through `route`. `trace` receives each line of the dialogue. In
 /// opportunistic mode a failed TLS handshake is followed by a new connection in cleartext
 /// (see [`cleartext_after`]).
@@ -173,6 +183,29 @@ pub fn deliver_message(
     dot_ends_input: bool,
     trace: &mut dyn FnMut(&TraceLine),
 ) -> Result<Delivered, Error> {
+    deliver_message_along(
+        route,
+        envelope,
+        opts,
+        message,
+        dot_ends_input,
+        trace,
+        &mut None,
+    )
+}
+
+/// [`deliver_message`], then, once the message is delivered, the jobs of `along` over the
+/// same connection. They are not touched (no outcome given) when the message was not
+/// delivered: they wait where they are.
+pub fn deliver_message_along(
+    route: &Route,
+    envelope: Envelope,
+    opts: SessionOptions,
+    message: &mut dyn Reopen,
+    dot_ends_input: bool,
+    trace: &mut dyn FnMut(&TraceLine),
+    along: &mut Option<TakeAlong<'_, '_>>,
+) -> Result<Delivered, Error> {
     let first = deliver_rounds(
         route,
         envelope.clone(),
@@ -180,12 +213,21 @@ pub fn deliver_message(
         message,
         dot_ends_input,
         trace,
+        along,
     );
     match first {
         // Only the first transaction can meet the handshake: nothing was delivered.
         Err(e) => match cleartext_after(route, &e, trace) {
-            Some(plain) => deliver_rounds(&plain, envelope, opts, message, dot_ends_input, trace)
-                .map(fell_back),
+            Some(plain) => deliver_rounds(
+                &plain,
+                envelope,
+                opts,
+                message,
+                dot_ends_input,
+                trace,
+                along,
+            )
+            .map(fell_back),
             None => Err(e),
         },
         ok => ok,
@@ -199,6 +241,7 @@ fn deliver_rounds(
     message: &mut dyn Reopen,
     dot_ends_input: bool,
     trace: &mut dyn FnMut(&TraceLine),
+    along: &mut Option<TakeAlong<'_, '_>>,
 ) -> Result<Delivered, Error> {
     let info = MessageInfo {
         size: opts.size,
@@ -267,7 +310,10 @@ fn deliver_rounds(
         if again.is_empty() || !took_some {
             done.rejected.extend(again);
             let done = done.clone();
-            return Ok(conn.finish(done));
+            return Ok(match along.take() {
+                Some(along) if !along.jobs.is_empty() => conn.take_along(done, along, trace),
+                _ => conn.finish(done),
+            });
         }
         further = again.into_iter().map(|f| f.recipient).collect();
         conn.session.start_transaction(
@@ -319,122 +365,176 @@ pub fn deliver_batch(
         tls: TlsMode::Off,
         ..route.clone()
     };
-    let (first_envelope, first_opts) = (first.envelope.clone(), opts.clone());
-    let mut fell_back = false;
-    let mut conn = Connection::open(route, first.envelope, opts, trace)?;
-    // The jobs whose transactions are written, oldest (the current one) first.
-    let mut in_flight: VecDeque<(usize, Option<Body<'_>>)> = VecDeque::new();
-    in_flight.push_back((first_index, Some(first.body)));
-    // What the jobs left without an outcome get, once the connection is gone.
-    let mut leftover = JobOutcome::NotAttempted(String::new());
-    let mut reported = false;
-    while let Some((index, body)) = in_flight.front_mut() {
-        let index = *index;
-        let body = body.take();
-        let mut stage = |session: &mut Session| {
-            // A run asked to stop starts no more transactions.
-            while !signals::stop_requested()
-                && in_flight.len() < MAX_IN_FLIGHT
-                && session.can_stage()
-                && session.poll_transmit().map_or(0, <[u8]>::len) < FLIGHT_MAX
-            {
-                let Some((i, mut job)) = jobs.next() else {
-                    return;
-                };
-                if session.capabilities().chunking {
-                    read_ahead(&mut job);
-                }
-                match session.stage_transaction(job.envelope, job.info) {
-                    Ok(()) => in_flight.push_back((i, Some(job.body))),
-                    Err(error) => outcome(i, JobOutcome::Failed(error)),
-                }
-            }
-        };
-        let mut body = body;
-        let event = conn.run_transaction(&mut body, trace, &mut stage, idle);
-        in_flight.pop_front();
-        match event {
-            Ok(Event::Done(report)) => {
-                reported = true;
-                let tls = conn.link.stream.tls_description();
-                outcome(index, JobOutcome::Delivered(report, tls));
-            }
-            Ok(Event::TransactionFailed(error)) => {
-                reported = true;
-                outcome(index, JobOutcome::Failed(error));
-            }
-            // Before any message's turn, a failure is the session's: refused credentials
-            // leave every message waiting for new ones; anything else (a 554 greeting
-            // included) defers them all, as Postfix's smtp_skip_5xx_greeting does. It is
-            // never one message's permanent failure, returned to its sender.
-            Ok(Event::Failed(error)) if !reported && error.is_auth() => {
-                leftover = JobOutcome::Failed(error.clone());
-                outcome(index, JobOutcome::Failed(error));
-                break;
-            }
-            Ok(Event::Failed(error)) if !reported && !conn.session.mail_sent() => {
-                leftover = JobOutcome::NotAttempted(format!("{}: {error}", route.host));
-                outcome(index, leftover.clone());
-                break;
-            }
-            Ok(Event::Failed(error)) => {
-                let why = format!("{}: the session ended: {error}", route.host);
-                leftover = JobOutcome::NotAttempted(why);
-                outcome(index, JobOutcome::Failed(error));
-                break;
-            }
-            // The first transaction met a failed handshake in opportunistic mode: again,
-            // in cleartext, with the same jobs (nothing of theirs was written).
-            Err(e)
-                if !reported
-                    && !fell_back
-                    && body.is_some()
-                    && in_flight.is_empty()
-                    && cleartext_after(route, &e, trace).is_some() =>
-            {
-                fell_back = true;
-                conn = Connection::open(&plain, first_envelope.clone(), first_opts.clone(), trace)?;
-                in_flight.push_front((index, body));
-                continue;
-            }
-            // The connection broke mid-transaction: this job and the rest wait.
-            Err(e) => {
-                leftover = JobOutcome::NotAttempted(e.to_string());
-                outcome(index, leftover.clone());
-                break;
-            }
-            Ok(other) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
-        }
-        if in_flight.is_empty() {
-            if signals::stop_requested() {
-                for (i, _) in jobs.by_ref() {
-                    outcome(i, JobOutcome::NotAttempted("stopped on request".into()));
-                }
-            }
-            match jobs.next() {
-                Some((i, mut job)) => {
-                    if conn.session.capabilities().chunking {
+    let fallback = Fallback {
+        plain: &plain,
+        envelope: first.envelope.clone(),
+        opts: opts.clone(),
+    };
+    let conn = Connection::open(route, first.envelope, opts, trace)?;
+    let batch = Batch {
+        route,
+        jobs: &mut jobs,
+        trace,
+        outcome,
+        idle,
+    };
+    batch.run(conn, (first_index, first.body), Some(fallback))
+}
+
+/// How a batch whose first handshake failed in opportunistic mode connects again.
+struct Fallback<'r> {
+    plain: &'r Route,
+    envelope: Envelope,
+    opts: SessionOptions,
+}
+
+/// The jobs of a batch still to start, and where their outcomes go.
+struct Batch<'b, 'j> {
+    route: &'b Route,
+    jobs: &'b mut dyn Iterator<Item = (usize, Job<'j>)>,
+    trace: &'b mut dyn FnMut(&TraceLine),
+    outcome: &'b mut dyn FnMut(usize, JobOutcome),
+    idle: &'b mut dyn FnMut(),
+}
+
+impl<'j> Batch<'_, 'j> {
+    /// Run the batch over `conn`, whose session has `first`'s transaction started: each
+    /// job's outcome goes to `outcome` as the server gives it, those left without one get
+    /// what the connection's end says. QUIT when every job has its outcome.
+    fn run<'r>(
+        mut self,
+        mut conn: Connection<'r>,
+        first: (usize, Body<'j>),
+        mut fallback: Option<Fallback<'r>>,
+    ) -> Result<(), Error> {
+        // The jobs whose transactions are written, oldest (the current one) first.
+        let mut in_flight: VecDeque<(usize, Option<Body<'j>>)> = VecDeque::new();
+        in_flight.push_back((first.0, Some(first.1)));
+        // What the jobs left without an outcome get, once the connection is gone.
+        let mut leftover = JobOutcome::NotAttempted(String::new());
+        let mut reported = false;
+        let route = self.route;
+        while let Some((index, body)) = in_flight.front_mut() {
+            let index = *index;
+            let mut body = body.take();
+            let jobs = &mut self.jobs;
+            let outcome = &mut self.outcome;
+            let mut stage = |session: &mut Session| {
+                // A run asked to stop starts no more transactions.
+                while !signals::stop_requested()
+                    && in_flight.len() < MAX_IN_FLIGHT
+                    && session.can_stage()
+                    && session.poll_transmit().map_or(0, <[u8]>::len) < FLIGHT_MAX
+                {
+                    let Some((i, mut job)) = jobs.next() else {
+                        return;
+                    };
+                    if session.capabilities().chunking {
                         read_ahead(&mut job);
                     }
-                    conn.session.start_transaction(job.envelope, job.info);
-                    in_flight.push_back((i, Some(job.body)));
+                    match session.stage_transaction(job.envelope, job.info) {
+                        Ok(()) => in_flight.push_back((i, Some(job.body))),
+                        Err(error) => outcome(i, JobOutcome::Failed(error)),
+                    }
                 }
-                None => {
-                    conn.session.quit();
-                    conn.close();
-                    return Ok(());
+            };
+            let event = conn.run_transaction(&mut body, self.trace, &mut stage, self.idle);
+            in_flight.pop_front();
+            match event {
+                Ok(Event::Done(report)) => {
+                    reported = true;
+                    let tls = conn.link.stream.tls_description();
+                    (self.outcome)(index, JobOutcome::Delivered(report, tls));
                 }
+                Ok(Event::TransactionFailed(error)) => {
+                    reported = true;
+                    (self.outcome)(index, JobOutcome::Failed(error));
+                }
+                // Before any message's turn, a failure is the session's: refused
+                // credentials leave every message waiting for new ones; anything else (a
+                // 554 greeting included) defers them all, as Postfix's
+                // smtp_skip_5xx_greeting does. It is never one message's permanent
+                // failure, returned to its sender.
+                Ok(Event::Failed(error)) if !reported && error.is_auth() => {
+                    leftover = JobOutcome::Failed(error.clone());
+                    (self.outcome)(index, JobOutcome::Failed(error));
+                    break;
+                }
+                Ok(Event::Failed(error)) if !reported && !conn.session.mail_sent() => {
+                    leftover = JobOutcome::NotAttempted(format!("{}: {error}", route.host));
+                    (self.outcome)(index, leftover.clone());
+                    break;
+                }
+                Ok(Event::Failed(error)) => {
+                    let why = format!("{}: the session ended: {error}", route.host);
+                    leftover = JobOutcome::NotAttempted(why);
+                    (self.outcome)(index, JobOutcome::Failed(error));
+                    break;
+                }
+                // The first transaction met a failed handshake in opportunistic mode:
+                // again, in cleartext, with the same jobs (nothing of theirs was written).
+                Err(e)
+                    if !reported
+                        && fallback.is_some()
+                        && body.is_some()
+                        && in_flight.is_empty()
+                        && cleartext_after(route, &e, self.trace).is_some() =>
+                {
+                    let Some(f) = fallback.take() else {
+                        return Err(e);
+                    };
+                    conn = Connection::open(f.plain, f.envelope, f.opts, self.trace)?;
+                    in_flight.push_front((index, body));
+                    continue;
+                }
+                // The connection broke mid-transaction: this job and the rest wait.
+                Err(e) => {
+                    leftover = JobOutcome::NotAttempted(e.to_string());
+                    (self.outcome)(index, leftover.clone());
+                    break;
+                }
+                Ok(other) => return Err(Error::Internal(format!("unexpected event {other:?}"))),
+            }
+            if in_flight.is_empty() && !self.start_next(&mut conn, &mut in_flight) {
+                conn.session.quit();
+                conn.close();
+                return Ok(());
             }
         }
+        for (i, _) in in_flight {
+            (self.outcome)(i, leftover.clone());
+        }
+        for (i, _) in self.jobs {
+            (self.outcome)(i, leftover.clone());
+        }
+        conn.close();
+        Ok(())
     }
-    for (i, _) in in_flight {
-        outcome(i, leftover.clone());
+
+    /// Nothing in flight: start the next job's transaction, if there is one (and the run
+    /// was not asked to stop). False when every job has had its turn.
+    fn start_next(
+        &mut self,
+        conn: &mut Connection<'_>,
+        in_flight: &mut VecDeque<(usize, Option<Body<'j>>)>,
+    ) -> bool {
+        if signals::stop_requested() {
+            for (i, _) in &mut *self.jobs {
+                (self.outcome)(i, JobOutcome::NotAttempted("stopped on request".into()));
+            }
+        }
+        match self.jobs.next() {
+            Some((i, mut job)) => {
+                if conn.session.capabilities().chunking {
+                    read_ahead(&mut job);
+                }
+                conn.session.start_transaction(job.envelope, job.info);
+                in_flight.push_back((i, Some(job.body)));
+                true
+            }
+            None => false,
+        }
     }
-    for (i, _) in jobs {
-        outcome(i, leftover.clone());
-    }
-    conn.close();
-    Ok(())
 }
 
 /// Read a small message whole, so it can go as one `BDAT LAST` chunk in its envelope's
@@ -557,6 +657,42 @@ impl<'r> Connection<'r> {
             tls_verified: self.link.tls_verified(),
         };
         self.close();
+        delivered
+    }
+
+    /// The message is delivered (`report`): the jobs of `along` go next on this
+    /// connection, then QUIT.
+    fn take_along(
+        mut self,
+        report: Report,
+        along: TakeAlong<'_, '_>,
+        trace: &mut dyn FnMut(&TraceLine),
+    ) -> Delivered {
+        let delivered = Delivered {
+            report,
+            tls_fallback: false,
+            host: self.link.route.host.clone(),
+            tls: self.link.stream.tls_description(),
+            tls_verified: self.link.tls_verified(),
+        };
+        let route = self.link.route.clone();
+        let mut jobs = along.jobs.into_iter().enumerate();
+        if let Some((index, mut first)) = jobs.next() {
+            if self.session.capabilities().chunking {
+                read_ahead(&mut first);
+            }
+            self.session.start_transaction(first.envelope, first.info);
+            let batch = Batch {
+                route: &route,
+                jobs: &mut jobs,
+                trace,
+                outcome: along.outcome,
+                idle: along.idle,
+            };
+            // The message itself is delivered whatever becomes of these; what has no
+            // outcome waits where it is.
+            let _ = batch.run(self, (index, first.body), None);
+        }
         delivered
     }
 

@@ -7,8 +7,10 @@ use std::time::SystemTime;
 
 use super::maildrop;
 use crate::app::settings::Settings;
+use crate::delivery::{Relay, TakeAlong};
 use crate::error::Error;
 use crate::message::input::Reopen;
+use crate::queue::run::{self, RunOptions};
 use crate::queue::runner::{self, Ensured};
 use crate::queue::{Entry, NewEntry, Spool};
 
@@ -237,4 +239,34 @@ pub(super) fn relay_is_up(settings: &Settings, err: &mut dyn Write) {
         }
         Err(_) => {}
     }
+}
+
+/// Send through `relay` with `send`, handing it the due entries queued for this same
+/// route to take along over the same connection ([`run::take_along`]). Only with
+/// queueing on and a spool of our own that is already there; otherwise `send` gets
+/// `None`.
+pub(super) fn with_take_along<R>(
+    settings: &Settings,
+    relay: &Relay,
+    send: impl FnOnce(&mut Option<TakeAlong<'_, '_>>) -> R,
+) -> R {
+    let spool = match (settings.queue.on_tempfail, settings.route_spec()) {
+        (true, Ok(spec)) => Spool::open_if_there(settings.queue.dir.as_deref())
+            .ok()
+            .flatten()
+            .map(|spool| (spool.with_backoff(settings.queue.backoff), spec)),
+        _ => None,
+    };
+    let Some((spool, spec)) = spool else {
+        return send(&mut None);
+    };
+    let opts = RunOptions {
+        verbose: settings.verbose,
+        all: false,
+        parallel: 1,
+        own_routes: true,
+        client: settings.client.clone(),
+        log: settings.log.clone(),
+    };
+    run::take_along(&spool, &opts, relay, spec, send)
 }

@@ -160,14 +160,17 @@ fn attempt(
     };
     let dot_ends_input = settings.message.dot_ends_input;
     let result = match route {
-        Remote::Relay(relay) => delivery::deliver_message(
-            &relay.route,
-            envelope,
-            opts,
-            message,
-            dot_ends_input,
-            &mut trace,
-        ),
+        Remote::Relay(relay) => queueing::with_take_along(settings, relay, |along| {
+            delivery::deliver_message_along(
+                &relay.route,
+                envelope,
+                opts,
+                message,
+                dot_ends_input,
+                &mut trace,
+                along,
+            )
+        }),
         Remote::Direct(direct) => {
             let domain = rcpts[0]
                 .rsplit_once('@')

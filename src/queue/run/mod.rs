@@ -13,7 +13,7 @@ use super::notice::{Notice, Notifier, return_to_sender};
 use crate::delivery::log::{Attempt, Logger};
 use crate::delivery::remote::{Relay, Remote};
 use crate::delivery::route::{Client, RouteSpec};
-use crate::delivery::{self, Body, Job, JobOutcome};
+use crate::delivery::{self, Body, Job, JobOutcome, TakeAlong};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::queue::{Entry, Spool};
@@ -120,6 +120,103 @@ pub fn run(
     Ok(ExitStatus::Ok)
 }
 
+/// At most this many queued entries go along with a message being sent: one pipelined
+/// flight's worth, so the caller (cron, PHP) is held up for a round trip or two, not for
+/// a whole queue run; the rest is the runner's.
+pub const TAKE_ALONG_MAX: usize = 32;
+
+/// Send a message now through `relay` (by calling `send`), and take along over the same
+/// connection the due entries queued for that very route (`spec`): the relay has just
+/// proved it is up. Only when no queue run holds the spool (its flush lock is taken for
+/// the while); otherwise, or with nothing due, `send` gets `None`. Outcomes are recorded
+/// as in a queue run; entries that got none (the message was not delivered, the
+/// connection broke) stay as they were, their back-off untouched.
+pub fn take_along<R>(
+    spool: &Spool,
+    opts: &RunOptions,
+    relay: &Relay,
+    spec: &RouteSpec,
+    send: impl FnOnce(&mut Option<TakeAlong<'_, '_>>) -> R,
+) -> R {
+    let now = SystemTime::now();
+    let lock = spool.try_lock_flush().ok().flatten();
+    let entries: Vec<Entry> = match (&lock, spool.due(now)) {
+        (Some(_), Ok(listing)) => listing
+            .entries
+            .into_iter()
+            .filter(|e| e.route.as_ref() == Some(spec) && !e.expired(now))
+            .take(TAKE_ALONG_MAX)
+            .collect(),
+        _ => Vec::new(),
+    };
+    // What is said of these goes to stderr only under -v: the caller asked to send one
+    // message, not to run the queue. The log has every outcome.
+    let mut said: Box<dyn Write> = if opts.verbose {
+        Box::new(io::stderr())
+    } else {
+        Box::new(io::sink())
+    };
+    let ready = open_all(spool, entries, &mut said);
+    if ready.is_empty() {
+        return send(&mut None);
+    }
+    // Every entry here was queued for this route: a notice about one goes the same way.
+    let route_for = |_: &Entry| Ok(Remote::Relay(Box::new(relay.clone())));
+    let run = Run {
+        opts,
+        spool,
+        route_for: &route_for,
+    };
+    let host = relay.route.host.clone();
+    let (entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
+    let jobs = jobs_of(&entries, &mut files);
+    let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut notices: Vec<Notice> = Vec::new();
+    let mut outcome = |i: usize, outcome: JobOutcome| {
+        if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
+            opts.log.job(&attempt(&entry, &host), &outcome, &mut said);
+            notices.extend(run.record_outcome(entry, &host, outcome, &mut said));
+        }
+    };
+    let mut idle = || settle(spool);
+    let result = send(&mut Some(TakeAlong {
+        jobs,
+        outcome: &mut outcome,
+        idle: &mut idle,
+    }));
+    settle(spool);
+    drop(lock);
+    for notice in notices {
+        notice.send(&run.notifier(), &mut said);
+    }
+    result
+}
+
+/// One job per entry, each reading its data file.
+fn jobs_of<'f>(entries: &[Entry], files: &'f mut [std::fs::File]) -> Vec<Job<'f>> {
+    entries
+        .iter()
+        .zip(files.iter_mut())
+        .map(|(entry, file)| Job {
+            envelope: entry.envelope(),
+            info: info(entry),
+            body: Body {
+                head: Vec::new(),
+                rest: file as &mut dyn Read,
+                dot_ends_input: entry.dot_ends_input,
+            },
+        })
+        .collect()
+}
+
+/// Make the removals of delivered entries durable; a failure is said, not fatal (the
+/// envelopes are gone already, so nothing is sent twice).
+fn settle(spool: &Spool) {
+    if let Err(e) = spool.settle() {
+        let _ = writeln!(io::stderr(), "smtpsend: {e}");
+    }
+}
+
 /// What entries that go together share: a route, and (for entries from before routes
 /// were kept) a named account.
 type GroupKey = (Option<RouteSpec>, Option<String>);
@@ -198,19 +295,7 @@ impl Run<'_> {
         }
         let opts = relay.session_options(&self.opts.client);
         let (entries, mut files): (Vec<Entry>, Vec<std::fs::File>) = ready.into_iter().unzip();
-        let jobs: Vec<Job<'_>> = entries
-            .iter()
-            .zip(files.iter_mut())
-            .map(|(entry, file)| Job {
-                envelope: entry.envelope(),
-                info: info(entry),
-                body: Body {
-                    head: Vec::new(),
-                    rest: file as &mut dyn Read,
-                    dot_ends_input: entry.dot_ends_input,
-                },
-            })
-            .collect();
+        let jobs = jobs_of(&entries, &mut files);
         let mut trace = |line: &TraceLine| {
             if verbose {
                 let _ = writeln!(
@@ -232,11 +317,6 @@ impl Run<'_> {
         // The replies of one read are recorded together: each delivered entry's envelope
         // is unlinked as its reply is read, and one directory sync makes them all durable
         // before the next wait (`idle`), so a kill leaves few accepted messages to resend.
-        let settle = || {
-            if let Err(e) = spool.settle() {
-                let _ = writeln!(io::stderr(), "smtpsend: {e}");
-            }
-        };
         let result = delivery::deliver_batch(
             &relay.route,
             opts,
@@ -248,9 +328,9 @@ impl Run<'_> {
                     notices.extend(self.record_outcome(entry, &host, outcome, err));
                 }
             },
-            &mut || settle(),
+            &mut || settle(spool),
         );
-        settle();
+        settle(spool);
         for notice in notices {
             notice.send(&self.notifier(), err);
         }
