@@ -466,7 +466,10 @@ fn verbose_shows_mx_and_tls_state() {
     assert_stderr_has(&out, &format!("connected to mx1.one.test [{MX1}:{port}]"));
     assert_stderr_has(&out, "certificate NOT verified");
     assert_stderr_has(&out, "smtpsend: accepted by mx1.one.test (TLS ");
-    assert_stderr_has(&out, ", certificate not verified) for bob@one.test");
+    assert_stderr_has(
+        &out,
+        ", certificate not verified; TLS policy opportunistic) for bob@one.test",
+    );
 }
 
 /// `--tls required` with an exchanger verifies its certificate for the exchanger's name:
@@ -515,7 +518,10 @@ fn tls_required_to_mx_needs_a_trusted_certificate() {
     let m = assert_one_message(&t, &["bob@one.test"], MESSAGE.as_bytes());
     assert!(m.tls);
     assert_stderr_has(&out, "certificate verified");
-    assert_stderr_has(&out, ", certificate verified) for bob@one.test");
+    assert_stderr_has(
+        &out,
+        ", certificate verified; TLS policy verified (--tls required)) for bob@one.test",
+    );
 }
 
 /// RFC 5321 §4.1.3: `user@[127.0.0.2]` names the host itself; DNS is not asked.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser};
 
 use crate::smtp::Mechanism;
-use crate::transport::TlsMode;
+use crate::transport::{PolicyUse, TlsMode};
 
 /// What the program was asked to do, from the name it was called by and `-b`/`-q`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +228,27 @@ pub struct Cli {
     /// Port of the MX hosts (default 25); a testing aid.
     #[arg(long, value_name = "PORT", help_heading = "Direct delivery")]
     pub mx_port: Option<u16>,
+
+    /// DANE (TLSA records in DNSSEC-signed zones): on where published (default), off, or
+    /// require.
+    #[arg(long, value_name = "USE", help_heading = "Direct delivery")]
+    pub dane: Option<PolicyUse>,
+
+    /// MTA-STS (a domain's HTTPS-published TLS policy): on (default), off, or require.
+    #[arg(long, value_name = "USE", help_heading = "Direct delivery")]
+    pub mta_sts: Option<PolicyUse>,
+
+    /// DNSKEY records to validate DNSSEC from instead of the IANA root's keys.
+    #[arg(long, value_name = "FILE", help_heading = "Direct delivery")]
+    pub dnssec_trust_anchor: Option<PathBuf>,
+
+    /// HTTPS port of MTA-STS policy hosts (default 443); a testing aid.
+    #[arg(long, value_name = "PORT", hide = true)]
+    pub mta_sts_port: Option<u16>,
+
+    /// Certificates to trust for MTA-STS policy hosts besides the web PKI; a testing aid.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub mta_sts_trust_file: Option<PathBuf>,
 
     /// SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off).
     #[arg(long, value_name = "PORT")]

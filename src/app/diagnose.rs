@@ -36,6 +36,9 @@ pub struct TlsInfo {
     pub verified: bool,
     /// Why the handshake failed, when STARTTLS (or implicit TLS) was tried and failed.
     pub failure: Option<String>,
+    /// The TLS policy that applied to an exchanger (direct delivery): `dane (3 1 1
+    /// matched)`, `mta-sts enforce`, `opportunistic`.
+    pub policy: Option<String>,
 }
 
 /// Run the diagnostic the settings ask for; the report goes to stdout.
@@ -153,14 +156,17 @@ fn targets(settings: &Settings) -> Result<(Vec<Route>, String), Error> {
             let domain = domain.trim();
             let mut routes = Vec::new();
             let mut last = None;
-            for mx in direct.resolver.mail_hosts(domain)? {
-                match direct.resolver.addresses(&mx.name) {
-                    Ok(ips) => {
+            let plan = direct
+                .policies
+                .domain(&direct.resolver, domain, &mut |_| {})?;
+            for mx in &plan.hosts {
+                match direct.policies.host(&direct.resolver, &plan, mx, domain) {
+                    Ok((ips, policy)) => {
                         let addrs = ips
                             .into_iter()
                             .map(|ip| SocketAddr::new(ip, direct.port))
                             .collect();
-                        routes.push(direct.route_to(&mx.name, domain, addrs));
+                        routes.push(direct.route_to(&mx.name, domain, addrs, policy));
                     }
                     Err(e) => last = Some(e),
                 }
@@ -185,7 +191,10 @@ fn probe(
     trace: &mut dyn FnMut(&TraceLine),
 ) -> (Result<ProbeReport, Error>, TlsInfo, ProbeReport) {
     let mut probe = Probe::new(opts);
-    let mut tls_info = TlsInfo::default();
+    let mut tls_info = TlsInfo {
+        policy: link.policy(),
+        ..TlsInfo::default()
+    };
     if link.route.tls == TlsMode::Implicit {
         tls_info = tls_info_of(&link);
     }
@@ -209,6 +218,7 @@ fn tls_info_of(link: &Link<'_>) -> TlsInfo {
         certificate: link.stream.peer_certificate(),
         verified: link.tls_verified(),
         failure: None,
+        policy: link.policy(),
     }
 }
 
@@ -322,6 +332,9 @@ pub fn write_serverinfo(
         (None, Some(why)) => writeln!(out, "TLS: offered, handshake failed: {}", printable(why))?,
         (None, None) => writeln!(out, "TLS: none")?,
     }
+    if let Some(policy) = &tls_info.policy {
+        writeln!(out, "TLS policy: {policy}")?;
+    }
     if let Some(der) = &tls_info.certificate {
         write_certificate(out, der, tls_info.verified, now)?;
     }
@@ -412,6 +425,7 @@ mod tests {
             certificate: Some(vec![0x30, 0x00]),
             verified: false,
             failure: None,
+            policy: None,
         };
         let mut out = Vec::new();
         write_serverinfo(
@@ -448,6 +462,7 @@ mod tests {
             certificate: None,
             verified: false,
             failure: Some("received fatal alert: InternalError".into()),
+            policy: None,
         };
         let mut out = Vec::new();
         let addr = "192.0.2.1:25".parse().unwrap();

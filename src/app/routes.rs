@@ -99,6 +99,8 @@ fn open_relay(
             port: spec.port,
             addrs: None,
             progress: client.progress,
+            dane: None,
+            policy: None,
             tls: spec.tls,
             tls_settings: TlsSettings {
                 trust_file: spec.tls_trust_file.clone(),

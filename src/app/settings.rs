@@ -23,7 +23,7 @@ use crate::queue::Backoff;
 use crate::smtp::Dsn;
 use crate::smtp::probe::Query;
 use crate::system::identity;
-use crate::transport::{TlsMode, tls};
+use crate::transport::{PolicyUse, TlsMode, tls};
 
 /// Domains delivered at once on the direct route (the `parallel` setting), each on a
 /// thread of its own: a delivery is mostly waiting, so sixteen cost little and ten domains
@@ -125,6 +125,11 @@ pub struct RouteFlags {
     pub direct: bool,
     pub dns_server: Option<String>,
     pub mx_port: Option<u16>,
+    pub dane: Option<PolicyUse>,
+    pub mta_sts: Option<PolicyUse>,
+    pub dnssec_trust_anchor: Option<PathBuf>,
+    pub mta_sts_port: Option<u16>,
+    pub mta_sts_trust_file: Option<PathBuf>,
     pub ehlo: Option<String>,
     /// `-a NAME`: the account was asked for by name, so its credentials may go to a
     /// `--host` other than its own relay.
@@ -148,6 +153,11 @@ impl RouteFlags {
             direct: cli.direct,
             dns_server: cli.dns_server.clone(),
             mx_port: cli.mx_port,
+            dane: cli.dane,
+            mta_sts: cli.mta_sts,
+            dnssec_trust_anchor: cli.dnssec_trust_anchor.clone(),
+            mta_sts_port: cli.mta_sts_port,
+            mta_sts_trust_file: cli.mta_sts_trust_file.clone(),
             ehlo: cli.ehlo.clone(),
             account_named: cli.account.is_some(),
         }
@@ -268,6 +278,9 @@ impl Settings {
                 .or_else(|| acct.and_then(|a| a.ehlo.clone()))
                 .unwrap_or_else(identity::mail_name),
             pipelining: !cli.no_pipelining,
+            mta_sts_cache: crate::queue::Spool::path(cli.queue_dir.as_deref())
+                .ok()
+                .map(|spool| spool.join("mta-sts")),
             trace: cli.verbose > 0,
             progress: cli.verbose > 0 || !cli.attach.is_empty(),
             timeouts: Timeouts {
@@ -585,8 +598,30 @@ pub fn spec_for(
                     .or_else(|| acct.and_then(|a| a.dns_server.clone())),
                 mx_port: flags.mx_port,
                 ehlo,
+                ..direct_policy(flags, acct)
             }))
         }
+    }
+}
+
+/// DANE and MTA-STS for the direct route: the command line over the account's keys.
+fn direct_policy(flags: &RouteFlags, acct: Option<&Account>) -> DirectSpec {
+    let policy = acct.map(|a| a.direct_policy.clone()).unwrap_or_default();
+    DirectSpec {
+        dane: flags.dane.or(policy.dane).unwrap_or_default(),
+        mta_sts: flags.mta_sts.or(policy.mta_sts).unwrap_or_default(),
+        dnssec_trust_anchor: flags
+            .dnssec_trust_anchor
+            .clone()
+            .or(policy.dnssec_trust_anchor),
+        dane_domains: policy.dane_domains,
+        mta_sts_domains: policy.mta_sts_domains,
+        mta_sts_trust_file: flags
+            .mta_sts_trust_file
+            .clone()
+            .or(policy.mta_sts_trust_file),
+        mta_sts_port: flags.mta_sts_port,
+        ..DirectSpec::default()
     }
 }
 

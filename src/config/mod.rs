@@ -27,7 +27,7 @@ pub use password::PasswordSource;
 use crate::message::FromHeader;
 use crate::smtp::Dsn;
 use crate::smtp::session::Mechanism;
-use crate::transport::{TlsMode, tls};
+use crate::transport::{PolicyUse, TlsMode, tls};
 use crate::{Error, Result};
 use oauth::{Provider, ProviderKeys, TokenSource};
 
@@ -123,6 +123,25 @@ pub struct Account {
     pub logfile: Option<PathBuf>,
     /// Log each delivery to syslog with this facility (`--syslog` uses `LOG_MAIL`).
     pub syslog: Option<SyslogFacility>,
+    /// DANE and MTA-STS on the direct route.
+    pub direct_policy: DirectPolicy,
+}
+
+/// What the direct route makes of the TLS policies destinations publish (DANE, MTA-STS).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectPolicy {
+    /// `dane`: on (default), off or require.
+    pub dane: Option<PolicyUse>,
+    /// `mta_sts`: on (default), off or require.
+    pub mta_sts: Option<PolicyUse>,
+    /// `dnssec_trust_anchor`: DNSKEY records instead of the IANA root's.
+    pub dnssec_trust_anchor: Option<PathBuf>,
+    /// `mta_sts_trust_file`: certificates trusted for policy hosts besides the web PKI.
+    pub mta_sts_trust_file: Option<PathBuf>,
+    /// `tls_dane_domains`: domains whose exchangers must be authenticated by DANE.
+    pub dane_domains: Vec<String>,
+    /// `tls_mta_sts_domains`: domains that must have an MTA-STS policy in mode enforce.
+    pub mta_sts_domains: Vec<String>,
 }
 
 impl Account {
@@ -593,6 +612,12 @@ account_keys! {
     syslog: Syslog,
     deadline: Seconds,
     tls_verify_domains: Vec<Text>,
+    dane: Use,
+    mta_sts: Use,
+    dnssec_trust_anchor: Text,
+    mta_sts_trust_file: Text,
+    tls_dane_domains: Vec<Text>,
+    tls_mta_sts_domains: Vec<Text>,
     oauth_provider: Text,
     oauth_client_id: Text,
     oauth_client_secret: Text,
@@ -796,6 +821,14 @@ impl RawAccount {
                 .collect(),
             logfile,
             syslog: self.syslog.and_then(|s| s.0),
+            direct_policy: DirectPolicy {
+                dane: self.dane.map(|u| u.0),
+                mta_sts: self.mta_sts.map(|u| u.0),
+                dnssec_trust_anchor: path(self.dnssec_trust_anchor)?,
+                mta_sts_trust_file: path(self.mta_sts_trust_file)?,
+                dane_domains: lower_all(self.tls_dane_domains),
+                mta_sts_domains: lower_all(self.tls_mta_sts_domains),
+            },
         })
     }
 
@@ -933,6 +966,25 @@ impl<'de> Deserialize<'de> for Parallel {
             .filter(|p| (1..=64).contains(p))
             .map(Parallel)
             .ok_or_else(|| de::Error::custom(format!("parallel {n} is not between 1 and 64")))
+    }
+}
+
+/// Domain names from a list key, lower-cased.
+fn lower_all(list: Option<Vec<Text>>) -> Vec<String> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|t| t.0.to_ascii_lowercase())
+        .collect()
+}
+
+/// `dane`, `mta_sts`: off, on or require.
+#[derive(Clone, Copy)]
+struct Use(PolicyUse);
+
+impl<'de> Deserialize<'de> for Use {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Use).map_err(de::Error::custom)
     }
 }
 
@@ -1182,6 +1234,7 @@ insecure_auth = true
                 tls_verify_domains: Vec::new(),
                 logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
                 syslog: Some(SyslogFacility::Local(2)),
+                direct_policy: DirectPolicy::default(),
             }
         );
     }

@@ -61,6 +61,8 @@ pub struct Delivered {
     pub tls_verified: bool,
     /// Sent in cleartext after a failed TLS handshake (opportunistic mode).
     pub tls_fallback: bool,
+    /// The TLS policy that applied (direct delivery): `dane (3 1 1 matched)`, ...
+    pub policy: Option<String>,
 }
 
 /// One message of a batch sent over one connection.
@@ -655,6 +657,7 @@ impl<'r> Connection<'r> {
             host: self.link.route.host.clone(),
             tls: self.link.stream.tls_description(),
             tls_verified: self.link.tls_verified(),
+            policy: self.link.policy(),
         };
         self.close();
         delivered
@@ -674,6 +677,7 @@ impl<'r> Connection<'r> {
             host: self.link.route.host.clone(),
             tls: self.link.stream.tls_description(),
             tls_verified: self.link.tls_verified(),
+            policy: self.link.policy(),
         };
         let route = self.link.route.clone();
         let mut jobs = along.jobs.into_iter().enumerate();

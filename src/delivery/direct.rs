@@ -7,13 +7,15 @@
 
 use std::net::SocketAddr;
 
+use crate::delivery::policy::host::{HostTls, Policies};
+use crate::delivery::policy::mta_sts::{self, Cache, FetchSettings, Fetcher};
 use crate::delivery::resolve::Resolver;
 use crate::delivery::route::{Client, DirectSpec};
 use crate::delivery::{self, Body, Delivered, Job, JobOutcome, Route, Timeouts};
 use crate::error::Error;
 use crate::message::input::Reopen;
 use crate::smtp::{Envelope, MessageInfo, SessionError, SessionOptions, TraceLine};
-use crate::transport::{TlsMode, TlsSettings};
+use crate::transport::{PolicyUse, TlsMode, TlsSettings};
 
 /// How direct delivery connects.
 pub struct Direct {
@@ -31,6 +33,8 @@ pub struct Direct {
     pub progress: bool,
     /// The name for EHLO.
     pub ehlo: String,
+    /// DANE and MTA-STS: the policies recipient domains publish.
+    pub policies: Policies,
 }
 
 impl Direct {
@@ -51,8 +55,11 @@ impl Direct {
                     std::time::Duration::from_secs(5),
                 )
             });
+        let resolver = resolver.with_timeout(per_query, 2);
+        let policies = policies(spec, client, &resolver)?;
         Ok(Direct {
-            resolver: resolver.with_timeout(per_query, 2),
+            policies,
+            resolver,
             port: spec.mx_port.unwrap_or(25),
             tls: spec.tls,
             tls_settings: TlsSettings {
@@ -67,6 +74,58 @@ impl Direct {
     }
 }
 
+/// The published policies `spec` asks to honour. Neither with `--tls off`: the user asked
+/// for no TLS at all. DNSSEC is validated by a resolver of its own, asking the same server.
+fn policies(spec: &DirectSpec, client: &Client, plain: &Resolver) -> Result<Policies, Error> {
+    if spec.tls == TlsMode::Off {
+        return Ok(Policies::off());
+    }
+    let secure = match spec.dane {
+        PolicyUse::Off => None,
+        _ => {
+            let resolver = match &spec.dns_server {
+                Some(server) => Resolver::with_server(parse_dns_server(server)?)?,
+                None => Resolver::system()?,
+            };
+            Some(
+                resolver
+                    .with_timeout(plain.timeout(), 2)
+                    .with_dnssec(spec.dnssec_trust_anchor.as_deref())?,
+            )
+        }
+    };
+    let sts = match spec.mta_sts {
+        PolicyUse::Off => None,
+        _ => {
+            let fetcher = Fetcher::new(&FetchSettings {
+                extra_trust: spec.mta_sts_trust_file.clone(),
+                port: spec.mta_sts_port.unwrap_or(443),
+                timeout: client
+                    .timeouts
+                    .command
+                    .map_or(mta_sts::fetch::DEFAULT_TIMEOUT, |t| {
+                        t.min(mta_sts::fetch::DEFAULT_TIMEOUT)
+                    }),
+            })?;
+            // Without a place for it (no home, no state directory), nothing is cached:
+            // each write fails and says so under -v.
+            let dir = client
+                .mta_sts_cache
+                .clone()
+                .unwrap_or_else(|| "/nonexistent/smtpsend/mta-sts".into());
+            Some((fetcher, Cache::new(dir)))
+        }
+    };
+    Ok(Policies {
+        dane: spec.dane,
+        mta_sts: spec.mta_sts,
+        dane_domains: spec.dane_domains.clone(),
+        mta_sts_domains: spec.mta_sts_domains.clone(),
+        secure,
+        sts,
+    })
+}
+
 impl Direct {
     /// The session options every message on this route starts from: no AUTH with
     /// someone else's exchangers.
@@ -79,17 +138,31 @@ impl Direct {
         }
     }
 
-    /// The route to exchanger `host` of `domain` at `addrs`: verified TLS for a domain
-    /// that demands it, else the route's mode.
-    pub fn route_to(&self, host: &str, domain: &str, addrs: Vec<SocketAddr>) -> Route {
-        let tls = if self
+    /// The route to exchanger `host` of `domain` at `addrs` with the TLS its policy
+    /// gives: DANE, or a certificate verified for the host name (MTA-STS enforce, a
+    /// domain the user wants verified, `--tls required`), else opportunistic.
+    pub fn route_to(
+        &self,
+        host: &str,
+        domain: &str,
+        addrs: Vec<SocketAddr>,
+        policy: HostTls,
+    ) -> Route {
+        let verify_domain = self
             .verify_domains
             .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
-        {
-            TlsMode::Required
-        } else {
-            self.tls
+            .any(|d| d.eq_ignore_ascii_case(domain));
+        let (tls, label, dane) = match policy {
+            HostTls::Dane(records) => (TlsMode::Required, "dane", Some(records)),
+            HostTls::Enforced => (TlsMode::Required, "mta-sts enforce", None),
+            HostTls::Configured(_) if verify_domain => {
+                (TlsMode::Required, "verified (tls_verify_domains)", None)
+            }
+            HostTls::Configured(_) if self.tls == TlsMode::Off => (TlsMode::Off, "none", None),
+            HostTls::Configured(_) if self.tls == TlsMode::Required => {
+                (TlsMode::Required, "verified (--tls required)", None)
+            }
+            HostTls::Configured(label) => (self.tls, label, None),
         };
         Route {
             host: host.to_string(),
@@ -102,6 +175,8 @@ impl Direct {
             },
             timeouts: self.timeouts.clone(),
             progress: self.progress,
+            dane,
+            policy: Some(label.to_string()),
         }
     }
 }
@@ -292,7 +367,8 @@ fn each_exchanger<T>(
     trace: &mut dyn FnMut(&TraceLine),
     attempt: &mut Attempt<'_, T>,
 ) -> Result<T, Error> {
-    let hosts = direct.resolver.mail_hosts(domain)?;
+    let plan = direct.policies.domain(&direct.resolver, domain, trace)?;
+    let hosts = &plan.hosts;
     trace(&TraceLine {
         client: true,
         text: format!(
@@ -309,12 +385,14 @@ fn each_exchanger<T>(
         ),
     });
     let mut last = None;
-    for host in &hosts {
-        let addrs: Vec<SocketAddr> = match direct.resolver.addresses(&host.name) {
-            Ok(ips) => ips
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, direct.port))
-                .collect(),
+    for host in hosts {
+        let (addrs, policy) = match direct.policies.host(&direct.resolver, &plan, host, domain) {
+            Ok((ips, policy)) => (
+                ips.into_iter()
+                    .map(|ip| SocketAddr::new(ip, direct.port))
+                    .collect(),
+                policy,
+            ),
             Err(e) => {
                 trace(&TraceLine {
                     client: true,
@@ -324,7 +402,11 @@ fn each_exchanger<T>(
                 continue;
             }
         };
-        let route = direct.route_to(&host.name, domain, addrs);
+        trace(&TraceLine {
+            client: true,
+            text: format!("{}: TLS policy {}", host.name, policy.describe()),
+        });
+        let route = direct.route_to(&host.name, domain, addrs, policy);
         match attempt(&route, trace) {
             Tried::Done(done) => return Ok(done),
             Tried::Failed(e) if try_next_host(&e) => {

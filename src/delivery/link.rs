@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::policy::dane::{self, DaneTls};
 use super::route::Route;
 use crate::error::Error;
 use crate::smtp::{Engine, TraceLine, Wait};
@@ -18,6 +19,8 @@ pub struct Link<'r> {
     /// The address connected to.
     pub addr: SocketAddr,
     tls: Option<transport::Tls>,
+    /// DANE's verifier, when DANE authenticates this server: it knows which record matched.
+    dane: Option<DaneTls>,
     /// The deadline for the whole session, when one is set.
     overall: Option<Instant>,
     inbuf: Vec<u8>,
@@ -29,10 +32,19 @@ impl<'r> Link<'r> {
     pub fn open(route: &'r Route, trace: &mut dyn FnMut(&TraceLine)) -> Result<Link<'r>, Error> {
         let overall = route.timeouts.total.map(|t| Instant::now() + t);
         let host = route.host.as_str();
-        let tls = route
-            .tls_settings_for_handshake()
-            .map(|settings| tls::client_config(&settings))
-            .transpose()?;
+        let (tls, dane) = match &route.dane {
+            Some(d) if route.tls != TlsMode::Off => {
+                let dane = dane::client_config(&d.records, &d.names)?;
+                (Some(transport::Tls::other(dane.config.clone())), Some(dane))
+            }
+            _ => {
+                let tls = route
+                    .tls_settings_for_handshake()
+                    .map(|settings| tls::client_config(&settings))
+                    .transpose()?;
+                (tls, None)
+            }
+        };
         let (sock, addr) = match &route.addrs {
             Some(addrs) => transport::connect_addrs(host, addrs, route.timeouts.connect)?,
             None => transport::connect(host, route.port, route.timeouts.connect)?,
@@ -46,6 +58,7 @@ impl<'r> Link<'r> {
             stream: Stream::new(sock),
             addr,
             tls,
+            dane,
             overall,
             inbuf: vec![0u8; 16 * 1024],
         };
@@ -67,7 +80,19 @@ impl<'r> Link<'r> {
 
     /// Whether the certificate of the TLS in use was verified (chain and name, or pin).
     pub fn tls_verified(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.verified())
+        match &self.dane {
+            Some(dane) => dane.matched().is_some(),
+            None => self.tls.as_ref().is_some_and(|t| t.verified()),
+        }
+    }
+
+    /// The TLS policy that applied, for `-v` and the log: the DANE record that matched,
+    /// or what the route says.
+    pub fn policy(&self) -> Option<String> {
+        match self.dane.as_ref().and_then(DaneTls::matched) {
+            Some(matched) => Some(matched.to_string()),
+            None => self.route.policy.clone(),
+        }
     }
 
     /// Write the engine's next flight, if it has one. Returns whether it wrote.
@@ -132,10 +157,10 @@ impl<'r> Link<'r> {
             .stream
             .tls_description()
             .unwrap_or_else(|| "TLS".into());
-        let check = if tls.verified() {
-            "certificate verified"
-        } else {
-            "certificate NOT verified"
+        let check = match self.dane.as_ref().and_then(DaneTls::matched) {
+            Some(matched) => matched.to_string(),
+            None if tls.verified() => "certificate verified".into(),
+            None => "certificate NOT verified".into(),
         };
         trace(&TraceLine {
             client: true,

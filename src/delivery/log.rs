@@ -109,6 +109,9 @@ pub struct Record {
     pub to: Vec<String>,
     pub host: String,
     pub tls: TlsState,
+    /// The TLS policy that applied on the direct route (`dane (3 1 1 matched)`,
+    /// `mta-sts enforce`, `opportunistic`); logged only when known.
+    pub policy: Option<String>,
     /// Bytes of the message, when known.
     pub size: Option<u64>,
     pub status: Status,
@@ -140,6 +143,7 @@ impl Record {
             to: a.to.to_vec(),
             host: a.host.to_string(),
             tls: TlsState::Unknown,
+            policy: None,
             size: a.size,
             status,
             code,
@@ -348,7 +352,13 @@ impl Logger {
             return;
         }
         let records = match result {
-            Ok(d) => Record::delivered(a, &d.report, &d.host, &TlsState::of(d)),
+            Ok(d) => Record::delivered(a, &d.report, &d.host, &TlsState::of(d))
+                .into_iter()
+                .map(|r| Record {
+                    policy: d.policy.clone(),
+                    ..r
+                })
+                .collect(),
             Err(e) => vec![Record::failed(a, e)],
         };
         for rec in &records {
@@ -392,7 +402,7 @@ pub fn syslog_message(rec: &Record) -> String {
 
 fn fields(rec: &Record) -> String {
     let size = rec.size.map_or_else(|| "-".to_string(), |s| s.to_string());
-    let pairs: [(&str, String); 9] = [
+    let mut pairs: Vec<(&str, String)> = vec![
         ("id", rec.id.clone()),
         (
             "from",
@@ -410,6 +420,10 @@ fn fields(rec: &Record) -> String {
         ("code", rec.code.code().to_string()),
         ("reply", rec.reply.clone()),
     ];
+    if let Some(policy) = &rec.policy {
+        // After tls, the field it qualifies.
+        pairs.insert(5, ("policy", policy.clone()));
+    }
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={}", value(v, *k == "reply")))
@@ -563,6 +577,7 @@ mod tests {
             to: vec!["bob@example.org".into(), "carol@example.net".into()],
             host: "smtp.example.org".into(),
             tls: TlsState::Verified("TLSv1.3".into()),
+            policy: None,
             size: Some(1234),
             status: Status::Sent,
             code: ExitStatus::Ok,
@@ -676,6 +691,7 @@ mod tests {
             tls: Some("TLSv1_2 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()),
             tls_verified: false,
             tls_fallback: false,
+            policy: None,
         };
         let to = [
             "a@x.example".into(),

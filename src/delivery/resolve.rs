@@ -91,6 +91,8 @@ pub struct Resolver {
     addr_cache: Mutex<HashMap<String, Cached<Secured<Vec<IpAddr>>>>>,
     tlsa_cache: Mutex<HashMap<String, Cached<Secured<Vec<Tlsa>>>>>,
     txt_cache: Mutex<HashMap<String, Cached<Vec<TxtRecord>>>>,
+    /// [`Resolver::dnssec_available`], once known.
+    dnssec_works: OnceLock<bool>,
 }
 
 /// One TXT record: its character-strings in order (RFC 1035 §3.3.14). What they mean
@@ -138,6 +140,7 @@ impl Resolver {
             addr_cache: Mutex::new(HashMap::new()),
             tlsa_cache: Mutex::new(HashMap::new()),
             txt_cache: Mutex::new(HashMap::new()),
+            dnssec_works: OnceLock::new(),
         }
     }
 
@@ -164,6 +167,25 @@ impl Resolver {
         self.trust_anchor.is_some()
     }
 
+    /// Whether this validating resolver can be given validated answers at all: the root
+    /// zone's DNSKEY RRset checks out against the trust anchor. A server that strips
+    /// signatures, or that serves only its own zones (a test's, a private one without a
+    /// trust anchor for it), cannot; asked once per run.
+    pub fn dnssec_available(&self) -> bool {
+        if !self.validates() {
+            return false;
+        }
+        *self.dnssec_works.get_or_init(|| {
+            let Ok(live) = self.live() else {
+                return false;
+            };
+            let result = live
+                .runtime
+                .block_on(live.dns.lookup(Name::root(), RecordType::DNSKEY));
+            matches!(classify(result, true), Outcome::Found(_, Security::Secure))
+        })
+    }
+
     /// Wait at most `timeout` for an answer, and ask `attempts` times in all (at least once)
     /// before giving up with a temporary failure.
     pub fn with_timeout(mut self, timeout: Duration, attempts: usize) -> Resolver {
@@ -172,6 +194,11 @@ impl Resolver {
         self.opts.attempts = attempts.max(1) - 1;
         self.live = OnceLock::new();
         self
+    }
+
+    /// How long one query waits for an answer.
+    pub fn timeout(&self) -> Duration {
+        self.opts.timeout
     }
 
     /// The mail exchangers for `domain`, in the order to try them (RFC 5321 §5.1): by MX

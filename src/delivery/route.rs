@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::policy::tlsa::Tlsa;
 use crate::error::Error;
 use crate::smtp::{TlsPolicy, Wait};
-use crate::transport::{self, TlsMode, TlsSettings};
+use crate::transport::{self, PolicyUse, TlsMode, TlsSettings};
 
 /// How we present ourselves and what we watch: the same for every route of a run.
 #[derive(Clone, Debug)]
@@ -26,6 +27,16 @@ pub struct Client {
     /// Show upload progress (when stderr is a terminal).
     pub progress: bool,
     pub timeouts: Timeouts,
+    /// Where MTA-STS policies are cached between runs.
+    pub mta_sts_cache: Option<PathBuf>,
+}
+
+/// The TLSA records that authenticate an exchanger (RFC 7672 §3), and the names a
+/// DANE-TA match must carry (§3.2.2).
+#[derive(Clone, Debug)]
+pub struct DaneRecords {
+    pub records: Vec<Tlsa>,
+    pub names: Vec<String>,
 }
 
 /// Where and how to connect.
@@ -41,6 +52,11 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// Show upload progress (when stderr is a terminal).
     pub progress: bool,
+    /// DANE authenticates the server instead of the web PKI (direct delivery).
+    pub dane: Option<DaneRecords>,
+    /// The TLS policy that applied, for `-v` and the log (direct delivery):
+    /// `mta-sts enforce`, `opportunistic`, ...; a DANE match names itself.
+    pub policy: Option<String>,
 }
 
 /// Time limits (RFC 5321 §4.5.3.2 unless overridden).
@@ -170,6 +186,28 @@ pub struct DirectSpec {
     pub mx_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ehlo: Option<String>,
+    /// DANE for the exchangers (RFC 7672): on where published, off, or required.
+    #[serde(default, skip_serializing_if = "PolicyUse::is_default")]
+    pub dane: PolicyUse,
+    /// MTA-STS for the recipient domains (RFC 8461): on where published, off, or required.
+    #[serde(default, skip_serializing_if = "PolicyUse::is_default")]
+    pub mta_sts: PolicyUse,
+    /// DNSKEY records to validate from instead of the IANA root's (tests, private roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec_trust_anchor: Option<PathBuf>,
+    /// Domains whose exchangers must be authenticated by DANE.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dane_domains: Vec<String>,
+    /// Domains that must have an MTA-STS policy in mode enforce.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mta_sts_domains: Vec<String>,
+    /// Certificates trusted for MTA-STS policy hosts besides the web PKI (tests, private
+    /// CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_trust_file: Option<PathBuf>,
+    /// The HTTPS port of policy hosts (a testing aid); 443 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_port: Option<u16>,
 }
 
 impl RouteSpec {

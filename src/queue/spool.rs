@@ -93,7 +93,7 @@ impl Spool {
     }
 
     /// Where the spool is: `dir`, else the default.
-    fn path(dir: Option<&Path>) -> Result<PathBuf> {
+    pub fn path(dir: Option<&Path>) -> Result<PathBuf> {
         let euid = fs::euid();
         match dir {
             Some(dir) => Ok(dir.to_path_buf()),

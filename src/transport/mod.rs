@@ -53,6 +53,49 @@ impl fmt::Display for TlsMode {
     }
 }
 
+/// How a TLS policy that a destination publishes for itself (DANE, MTA-STS) is used.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyUse {
+    /// Not looked up at all.
+    Off,
+    /// Applied where the destination publishes it; elsewhere TLS as without it.
+    #[default]
+    On,
+    /// Demanded: a destination without it is deferred, never sent to without it.
+    Require,
+}
+
+impl FromStr for PolicyUse {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "no" | "false" => Ok(PolicyUse::Off),
+            "on" | "yes" | "true" | "auto" => Ok(PolicyUse::On),
+            "require" | "required" => Ok(PolicyUse::Require),
+            other => Err(format!(
+                "unknown policy use {other:?} (expected off, on or require)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PolicyUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PolicyUse::Off => "off",
+            PolicyUse::On => "on",
+            PolicyUse::Require => "require",
+        })
+    }
+}
+
+impl PolicyUse {
+    pub fn is_default(&self) -> bool {
+        *self == PolicyUse::On
+    }
+}
+
 impl TlsMode {
     /// The port a relay listens on for this mode: 465 for implicit TLS, 587 for submission.
     pub fn default_port(self) -> u16 {

@@ -99,6 +99,15 @@ impl Tls {
     pub fn verified(&self) -> bool {
         self.verified.load(Ordering::SeqCst)
     }
+
+    /// A config made elsewhere (DANE's), whose verifier keeps its own record of what it
+    /// verified: this one's flag stays false.
+    pub fn other(config: Arc<ClientConfig>) -> Tls {
+        Tls {
+            config,
+            verified: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 fn config_error(msg: String) -> Error {

@@ -204,11 +204,14 @@ fn attempt(
     settings.log.attempt(&logged, &result, err);
     let delivered = result?;
     if verbose {
-        let tls = match &delivered.tls {
+        let mut tls = match &delivered.tls {
             Some(t) if delivered.tls_verified => format!("TLS {t}, certificate verified"),
             Some(t) => format!("TLS {t}, certificate not verified"),
             None => "no TLS".into(),
         };
+        if let Some(policy) = &delivered.policy {
+            tls.push_str(&format!("; TLS policy {policy}"));
+        }
         let _ = writeln!(
             err,
             "smtpsend: accepted by {} ({tls}) for {}",

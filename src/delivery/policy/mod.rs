@@ -2,6 +2,7 @@
 //! (`--tls`, trust files, pins): DANE for SMTP (RFC 7672) and MTA-STS (RFC 8461).
 
 pub mod dane;
+pub mod host;
 pub mod mta_sts;
 pub mod tlsa;
 
