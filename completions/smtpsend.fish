@@ -27,6 +27,11 @@ complete -c smtpsend -l host -d 'SMTP relay host; without one, mail goes straigh
 complete -c smtpsend -l dns-server -d 'DNS server for MX lookups, IP[:PORT] (default: /etc/resolv.conf)' -r
 complete -c smtpsend -l parallel -d 'Domains delivered at once on the direct route, each on a thread of its own; 1 delivers one domain after another (default 16)' -r
 complete -c smtpsend -l mx-port -d 'Port of the MX hosts (default 25); a testing aid' -r
+complete -c smtpsend -l dane -d 'DANE (TLSA records in DNSSEC-signed zones): on where published (default), off, or require' -r
+complete -c smtpsend -l mta-sts -d 'MTA-STS (a domain\'s HTTPS-published TLS policy): on (default), off, or require' -r
+complete -c smtpsend -l dnssec-trust-anchor -d 'DNSKEY records to validate DNSSEC from instead of the IANA root\'s keys' -r -F
+complete -c smtpsend -l mta-sts-port -d 'HTTPS port of MTA-STS policy hosts (default 443); a testing aid' -r
+complete -c smtpsend -l mta-sts-trust-file -d 'Certificates to trust for MTA-STS policy hosts besides the web PKI; a testing aid' -r -F
 complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
 complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r
 complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
