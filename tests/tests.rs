@@ -12,6 +12,7 @@ mod compose_cli;
 mod dane;
 mod diagnose;
 mod direct;
+mod direct_security;
 mod dkim;
 mod docs;
 mod exim;

@@ -79,27 +79,14 @@ impl Pki {
         Pki::ca_signed_from(params)
     }
 
-    fn ca_signed_from(leaf: CertificateParams) -> Pki {
-        let ca_key = KeyPair::generate().expect("generate CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "smtpsend test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
-        let ca_pem = ca_cert.pem();
-        let ca_spki = ca_key.subject_public_key_info();
-        let issuer = Issuer::new(ca_params, ca_key);
+    /// Two leaves from one throw-away CA: for the `first` names and for the `second`.
+    pub fn ca_signed_pair(first: &[&str], second: &[&str]) -> (Pki, Pki) {
+        let ca = TestCa::new();
+        (ca.issue(params_for(first)), ca.issue(params_for(second)))
+    }
 
-        let leaf_key = KeyPair::generate().expect("generate leaf key");
-        let leaf = leaf.signed_by(&leaf_key, &issuer).expect("sign leaf");
-        Pki::assemble(
-            vec![leaf.der().clone(), ca_cert.der().clone()],
-            &leaf_key,
-            &ca_pem,
-            Some(ca_spki),
-        )
+    fn ca_signed_from(leaf: CertificateParams) -> Pki {
+        TestCa::new().issue(leaf)
     }
 
     fn assemble(
@@ -233,4 +220,41 @@ fn expired(mut params: CertificateParams) -> CertificateParams {
     params.not_before = date_time_ymd(2020, 1, 1);
     params.not_after = date_time_ymd(2021, 1, 1);
     params
+}
+
+/// A throw-away CA that issues leaves.
+struct TestCa {
+    cert: rcgen::Certificate,
+    spki: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = KeyPair::generate().expect("generate CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "smtpsend test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        let spki = key.subject_public_key_info();
+        TestCa {
+            cert,
+            spki,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn issue(&self, leaf: CertificateParams) -> Pki {
+        let leaf_key = KeyPair::generate().expect("generate leaf key");
+        let leaf = leaf.signed_by(&leaf_key, &self.issuer).expect("sign leaf");
+        Pki::assemble(
+            vec![leaf.der().clone(), self.cert.der().clone()],
+            &leaf_key,
+            &self.cert.pem(),
+            Some(self.spki.clone()),
+        )
+    }
 }
