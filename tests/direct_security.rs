@@ -93,18 +93,20 @@ fn dane_ee_match_delivers_over_tls_to_a_self_signed_exchanger() {
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
     let (port, mut mx) = servers(vec![(MX1, tls_mx(&pki))]);
+    let logs = tempfile::tempdir().expect("log dir");
+    let log = logs.path().join("delivery.log");
+    let logfile = log.display().to_string();
     let out = send(
         dns.addr(),
         Some(dns.trust_anchor()),
         port,
-        &[],
+        &["--logfile", &logfile],
         "bob@dane.test",
     );
     let t = mx.remove(0).finish();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let c = t.only();
     assert!(c.saw_in_tls("MAIL"), "MAIL went inside TLS");
-    assert!(!c.saw("MAIL") || c.saw_in_tls("MAIL"));
     assert_eq!(t.connections[0].messages.len(), 1);
     assert_said(
         &out,
@@ -112,6 +114,27 @@ fn dane_ee_match_delivers_over_tls_to_a_self_signed_exchanger() {
     );
     assert_said(&out, "dane (3 1 1 matched)");
     assert_said(&out, "TLS policy dane (3 1 1 matched)) for bob@dane.test");
+    let logged = std::fs::read_to_string(&log).expect("delivery log");
+    assert!(
+        logged.contains(r#"policy="dane (3 1 1 matched)""#),
+        "{logged}"
+    );
+
+    // --serverinfo DOMAIN names the policy per exchanger, without sending anything.
+    let (port, mut mx) = servers(vec![(MX1, tls_mx(&pki))]);
+    let mut cmd = smtpsend_direct(dns.addr(), port);
+    cmd.arg("--dnssec-trust-anchor")
+        .arg(dns.trust_anchor())
+        .args(["--serverinfo", "dane.test"]);
+    let out = run(cmd, "");
+    let t = mx.remove(0).finish();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("TLS policy: dane (3 1 1 matched)"),
+        "{report}"
+    );
+    assert!(t.never_saw("MAIL"));
 }
 
 /// The first exchanger's certificate matches none of its records: it gets nothing, and
