@@ -492,3 +492,31 @@ fn mta_sts_cached_policy_outlives_its_host_and_a_new_id_refetches() {
     assert_eq!(fresh.requests().len(), 1, "fetched again for the new id");
     assert_eq!(t.connections[0].messages.len(), 1);
 }
+
+/// `--dry-run` on the direct route names the policies a send would apply, and looks up
+/// nothing.
+#[test]
+fn dry_run_names_the_policies() {
+    let dns = DnsServer::start(&[]);
+    let mut cmd = smtpsend_direct(dns.addr(), 1);
+    cmd.args([
+        "--dry-run",
+        "--dane",
+        "require",
+        "-f",
+        SENDER,
+        "bob@sts.test",
+    ]);
+    let out = run(cmd, MESSAGE);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recipient bob@sts.test: direct delivery to the mail exchangers of sts.test"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TLS opportunistic, DANE require, MTA-STS on)"),
+        "{text}"
+    );
+    assert!(dns.queries().is_empty(), "a dry run asked DNS");
+}

@@ -100,8 +100,8 @@ fn route_words(route: Option<&RouteSpec>, address: &str) -> String {
             let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
             format!(
                 "direct delivery to the mail exchangers of {domain} (looked up when sending; \
-                 TLS {})",
-                direct.tls
+                 TLS {}, DANE {}, MTA-STS {})",
+                direct.tls, direct.dane, direct.mta_sts
             )
         }
         None => "no route (see the error a send would give)".to_string(),
