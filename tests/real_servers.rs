@@ -63,7 +63,7 @@ fn missing(what: &str, install: &str) -> bool {
     false
 }
 
-fn have_smtp_sink() -> bool {
+pub(crate) fn have_smtp_sink() -> bool {
     let path = mta::package_root("postfix").join("usr/sbin/smtp-sink");
     path.exists()
         || missing(
@@ -142,26 +142,26 @@ fn log_file(dir: &Path, name: &str) -> (PathBuf, fs::File) {
 // ---------------------------------------------------------------------------------------
 // Postfix smtp-sink.
 
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     proc: ServerProcess,
     ip: IpAddr,
-    port: u16,
+    pub(crate) port: u16,
     dumps: PathBuf,
     _dir: TempDir,
 }
 
 /// One transaction as smtp-sink dumped it.
 #[derive(Debug)]
-struct SinkDump {
+pub(crate) struct SinkDump {
     mail_args: String,
     rcpt_args: Vec<String>,
     /// The message as smtp-sink wrote it: every CR dropped, dot-stuffing undone, and a final
     /// LF that comes from the `CRLF.CRLF` terminator.
-    message: Vec<u8>,
+    pub(crate) message: Vec<u8>,
 }
 
 impl SmtpSink {
-    fn start(ip: IpAddr) -> SmtpSink {
+    pub(crate) fn start(ip: IpAddr) -> SmtpSink {
         let dir = tempfile::tempdir().expect("temp dir");
         let dumps = dir.path().join("dumps");
         fs::create_dir(&dumps).expect("dump dir");
@@ -220,7 +220,7 @@ impl SmtpSink {
     }
 
     /// Every transaction dumped so far, in no particular order.
-    fn dumps(&self) -> Vec<SinkDump> {
+    pub(crate) fn dumps(&self) -> Vec<SinkDump> {
         thread::sleep(SETTLE);
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dumps).expect("read dump dir") {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The kill -9 loops with many trials, and their figures: for queue runs killed at random
-# (trials, messages, delivered, lost, duplicated), for submissions killed while spooling
+# (trials, messages, delivered, lost, duplicated; against the test server, duplicates split
+# by whether the server had answered, and against Postfix's smtp-sink), for submissions
+# killed while spooling
 # (trials, killed, whole entries, nothing queued, leftovers), both in tests/faults.rs, and
 # for background runners killed at random (tests/runner.rs; a quarter as many trials).
 #
