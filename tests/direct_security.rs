@@ -61,6 +61,27 @@ fn send(
     run(cmd, MESSAGE)
 }
 
+/// [`send`] through the signed tree `dns` to these exchangers (on one port); what each
+/// saw, in the order given.
+fn via_dane(
+    dns: &DnssecServer,
+    exchangers: Vec<(&str, Builder)>,
+    extra: &[&str],
+    rcpt: &str,
+) -> (Output, Vec<Transcript>) {
+    let (port, started) = servers(exchangers);
+    let out = send(dns.addr(), Some(dns.trust_anchor()), port, extra, rcpt);
+    (out, started.into_iter().map(TestServer::finish).collect())
+}
+
+/// [`send`] to bob@sts.test through `dns` (no DNSSEC) with the policy host's `flags`, to
+/// one exchanger presenting `pki`'s certificate; what it saw.
+fn via_sts(dns: &DnsServer, pki: &Pki, flags: &[String]) -> (Output, Transcript) {
+    let (port, mut started) = servers(vec![(MX1, tls_mx(pki))]);
+    let out = send(dns.addr(), None, port, &strs(flags), "bob@sts.test");
+    (out, started.remove(0).finish())
+}
+
 #[track_caller]
 fn assert_said(out: &Output, text: &str) {
     let err = stderr(out);
@@ -154,32 +175,26 @@ fn dane_mismatch_skips_to_the_next_exchanger_then_defers() {
         ("_25._tcp.mx2.dane.test", Tlsa(3, 1, 1, &digest)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&bad)), (MX2, tls_mx(&good))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
+    let (out, seen) = via_dane(
+        &dns,
+        vec![(MX1, tls_mx(&bad)), (MX2, tls_mx(&good))],
         &[],
         "bob@dane.test",
     );
-    let t2 = mx.remove(1).finish();
-    let t1 = mx.remove(0).finish();
+    let [t1, t2] = <[Transcript; 2]>::try_from(seen).expect("servers");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_nothing_sent(&t1, "mx1 (its certificate matches no record)");
     assert_eq!(t2.connections[0].messages.len(), 1, "mx2 took it");
     assert_said(&out, "trying the next exchanger");
 
     // Both present the wrong certificate: deferred, nothing sent.
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&bad)), (MX2, tls_mx(&bad))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
+    let (out, seen) = via_dane(
+        &dns,
+        vec![(MX1, tls_mx(&bad)), (MX2, tls_mx(&bad))],
         &[],
         "bob@dane.test",
     );
-    let t2 = mx.remove(1).finish();
-    let t1 = mx.remove(0).finish();
+    let [t1, t2] = <[Transcript; 2]>::try_from(seen).expect("servers");
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_nothing_sent(&t1, "mx1");
     assert_nothing_sent(&t2, "mx2");
@@ -197,15 +212,8 @@ fn dane_with_starttls_stripped_defers_and_sends_nothing_in_cleartext() {
         ("_25._tcp.mx.dane.test", Tlsa(3, 1, 1, &digest)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
-    let (port, mut mx) = servers(vec![(MX1, plain_mx())]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
-        &[],
-        "bob@dane.test",
-    );
-    let t = mx.remove(0).finish();
+    let (out, seen) = via_dane(&dns, vec![(MX1, plain_mx())], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_nothing_sent(&t, "the stripped exchanger");
 }
@@ -222,15 +230,8 @@ fn dane_bogus_tlsa_answer_defers() {
         ("_25._tcp.mx.bad.test", Tlsa(3, 1, 1, &digest)),
     ];
     let dns = DnssecServer::start(&[Zone::bogus("bad.test", &zone, "_25._tcp.mx.bad.test")]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&pki))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
-        &[],
-        "bob@bad.test",
-    );
-    let t = mx.remove(0).finish();
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&pki))], &[], "bob@bad.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(t.connections.is_empty(), "no connection to the exchanger");
 }
@@ -245,15 +246,8 @@ fn unsigned_zone_is_opportunistic_as_before() {
         ("mx.plain.test", A(MX1)),
     ];
     let dns = DnssecServer::start(&[Zone::unsigned("plain.test", &zone)]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&pki))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
-        &[],
-        "bob@plain.test",
-    );
-    let t = mx.remove(0).finish();
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&pki))], &[], "bob@plain.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(t.only().saw_in_tls("MAIL"));
     assert_said(&out, "mx.plain.test: TLS policy opportunistic");
@@ -273,28 +267,14 @@ fn dane_ta_requires_the_name_too() {
         ("_25._tcp.mx.dane.test", Tlsa(2, 1, 1, &ca)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&right))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
-        &[],
-        "bob@dane.test",
-    );
-    let t = mx.remove(0).finish();
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&right))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(t.connections[0].messages.len(), 1);
     assert_said(&out, "dane (2 1 1 matched)");
 
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&wrong_name))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
-        &[],
-        "bob@dane.test",
-    );
-    let t = mx.remove(0).finish();
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&wrong_name))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_nothing_sent(&t, "the exchanger with a certificate for another name");
 }
@@ -309,15 +289,13 @@ fn dane_require_and_off() {
         ("mx.plain.test", A(MX1)),
     ];
     let dns = DnssecServer::start(&[Zone::unsigned("plain.test", &zone)]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&pki))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
+    let (out, seen) = via_dane(
+        &dns,
+        vec![(MX1, tls_mx(&pki))],
         &["--dane", "require"],
         "bob@plain.test",
     );
-    let t = mx.remove(0).finish();
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_said(&out, "DANE is required");
     assert!(t.connections.is_empty());
@@ -330,15 +308,13 @@ fn dane_require_and_off() {
         ("_25._tcp.mx.dane.test", Tlsa(3, 1, 1, &digest)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&pki))]);
-    let out = send(
-        dns.addr(),
-        Some(dns.trust_anchor()),
-        port,
+    let (out, seen) = via_dane(
+        &dns,
+        vec![(MX1, tls_mx(&pki))],
         &["--dane", "off"],
         "bob@dane.test",
     );
-    let t = mx.remove(0).finish();
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(t.connections[0].messages.len(), 1);
     assert_said(&out, "TLS policy opportunistic");
@@ -421,9 +397,7 @@ fn mta_sts_enforce_needs_a_verified_certificate() {
     let mx_pki = Pki::ca_signed_for(&["mx1.sts.test"]);
     let flags = sts_flags(&site, state.path());
 
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&mx_pki))]);
-    let out = send(dns.addr(), None, port, &strs(&flags), "bob@sts.test");
-    let t = mx.remove(0).finish();
+    let (out, t) = via_sts(&dns, &mx_pki, &flags);
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_nothing_sent(&t, "an exchanger with an unverified certificate");
 
@@ -432,9 +406,7 @@ fn mta_sts_enforce_needs_a_verified_certificate() {
         "--tls-trust-file".into(),
         mx_pki.trust_file.display().to_string(),
     ]);
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&mx_pki))]);
-    let out = send(dns.addr(), None, port, &strs(&trusted), "bob@sts.test");
-    let t = mx.remove(0).finish();
+    let (out, t) = via_sts(&dns, &mx_pki, &trusted);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(t.only().saw_in_tls("MAIL"));
     assert_said(&out, "mx1.sts.test: TLS policy mta-sts enforce");
@@ -449,9 +421,7 @@ fn mta_sts_testing_delivers_and_says_so() {
     let state = tempfile::tempdir().expect("state dir");
     let mx_pki = Pki::ca_signed_for(&["mx1.sts.test"]);
     let flags = sts_flags(&site, state.path());
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&mx_pki))]);
-    let out = send(dns.addr(), None, port, &strs(&flags), "bob@sts.test");
-    let t = mx.remove(0).finish();
+    let (out, t) = via_sts(&dns, &mx_pki, &flags);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(t.connections[0].messages.len(), 1);
     assert_said(&out, "TLS policy mta-sts testing (host not in the policy)");
@@ -474,9 +444,7 @@ fn mta_sts_cached_policy_outlives_its_host_and_a_new_id_refetches() {
 
     // The policy host is gone: the cached policy still refuses mx1.
     site.1.stop();
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&mx_pki))]);
-    let out = send(dns.addr(), None, port, &strs(&flags), "bob@sts.test");
-    let t = mx.remove(0).finish();
+    let (out, t) = via_sts(&dns, &mx_pki, &flags);
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert!(t.connections.is_empty(), "the cached policy still applies");
 
@@ -485,9 +453,7 @@ fn mta_sts_cached_policy_outlives_its_host_and_a_new_id_refetches() {
     let mut flags = flags.clone();
     flags[3] = fresh.port().to_string();
     let dns = sts_zone("2");
-    let (port, mut mx) = servers(vec![(MX1, tls_mx(&mx_pki))]);
-    let out = send(dns.addr(), None, port, &strs(&flags), "bob@sts.test");
-    let t = mx.remove(0).finish();
+    let (out, t) = via_sts(&dns, &mx_pki, &flags);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(fresh.requests().len(), 1, "fetched again for the new id");
     assert_eq!(t.connections[0].messages.len(), 1);
