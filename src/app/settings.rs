@@ -270,28 +270,7 @@ impl Settings {
             None if drop_only.is_some() => cli.config.clone(),
             None => None,
         };
-        let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
-        let client = Client {
-            ehlo: cli
-                .ehlo
-                .clone()
-                .or_else(|| acct.and_then(|a| a.ehlo.clone()))
-                .unwrap_or_else(identity::mail_name),
-            pipelining: !cli.no_pipelining,
-            mta_sts_cache: crate::queue::Spool::path(cli.queue_dir.as_deref())
-                .ok()
-                .map(|spool| spool.join("mta-sts")),
-            trace: cli.verbose > 0,
-            progress: cli.verbose > 0 || !cli.attach.is_empty(),
-            timeouts: Timeouts {
-                connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
-                command: timeout.map(Duration::from_secs),
-                total: cli
-                    .deadline
-                    .or(acct.and_then(|a| a.deadline))
-                    .map(Duration::from_secs),
-            },
-        };
+        let client = client(cli, acct);
         let route_flags = RouteFlags::from_cli(cli);
         let route = spec_for(&route_flags, config_file.as_deref(), acct);
         Ok(Settings {
@@ -601,6 +580,37 @@ pub fn spec_for(
                 ..direct_policy(flags, acct)
             }))
         }
+    }
+}
+
+/// How we present ourselves and what we watch, the same for every route of the run.
+fn client(cli: &Cli, acct: Option<&Account>) -> Client {
+    let timeout = cli.timeout.or(acct.and_then(|a| a.timeout));
+    Client {
+        ehlo: cli
+            .ehlo
+            .clone()
+            .or_else(|| acct.and_then(|a| a.ehlo.clone()))
+            .unwrap_or_else(identity::mail_name),
+        pipelining: !cli.no_pipelining,
+        // Beside the spool's entries, where the state of this user's mail is kept.
+        mta_sts_cache: crate::queue::Spool::path(
+            cli.queue_dir
+                .as_deref()
+                .or(acct.and_then(|a| a.queue_dir.as_deref())),
+        )
+        .ok()
+        .map(|spool| spool.join("mta-sts")),
+        trace: cli.verbose > 0,
+        progress: cli.verbose > 0 || !cli.attach.is_empty(),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(cli.connect_timeout.unwrap_or(30)),
+            command: timeout.map(Duration::from_secs),
+            total: cli
+                .deadline
+                .or(acct.and_then(|a| a.deadline))
+                .map(Duration::from_secs),
+        },
     }
 }
 
