@@ -561,6 +561,55 @@ fn read_ahead(job: &mut Job<'_>) {
     }
 }
 
+/// One step of [`rehearse`], shown as it happens.
+pub enum RehearsalStep<'s, 'r> {
+    /// The connection is open; with implicit TLS, the handshake is done.
+    Connected(&'s Link<'r>),
+    /// The handshake after STARTTLS is done.
+    Tls(&'s Link<'r>),
+    /// Opportunistic TLS failed its handshake: a send goes on in cleartext, and so does
+    /// the rehearsal, on a new connection.
+    Cleartext(&'s Error),
+    /// A reply arrived to the command named.
+    Reply(&'s str, &'s Reply),
+}
+
+/// Go through `route` as far as a send from `from` would before its first recipient,
+/// and send nothing ([`Session::rehearsal`]): `--check`. `step` sees each step as it
+/// happens; the error is the one a send would have met.
+pub fn rehearse(
+    route: &Route,
+    from: &str,
+    opts: SessionOptions,
+    trace: &mut dyn FnMut(&TraceLine),
+    step: &mut dyn FnMut(RehearsalStep<'_, '_>),
+) -> Result<Report, Error> {
+    match rehearse_once(route, from, opts.clone(), trace, step) {
+        Err(e) => match cleartext_after(route, &e, trace) {
+            Some(plain) => {
+                step(RehearsalStep::Cleartext(&e));
+                rehearse_once(&plain, from, opts, trace, step)
+            }
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+fn rehearse_once(
+    route: &Route,
+    from: &str,
+    opts: SessionOptions,
+    trace: &mut dyn FnMut(&TraceLine),
+    step: &mut dyn FnMut(RehearsalStep<'_, '_>),
+) -> Result<Report, Error> {
+    let conn = Connection::open_with(route, opts, trace, |opts| {
+        Session::rehearsal(from.to_string(), opts)
+    })?;
+    step(RehearsalStep::Connected(&conn.link));
+    conn.rehearse(trace, step)
+}
+
 /// A connection with its session: the session-specific loop around the shared driver.
 struct Connection<'r> {
     link: Link<'r>,
@@ -572,8 +621,19 @@ impl<'r> Connection<'r> {
     fn open(
         route: &'r Route,
         envelope: Envelope,
+        opts: SessionOptions,
+        trace: &mut dyn FnMut(&TraceLine),
+    ) -> Result<Connection<'r>, Error> {
+        Self::open_with(route, opts, trace, |opts| Session::new(envelope, opts))
+    }
+
+    /// Connect as [`Self::open`] does, with the session `make` creates from the options
+    /// the route completes.
+    fn open_with(
+        route: &'r Route,
         mut opts: SessionOptions,
         trace: &mut dyn FnMut(&TraceLine),
+        make: impl FnOnce(SessionOptions) -> Session,
     ) -> Result<Connection<'r>, Error> {
         (opts.tls, opts.implicit_tls) = route.session_tls();
         opts.server_address
@@ -582,8 +642,61 @@ impl<'r> Connection<'r> {
         opts.tls_verified = link.tls_verified();
         Ok(Connection {
             link,
-            session: Session::new(envelope, opts),
+            session: make(opts),
         })
+    }
+
+    /// Run a rehearsal to its end, showing each step; QUIT goes out and the connection
+    /// is closed whatever the outcome.
+    fn rehearse(
+        mut self,
+        trace: &mut dyn FnMut(&TraceLine),
+        step: &mut dyn FnMut(RehearsalStep<'_, '_>),
+    ) -> Result<Report, Error> {
+        let outcome = self.run_rehearsal(trace, step);
+        self.link
+            .say_last(&mut self.session, Duration::from_secs(2));
+        Link::drain_trace(&mut self.session, trace);
+        self.link.close();
+        outcome
+    }
+
+    fn run_rehearsal(
+        &mut self,
+        trace: &mut dyn FnMut(&TraceLine),
+        step: &mut dyn FnMut(RehearsalStep<'_, '_>),
+    ) -> Result<Report, Error> {
+        let host = self.link.route.host.clone();
+        loop {
+            self.link.transmit(&mut self.session)?;
+            Link::drain_trace(&mut self.session, trace);
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    Event::StartTls => {
+                        self.link.start_tls(&mut self.session, trace)?;
+                        step(RehearsalStep::Tls(&self.link));
+                    }
+                    Event::Reply(command, reply) => step(RehearsalStep::Reply(&command, &reply)),
+                    Event::Done(report) => return Ok(report),
+                    Event::Failed(error) | Event::TransactionFailed(error) => {
+                        return Err(Error::Session { host, error });
+                    }
+                    Event::SendBody => {
+                        return Err(Error::Internal("a rehearsal asked for a message".into()));
+                    }
+                }
+            }
+            if self.session.poll_transmit().is_some() {
+                continue;
+            }
+            if !self.session.wants_input() {
+                return Err(Error::Internal(
+                    "session is neither waiting nor finished".into(),
+                ));
+            }
+            let deadline = self.link.deadline(self.session.wait());
+            self.link.receive(&mut self.session, deadline)?;
+        }
     }
 
     /// Run the session until the current transaction ends: `Done`, `TransactionFailed` or
@@ -631,6 +744,8 @@ impl<'r> Connection<'r> {
                     Link::drain_trace(&mut self.session, trace);
                     return Ok(event);
                 }
+                // Only a rehearsal reports each reply.
+                Some(Event::Reply(..)) => continue,
                 None => {}
             }
             if self.session.is_idle() || self.session.is_finished() {

@@ -260,6 +260,31 @@ pub fn deliver_domain(
     })
 }
 
+/// `--check` with `domain`: its exchangers in preference order, each rehearsed
+/// ([`delivery::rehearse`]) until one answers as a send would stop at, the next tried
+/// when one cannot be reached or does not greet. `step` is told which exchanger each
+/// step is with.
+pub fn rehearse_domain(
+    direct: &Direct,
+    domain: &str,
+    from: &str,
+    opts: &SessionOptions,
+    trace: &mut dyn FnMut(&TraceLine),
+    step: &mut dyn FnMut(&Route, delivery::RehearsalStep<'_, '_>),
+) -> Result<(), Error> {
+    each_exchanger(
+        direct,
+        domain,
+        trace,
+        &mut |route, trace| match delivery::rehearse(route, from, opts.clone(), trace, &mut |s| {
+            step(route, s)
+        }) {
+            Ok(_) => Tried::Done(()),
+            Err(e) => Tried::Failed(e),
+        },
+    )
+}
+
 /// One message of a batch for a domain's exchangers.
 pub struct DomainJob<'a> {
     pub envelope: Envelope,

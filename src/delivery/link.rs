@@ -95,6 +95,12 @@ impl<'r> Link<'r> {
         }
     }
 
+    /// Why the certificate of the TLS in use did not check out, when the handshake went on
+    /// without it (opportunistic TLS, or verification turned off).
+    pub fn tls_unverified_because(&self) -> Option<String> {
+        self.tls.as_ref().and_then(|t| t.unverified_because())
+    }
+
     /// Write the engine's next flight, if it has one. Returns whether it wrote.
     pub fn transmit<E: Engine>(&mut self, engine: &mut E) -> Result<bool, Error> {
         let Some(out) = engine.poll_transmit() else {

@@ -15,8 +15,8 @@ pub mod resolve;
 pub mod route;
 
 pub use connection::{
-    BLOCK, Body, CHUNK_MAX, Delivered, Job, JobOutcome, TakeAlong, deliver, deliver_batch,
-    deliver_message, deliver_message_along, encode_chunk,
+    BLOCK, Body, CHUNK_MAX, Delivered, Job, JobOutcome, RehearsalStep, TakeAlong, deliver,
+    deliver_batch, deliver_message, deliver_message_along, encode_chunk, rehearse,
 };
 pub use remote::{Relay, Remote};
 pub use route::{Client, Route, RouteSpec, Timeouts};

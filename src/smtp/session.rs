@@ -194,6 +194,9 @@ pub enum Event {
     /// With `keep_open`: this transaction failed but the connection is usable; start
     /// another transaction or quit.
     TransactionFailed(SessionError),
+    /// Only in a rehearsal ([`Session::rehearsal`]): a reply arrived to the command named
+    /// (the greeting is "connection greeting"), so each step can be shown as it happens.
+    Reply(String, Reply),
 }
 
 /// The outcome of a delivered message.
@@ -273,6 +276,8 @@ enum Awaiting {
     DataEnd,
     Bdat,
     Rset,
+    /// The RSET that ends a rehearsal after its MAIL.
+    RehearsalRset,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -317,6 +322,8 @@ pub struct Session {
     /// Transactions written behind the current one whose replies are still due, oldest
     /// first ([`Session::stage_transaction`]).
     staged: VecDeque<Staged>,
+    /// MAIL, then RSET instead of RCPT and DATA ([`Session::rehearsal`]).
+    rehearsal: bool,
 }
 
 /// A transaction pipelined behind the current one: its envelope (to name the recipients its
@@ -353,10 +360,34 @@ impl Session {
             quit_queued: false,
             mail_sent: false,
             staged: VecDeque::new(),
+            rehearsal: false,
         };
         session
             .pending
             .push_back((Awaiting::Greeting, "connection greeting".into()));
+        session
+    }
+
+    /// A session that goes as far as a send would before the first recipient and sends
+    /// nothing: greeting, EHLO, STARTTLS, AUTH with the real credentials, `MAIL FROM`
+    /// with `from`, then RSET (RFC 5321 §4.1.1.5: the transaction is abandoned) and QUIT.
+    /// Each reply is also an [`Event::Reply`]; the RSET's ends it as [`Event::Done`]
+    /// with no recipients. Every refusal fails it as it would fail a send, so the
+    /// caller's exit status is the one a send would have had.
+    pub fn rehearsal(from: String, opts: SessionOptions) -> Session {
+        let opts = SessionOptions {
+            keep_open: false,
+            chunk: None,
+            ..opts
+        };
+        let mut session = Session::new(
+            Envelope {
+                from,
+                recipients: Vec::new(),
+            },
+            opts,
+        );
+        session.rehearsal = true;
         session
     }
 
@@ -750,6 +781,10 @@ impl Session {
             )));
             return;
         };
+        if self.rehearsal {
+            self.events
+                .push_back(Event::Reply(command.clone(), reply.clone()));
+        }
         if self.doomed.is_some() {
             return self.handle_doomed_reply(awaiting, reply);
         }
@@ -768,6 +803,7 @@ impl Session {
             Awaiting::StartTls => self.on_starttls(command, reply),
             Awaiting::Auth { pipelined } => self.handle_auth_reply(pipelined, command, reply),
             Awaiting::Rset => self.on_rset(command, reply),
+            Awaiting::RehearsalRset => self.on_rehearsal_rset(command, reply),
             Awaiting::Mail => self.on_mail(command, reply),
             Awaiting::Rcpt(i) => self.on_rcpt(i, command, reply),
             Awaiting::Data => self.on_data(command, reply),
@@ -857,9 +893,23 @@ impl Session {
         }
     }
 
+    /// The RSET of a rehearsal: its reply ends it, as a message's would.
+    fn on_rehearsal_rset(&mut self, command: String, reply: Reply) {
+        if reply.is_positive() {
+            self.quit_after_message();
+            self.finish(reply);
+        } else if reply.is_transient() || reply.is_permanent() {
+            self.refused(command, reply);
+        } else {
+            self.unexpected(command, reply);
+        }
+    }
+
     fn on_mail(&mut self, command: String, reply: Reply) {
         if reply.is_positive() {
-            if !self.pipelined() {
+            if self.rehearsal {
+                self.send(Command::Rset, Awaiting::RehearsalRset);
+            } else if !self.pipelined() {
                 self.send_rcpt(0);
             }
         } else if reply.is_transient() || reply.is_permanent() {
@@ -1179,7 +1229,7 @@ impl Session {
         if self.phase == Phase::Finished {
             return;
         }
-        if self.envelope.recipients.is_empty() {
+        if self.envelope.recipients.is_empty() && !self.rehearsal {
             return self.fail(SessionError::Protocol("no recipients to send to".into()));
         }
         let envelope = self.envelope.clone();
@@ -1192,7 +1242,7 @@ impl Session {
     /// The MAIL parameters for `envelope` and the current message, or why this server
     /// cannot take it.
     fn mail_params(&self, envelope: &Envelope) -> Result<Vec<String>, SessionError> {
-        if envelope.recipients.is_empty() {
+        if envelope.recipients.is_empty() && !self.rehearsal {
             return Err(SessionError::Protocol("no recipients to send to".into()));
         }
         let mut params = Vec::new();
@@ -1250,7 +1300,7 @@ impl Session {
             },
             Awaiting::Mail,
         );
-        if self.pipelined() {
+        if self.pipelined() && !self.rehearsal {
             for (i, to) in envelope.recipients.iter().enumerate() {
                 self.send_rcpt_to(to.clone(), i);
             }

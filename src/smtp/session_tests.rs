@@ -1919,3 +1919,168 @@ impl From<Failure> for OutcomeKind {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Rehearsal (`--check`): as far as a send goes before its first recipient, then RSET.
+
+/// What the session wants to send, as text.
+fn take(s: &mut Session) -> String {
+    let out = s.poll_transmit().map(<[u8]>::to_vec).unwrap_or_default();
+    s.consume(out.len());
+    String::from_utf8(out).unwrap()
+}
+
+fn events(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+/// The `Reply` events as (command, code).
+fn replies(events: &[Event]) -> Vec<(String, u16)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reply(command, reply) => Some((command.clone(), reply.code)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rehearsal_sends_mail_then_rset_and_never_rcpt_or_data() {
+    let mut s = Session::rehearsal("alice@example.org".into(), plain_opts());
+    assert_eq!(take(&mut s), "", "nothing before the greeting");
+    s.handle_input(BANNER.as_bytes());
+    assert_eq!(take(&mut s), "EHLO client.example\r\n");
+    s.handle_input(b"250-server.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+    assert_eq!(
+        take(&mut s),
+        "MAIL FROM:<alice@example.org> BODY=8BITMIME\r\n",
+        "alone, though the server pipelines: no RCPT, no DATA"
+    );
+    s.handle_input(b"250 2.1.0 Ok\r\n");
+    assert_eq!(take(&mut s), "RSET\r\n");
+    s.handle_input(b"250 2.0.0 Ok\r\n");
+    assert_eq!(take(&mut s), "QUIT\r\n", "the 221 is not awaited");
+    assert!(s.is_finished() && !s.wants_input());
+    let evs = events(&mut s);
+    assert_eq!(
+        replies(&evs),
+        [
+            ("connection greeting".to_string(), 220),
+            ("EHLO client.example".into(), 250),
+            ("MAIL FROM:<alice@example.org> BODY=8BITMIME".into(), 250),
+            ("RSET".into(), 250),
+        ]
+    );
+    match evs.last() {
+        Some(Event::Done(report)) => {
+            assert!(report.accepted.is_empty() && report.rejected.is_empty());
+            assert_eq!(report.reply.code, 250);
+            assert!(!report.tls && !report.authenticated);
+        }
+        other => panic!("expected Done last, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_rehearsal_with_starttls_and_auth_plain_takes_six_waits() {
+    let opts = SessionOptions {
+        tls: TlsPolicy::Required,
+        credentials: creds(),
+        ..plain_opts()
+    };
+    let mut s = Session::rehearsal("alice@example.org".into(), opts);
+    // Greeting, EHLO, STARTTLS, EHLO, AUTH with MAIL behind it (RFC 4954 §4), RSET: a
+    // send's seven less DATA and the end of data, plus RSET.
+    let replies_in: [&[u8]; 6] = [
+        BANNER.as_bytes(),
+        b"250-server.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
+        b"220 2.0.0 go ahead\r\n",
+        b"250-server.example\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n",
+        b"235 2.7.0 ok\r\n250 2.1.0 Ok\r\n",
+        b"250 2.0.0 Ok\r\n",
+    ];
+    let mut wire = String::new();
+    let mut all = Vec::new();
+    for reply in replies_in {
+        assert!(s.wants_input());
+        s.handle_input(reply);
+        wire.push_str(&take(&mut s));
+        let evs = events(&mut s);
+        if evs.contains(&Event::StartTls) {
+            s.tls_established(true);
+            wire.push_str(&take(&mut s));
+        }
+        all.extend(evs);
+    }
+    assert!(s.is_finished());
+    assert_eq!(
+        wire,
+        "EHLO client.example\r\nSTARTTLS\r\nEHLO client.example\r\n\
+         AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nMAIL FROM:<alice@example.org>\r\nRSET\r\nQUIT\r\n"
+    );
+    assert!(replies(&all).contains(&("AUTH PLAIN <redacted>".into(), 235)));
+    match all.last() {
+        Some(Event::Done(report)) => assert!(report.tls && report.authenticated),
+        other => panic!("expected Done last, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_password_fails_a_rehearsal_as_it_fails_a_send() {
+    let opts = SessionOptions {
+        credentials: creds(),
+        allow_plaintext_auth: true,
+        pipelining: false,
+        ..plain_opts()
+    };
+    let mut s = Session::rehearsal("alice@example.org".into(), opts);
+    s.handle_input(BANNER.as_bytes());
+    take(&mut s);
+    s.handle_input(b"250-server.example\r\n250 AUTH PLAIN\r\n");
+    assert_eq!(take(&mut s), "AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n");
+    s.handle_input(b"535 5.7.8 Authentication credentials invalid\r\n");
+    assert_eq!(take(&mut s), "QUIT\r\n", "no MAIL, no RSET");
+    let evs = events(&mut s);
+    assert_eq!(
+        replies(&evs).last(),
+        Some(&("AUTH PLAIN <redacted>".to_string(), 535)),
+        "the refusal is shown as a step"
+    );
+    match evs.last() {
+        Some(Event::Failed(e)) => assert_eq!(e.kind(), Failure::Auth),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_sender_fails_a_rehearsal_with_the_mail_reply() {
+    let mut s = Session::rehearsal("alice@example.org".into(), plain_opts());
+    s.handle_input(BANNER.as_bytes());
+    take(&mut s);
+    s.handle_input(b"250 server.example\r\n");
+    assert_eq!(take(&mut s), "MAIL FROM:<alice@example.org>\r\n");
+    s.handle_input(b"553 5.7.1 Sender address rejected\r\n");
+    assert_eq!(take(&mut s), "QUIT\r\n", "no RSET after a refusal");
+    match events(&mut s).last() {
+        Some(Event::Failed(SessionError::Refused { command, reply, .. })) => {
+            assert_eq!(command, "MAIL FROM:<alice@example.org>");
+            assert_eq!(reply.code, 553);
+        }
+        other => panic!("expected the MAIL refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_rset_ends_a_rehearsal_with_its_reply() {
+    let mut s = Session::rehearsal("alice@example.org".into(), plain_opts());
+    s.handle_input(BANNER.as_bytes());
+    s.handle_input(b"250 server.example\r\n");
+    s.handle_input(b"250 2.1.0 Ok\r\n");
+    assert!(take(&mut s).ends_with("RSET\r\n"));
+    s.handle_input(b"421 4.3.2 shutting down\r\n");
+    match events(&mut s).last() {
+        Some(Event::Failed(e)) => assert_eq!(e.kind(), Failure::Transient),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}

@@ -9,6 +9,11 @@ use crate::error::Error;
 /// Resolve `host` with the system resolver (relay route) and connect to the first address
 /// that answers within `timeout` each.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<(TcpStream, SocketAddr), Error> {
+    connect_addrs(host, &resolve(host, port)?, timeout)
+}
+
+/// The addresses of `host` from the system resolver, in its order; never empty.
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
     let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => return Err(resolve_error(host, &e)),
@@ -19,7 +24,7 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<(TcpStream, S
             detail: "host name has no address".into(),
         });
     }
-    connect_addrs(host, &addrs, timeout)
+    Ok(addrs)
 }
 
 /// Connect to the first of `addrs` that answers.

@@ -5,7 +5,7 @@ pub mod stream;
 pub mod tls;
 pub mod wait;
 
-pub use connect::{connect, connect_addrs, describe_io};
+pub use connect::{connect, connect_addrs, describe_io, resolve};
 pub use stream::Stream;
 pub use tls::{ClientCert, Tls, TlsSettings};
 

@@ -4,8 +4,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -92,6 +92,7 @@ pub fn hex_colons(bytes: &[u8]) -> String {
 pub struct Tls {
     pub config: Arc<ClientConfig>,
     verified: Arc<AtomicBool>,
+    unverified: Arc<Mutex<Option<String>>>,
 }
 
 impl Tls {
@@ -106,7 +107,14 @@ impl Tls {
         Tls {
             config,
             verified: Arc::new(AtomicBool::new(false)),
+            unverified: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Why the last handshake's certificate did not check out, when the handshake went on
+    /// without it (opportunistic TLS, or verification turned off): for `--check`.
+    pub fn unverified_because(&self) -> Option<String> {
+        self.unverified.lock().ok().and_then(|why| why.clone())
     }
 }
 
@@ -134,6 +142,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         .build()
         .map_err(|e| Error::Internal(format!("TLS verifier: {e}")))?;
     let verified = Arc::new(AtomicBool::new(false));
+    let unverified = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         webpki,
         provider: provider.clone(),
@@ -141,6 +150,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         trusted_leaves,
         enforce: settings.verify,
         verified: verified.clone(),
+        unverified: unverified.clone(),
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -164,6 +174,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
     Ok(Tls {
         config: Arc::new(config),
         verified,
+        unverified,
     })
 }
 
@@ -298,6 +309,8 @@ struct Verifier {
     trusted_leaves: Vec<Vec<u8>>,
     enforce: bool,
     verified: Arc<AtomicBool>,
+    /// Why the certificate was not verified, when `enforce` is off.
+    unverified: Arc<Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -316,6 +329,9 @@ impl ServerCertVerifier for Verifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.verified.store(false, Ordering::SeqCst);
+        if let Ok(mut why) = self.unverified.lock() {
+            *why = None;
+        }
         if let Some(pin) = &self.pin {
             return if sha256(end_entity.as_ref()) == *pin {
                 self.verified.store(true, Ordering::SeqCst);
@@ -348,7 +364,12 @@ impl ServerCertVerifier for Verifier {
                 Ok(ServerCertVerified::assertion())
             }
             Err(e) if self.enforce => Err(e),
-            Err(_) => Ok(ServerCertVerified::assertion()),
+            Err(e) => {
+                if let Ok(mut why) = self.unverified.lock() {
+                    *why = Some(describe_tls_error(&e));
+                }
+                Ok(ServerCertVerified::assertion())
+            }
         }
     }
 
@@ -389,43 +410,44 @@ impl ServerCertVerifier for Verifier {
 
 /// A handshake failure in words: which certificate check failed, not rustls' debug form.
 pub fn describe_handshake_error(e: &std::io::Error) -> String {
-    let Some(tls) = e
+    match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    else {
-        return crate::transport::describe_io(e);
-    };
-    match tls {
-        rustls::Error::InvalidCertificate(c) => {
-            let what = match c {
-                CertificateError::UnknownIssuer | CertificateError::Other(_) => {
-                    "certificate is not signed by a trusted authority (use --tls-trust-file \
+    {
+        Some(tls) => format!("handshake failed: {}", describe_tls_error(tls)),
+        None => crate::transport::describe_io(e),
+    }
+}
+
+/// What rustls found wrong, in words: which certificate check failed.
+fn describe_tls_error(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer | CertificateError::Other(_) => {
+                "certificate is not signed by a trusted authority (use --tls-trust-file \
                      or --tls-fingerprint)"
-                        .to_string()
-                }
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "certificate has expired".to_string()
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "certificate is not valid yet".to_string()
-                }
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => {
-                    "certificate is not valid for this host name".to_string()
-                }
-                CertificateError::Revoked => "certificate is revoked".to_string(),
-                CertificateError::BadSignature => {
-                    "certificate signature does not verify against the trusted certificates \
+                    .to_string()
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate has expired".to_string()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate is not valid yet".to_string()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "certificate is not valid for this host name".to_string()
+            }
+            CertificateError::Revoked => "certificate is revoked".to_string(),
+            CertificateError::BadSignature => {
+                "certificate signature does not verify against the trusted certificates \
                      (was the server's certificate renewed?)"
-                        .to_string()
-                }
-                CertificateError::BadEncoding => "certificate is malformed".to_string(),
-                other => format!("certificate rejected: {other:?}"),
-            };
-            format!("handshake failed: {what}")
-        }
-        rustls::Error::General(msg) => format!("handshake failed: {msg}"),
-        other => format!("handshake failed: {other}"),
+                    .to_string()
+            }
+            CertificateError::BadEncoding => "certificate is malformed".to_string(),
+            other => format!("certificate rejected: {other:?}"),
+        },
+        rustls::Error::General(msg) => msg.clone(),
+        other => other.to_string(),
     }
 }
 
