@@ -72,6 +72,7 @@ complete -c smtpsend -l all -d 'With --flush/-q: every message, whatever its ret
 complete -c smtpsend -l queue-remove-all -d 'Remove every queued message (needs --yes)'
 complete -c smtpsend -l yes -d 'Confirm --queue-remove-all'
 complete -c smtpsend -l queue-runner -d 'Run as the spool\'s background queue runner until it is empty (what a sender starts after queueing; not for people)'
+complete -c smtpsend -l check -d 'Try before you send: connect as a send would (TLS, AUTH with the real credentials, MAIL FROM the sender), then RSET and QUIT; one line per step, nothing sent, and the exit status a send would have had. Without a relay: the route, and the DNS of the sender\'s domain and of each DOMAIN given'
 complete -c smtpsend -l serverinfo -d 'Show the server\'s greeting, EHLO capabilities before and after STARTTLS, TLS version and cipher, certificate and AUTH methods; with a DOMAIN argument instead of --host, of the domain\'s first reachable MX host'
 complete -c smtpsend -l noop -d 'Send NOOP and show the reply'
 complete -c smtpsend -l syslog -d 'Log each delivery attempt to syslog (facility mail)'

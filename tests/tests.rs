@@ -8,6 +8,7 @@ mod common;
 mod bad_input;
 mod bounce;
 mod bs;
+mod check;
 mod compose_cli;
 mod dane;
 mod diagnose;

@@ -33,6 +33,8 @@ pub enum Mode {
     VerifyAddresses,
     /// Ask a server about itself or an address (`--serverinfo`, `--verify`, ...).
     Diagnose,
+    /// Try the route a send would take, sending nothing (`--check`).
+    Check,
 }
 
 /// smtpsend: send one message from stdin through an SMTP relay.
@@ -360,6 +362,13 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub queue_runner: bool,
 
+    /// Try before you send: connect as a send would (TLS, AUTH with the real credentials,
+    /// MAIL FROM the sender), then RSET and QUIT; one line per step, nothing sent, and
+    /// the exit status a send would have had. Without a relay: the route, and the DNS of
+    /// the sender's domain and of each DOMAIN given.
+    #[arg(long, help_heading = "Diagnostics")]
+    pub check: bool,
+
     /// Show the server's greeting, EHLO capabilities before and after STARTTLS, TLS
     /// version and cipher, certificate and AUTH methods; with a DOMAIN argument instead of
     /// --host, of the domain's first reachable MX host.
@@ -511,6 +520,9 @@ impl Cli {
             "mailq" => return Ok(Mode::ListQueue),
             "newaliases" => return Ok(Mode::RebuildAliases),
             _ => {}
+        }
+        if self.check {
+            return Ok(Mode::Check);
         }
         if self.diagnosing() {
             return Ok(Mode::Diagnose);

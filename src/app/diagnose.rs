@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport};
 use crate::smtp::{Reply, TraceLine, Wait};
+use crate::system::terminal::printable;
 use crate::transport::{TlsMode, tls};
 
 pub use cert::{CertInfo, DerError};
@@ -272,19 +273,6 @@ fn write_reply(out: &mut dyn Write, reply: &Reply, indent: &str) -> io::Result<(
         writeln!(out, "{indent}{}{sep}{}", reply.code, printable(line))?;
     }
     Ok(())
-}
-
-/// Server text with control characters escaped: it goes to a terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 fn write_hello(out: &mut dyn Write, title: &str, hello: &Hello) -> io::Result<()> {

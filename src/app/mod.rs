@@ -1,7 +1,8 @@
 //! The entry layer: the command line, the settings resolved from it and the config once,
 //! and the modes it dispatches to (send, the queue commands, diagnostics, `-bs`,
-//! `oauth`, `config`). No mode imports another.
+//! `oauth`, `config`, `--check`). No mode imports another.
 
+pub mod check;
 pub mod cli;
 pub mod config_cmd;
 pub mod diagnose;
@@ -53,6 +54,7 @@ pub fn run(
         Mode::VerifyAddresses => verify_addresses(settings),
         Mode::SmtpOnStdio => smtp_stdio::run(settings, input, err),
         Mode::Diagnose => diagnose::run(settings, err),
+        Mode::Check => check::run(settings, err),
     }
 }
 

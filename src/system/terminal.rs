@@ -17,6 +17,19 @@ fn colour() -> bool {
     stderr_is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// Server text with control characters escaped: it goes to a terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// One line of the `-v` trace: `C: ...` for what was sent, `S: ...` for what came back.
 pub fn trace_line(line: &TraceLine) -> String {
     render(line, colour())
