@@ -23,7 +23,7 @@ _smtpsend() {
 
     case "${cmd}" in
         smtpsend)
-            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --verbose --dry-run --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --dane --mta-sts --dnssec-trust-anchor --mta-sts-port --mta-sts-trust-file --port --tls --tls-trust-file --tls-fingerprint --user --auth --oauth --tls-cert --tls-key --insecure-auth --config --account --ehlo --timeout --connect-timeout --deadline --queue --no-queue --queue-dir --flush --due --all --queue-remove --queue-remove-all --yes --queue-runner --check --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
+            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --read-envelope-from --verbose --dry-run --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --dane --mta-sts --dnssec-trust-anchor --mta-sts-port --mta-sts-trust-file --port --tls --tls-trust-file --tls-fingerprint --user --auth --oauth --tls-cert --tls-key --insecure-auth --config --account --ehlo --timeout --connect-timeout --deadline --queue --no-queue --queue-dir --flush --due --all --queue-remove --queue-remove-all --yes --queue-runner --check --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -55,6 +55,7 @@ complete -c smtpsend -l help-server -d 'Send HELP (with --help-server=TOPIC, HEL
 complete -c smtpsend -l logfile -d 'Append one key=value line per delivery attempt to FILE (created mode 0600)' -r -F
 complete -c smtpsend -s t -d 'Read recipients from the To, Cc and Bcc headers (and remove Bcc)'
 complete -c smtpsend -s i -d 'Do not treat a line with a single dot as the end of the message'
+complete -c smtpsend -l read-envelope-from -d 'Envelope sender from the message\'s From header, choosing the account whose `from` matches it (msmtp\'s --read-envelope-from, for mutt)'
 complete -c smtpsend -s v -l verbose -d 'Print the SMTP dialogue on stderr (passwords are never shown)'
 complete -c smtpsend -l dry-run -d 'Read the message and show what a send would do (envelope sender, each recipient with its route, the header section as sent), connecting to nothing'
 complete -c smtpsend -s U -d 'Sendmail flags without a value that smtpsend ignores (-U -G -n -m -e)'

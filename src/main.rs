@@ -53,15 +53,12 @@ fn main() -> ExitCode {
             let _ = writeln!(stderr, "smtpsend: note: unknown flag {flag} ignored");
         }
     }
-    let result = Settings::resolve(&cli, &argv0).and_then(|settings| {
-        let stdin = std::io::stdin();
-        let mut lock = stdin.lock();
-        let input = match stdin_file() {
-            Some(file) => Input::File(file),
-            None => Input::Stream(&mut lock),
-        };
-        smtpsend::app::run(&settings, input, &mut stderr)
-    });
+    let input = match stdin_file() {
+        Some(file) => Input::File(file),
+        None => Input::Stream(Box::new(std::io::stdin().lock())),
+    };
+    let result = Settings::resolve_with_input(&cli, &argv0, input)
+        .and_then(|(settings, input)| smtpsend::app::run(&settings, input, &mut stderr));
     let status = match result {
         Ok(status) => status,
         Err(e) => {

@@ -429,3 +429,113 @@ fn credentials_over_unchecked_tls_are_refused_before_connecting() {
         stderr(&out)
     );
 }
+
+/// Two accounts, each with its own relay (two servers on loopback), chosen by `from`.
+fn two_relays(work_port: u16, club_port: u16, pki: &Pki) -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let rc = dir.path().join("msmtprc");
+    let ca = pki.trust_file.display();
+    write_private(
+        &rc,
+        &format!(
+            "defaults\nhost 127.0.0.1\ntls on\ntls_trust_file {ca}\nauth on\n\n\
+             account work\nport {work_port}\nuser worker\npasswordeval echo work-pw\n\
+             from *@work.example\n\n\
+             account club\nport {club_port}\nuser member\npasswordeval echo club-pw\n\
+             from *@club.example\n\n\
+             account default : work\n"
+        ),
+    );
+    Setup { dir, rc, home }
+}
+
+/// msmtp's --read-envelope-from, as mutt users call it: the message's From is the envelope
+/// sender and chooses the account, so the message goes to that account's relay (and
+/// msmtp, when installed, does the same with the same file).
+#[test]
+fn read_envelope_from_sends_through_the_relay_of_the_account_whose_from_matches() {
+    let with_msmtp = have_msmtp();
+    let runs = if with_msmtp { 2 } else { 1 };
+    for (from, chosen) in [("kim@club.example", "club"), ("boss@work.example", "work")] {
+        let pki = Pki::ca_signed();
+        let work = TestServer::starttls(&pki)
+            .credentials("worker", "work-pw")
+            .connections(runs)
+            .start();
+        let club = TestServer::starttls(&pki)
+            .credentials("member", "club-pw")
+            .connections(runs)
+            .start();
+        let setup = two_relays(work.port(), club.port(), &pki);
+        let message = MESSAGE.replace(
+            "From: Alice <alice@example.org>",
+            &format!("From: Kim <{from}>"),
+        );
+        let mut cmd = smtpsend_cmd(&setup);
+        cmd.arg("--config")
+            .arg(&setup.rc)
+            .args(["--no-queue", "--read-envelope-from", RECIPIENT]);
+        let out = run(cmd, message.clone());
+        assert_eq!(code(&out), 0, "smtpsend: {}", stderr(&out));
+        if with_msmtp {
+            let mut cmd = assert_cmd::Command::new("msmtp");
+            cmd.arg("-C")
+                .arg(&setup.rc)
+                .args(["--read-envelope-from", RECIPIENT])
+                .env("HOME", &setup.home)
+                .timeout(CLIENT_LIMIT);
+            let out = run(cmd, message);
+            assert_eq!(code(&out), 0, "msmtp: {}", stderr(&out));
+        }
+        let (work, club) = (work.finish(), club.finish());
+        let (used, unused, user) = match chosen {
+            "club" => (club, work, "member"),
+            _ => (work, club, "worker"),
+        };
+        assert!(
+            unused.connections.is_empty(),
+            "the other relay was used for {from}"
+        );
+        assert_eq!(used.connections.len(), runs, "{from}");
+        for conn in &used.connections {
+            let seen = seen(conn);
+            assert_eq!(
+                seen.mail_from, from,
+                "the From header is the envelope sender"
+            );
+            assert_eq!(seen.auth.map(|a| a.1), Some(user.to_string()), "{from}");
+        }
+    }
+}
+
+#[test]
+fn read_envelope_from_without_a_from_header_exits_65_and_sends_nothing() {
+    let pki = Pki::ca_signed();
+    let work = TestServer::starttls(&pki).start();
+    let setup = two_relays(work.port(), work.port(), &pki);
+    let mut cmd = smtpsend_cmd(&setup);
+    cmd.arg("--config")
+        .arg(&setup.rc)
+        .args(["--no-queue", "--read-envelope-from", RECIPIENT]);
+    let out = run(cmd, "Subject: no sender\r\n\r\nbody\r\n");
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no From header"), "{}", stderr(&out));
+    assert!(work.finish().connections.is_empty());
+}
+
+#[test]
+fn read_envelope_from_and_f_together_are_a_usage_error() {
+    let pki = Pki::ca_signed();
+    let setup = two_relays(1, 1, &pki);
+    let mut cmd = smtpsend_cmd(&setup);
+    cmd.arg("--config").arg(&setup.rc).args([
+        "--read-envelope-from",
+        "-f",
+        "kim@club.example",
+        RECIPIENT,
+    ]);
+    let out = run(cmd, MESSAGE);
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+}

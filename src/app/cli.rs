@@ -79,6 +79,11 @@ pub struct Cli {
     )]
     pub from_r: Option<String>,
 
+    /// Envelope sender from the message's From header, choosing the account whose `from`
+    /// matches it (msmtp's --read-envelope-from, for mutt).
+    #[arg(long, conflicts_with_all = ["from", "from_r"])]
+    pub read_envelope_from: bool,
+
     /// Full name of the sender, used when a From header is added.
     #[arg(
         short = 'F',

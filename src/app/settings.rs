@@ -19,6 +19,7 @@ use crate::exit::ExitStatus;
 use crate::message::FromHeader;
 use crate::message::address::{self, AddressError, Origin};
 use crate::message::compose::ComposeOptions;
+use crate::message::input::Input;
 use crate::queue::Backoff;
 use crate::smtp::Dsn;
 use crate::smtp::probe::Query;
@@ -238,6 +239,39 @@ pub struct DiagnoseSettings {
 impl Settings {
     /// Resolve the command line against the config file and its account.
     pub fn resolve(cli: &Cli, argv0: &str) -> Result<Settings, Error> {
+        Settings::resolve_as(cli, argv0, cli.envelope_from())
+    }
+
+    /// [`Settings::resolve`], reading the message's `From` first with
+    /// `--read-envelope-from`: as msmtp does, it is then the envelope sender, and with no
+    /// `-a` it chooses the account as `-f` would. The input is handed back whole.
+    pub fn resolve_with_input<'a>(
+        cli: &Cli,
+        argv0: &str,
+        input: Input<'a>,
+    ) -> Result<(Settings, Input<'a>), Error> {
+        // Only a message being sent has a From to read.
+        if !cli.read_envelope_from || cli.mode(argv0) != Ok(Mode::Deliver) {
+            return Ok((Settings::resolve(cli, argv0)?, input));
+        }
+        if cli.composing() {
+            return Err(Error::Usage(
+                "--read-envelope-from reads the From of a message; compose options build one \
+                 (give --from or -f instead)"
+                    .into(),
+            ));
+        }
+        let (from, input) = input.from_address()?;
+        let from = from.ok_or_else(|| {
+            Error::Data(
+                "--read-envelope-from: the message has no From header with an address".into(),
+            )
+        })?;
+        Ok((Settings::resolve_as(cli, argv0, Some(&from))?, input))
+    }
+
+    /// Resolve with `sender` as the envelope sender given (`-f`, or the message's From).
+    fn resolve_as(cli: &Cli, argv0: &str, sender: Option<&str>) -> Result<Settings, Error> {
         let mode = cli.mode(argv0).map_err(Error::Usage)?;
         let (config, drop_only) = match config::load(cli.config.as_deref()) {
             Ok(config) => (config, None),
@@ -254,7 +288,7 @@ impl Settings {
         let account = match (&config, &cli.account) {
             // msmtp's rule, which mutt's `set envelope_from` relies on: with no -a, the
             // -f address chooses the first account whose `from` matches it.
-            (Some(config), name) => Some(config.account_for(name.as_deref(), cli.envelope_from())?),
+            (Some(config), name) => Some(config.account_for(name.as_deref(), sender)?),
             (None, Some(_)) if drop_only.is_some() => None,
             (None, Some(name)) => {
                 return Err(Error::Usage(format!(
@@ -286,11 +320,10 @@ impl Settings {
             config_file,
             // Chosen by -a, or by -f matching an account's `from`: not defaulted.
             account_chosen: cli.account.is_some()
-                || config.as_ref().is_some_and(|c| {
-                    cli.envelope_from()
-                        .is_some_and(|f| c.match_sender(f).is_some())
-                }),
-            message: message_settings(cli, acct)?,
+                || config
+                    .as_ref()
+                    .is_some_and(|c| sender.is_some_and(|f| c.match_sender(f).is_some())),
+            message: message_settings(cli, acct, sender)?,
             recipients: split_recipients(&cli.recipients),
             compose: cli.composing().then(|| ComposeRequest {
                 header_from: cli.header_from.clone(),
@@ -410,7 +443,11 @@ impl Settings {
     }
 }
 
-fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings, Error> {
+fn message_settings(
+    cli: &Cli,
+    acct: Option<&Account>,
+    sender: Option<&str>,
+) -> Result<MessageSettings, Error> {
     Ok(MessageSettings {
         read_recipients: cli.read_recipients,
         mail_errors: if cli.mail_errors() {
@@ -419,8 +456,7 @@ fn message_settings(cli: &Cli, acct: Option<&Account>) -> Result<MessageSettings
             MailErrors::Never
         },
         dot_ends_input: !cli.ignore_dots(),
-        from: cli
-            .envelope_from()
+        from: sender
             .or_else(|| acct.and_then(Account::envelope_from))
             .map(str::to_string),
         full_name: cli.full_name.clone(),

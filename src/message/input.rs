@@ -45,9 +45,33 @@ impl Reopen for Shared<'_> {
 /// Standard input, or what stands in for it.
 pub enum Input<'a> {
     /// A pipe or a terminal: read once.
-    Stream(&'a mut dyn Read),
+    Stream(Box<dyn Read + 'a>),
     /// A regular file, read from its current offset.
     File(File),
+}
+
+impl<'a> Input<'a> {
+    /// The address of the message's first `From` mailbox (`--read-envelope-from`), and the
+    /// input as it was: a file is read again from where it stood, a stream gets the bytes
+    /// read to find it put back in front of the rest.
+    pub fn from_address(self) -> Result<(Option<String>, Input<'a>), Error> {
+        match self {
+            Input::File(mut file) => {
+                let start = file
+                    .stream_position()
+                    .map_err(|e| Error::io("reading the message", e))?;
+                let (from, _) = crate::message::from_address(&mut file)?;
+                file.seek(SeekFrom::Start(start))
+                    .map_err(|e| Error::io("reading the message", e))?;
+                Ok((from, Input::File(file)))
+            }
+            Input::Stream(mut reader) => {
+                let (from, read) = crate::message::from_address(&mut reader)?;
+                let again = io::Cursor::new(read).chain(reader);
+                Ok((from, Input::Stream(Box::new(again))))
+            }
+        }
+    }
 }
 
 /// The message: `head` (the prepared header section and whatever was read past it), then
@@ -65,7 +89,7 @@ enum Rest<'a> {
     /// message can be had again; without it (the caller keeps the message itself), a
     /// second reading is refused once anything was read.
     Stream {
-        input: &'a mut dyn Read,
+        input: Box<dyn Read + 'a>,
         copy: Option<File>,
         read: u64,
         ended: bool,
@@ -111,8 +135,7 @@ impl<'a> Message<'a> {
         Message {
             head: bytes,
             rest: Rest::Stream {
-                // `io::Empty` has no size: leaking it allocates nothing.
-                input: Box::leak(Box::new(io::empty())),
+                input: Box::new(io::empty()),
                 copy: None,
                 read: 0,
                 ended: true,
@@ -377,11 +400,54 @@ mod tests {
         out
     }
 
+    const WITH_FROM: &[u8] =
+        b"Subject: hi\r\nFrom: Kim <Kim@Club.example>, other@example.org\r\n\r\nbody\r\n";
+
+    fn whole(input: Input<'_>) -> Vec<u8> {
+        let mut message = Message::new(Vec::new(), input, false).unwrap();
+        all(&mut message)
+    }
+
+    #[test]
+    fn the_from_address_is_read_and_a_stream_is_given_back_whole() {
+        let mut input: &[u8] = WITH_FROM;
+        let (from, input) = Input::Stream(Box::new(&mut input)).from_address().unwrap();
+        assert_eq!(
+            from.as_deref(),
+            Some("Kim@Club.example"),
+            "the first mailbox"
+        );
+        assert_eq!(whole(input), WITH_FROM);
+    }
+
+    #[test]
+    fn the_from_address_is_read_and_a_file_is_read_again_from_where_it_stood() {
+        let mut file = private_temp_file().unwrap();
+        file.write_all(b"not the message\n").unwrap();
+        file.write_all(WITH_FROM).unwrap();
+        file.seek(SeekFrom::Start(16)).unwrap();
+        let (from, input) = Input::File(file).from_address().unwrap();
+        assert_eq!(from.as_deref(), Some("Kim@Club.example"));
+        assert_eq!(whole(input), WITH_FROM);
+    }
+
+    #[test]
+    fn a_message_without_from_has_no_from_address() {
+        let mut input: &[u8] = b"Subject: hi\n\nFrom: not a header\n";
+        let (from, input) = Input::Stream(Box::new(&mut input)).from_address().unwrap();
+        assert_eq!(from, None);
+        assert_eq!(whole(input), b"Subject: hi\n\nFrom: not a header\n");
+    }
+
     #[test]
     fn a_kept_stream_reads_whole_again_after_a_partial_read() {
         let mut input: &[u8] = b"line one\nline two\nline three\n";
-        let mut message =
-            Message::new(b"Head: x\n\n".to_vec(), Input::Stream(&mut input), true).unwrap();
+        let mut message = Message::new(
+            b"Head: x\n\n".to_vec(),
+            Input::Stream(Box::new(&mut input)),
+            true,
+        )
+        .unwrap();
         {
             let (_, mut rest) = message.open().unwrap();
             let mut part = [0u8; 5];
@@ -402,7 +468,8 @@ mod tests {
     #[test]
     fn a_stream_not_kept_cannot_be_read_twice_once_started() {
         let mut input: &[u8] = b"body\n";
-        let mut message = Message::new(Vec::new(), Input::Stream(&mut input), false).unwrap();
+        let mut message =
+            Message::new(Vec::new(), Input::Stream(Box::new(&mut input)), false).unwrap();
         assert_eq!(all(&mut message), b"body\n");
         assert!(message.open().is_err());
     }
@@ -422,7 +489,8 @@ mod tests {
     #[test]
     fn read_ahead_moves_bytes_into_the_head_and_knows_the_end() {
         let mut input: &[u8] = b"0123456789";
-        let mut message = Message::new(b"H".to_vec(), Input::Stream(&mut input), true).unwrap();
+        let mut message =
+            Message::new(b"H".to_vec(), Input::Stream(Box::new(&mut input)), true).unwrap();
         assert!(!message.read_ahead(5).unwrap());
         assert_eq!(message.head(), b"H0123");
         assert!(message.read_ahead(64).unwrap());
@@ -434,8 +502,12 @@ mod tests {
     #[test]
     fn a_shared_stream_is_copied_once_and_read_by_each() {
         let mut input: &[u8] = b"rest of it";
-        let mut message =
-            Message::new(b"head ".to_vec(), Input::Stream(&mut input), false).unwrap();
+        let mut message = Message::new(
+            b"head ".to_vec(),
+            Input::Stream(Box::new(&mut input)),
+            false,
+        )
+        .unwrap();
         let shared = message.share().unwrap();
         for _ in 0..2 {
             let (head, mut rest) = shared.open();

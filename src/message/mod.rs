@@ -203,6 +203,34 @@ fn prepare_at<R: Read + ?Sized>(
     })
 }
 
+/// The address of the first mailbox of the message's `From` field, as msmtp's
+/// `--read-envelope-from` takes the envelope sender from it, and every byte read to find
+/// it (the header section, perhaps more), for the caller to put back in front of the
+/// rest. `None` when there is no `From` or it names no mailbox.
+///
+/// Errors: [`Error::Data`] for a header section [`prepare`] would refuse, or a `From`
+/// address that cannot be an envelope sender; [`Error::Io`] when reading fails.
+pub fn from_address<R: Read + ?Sized>(input: &mut R) -> Result<(Option<String>, Vec<u8>)> {
+    let section = scan::read_section(input)?;
+    let Some(field) = section
+        .fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case("from"))
+    else {
+        return Ok((None, section.buf));
+    };
+    let value = header_text(section.value(field));
+    let list = address::parse_address_list(&value);
+    let from = match list.mailboxes.first() {
+        Some(mailbox) => Some(
+            address::envelope_address(&mailbox.address)
+                .map_err(|e| Error::Data(format!("{}: {e}", field.name)))?,
+        ),
+        None => None,
+    };
+    Ok((from, section.buf))
+}
+
 /// The line end of the first line of `bytes`: LF when it ends with a bare LF, else CRLF.
 fn newline_style(bytes: &[u8]) -> &'static str {
     match memchr::memchr2(b'\r', b'\n', bytes) {

@@ -375,7 +375,7 @@ fn prepare<'a>(
     };
     let prepared = match &mut input {
         Input::File(file) => message::prepare(file, &opts)?,
-        Input::Stream(reader) => message::prepare(&mut **reader, &opts)?,
+        Input::Stream(reader) => message::prepare(reader, &opts)?,
     };
     Ok((prepared, input))
 }
@@ -410,7 +410,7 @@ fn compose(
     crate::message::compose::validate(&opts)?;
     let mut stdin: Box<dyn Read + '_> = match input {
         Input::File(file) => Box::new(file),
-        Input::Stream(reader) => Box::new(reader),
+        Input::Stream(reader) => reader,
     };
     let mut file = private_temp_file()?;
     crate::message::compose::compose(&opts, &mut stdin, &mut file)?;
