@@ -23,7 +23,7 @@ _smtpsend() {
 
     case "${cmd}" in
         smtpsend)
-            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -h -A -d -U -G -n -m -a --read-envelope-from --verbose --dry-run --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --dane --mta-sts --dnssec-trust-anchor --mta-sts-port --mta-sts-trust-file --port --tls --tls-trust-file --tls-fingerprint --user --auth --oauth --tls-cert --tls-key --insecure-auth --config --account --ehlo --timeout --connect-timeout --deadline --queue --no-queue --queue-dir --flush --due --all --queue-remove --queue-remove-all --yes --queue-runner --check --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
+            opts="-t -i -f -r -F -v -o -O -b -q -N -R -V -B -C -X -L -A -d -U -G -n -m -a -h --read-envelope-from --verbose --dry-run --subject --from --cc --bcc --body --html --attach --header --host --direct --dns-server --parallel --mx-port --dane --mta-sts --dnssec-trust-anchor --mta-sts-port --mta-sts-trust-file --port --tls --tls-trust-file --tls-fingerprint --user --auth --oauth --tls-cert --tls-key --insecure-auth --config --account --ehlo --timeout --connect-timeout --deadline --queue --no-queue --queue-dir --flush --due --all --queue-remove --queue-remove-all --yes --queue-runner --check --serverinfo --verify --expand --etrn --noop --help-server --logfile --syslog --no-pipelining --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -82,10 +82,6 @@ _smtpsend() {
                     return 0
                     ;;
                 -L)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -h)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -170,7 +166,7 @@ _smtpsend() {
                     return 0
                     ;;
                 --tls)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "required opportunistic implicit off" -- "${cur}"))
                     return 0
                     ;;
                 --tls-trust-file)
@@ -186,7 +182,7 @@ _smtpsend() {
                     return 0
                     ;;
                 --auth)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "scram-sha-256 scram-sha-1 plain login xoauth2 oauthbearer external cram-md5" -- "${cur}"))
                     return 0
                     ;;
                 --tls-cert)
@@ -202,11 +198,11 @@ _smtpsend() {
                     return 0
                     ;;
                 --account)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(smtpsend config accounts 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(smtpsend config accounts 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 --ehlo)

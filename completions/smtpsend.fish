@@ -9,10 +9,9 @@ complete -c smtpsend -s N -d 'DSN: when to notify (never, or success,failure,del
 complete -c smtpsend -s R -d 'DSN: return full message or headers only (full|hdrs)' -r
 complete -c smtpsend -s V -d 'DSN: envelope identifier' -r
 complete -c smtpsend -s B -d 'Body type: 7BIT or 8BITMIME' -r
-complete -c smtpsend -s C -d 'Sendmail flags taking a value that smtpsend ignores (-C -X -L -h -A -d)' -r
+complete -c smtpsend -s C -d 'Sendmail flags taking a value that smtpsend ignores (-C -X -L -A -d; -h is taken out before, see [`filter_unknown_flags`])' -r
 complete -c smtpsend -s X -r
 complete -c smtpsend -s L -r
-complete -c smtpsend -s h -r
 complete -c smtpsend -s A -r
 complete -c smtpsend -s d -r
 complete -c smtpsend -l subject -d 'Compose a MIME message: its Subject (UTF-8 is encoded per RFC 2047)' -r
@@ -33,15 +32,25 @@ complete -c smtpsend -l dnssec-trust-anchor -d 'DNSKEY records to validate DNSSE
 complete -c smtpsend -l mta-sts-port -d 'HTTPS port of MTA-STS policy hosts (default 443); a testing aid' -r
 complete -c smtpsend -l mta-sts-trust-file -d 'Certificates to trust for MTA-STS policy hosts besides the web PKI; a testing aid' -r -F
 complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
-complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r
+complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r -f -a "required\t'STARTTLS with a verified certificate (the relay default)'
+opportunistic\t'STARTTLS when offered, unverified allowed (the MX default)'
+implicit\t'TLS from the first byte, port 465 (RFC 8314)'
+off\t'cleartext'"
 complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
 complete -c smtpsend -l tls-fingerprint -d 'Trust the server only if its certificate has this SHA-256 fingerprint (hex)' -r
 complete -c smtpsend -l user -d 'User name for SMTP AUTH; the password comes from the config or $SMTPSEND_PASSWORD' -r
-complete -c smtpsend -l auth -d 'Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2, oauthbearer, external or cram-md5' -r
+complete -c smtpsend -l auth -d 'Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2, oauthbearer, external or cram-md5' -r -f -a "scram-sha-256\t''
+scram-sha-1\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''
+external\t''
+cram-md5\t''"
 complete -c smtpsend -l tls-cert -d 'PEM client certificate to present in TLS (AUTH EXTERNAL, or relaying by certificate)' -r -F
 complete -c smtpsend -l tls-key -d 'PEM private key of --tls-cert (default: the --tls-cert file); must be private' -r -F
 complete -c smtpsend -l config -d 'Config file, TOML or msmtprc (default: $SMTPSEND_CONFIG, ~/.config/smtpsend/config.toml, /etc/smtpsend.conf, then ~/.msmtprc, ~/.config/msmtp/config, /etc/msmtprc)' -r -F
-complete -c smtpsend -s a -l account -d 'Account from the config file' -r
+complete -c smtpsend -s a -l account -d 'Account from the config file' -r -f -a '(smtpsend config accounts 2>/dev/null)'
 complete -c smtpsend -l ehlo -d 'Name to send with EHLO (default: /etc/mailname or the host name)' -r
 complete -c smtpsend -l timeout -d 'Seconds to wait for each reply, instead of RFC 5321\'s per-command timeouts' -r
 complete -c smtpsend -l connect-timeout -d 'Seconds to wait for the TCP connection (default 30)' -r
@@ -73,10 +82,10 @@ complete -c smtpsend -l all -d 'With --flush/-q: every message, whatever its ret
 complete -c smtpsend -l queue-remove-all -d 'Remove every queued message (needs --yes)'
 complete -c smtpsend -l yes -d 'Confirm --queue-remove-all'
 complete -c smtpsend -l queue-runner -d 'Run as the spool\'s background queue runner until it is empty (what a sender starts after queueing; not for people)'
-complete -c smtpsend -l check -d 'Try before you send: connect as a send would (TLS, AUTH with the real credentials, MAIL FROM the sender), then RSET and QUIT; one line per step, nothing sent, and the exit status a send would have had. Without a relay: the route, and the DNS of the sender\'s domain and of each DOMAIN given'
+complete -c smtpsend -l check -d 'Try before you send: TLS, AUTH and MAIL FROM as a send would, then RSET; nothing sent'
 complete -c smtpsend -l serverinfo -d 'Show the server\'s greeting, EHLO capabilities before and after STARTTLS, TLS version and cipher, certificate and AUTH methods; with a DOMAIN argument instead of --host, of the domain\'s first reachable MX host'
 complete -c smtpsend -l noop -d 'Send NOOP and show the reply'
 complete -c smtpsend -l syslog -d 'Log each delivery attempt to syslog (facility mail)'
 complete -c smtpsend -l no-pipelining -d 'Do not use PIPELINING even when offered'
-complete -c smtpsend -l help -d 'Print help'
+complete -c smtpsend -s h -l help -d 'Print help (-h: a summary). Called as sendmail, -h is the hop count and is ignored'
 complete -c smtpsend -l version -d 'Print version'

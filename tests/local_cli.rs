@@ -276,3 +276,55 @@ fn dry_run_shows_the_envelope_routes_and_headers_and_connects_to_nothing() {
     assert!(!text.contains("Bcc:"), "Bcc is never sent:\n{text}");
     assert!(!dir.path().join("mail").exists(), "a mailbox was written");
 }
+
+/// Sendmail's `-h N` is the hop count (Postfix and Exim ignore it too): called as
+/// sendmail, `-h 17`, `-h17` and a stray bare `-h` at the end leave the message to go as
+/// if they were not there, never a clap error about an internal name. Called as smtpsend,
+/// a bare `-h` prints the short help.
+#[test]
+fn sendmails_hop_count_is_ignored_and_smtpsend_h_is_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let sendmail = dir.path().join("sendmail");
+    symlink(env!("CARGO_BIN_EXE_smtpsend"), &sendmail).unwrap();
+    for hops in [&["-h", "17"][..], &["-h17"], &[]] {
+        let server = TestServer::builder().start();
+        let mut cmd = assert_cmd::Command::new(&sendmail);
+        let (config, home) = (dir.path().join("c.toml"), dir.path());
+        std::fs::write(&config, "queue_on_tempfail = false\n").unwrap();
+        cmd.env("SMTPSEND_QUEUE_RUNNER", "off")
+            .env("HOME", home)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", &server.port().to_string()])
+            .args(["--tls", "off", "-f", SENDER])
+            .args(hops)
+            .arg(RECIPIENT)
+            // A bare -h last, as some callers write it.
+            .args(if hops.is_empty() { &["-h"][..] } else { &[] })
+            .timeout(CLIENT_LIMIT);
+        let out = run(cmd, MESSAGE);
+        let t = server.finish();
+        assert_exit(&out, 0, &t);
+        assert!(!stderr(&out).contains("IGNORED"), "{}", stderr(&out));
+        assert_eq!(t.only().message().rcpt_to, [RECIPIENT], "{hops:?}");
+    }
+
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"))
+        .arg("-h")
+        .timeout(CLIENT_LIMIT)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.starts_with("smtpsend: send one message"), "{help}");
+    for mention in [
+        "--check",
+        "smtpsend config accounts",
+        "smtpsend oauth login",
+    ] {
+        assert!(
+            help.contains(mention),
+            "-h does not mention {mention}: {help}"
+        );
+    }
+}

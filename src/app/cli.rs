@@ -7,6 +7,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Parser};
 
 use crate::smtp::Mechanism;
@@ -37,6 +38,23 @@ pub enum Mode {
     Check,
 }
 
+/// What `--help` says after the options: the commands `main` takes before clap (recipients
+/// are positional, so clap has no subcommands), the check to run first, and the exit
+/// statuses.
+const AFTER_HELP: &str = "\
+Commands (the first argument; called as sendmail, these words are recipients):
+  smtpsend config import [FILE]       print an msmtprc as smtpsend TOML
+  smtpsend config accounts            list the account names of the config
+  smtpsend oauth login [ACCOUNT]      sign in with the account's OAuth provider
+  smtpsend oauth status [ACCOUNT]     whether tokens are stored, and when they expire
+
+Try before you send: smtpsend --check [-a NAME] connects, authenticates and says MAIL FROM
+as a send would, then RSET; nothing is sent.
+
+Exit statuses follow sysexits.h: 0 sent, 64 usage, 65 bad data, 67 recipient refused, 68 \
+unknown host, 69 refused, 75 try again later, 76 protocol error, 77 authentication failed, \
+78 configuration error.";
+
 /// smtpsend: send one message from stdin through an SMTP relay.
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -44,9 +62,7 @@ pub enum Mode {
     version,
     disable_help_flag = true,
     disable_version_flag = true,
-    after_help = "Exit statuses follow sysexits.h: 0 sent, 64 usage, 65 bad data, 67 recipient \
-                  refused, 68 unknown host, 69 refused, 75 try again later, 76 protocol error, \
-                  77 authentication failed, 78 configuration error."
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Recipient addresses (comma-separated lists are split).
@@ -159,15 +175,14 @@ pub struct Cli {
     )]
     pub body_type: Option<String>,
 
-    /// Sendmail flags taking a value that smtpsend ignores (-C -X -L -h -A -d).
+    /// Sendmail flags taking a value that smtpsend ignores (-C -X -L -A -d; -h is taken
+    /// out before, see [`filter_unknown_flags`]).
     #[arg(short = 'C', allow_hyphen_values = true, hide = true)]
     pub ignored_c: Option<String>,
     #[arg(short = 'X', allow_hyphen_values = true, hide = true)]
     pub ignored_x: Option<String>,
     #[arg(short = 'L', allow_hyphen_values = true, hide = true)]
     pub ignored_l: Option<String>,
-    #[arg(short = 'h', allow_hyphen_values = true, hide = true)]
-    pub ignored_h: Option<String>,
     #[arg(short = 'A', allow_hyphen_values = true, hide = true)]
     pub ignored_a: Option<String>,
     #[arg(short = 'd', allow_hyphen_values = true, hide = true)]
@@ -262,7 +277,7 @@ pub struct Cli {
     pub port: Option<u16>,
 
     /// TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off.
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", value_parser = tls_modes(), ignore_case = true)]
     pub tls: Option<TlsMode>,
 
     /// PEM file with certificates to trust besides the system's web PKI roots.
@@ -279,7 +294,7 @@ pub struct Cli {
 
     /// Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2,
     /// oauthbearer, external or cram-md5.
-    #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
+    #[arg(long, value_name = "MECHANISM", value_parser = mechanisms(), ignore_case = true)]
     pub auth: Option<Mechanism>,
 
     /// $SMTPSEND_PASSWORD holds an OAuth 2.0 access token (XOAUTH2, OAUTHBEARER), not a
@@ -367,10 +382,12 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub queue_runner: bool,
 
-    /// Try before you send: connect as a send would (TLS, AUTH with the real credentials,
-    /// MAIL FROM the sender), then RSET and QUIT; one line per step, nothing sent, and
-    /// the exit status a send would have had. Without a relay: the route, and the DNS of
-    /// the sender's domain and of each DOMAIN given.
+    /// Try before you send: TLS, AUTH and MAIL FROM as a send would, then RSET; nothing sent.
+    ///
+    /// Connects as a send would (TLS, AUTH with the real credentials, MAIL FROM the
+    /// sender), then RSET and QUIT; one line per step, nothing sent, and the exit status a
+    /// send would have had. Without a relay: the route, the DNS of the sender's domain,
+    /// and each DOMAIN given tried at its exchangers.
     #[arg(long, help_heading = "Diagnostics")]
     pub check: bool,
 
@@ -412,8 +429,8 @@ pub struct Cli {
     #[arg(long)]
     pub no_pipelining: bool,
 
-    /// Print help.
-    #[arg(long, action = ArgAction::Help)]
+    /// Print help (-h: a summary). Called as sendmail, -h is the hop count and is ignored.
+    #[arg(short = 'h', long, action = ArgAction::Help)]
     pub help: Option<bool>,
 
     /// Print version.
@@ -421,9 +438,43 @@ pub struct Cli {
     pub version: Option<bool>,
 }
 
-fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
-    Mechanism::from_name(s)
-        .ok_or_else(|| format!("unknown AUTH mechanism {s:?} ({})", Mechanism::names()))
+/// The TLS modes, named for `--help` and the shell completions; msmtp's and Postfix's
+/// words for them are accepted too, unlisted.
+fn tls_modes() -> impl TypedValueParser<Value = TlsMode> {
+    PossibleValuesParser::new([
+        PossibleValue::new("required")
+            .help("STARTTLS with a verified certificate (the relay default)")
+            .aliases(["starttls", "on", "yes"]),
+        PossibleValue::new("opportunistic")
+            .help("STARTTLS when offered, unverified allowed (the MX default)")
+            .alias("may"),
+        PossibleValue::new("implicit")
+            .help("TLS from the first byte, port 465 (RFC 8314)")
+            .aliases(["smtps", "tls"]),
+        PossibleValue::new("off")
+            .help("cleartext")
+            .aliases(["no", "none"]),
+    ])
+    .try_map(|s| s.parse::<TlsMode>())
+}
+
+/// The AUTH mechanisms `--auth` can force, as the completions offer them.
+const MECHANISMS: [&str; 8] = [
+    "scram-sha-256",
+    "scram-sha-1",
+    "plain",
+    "login",
+    "xoauth2",
+    "oauthbearer",
+    "external",
+    "cram-md5",
+];
+
+fn mechanisms() -> impl TypedValueParser<Value = Mechanism> {
+    PossibleValuesParser::new(MECHANISMS).try_map(|s| {
+        Mechanism::from_name(&s)
+            .ok_or_else(|| format!("unknown AUTH mechanism {s:?} ({})", Mechanism::names()))
+    })
 }
 
 /// Single-letter flags the parser knows, and whether each takes a value.
@@ -435,6 +486,8 @@ const KNOWN_SHORT: &[(char, bool)] = &[
     ('G', false),
     ('n', false),
     ('m', false),
+    // Help; sendmail's hop count never gets here (see `hop_count`).
+    ('h', false),
     ('f', true),
     ('r', true),
     ('F', true),
@@ -449,11 +502,28 @@ const KNOWN_SHORT: &[(char, bool)] = &[
     ('C', true),
     ('X', true),
     ('L', true),
-    ('h', true),
     ('A', true),
     ('d', true),
     ('a', true),
 ];
+
+/// The names that make smtpsend sendmail (as `config_cmd` and `oauth` know them too).
+const SENDMAIL_NAMES: [&str; 3] = ["sendmail", "mailq", "newaliases"];
+
+/// Sendmail's `-h N` (`-hN`): the hop count, a limit on how often a message may be
+/// relayed, which Postfix and Exim ignore as well. It is dropped with its number. A bare
+/// `-h` is dropped too when called as sendmail (a caller's stray flag), and is help when
+/// called as smtpsend. Returns what to drop: this argument alone, with the next, or none.
+fn hop_count(text: &str, next: Option<&OsString>, as_sendmail: bool) -> Option<usize> {
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match text.strip_prefix("-h")? {
+        "" if next.and_then(|n| n.to_str()).is_some_and(number) => Some(2),
+        "" if as_sendmail => Some(1),
+        "" => None,
+        n if number(n) => Some(1),
+        _ => None,
+    }
+}
 
 /// Drop single-letter flags no sendmail caller depends on and smtpsend does not know, so
 /// that an old script's flag never turns into a failed delivery. Returns the kept
@@ -461,12 +531,17 @@ const KNOWN_SHORT: &[(char, bool)] = &[
 pub fn filter_unknown_flags(args: Vec<OsString>) -> (Vec<OsString>, Vec<String>) {
     let mut kept = Vec::with_capacity(args.len());
     let mut dropped = Vec::new();
-    let mut iter = args.into_iter();
+    let mut iter = args.into_iter().peekable();
+    let as_sendmail = iter
+        .peek()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| SENDMAIL_NAMES.contains(&n));
     if let Some(argv0) = iter.next() {
         kept.push(argv0);
     }
     let mut takes_value_next = false;
-    for arg in iter.by_ref() {
+    while let Some(arg) = iter.next() {
         if takes_value_next {
             takes_value_next = false;
             kept.push(arg);
@@ -479,6 +554,18 @@ pub fn filter_unknown_flags(args: Vec<OsString>) -> (Vec<OsString>, Vec<String>)
         if text == "--" {
             kept.push(arg);
             break;
+        }
+        match hop_count(text, iter.peek(), as_sendmail) {
+            Some(2) => {
+                let count = iter.next().unwrap_or_default();
+                dropped.push(format!("{text} {}", count.to_string_lossy()));
+                continue;
+            }
+            Some(_) => {
+                dropped.push(text.to_string());
+                continue;
+            }
+            None => {}
         }
         if text.starts_with("--") || !text.starts_with('-') || text.len() < 2 {
             // A long option taking a separate value is handled by clap itself.
@@ -696,6 +783,40 @@ mod tests {
     }
 
     #[test]
+    fn sendmails_hop_count_is_ignored_with_its_number() {
+        let (cli, dropped) = parse(&["sendmail", "-h", "17", "-i", "root"]);
+        assert_eq!(dropped, ["-h 17"]);
+        assert_eq!(cli.recipients, ["root"]);
+        assert!(cli.ignore_dots());
+        let (cli, dropped) = parse(&["/usr/sbin/sendmail", "-h17", "root"]);
+        assert_eq!(dropped, ["-h17"]);
+        assert_eq!(cli.recipients, ["root"]);
+        // Called as smtpsend too: a number after -h is a hop count, not a recipient.
+        let (cli, dropped) = parse(&["smtpsend", "-h", "3", "a@b.example"]);
+        assert_eq!(dropped, ["-h 3"]);
+        assert_eq!(cli.recipients, ["a@b.example"]);
+    }
+
+    #[test]
+    fn a_bare_h_is_ignored_as_sendmail_and_is_help_as_smtpsend() {
+        for args in [
+            &["sendmail", "root", "-h"][..],
+            &["sendmail", "-h", "root"],
+            &["mailq", "-h"],
+        ] {
+            let (cli, dropped) = parse(args);
+            assert_eq!(dropped, ["-h"], "{args:?}");
+            assert!(cli.recipients.iter().all(|r| r == "root"), "{args:?}");
+        }
+        let args: Vec<OsString> = ["smtpsend", "-h"].iter().map(OsString::from).collect();
+        let (kept, dropped) = filter_unknown_flags(args);
+        assert!(dropped.is_empty());
+        let e = Cli::try_parse_from(kept).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(e.to_string().contains("Usage:"), "{e}");
+    }
+
+    #[test]
     fn value_of_a_flag_is_never_taken_for_a_flag() {
         let (cli, dropped) = parse(&["sendmail", "-F", "-weird-name-", "root"]);
         assert!(dropped.is_empty());
@@ -747,7 +868,40 @@ mod tests {
             cli.tls_key.as_deref(),
             Some(std::path::Path::new("/etc/ssl/private/me.key"))
         );
-        let e = parse_mechanism("gssapi").unwrap_err();
-        assert!(e.contains("cram-md5") && e.contains("external"), "{e}");
+        let e = Cli::try_parse_from(["smtpsend", "--auth", "gssapi"]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("cram-md5") && text.contains("external"),
+            "{text}"
+        );
+        // Every mechanism can be forced, and each name parses to its mechanism.
+        assert_eq!(MECHANISMS.len(), Mechanism::ALL.len());
+        for name in MECHANISMS {
+            let (cli, _) = parse(&["smtpsend", "--auth", name]);
+            assert_eq!(
+                cli.auth.map(|m| m.name().to_ascii_lowercase()),
+                Some(name.into())
+            );
+        }
+    }
+
+    #[test]
+    fn tls_modes_take_the_msmtp_and_postfix_words_in_any_case() {
+        for (word, mode) in [
+            ("required", TlsMode::Required),
+            ("STARTTLS", TlsMode::Required),
+            ("on", TlsMode::Required),
+            ("may", TlsMode::Opportunistic),
+            ("Opportunistic", TlsMode::Opportunistic),
+            ("smtps", TlsMode::Implicit),
+            ("implicit", TlsMode::Implicit),
+            ("none", TlsMode::Off),
+            ("off", TlsMode::Off),
+        ] {
+            let (cli, _) = parse(&["smtpsend", "--tls", word]);
+            assert_eq!(cli.tls, Some(mode), "{word}");
+        }
+        let e = Cli::try_parse_from(["smtpsend", "--tls", "maybe"]).unwrap_err();
+        assert!(e.to_string().contains("opportunistic"), "{e}");
     }
 }

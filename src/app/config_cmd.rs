@@ -1,5 +1,7 @@
 //! `smtpsend config import [FILE]`: an msmtprc as the equivalent smtpsend TOML, on
-//! standard output, for a user moving over for good.
+//! standard output, for a user moving over for good. `smtpsend config accounts`: the
+//! names of the accounts of the config smtpsend reads (TOML or msmtprc), one a line, which
+//! the shell completions offer for `-a`.
 //!
 //! Recipients are positional, so clap cannot have subcommands; `main` hands over when the
 //! first argument is `config` and the program was not called as `sendmail`, where
@@ -13,10 +15,12 @@ use crate::config::{self, ConfigKind};
 use crate::system::private::open_failure;
 use crate::{Error, ExitStatus};
 
-const USAGE: &str = "usage: smtpsend config import [FILE]\n\n\
-import  print an msmtprc as smtpsend TOML (FILE defaults to the msmtprc msmtp would read:\n        \
-~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config, /etc/msmtprc); save it as\n        \
-~/.config/smtpsend/config.toml";
+const USAGE: &str = "usage: smtpsend config import [FILE]\n       \
+smtpsend config accounts [--config FILE]\n\n\
+import    print an msmtprc as smtpsend TOML (FILE defaults to the msmtprc msmtp would read:\n          \
+~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config, /etc/msmtprc); save it as\n          \
+~/.config/smtpsend/config.toml\n\
+accounts  list the account names of the config smtpsend reads (or FILE), one a line";
 
 /// True for `smtpsend config ...`, but not for `sendmail config` (a recipient).
 pub fn is_invocation(args: &[OsString]) -> bool {
@@ -32,6 +36,8 @@ pub fn is_invocation(args: &[OsString]) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 enum Request {
     Import(Option<PathBuf>),
+    /// The account names of this config file, or of the one smtpsend would read.
+    Accounts(Option<PathBuf>),
     Help,
 }
 
@@ -55,6 +61,9 @@ fn parse(args: &[OsString]) -> Result<Request, Error> {
             Err(usage(format!("unknown option {option}")))
         }
         ["import", ..] => Err(usage("import takes one FILE".into())),
+        ["accounts"] => Ok(Request::Accounts(None)),
+        ["accounts", "--config", file] => Ok(Request::Accounts(Some(PathBuf::from(file)))),
+        ["accounts", ..] => Err(usage("accounts takes only --config FILE".into())),
         [other, ..] => Err(usage(format!("unknown command {other:?}"))),
     }
 }
@@ -71,6 +80,7 @@ pub fn run(
             let _ = writeln!(out, "{USAGE}");
             return Ok(ExitStatus::Ok);
         }
+        Request::Accounts(file) => return accounts(file.as_deref(), out),
         Request::Import(Some(file)) => file,
         Request::Import(None) => config::msmtprc_path().ok_or_else(|| {
             Error::Config(format!(
@@ -107,6 +117,17 @@ pub fn run(
     Ok(ExitStatus::Ok)
 }
 
+/// One account name a line, in the order of the file; nothing without a config.
+fn accounts(file: Option<&Path>, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let Some(config) = config::load(file)? else {
+        return Ok(ExitStatus::Ok);
+    };
+    for name in config.account_names() {
+        writeln!(out, "{name}").map_err(|e| Error::io("writing the account names", e))?;
+    }
+    Ok(ExitStatus::Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,11 +152,16 @@ mod tests {
             Request::Import(Some("/tmp/rc".into()))
         );
         assert_eq!(parse(&args(&["--help"])).unwrap(), Request::Help);
+        assert_eq!(
+            parse(&args(&["accounts", "--config", "/tmp/c"])).unwrap(),
+            Request::Accounts(Some("/tmp/c".into()))
+        );
         for bad in [
             &["import", "a", "b"][..],
             &["export"],
             &[],
             &["import", "-x"],
+            &["accounts", "extra"],
         ] {
             let err = parse(&args(bad)).unwrap_err();
             assert_eq!(err.exit_status(), ExitStatus::Usage, "{bad:?}");
@@ -156,6 +182,30 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("not an msmtprc"), "{e}");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn accounts_are_listed_in_file_order_for_toml_and_msmtprc() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("c.toml");
+        std::fs::write(
+            &toml,
+            "[accounts.work]\nhost = \"a.example\"\n[accounts.home]\nhost = \"b.example\"\n",
+        )
+        .unwrap();
+        let rc = dir.path().join("msmtprc");
+        std::fs::write(
+            &rc,
+            "account club\nhost c.example\naccount work\nhost d.example\naccount default : work\n",
+        )
+        .unwrap();
+        for (file, want) in [(&toml, "work\nhome\n"), (&rc, "club\nwork\ndefault\n")] {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let words = ["accounts", "--config", file.to_str().unwrap()];
+            let status = run(&args(&words), &mut out, &mut err).unwrap();
+            assert_eq!(status, ExitStatus::Ok);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{}", file.display());
+        }
     }
 
     #[test]
