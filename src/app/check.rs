@@ -270,7 +270,11 @@ fn write_tls(out: &mut dyn Write, link: &Link<'_>) -> io::Result<()> {
         .peer_certificate()
         .map(|der| format!(", SHA-256 {}", tls::hex_colons(&tls::sha256(&der))))
         .unwrap_or_default();
-    writeln!(out, "TLS: {desc}, {verified}{fingerprint}")
+    // Direct delivery's policy for this exchanger (MTA-STS, DANE), as a send logs it.
+    let policy = link
+        .policy()
+        .map_or(String::new(), |p| format!(", policy {}", printable(&p)));
+    writeln!(out, "TLS: {desc}, {verified}{fingerprint}{policy}")
 }
 
 /// One reply as a step: the greeting, the EHLO capabilities, AUTH's outcome (its
