@@ -34,3 +34,4 @@ mod resolve;
 mod runner;
 mod sasl;
 mod server_selftest;
+mod tls_mistakes;

@@ -120,7 +120,7 @@ impl<'r> Link<'r> {
         let deadline = self.deadline(wait);
         self.stream
             .start_tls(tls.config.clone(), self.route.tls_name()?, deadline)
-            .map_err(|e| tls::tls_failure(host, tls::describe_handshake_error(&e)))?;
+            .map_err(|e| tls::tls_failure(host, tls.describe_failure(&e, host)))?;
         // What TLS queued after the handshake (the client's Finished when the server
         // speaks first, as with implicit TLS).
         if self.route.tls == TlsMode::Implicit {

@@ -1,6 +1,8 @@
 //! Connections: TCP with deadlines, TLS with rustls (STARTTLS upgrade and implicit TLS).
 
+pub mod cert;
 pub mod connect;
+pub mod refusal;
 pub mod stream;
 pub mod tls;
 pub mod wait;

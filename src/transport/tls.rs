@@ -4,8 +4,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -16,6 +16,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+use super::refusal::{self, Syntax};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
@@ -46,6 +47,9 @@ pub struct TlsSettings {
     /// A client certificate for AUTH EXTERNAL (RFC 4422 Appendix A) or a server that
     /// relays by certificate.
     pub client_cert: Option<ClientCert>,
+    /// How a refusal writes the line that would pin the certificate; `None` where nothing
+    /// can be pinned (direct delivery).
+    pub advice: Option<Syntax>,
 }
 
 /// A client certificate chain and its private key, PEM files (RFC 8446 §4.4.2).
@@ -92,12 +96,36 @@ pub fn hex_colons(bytes: &[u8]) -> String {
 pub struct Tls {
     pub config: Arc<ClientConfig>,
     verified: Arc<AtomicBool>,
+    /// The end-entity certificate of the last handshake, kept by the verifier so that a
+    /// refusal can say what was wrong with it (rustls drops it with the connection).
+    presented: Arc<Mutex<Option<Vec<u8>>>>,
+    pinned: bool,
+    advice: Option<Syntax>,
 }
 
 impl Tls {
     /// Whether the last handshake's certificate was verified (chain and name, or pin).
     pub fn verified(&self) -> bool {
         self.verified.load(Ordering::SeqCst)
+    }
+
+    /// A failed handshake with `host` in words: for a refused certificate, what is wrong
+    /// with it, its fingerprint and the line that would trust it ([`refusal`]).
+    pub fn describe_failure(&self, e: &std::io::Error, host: &str) -> String {
+        let refused = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .and_then(|tls| match tls {
+                rustls::Error::InvalidCertificate(c) => Some(c),
+                _ => None,
+            });
+        let presented = self.presented.lock().ok().and_then(|p| p.clone());
+        match (refused, presented) {
+            (Some(error), Some(der)) => {
+                refusal::describe(error, &der, host, self.pinned, self.advice)
+            }
+            _ => describe_handshake_error(e),
+        }
     }
 }
 
@@ -125,6 +153,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         .build()
         .map_err(|e| Error::Internal(format!("TLS verifier: {e}")))?;
     let verified = Arc::new(AtomicBool::new(false));
+    let presented = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         webpki,
         provider: provider.clone(),
@@ -132,6 +161,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         trusted_leaves,
         enforce: settings.verify,
         verified: verified.clone(),
+        presented: presented.clone(),
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -155,6 +185,9 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
     Ok(Tls {
         config: Arc::new(config),
         verified,
+        presented,
+        pinned: settings.fingerprint.is_some(),
+        advice: settings.advice,
     })
 }
 
@@ -289,6 +322,7 @@ struct Verifier {
     trusted_leaves: Vec<Vec<u8>>,
     enforce: bool,
     verified: Arc<AtomicBool>,
+    presented: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -307,15 +341,18 @@ impl ServerCertVerifier for Verifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.verified.store(false, Ordering::SeqCst);
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = Some(end_entity.as_ref().to_vec());
+        }
         if let Some(pin) = &self.pin {
             return if sha256(end_entity.as_ref()) == *pin {
                 self.verified.store(true, Ordering::SeqCst);
                 Ok(ServerCertVerified::assertion())
             } else {
-                Err(rustls::Error::General(format!(
-                    "certificate fingerprint {} does not match the pinned one",
-                    hex_colons(&sha256(end_entity.as_ref()))
-                )))
+                // Described with the certificate by `refusal`.
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
             };
         }
         match self
