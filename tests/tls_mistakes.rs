@@ -1,9 +1,17 @@
-//! Issue 15 (4): every TLS mistake explains itself. A refused certificate says what is
+//! Issue 15 (4): every TLS mistake explains itself. The wrong kind of port (STARTTLS on a
+//! port that speaks TLS from the first byte, implicit TLS on one that greets in plain text)
+//! is named at once with the setting that fixes it; a refused certificate says what is
 //! wrong with it, its SHA-256 fingerprint, and the line that would trust it, written for
 //! where the relay came from (the command line, smtpsend's TOML, an msmtprc). Each message
 //! is asserted whole: it is what a person reads in a cron mail.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -15,6 +23,13 @@ fn colon_fingerprint(pki: &Pki) -> String {
         .map(|i| &hex[i..i + 2])
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// Run `cmd` with the message, returning the output and how long it took.
+fn timed(cmd: assert_cmd::Command) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = run(cmd, MESSAGE);
+    (out, started.elapsed())
 }
 
 /// The binary with `config` (written as given) as its only configuration, a private home,
@@ -34,6 +49,183 @@ fn smtpsend_with_config(dir: &Path, config: &str) -> assert_cmd::Command {
         .arg(&file)
         .args(["--no-queue", "-f", SENDER, RECIPIENT]);
     cmd
+}
+
+// ---------------------------------------------------------------------------------------
+// The wrong kind of port.
+
+#[test]
+fn implicit_tls_to_a_port_that_greets_in_plain_text_is_named_at_once_exits_75() {
+    let server = TestServer::builder().start();
+    let port = server.port();
+    let mut cmd = smtpsend(port);
+    cmd.args(["--tls", "implicit", "-f", SENDER, RECIPIENT]);
+    let (out, took) = timed(cmd);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "smtpsend: 127.0.0.1: TLS: port {port} answered in plain text (\"220 localhost \
+             ESMTP test\"): it expects STARTTLS, not TLS from the first byte; use --tls \
+             starttls\n"
+        )
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // The ClientHello went out (it had to, to learn anything); no SMTP did.
+    assert!(t.never_saw("EHLO") && t.never_saw("MAIL"));
+}
+
+#[test]
+fn the_fix_for_the_wrong_kind_of_port_is_written_in_the_configs_own_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    for (config, fix) in [
+        (
+            "host = \"127.0.0.1\"\nport = {port}\ntls = \"implicit\"\n",
+            "use tls = \"starttls\"",
+        ),
+        (
+            "account default\nhost 127.0.0.1\nport {port}\ntls on\ntls_starttls off\n",
+            "use tls_starttls on",
+        ),
+    ] {
+        let server = TestServer::builder().start();
+        let port = server.port();
+        let cmd = smtpsend_with_config(dir.path(), &config.replace("{port}", &port.to_string()));
+        let out = run(cmd, MESSAGE);
+        let t = server.finish();
+        assert_exit(&out, 75, &t);
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!(
+                "smtpsend: 127.0.0.1: TLS: port {port} answered in plain text"
+            )),
+            "{err}"
+        );
+        assert!(err.ends_with(&format!("; {fix}\n")), "{err}");
+    }
+}
+
+/// A server speaking TLS from the first byte that serves each connection in a thread of
+/// its own (as every real one does): it greets once a handshake is done. Counts the
+/// connections that sent it anything and those that finished a handshake.
+struct ImplicitTlsServer {
+    port: u16,
+    spoke: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl ImplicitTlsServer {
+    fn start(pki: &Pki) -> ImplicitTlsServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let config = pki.server_config();
+        let spoke = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (s, c) = (spoke.clone(), connections.clone());
+        thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(sock) = sock else { return };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (config, s) = (config.clone(), s.clone());
+                thread::spawn(move || serve_tls(sock, config, &s));
+            }
+        });
+        ImplicitTlsServer {
+            port,
+            spoke,
+            connections,
+        }
+    }
+}
+
+fn serve_tls(sock: TcpStream, config: Arc<rustls::ServerConfig>, spoke: &AtomicUsize) {
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(15)));
+    let mut first = [0u8; 1];
+    if sock.peek(&mut first).unwrap_or(0) == 0 {
+        return;
+    }
+    spoke.fetch_add(1, Ordering::SeqCst);
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    if tls.write_all(b"220 localhost ESMTP tls\r\n").is_ok() {
+        let mut buf = [0u8; 512];
+        let _ = tls.read(&mut buf);
+    }
+}
+
+#[test]
+fn starttls_to_a_port_that_speaks_tls_first_is_named_within_seconds_exits_75() {
+    let pki = Pki::self_signed();
+    for mode in ["required", "opportunistic", "off"] {
+        let server = ImplicitTlsServer::start(&pki);
+        let port = server.port;
+        let mut cmd = smtpsend(port);
+        cmd.args(["--tls", mode])
+            .arg("--tls-trust-file")
+            .arg(&pki.trust_file)
+            .args(["-f", SENDER, RECIPIENT]);
+        let (out, took) = timed(cmd);
+        assert_eq!(code(&out), 75, "{mode}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "smtpsend: 127.0.0.1: port {port} expects TLS from the first byte: use --tls \
+                 implicit\n"
+            ),
+            "{mode}"
+        );
+        // Two seconds of silence, then the look on a second connection; not the five
+        // minutes of the greeting timeout.
+        assert!(took < Duration::from_secs(5), "{mode}: took {took:?}");
+        // The session's connection sent nothing; only the look sent a ClientHello. No
+        // cleartext retry in opportunistic mode.
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2, "{mode}");
+        assert_eq!(server.spoke.load(Ordering::SeqCst), 1, "{mode}");
+    }
+}
+
+#[test]
+fn a_tls_record_in_place_of_the_greeting_is_named_at_once() {
+    // A TLS alert (fatal, protocol_version) where the greeting belongs.
+    let server = TestServer::builder()
+        .rule(Rule::banner().raw(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]))
+        .start();
+    let port = server.port();
+    let mut cmd = smtpsend(port);
+    cmd.args(["--tls", "required", "-f", SENDER, RECIPIENT]);
+    let (out, took) = timed(cmd);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "smtpsend: 127.0.0.1: port {port} expects TLS from the first byte: use --tls \
+             implicit\n"
+        )
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn a_slow_plain_text_greeting_is_waited_for_not_taken_for_tls() {
+    // Silent past the two seconds after which we look; the look (a second connection,
+    // which this one-at-a-time server never answers) must not spoil the real one.
+    let server = TestServer::builder()
+        .rule(Rule::banner().stall(Duration::from_secs(3)))
+        .start();
+    let mut cmd = smtpsend_plain(server.port());
+    cmd.arg(RECIPIENT);
+    let (out, took) = timed(cmd);
+    let t = server.finish();
+    assert_exit(&out, 0, &t);
+    assert!(took >= Duration::from_secs(3), "took {took:?}");
+    // The greeting ended the look at once.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(t.connections.len(), 1);
+    assert!(t.only().message().accepted);
 }
 
 // ---------------------------------------------------------------------------------------

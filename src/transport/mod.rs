@@ -2,6 +2,7 @@
 
 pub mod cert;
 pub mod connect;
+pub mod mismatch;
 pub mod refusal;
 pub mod stream;
 pub mod tls;

@@ -10,8 +10,8 @@ use rustls::CertificateError;
 use super::cert;
 use super::tls::{hex_colons, sha256};
 
-/// How the line that pins a certificate is written: in the syntax of where the relay's
-/// settings came from, so it can be pasted there.
+/// How advice is written: in the syntax of where the relay's settings came from, so the
+/// line can be pasted there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Syntax {
     /// smtpsend's TOML config.
@@ -23,6 +23,18 @@ pub enum Syntax {
 }
 
 impl Syntax {
+    /// The line that asks for implicit TLS (`implicit`) or STARTTLS.
+    pub fn tls_line(self, implicit: bool) -> String {
+        match (self, implicit) {
+            (Syntax::Toml, true) => "tls = \"implicit\"".into(),
+            (Syntax::Toml, false) => "tls = \"starttls\"".into(),
+            (Syntax::Msmtprc, true) => "tls_starttls off".into(),
+            (Syntax::Msmtprc, false) => "tls_starttls on".into(),
+            (Syntax::Flag, true) => "--tls implicit".into(),
+            (Syntax::Flag, false) => "--tls starttls".into(),
+        }
+    }
+
     /// The line that pins the certificate with this fingerprint (colon hex).
     pub fn pin_line(self, fingerprint: &str) -> String {
         match self {
