@@ -358,3 +358,54 @@ fn the_line_a_refusal_gives_trusts_the_certificate_when_added_to_the_config() {
         assert!(t.connections[1].message().tls);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The system's CA store (what update-ca-certificates maintains), pointed at a private
+// bundle with OpenSSL's SSL_CERT_FILE: nothing of the machine's is read or written.
+
+#[test]
+fn an_internal_ca_in_the_system_store_is_trusted_as_well_as_the_built_in_roots() {
+    let pki = Pki::ca_signed();
+    // Some other certificate in the store, named otherwise than the test CA.
+    let other = Pki::self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = |name: &str, ca: &Pki| {
+        let path = dir.path().join(name);
+        let mut text = std::fs::read_to_string(&other.trust_file).unwrap();
+        if !std::ptr::eq(ca, &other) {
+            text.push_str(&std::fs::read_to_string(&ca.trust_file).unwrap());
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let with_ca = bundle("with-ca.crt", &pki);
+    let without = bundle("without.crt", &other);
+    // Installed in the system store: trusted with no trust file, and with the store
+    // alone (`tls_trust_file = "system"`, msmtp's default).
+    for narrowed in [false, true] {
+        let server = TestServer::starttls(&pki).start();
+        let mut cmd = smtpsend(server.port());
+        cmd.env("SSL_CERT_FILE", &with_ca)
+            .args(["--tls", "required", "-f", SENDER, RECIPIENT]);
+        if narrowed {
+            cmd.args(["--tls-trust-file", "system"]);
+        }
+        let out = run(cmd, MESSAGE);
+        let t = server.finish();
+        assert_exit(&out, 0, &t);
+        assert!(t.only().message().tls);
+    }
+    // Not installed: refused, as before.
+    let server = TestServer::starttls(&pki).start();
+    let mut cmd = smtpsend(server.port());
+    cmd.env("SSL_CERT_FILE", &without)
+        .args(["--tls", "required", "-f", SENDER, RECIPIENT]);
+    let out = run(cmd, MESSAGE);
+    let t = server.finish();
+    assert_exit(&out, 75, &t);
+    assert!(
+        stderr(&out).contains("certificate issuer CN=smtpsend test CA is not trusted"),
+        "{}",
+        stderr(&out)
+    );
+}

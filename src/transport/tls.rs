@@ -1,6 +1,7 @@
-//! TLS client configuration: webpki roots plus an optional trust file, or the system's CA
-//! store alone ([`SYSTEM_TRUST`]); hostname checks, SHA-256 fingerprint pinning, or
-//! (opportunistic mode) encryption without verification.
+//! TLS client configuration: the built-in web PKI roots (webpki-roots), the system's CA
+//! store and an optional trust file; or the system's CA store alone ([`SYSTEM_TRUST`]);
+//! hostname checks, SHA-256 fingerprint pinning, or (opportunistic mode) encryption
+//! without verification.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,10 @@ use crate::exit::ExitStatus;
 /// its default): the roots are then the system bundle's, and nothing else.
 pub const SYSTEM_TRUST: &str = "system";
 
+/// OpenSSL's variable naming the CA bundle to use instead of the system's (honoured by
+/// curl, Python, rustls-native-certs and most TLS clients alike).
+const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+
 /// Where distributions keep the system CA bundle (Debian's and Ubuntu's first), as
 /// update-ca-certificates and its kin write it.
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -38,7 +43,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
     /// PEM file with extra certificates to trust (a private CA or a self-signed server),
-    /// or [`SYSTEM_TRUST`] for the system's CA store instead of the built-in roots.
+    /// or [`SYSTEM_TRUST`] for the system's CA store alone, without the built-in roots.
     pub trust_file: Option<PathBuf>,
     /// SHA-256 of the server's end-entity certificate; when set, it alone decides trust.
     pub fingerprint: Option<Vec<u8>>,
@@ -136,19 +141,9 @@ fn config_error(msg: String) -> Error {
 /// Build the client config. Roots are parsed here, so only a route that uses TLS pays.
 pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    let mut trusted_leaves = Vec::new();
-    match &settings.trust_file {
-        Some(path) if path.as_path() == Path::new(SYSTEM_TRUST) => {
-            add_system_roots(&mut roots, SYSTEM_BUNDLES)?;
-        }
-        trust_file => {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if let Some(path) = trust_file {
-                add_trust_file(&mut roots, &mut trusted_leaves, path)?;
-            }
-        }
-    }
+    let bundles = system_bundles();
+    let bundles: Vec<&str> = bundles.iter().map(String::as_str).collect();
+    let (roots, trusted_leaves) = trust(settings.trust_file.as_deref(), &bundles)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::Internal(format!("TLS verifier: {e}")))?;
@@ -191,6 +186,33 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
     })
 }
 
+/// The roots to verify against, and the trust file's certificates (trusted as they are,
+/// too): the built-in roots, the first of the system `bundles` there is, and the trust
+/// file; or, for [`SYSTEM_TRUST`], the system bundle alone.
+fn trust(
+    trust_file: Option<&Path>,
+    bundles: &[&str],
+) -> Result<(RootCertStore, Vec<Vec<u8>>), Error> {
+    let mut roots = RootCertStore::empty();
+    let mut trusted_leaves = Vec::new();
+    match trust_file {
+        Some(path) if path == Path::new(SYSTEM_TRUST) => {
+            add_system_roots(&mut roots, bundles)?;
+        }
+        trust_file => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            // As well as the built-in roots, the CAs the administrator installed (an
+            // internal CA signing the relay works as it does with msmtp). A machine
+            // without a bundle, or with one we cannot read, still has the built-in roots.
+            let _ = add_system_roots(&mut roots, bundles);
+            if let Some(path) = trust_file {
+                add_trust_file(&mut roots, &mut trusted_leaves, path)?;
+            }
+        }
+    }
+    Ok((roots, trusted_leaves))
+}
+
 /// The certificates of a trust file, each a root and a certificate trusted as it is.
 fn add_trust_file(
     roots: &mut RootCertStore,
@@ -220,6 +242,15 @@ fn add_trust_file(
         )));
     }
     Ok(())
+}
+
+/// Where to look for the system CA bundle: `$SSL_CERT_FILE` alone when it is set, else
+/// the distributions' places.
+fn system_bundles() -> Vec<String> {
+    match std::env::var(SSL_CERT_FILE) {
+        Ok(file) if !file.is_empty() => vec![file],
+        _ => SYSTEM_BUNDLES.iter().map(|b| b.to_string()).collect(),
+    }
 }
 
 /// The roots of the first system bundle in `bundles` that exists. A bundle holds
@@ -509,13 +540,48 @@ mod tests {
     }
 
     #[test]
+    fn the_system_store_is_trusted_besides_the_built_in_roots_unless_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.self_signed(&key).unwrap().pem()
+        };
+        let bundle = dir.path().join("bundle.crt");
+        std::fs::write(&bundle, format!("{}{}", ca("one"), ca("two"))).unwrap();
+        let extra = dir.path().join("extra.pem");
+        std::fs::write(&extra, ca("extra")).unwrap();
+        let missing = dir.path().join("missing.crt");
+        let bundles = [bundle.to_str().unwrap()];
+        let built_in = webpki_roots::TLS_SERVER_ROOTS.len();
+
+        let (roots, leaves) = trust(None, &bundles).unwrap();
+        assert_eq!(roots.len(), built_in + 2);
+        assert!(leaves.is_empty());
+        let (roots, leaves) = trust(Some(&extra), &bundles).unwrap();
+        assert_eq!(roots.len(), built_in + 3);
+        assert_eq!(leaves.len(), 1);
+        // Narrowed to the system store: its two, nothing built in.
+        let (roots, _) = trust(Some(Path::new(SYSTEM_TRUST)), &bundles).unwrap();
+        assert_eq!(roots.len(), 2);
+        // No system store: the built-in roots still, unless the system store was asked for.
+        let (roots, _) = trust(None, &[missing.to_str().unwrap()]).unwrap();
+        assert_eq!(roots.len(), built_in);
+        assert!(trust(Some(Path::new(SYSTEM_TRUST)), &[missing.to_str().unwrap()]).is_err());
+    }
+
+    #[test]
     fn the_system_store_builds_a_client_config_when_the_machine_has_one() {
         let settings = TlsSettings {
             trust_file: Some(PathBuf::from(SYSTEM_TRUST)),
             verify: true,
             ..TlsSettings::default()
         };
-        let present = SYSTEM_BUNDLES.iter().any(|b| Path::new(b).exists());
+        let present = system_bundles().iter().any(|b| Path::new(b).exists());
         assert_eq!(client_config(&settings).is_ok(), present);
     }
 
