@@ -29,7 +29,7 @@ complete -c smtpsend -l parallel -d 'Domains delivered at once on the direct rou
 complete -c smtpsend -l mx-port -d 'Port of the MX hosts (default 25); a testing aid' -r
 complete -c smtpsend -l port -d 'SMTP port (default: 587, 465 with --tls implicit, 25 with --tls off)' -r
 complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunistic, implicit (port 465) or off' -r
-complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
+complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the built-in web PKI roots and the system CA store; "system": the system CA store alone' -r -F
 complete -c smtpsend -l tls-fingerprint -d 'Trust the server only if its certificate has this SHA-256 fingerprint (hex)' -r
 complete -c smtpsend -l user -d 'User name for SMTP AUTH; the password comes from the config or $SMTPSEND_PASSWORD' -r
 complete -c smtpsend -l auth -d 'Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2, oauthbearer, external or cram-md5' -r
