@@ -217,10 +217,16 @@ fn a_slow_plain_text_greeting_is_waited_for_not_taken_for_tls() {
         .rule(Rule::banner().stall(Duration::from_secs(3)))
         .start();
     let mut cmd = smtpsend_plain(server.port());
-    cmd.arg(RECIPIENT);
+    cmd.args(["-v", RECIPIENT]);
     let (out, took) = timed(cmd);
     let t = server.finish();
     assert_exit(&out, 0, &t);
+    let err = stderr(&out);
+    assert!(
+        err.contains("no greeting after 2 s: is this a TLS port?")
+            && err.contains("no TLS answer there; waiting for the greeting"),
+        "{err}"
+    );
     assert!(took >= Duration::from_secs(3), "took {took:?}");
     // The greeting ended the look at once.
     assert!(took < Duration::from_secs(5), "took {took:?}");

@@ -54,7 +54,7 @@ impl<'r> Link<'r> {
         if route.tls == TlsMode::Implicit {
             link.handshake(Wait::Greeting, trace)?;
         } else if route.addrs.is_none() {
-            link.watch_greeting()?;
+            link.watch_greeting(trace)?;
         }
         Ok(link)
     }
@@ -76,13 +76,28 @@ impl<'r> Link<'r> {
     ///
     /// The error is the network error the silence would have ended in (75, and
     /// opportunistic TLS does not try again in cleartext), only sooner and in words.
-    fn watch_greeting(&self) -> Result<(), Error> {
+    fn watch_greeting(&self, trace: &mut dyn FnMut(&TraceLine)) -> Result<(), Error> {
         let greeting = self.deadline(Wait::Greeting);
         let patience = greeting.min(Instant::now() + GREETING_PATIENCE);
         let tls_first = match self.stream.peek(patience) {
             Ok(head) => mismatch::is_tls_record(&head),
             Err(e) if e.kind() == io::ErrorKind::TimedOut && patience < greeting => {
-                self.answers_tls(greeting.min(Instant::now() + PROBE_LIMIT))
+                trace(&TraceLine {
+                    client: true,
+                    text: format!(
+                        "no greeting after {} s: is this a TLS port? asking with a ClientHello \
+                         on a second connection",
+                        GREETING_PATIENCE.as_secs()
+                    ),
+                });
+                let answered = self.answers_tls(greeting.min(Instant::now() + PROBE_LIMIT));
+                if !answered {
+                    trace(&TraceLine {
+                        client: true,
+                        text: "no TLS answer there; waiting for the greeting".into(),
+                    });
+                }
+                answered
             }
             // The session's own read reports it.
             Err(_) => false,
