@@ -52,8 +52,8 @@ pub struct TlsSettings {
     /// A client certificate for AUTH EXTERNAL (RFC 4422 Appendix A) or a server that
     /// relays by certificate.
     pub client_cert: Option<ClientCert>,
-    /// How a refusal writes the line that would pin the certificate; `None` where nothing
-    /// can be pinned (direct delivery).
+    /// The syntax advice is written in (the line that pins a refused certificate, the TLS
+    /// mode a port needs); `None` where nothing can be pinned (direct delivery).
     pub advice: Option<Syntax>,
 }
 
