@@ -36,7 +36,7 @@ complete -c smtpsend -l tls -d 'TLS: required (STARTTLS, verified), opportunisti
 opportunistic\t'STARTTLS when offered, unverified allowed (the MX default)'
 implicit\t'TLS from the first byte, port 465 (RFC 8314)'
 off\t'cleartext'"
-complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the system\'s web PKI roots' -r -F
+complete -c smtpsend -l tls-trust-file -d 'PEM file with certificates to trust besides the built-in web PKI roots and the system CA store; "system": the system CA store alone' -r -F
 complete -c smtpsend -l tls-fingerprint -d 'Trust the server only if its certificate has this SHA-256 fingerprint (hex)' -r
 complete -c smtpsend -l user -d 'User name for SMTP AUTH; the password comes from the config or $SMTPSEND_PASSWORD' -r
 complete -c smtpsend -l auth -d 'Force an AUTH mechanism: scram-sha-256, scram-sha-1, plain, login, xoauth2, oauthbearer, external or cram-md5' -r -f -a "scram-sha-256\t''

@@ -548,13 +548,21 @@ fn certificate_refused(pki: &Pki, trust: Option<&Pki>, reason: &str) {
 #[test]
 fn expired_self_signed_certificate_in_the_trust_file_is_refused_exits_75() {
     let pki = Pki::self_signed_expired();
-    certificate_refused(&pki, Some(&pki), "certificate has expired");
+    certificate_refused(
+        &pki,
+        Some(&pki),
+        "certificate expired on 2021-01-01T00:00:00Z",
+    );
 }
 
 #[test]
 fn expired_leaf_under_a_trusted_ca_is_refused_exits_75() {
     let pki = Pki::ca_signed_expired();
-    certificate_refused(&pki, Some(&pki), "certificate has expired");
+    certificate_refused(
+        &pki,
+        Some(&pki),
+        "certificate expired on 2021-01-01T00:00:00Z",
+    );
 }
 
 #[test]
@@ -562,19 +570,19 @@ fn trusted_self_signed_certificate_for_another_name_is_refused_exits_75() {
     // The very certificate is in the trust file, but it names other.example only and the
     // client dialled 127.0.0.1.
     let pki = Pki::self_signed_for(&["other.example"]);
-    certificate_refused(&pki, Some(&pki), "not valid for this host name");
+    certificate_refused(&pki, Some(&pki), "not 127.0.0.1;");
 }
 
 #[test]
 fn ca_signed_certificate_for_another_name_is_refused_exits_75() {
     let pki = Pki::ca_signed_for(&["other.example", "localhost"]);
-    certificate_refused(&pki, Some(&pki), "not valid for this host name");
+    certificate_refused(&pki, Some(&pki), "not 127.0.0.1;");
 }
 
 #[test]
 fn self_signed_certificate_without_a_trust_file_is_refused_exits_75() {
     let pki = Pki::self_signed();
-    certificate_refused(&pki, None, "not signed by a trusted authority");
+    certificate_refused(&pki, None, "certificate issuer is not trusted");
 }
 
 #[test]
@@ -582,7 +590,7 @@ fn renewed_self_signed_certificate_not_in_the_trust_file_is_refused_exits_75() {
     // The trust file pins last year's certificate: same names, same subject, another key.
     let pki = Pki::self_signed();
     let old = Pki::self_signed();
-    certificate_refused(&pki, Some(&old), "handshake failed");
+    certificate_refused(&pki, Some(&old), "certificate");
 }
 
 #[test]
@@ -616,7 +624,7 @@ fn expired_leaf_on_implicit_tls_is_refused_before_the_greeting_exits_75() {
     assert!(t.connections.iter().all(|c| c.commands.is_empty()));
     assert_no_credentials(&t);
     assert!(
-        stderr(&out).contains("certificate has expired"),
+        stderr(&out).contains("certificate expired on 2021-01-01T00:00:00Z"),
         "{}",
         stderr(&out)
     );

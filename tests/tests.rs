@@ -36,3 +36,4 @@ mod resolve;
 mod runner;
 mod sasl;
 mod server_selftest;
+mod tls_mistakes;

@@ -280,7 +280,8 @@ pub struct Cli {
     #[arg(long, value_name = "MODE", value_parser = tls_modes(), ignore_case = true)]
     pub tls: Option<TlsMode>,
 
-    /// PEM file with certificates to trust besides the system's web PKI roots.
+    /// PEM file with certificates to trust besides the built-in web PKI roots and the
+    /// system CA store; "system": the system CA store alone.
     #[arg(long, value_name = "FILE")]
     pub tls_trust_file: Option<PathBuf>,
 

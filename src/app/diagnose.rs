@@ -6,8 +6,6 @@
 //! whether it could), or a domain's first reachable MX host with direct delivery's rules
 //! (opportunistic unless `--tls required`). No AUTH is attempted and no mail is sent.
 
-mod cert;
-
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -24,7 +22,7 @@ use crate::smtp::{Reply, TraceLine, Wait};
 use crate::system::terminal::printable;
 use crate::transport::{TlsMode, tls};
 
-pub use cert::{CertInfo, DerError};
+pub use crate::transport::cert::{CertInfo, DerError};
 
 /// What TLS looked like, for the report.
 #[derive(Clone, Debug, Default)]
@@ -345,7 +343,7 @@ fn write_certificate(
     now: SystemTime,
 ) -> io::Result<()> {
     writeln!(out, "certificate:")?;
-    match cert::parse(der) {
+    match crate::transport::cert::parse(der) {
         Ok(info) => {
             let now = crate::delivery::log::rfc3339(now);
             writeln!(out, "  subject: {}", info.subject)?;

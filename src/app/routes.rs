@@ -9,6 +9,7 @@ use crate::delivery::remote::Remote;
 use crate::delivery::route::{Client, RelaySpec, Route, RouteSpec};
 use crate::error::Error;
 use crate::smtp::{Credentials, Mechanism, Secret, SecretKind};
+use crate::transport::refusal::Syntax;
 use crate::transport::{ClientCert, TlsMode, TlsSettings, tls};
 
 /// Environment variable holding the SMTP password (never a command-line argument).
@@ -110,6 +111,7 @@ fn open_relay(
                 // credentials unless `insecure_auth`.
                 verify: spec.from_command_line || account.is_none_or(|a| a.tls_verify),
                 client_cert,
+                advice: Some(advice(spec, account)),
             },
             timeouts: client.timeouts.clone(),
         },
@@ -118,6 +120,18 @@ fn open_relay(
         allow_plaintext_auth: spec.insecure_auth,
         ehlo: spec.ehlo.clone().unwrap_or_else(|| client.ehlo.clone()),
     })
+}
+
+/// How a refused certificate's pin is written: as a flag for a relay named on the command
+/// line, else in the syntax of the account's file.
+fn advice(spec: &RelaySpec, account: Option<&Account>) -> Syntax {
+    match account {
+        Some(a) if !spec.from_command_line => match a.config_kind {
+            config::ConfigKind::Toml => Syntax::Toml,
+            config::ConfigKind::Msmtprc => Syntax::Msmtprc,
+        },
+        _ => Syntax::Flag,
+    }
 }
 
 /// Who authenticates, and with what. An account with an OAuth token source sends its

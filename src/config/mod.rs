@@ -39,6 +39,8 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     pub name: String,
+    /// The syntax of the file the account is in, so advice can be given in it.
+    pub config_kind: ConfigKind,
     /// The relay; `None` means no relay was configured.
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -778,6 +780,7 @@ impl RawAccount {
             .transpose()?;
         Ok(Account {
             name: name.to_string(),
+            config_kind: ConfigKind::Toml,
             host: self.host.map(|t| t.0),
             port: self.port.map(|p| p.0),
             tls: self.tls.map(|t| t.0),
@@ -1192,6 +1195,7 @@ insecure_auth = true
             work,
             Account {
                 name: "work".into(),
+                config_kind: ConfigKind::Toml,
                 host: Some("smtp.example.org".into()),
                 port: Some(587),
                 tls: Some(TlsMode::Required),

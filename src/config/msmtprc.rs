@@ -1165,8 +1165,11 @@ fn build(
     let raw: RawAccount = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| format!("line {}: {}", parsed.line, e.message()))?;
-    raw.build(&parsed.name, origin, home)
-        .map_err(|e| format!("line {}: {e}", parsed.line))
+    let mut account = raw
+        .build(&parsed.name, origin, home)
+        .map_err(|e| format!("line {}: {e}", parsed.line))?;
+    account.config_kind = ConfigKind::Msmtprc;
+    Ok(account)
 }
 
 mod import;

@@ -10,6 +10,8 @@ use super::policy::dane::{self, DaneTls};
 use super::route::Route;
 use crate::error::Error;
 use crate::smtp::{Engine, TraceLine, Wait};
+use crate::transport::mismatch::{self, GREETING_PATIENCE, Mismatch, PROBE_LIMIT};
+use crate::transport::refusal::Syntax;
 use crate::transport::{self, Stream, TlsMode, describe_io, tls};
 
 /// A connection under one route's rules.
@@ -64,8 +66,78 @@ impl<'r> Link<'r> {
         };
         if route.tls == TlsMode::Implicit {
             link.handshake(Wait::Greeting, trace)?;
+        } else if route.addrs.is_none() {
+            link.watch_greeting(trace)?;
         }
         Ok(link)
+    }
+
+    /// How advice is written for this route.
+    fn syntax(&self) -> Syntax {
+        self.route.tls_settings.advice.unwrap_or(Syntax::Toml)
+    }
+
+    /// A relay's port that speaks TLS from the first byte never greets: it waits for a
+    /// ClientHello, and the session would wait out the greeting timeout (5 minutes,
+    /// RFC 5321 §4.5.3.2.1). A server greets at once, so after [`GREETING_PATIENCE`] of
+    /// silence a second connection sends a ClientHello; a TLS record in answer names the
+    /// mistake, anything else (a slow server) leaves this connection waiting as before.
+    /// A TLS record that arrives in place of the greeting is named too.
+    ///
+    /// Only for relays: the user chose the port. An MX host's port 25 never speaks TLS
+    /// first, and a slow one should not get a stray ClientHello.
+    ///
+    /// The error is the network error the silence would have ended in (75, and
+    /// opportunistic TLS does not try again in cleartext), only sooner and in words.
+    fn watch_greeting(&self, trace: &mut dyn FnMut(&TraceLine)) -> Result<(), Error> {
+        let greeting = self.deadline(Wait::Greeting);
+        let patience = greeting.min(Instant::now() + GREETING_PATIENCE);
+        let tls_first = match self.stream.peek(patience) {
+            Ok(head) => mismatch::is_tls_record(&head),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && patience < greeting => {
+                trace(&TraceLine {
+                    client: true,
+                    text: format!(
+                        "no greeting after {} s: is this a TLS port? asking with a ClientHello \
+                         on a second connection",
+                        GREETING_PATIENCE.as_secs()
+                    ),
+                });
+                let answered = self.answers_tls(greeting.min(Instant::now() + PROBE_LIMIT));
+                if !answered {
+                    trace(&TraceLine {
+                        client: true,
+                        text: "no TLS answer there; waiting for the greeting".into(),
+                    });
+                }
+                answered
+            }
+            // The session's own read reports it.
+            Err(_) => false,
+        };
+        if tls_first {
+            return Err(Error::network_text(
+                &self.route.host,
+                Mismatch::TlsFirst.explain(self.addr.port(), self.syntax()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the server answers a ClientHello on a connection of its own before
+    /// `deadline` (and before this connection's greeting).
+    fn answers_tls(&self, deadline: Instant) -> bool {
+        let config = match &self.tls {
+            Some(tls) => tls.config.clone(),
+            None => match tls::client_config(&transport::TlsSettings::default()) {
+                Ok(tls) => tls.config,
+                Err(_) => return false,
+            },
+        };
+        let Ok(name) = self.route.tls_name() else {
+            return false;
+        };
+        mismatch::answers_tls(self.addr, config, name, deadline, self.stream.fd())
     }
 
     /// `deadline`, or the session's overall deadline when that comes first.
@@ -149,9 +221,20 @@ impl<'r> Link<'r> {
             return Err(Error::Internal("TLS without a TLS config".into()));
         };
         let deadline = self.deadline(wait);
-        self.stream
-            .start_tls(tls.config.clone(), self.route.tls_name()?, deadline)
-            .map_err(|e| tls::tls_failure(host, tls::describe_handshake_error(&e)))?;
+        let name = self.route.tls_name()?;
+        let config = tls.config.clone();
+        let started = if self.route.tls == TlsMode::Implicit {
+            self.stream.start_implicit_tls(config, name, deadline)
+        } else {
+            self.stream.start_tls(config, name, deadline)
+        };
+        started.map_err(|e| {
+            let detail = match Mismatch::of(&e) {
+                Some(mismatch) => mismatch.explain(self.addr.port(), self.syntax()),
+                None => tls.describe_failure(&e, host),
+            };
+            tls::tls_failure(host, detail)
+        })?;
         // What TLS queued after the handshake (the client's Finished when the server
         // speaks first, as with implicit TLS).
         if self.route.tls == TlsMode::Implicit {

@@ -1,6 +1,9 @@
 //! Connections: TCP with deadlines, TLS with rustls (STARTTLS upgrade and implicit TLS).
 
+pub mod cert;
 pub mod connect;
+pub mod mismatch;
+pub mod refusal;
 pub mod stream;
 pub mod tls;
 pub mod wait;

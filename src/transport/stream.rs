@@ -11,6 +11,7 @@ use std::time::Instant;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
+use super::mismatch::{self, Mismatch};
 use super::wait;
 
 /// A connection to one server.
@@ -129,6 +130,28 @@ impl Stream {
         name: ServerName<'static>,
         deadline: Instant,
     ) -> io::Result<()> {
+        self.handshake(config, name, deadline, false)
+    }
+
+    /// [`Stream::start_tls`] on a fresh connection (implicit TLS, RFC 8314 §3.3): a server
+    /// that greets in plain text instead is named ([`Mismatch::PlainText`]) rather than
+    /// fed to rustls as a corrupt record.
+    pub fn start_implicit_tls(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        self.handshake(config, name, deadline, true)
+    }
+
+    fn handshake(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        deadline: Instant,
+        mut look_first: bool,
+    ) -> io::Result<()> {
         let mut conn = ClientConnection::new(config, name).map_err(tls_error)?;
         let mut io = Deadlined {
             sock: &self.sock,
@@ -140,6 +163,11 @@ impl Stream {
             }
             if !conn.is_handshaking() {
                 break;
+            }
+            if std::mem::take(&mut look_first)
+                && let Some(line) = mismatch::plaintext_reply(&self.peek(deadline)?)
+            {
+                return Err(Mismatch::PlainText(line).into_io());
             }
             if conn.read_tls(&mut io)? == 0 {
                 return Err(io::Error::new(
@@ -155,6 +183,26 @@ impl Stream {
         }
         self.tls = Some(Box::new(conn));
         Ok(())
+    }
+
+    /// The socket, for a wait that watches it alongside another.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.sock.as_fd()
+    }
+
+    /// The first bytes waiting to be read, left in place; empty at the end of the stream.
+    pub fn peek(&self, deadline: Instant) -> io::Result<Vec<u8>> {
+        let mut head = [0u8; 128];
+        loop {
+            match self.sock.peek(&mut head) {
+                Ok(n) => return Ok(head[..n].to_vec()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait::readable(&self.sock, deadline)?
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Send whatever TLS has queued (the client's Finished after an implicit-TLS handshake,

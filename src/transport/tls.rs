@@ -1,6 +1,7 @@
-//! TLS client configuration: webpki roots plus an optional trust file, or the system's CA
-//! store alone ([`SYSTEM_TRUST`]); hostname checks, SHA-256 fingerprint pinning, or
-//! (opportunistic mode) encryption without verification.
+//! TLS client configuration: the built-in web PKI roots (webpki-roots), the system's CA
+//! store and an optional trust file; or the system's CA store alone ([`SYSTEM_TRUST`]);
+//! hostname checks, SHA-256 fingerprint pinning, or (opportunistic mode) encryption
+//! without verification.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,12 +17,17 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
+use super::refusal::{self, Syntax};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 
 /// The trust file that stands for the system's CA store (msmtp's `tls_trust_file system`,
 /// its default): the roots are then the system bundle's, and nothing else.
 pub const SYSTEM_TRUST: &str = "system";
+
+/// OpenSSL's variable naming the CA bundle to use instead of the system's (honoured by
+/// curl, Python, rustls-native-certs and most TLS clients alike).
+const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 
 /// Where distributions keep the system CA bundle (Debian's and Ubuntu's first), as
 /// update-ca-certificates and its kin write it.
@@ -37,7 +43,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
     /// PEM file with extra certificates to trust (a private CA or a self-signed server),
-    /// or [`SYSTEM_TRUST`] for the system's CA store instead of the built-in roots.
+    /// or [`SYSTEM_TRUST`] for the system's CA store alone, without the built-in roots.
     pub trust_file: Option<PathBuf>,
     /// SHA-256 of the server's end-entity certificate; when set, it alone decides trust.
     pub fingerprint: Option<Vec<u8>>,
@@ -46,6 +52,9 @@ pub struct TlsSettings {
     /// A client certificate for AUTH EXTERNAL (RFC 4422 Appendix A) or a server that
     /// relays by certificate.
     pub client_cert: Option<ClientCert>,
+    /// The syntax advice is written in (the line that pins a refused certificate, the TLS
+    /// mode a port needs); `None` where nothing can be pinned (direct delivery).
+    pub advice: Option<Syntax>,
 }
 
 /// A client certificate chain and its private key, PEM files (RFC 8446 §4.4.2).
@@ -93,6 +102,11 @@ pub struct Tls {
     pub config: Arc<ClientConfig>,
     verified: Arc<AtomicBool>,
     unverified: Arc<Mutex<Option<String>>>,
+    /// The end-entity certificate of the last handshake, kept by the verifier so that a
+    /// refusal can say what was wrong with it (rustls drops it with the connection).
+    presented: Arc<Mutex<Option<Vec<u8>>>>,
+    pinned: bool,
+    advice: Option<Syntax>,
 }
 
 impl Tls {
@@ -108,6 +122,9 @@ impl Tls {
             config,
             verified: Arc::new(AtomicBool::new(false)),
             unverified: Arc::new(Mutex::new(None)),
+            presented: Arc::new(Mutex::new(None)),
+            pinned: false,
+            advice: None,
         }
     }
 
@@ -115,6 +132,24 @@ impl Tls {
     /// without it (opportunistic TLS, or verification turned off): for `--check`.
     pub fn unverified_because(&self) -> Option<String> {
         self.unverified.lock().ok().and_then(|why| why.clone())
+    }
+    /// A failed handshake with `host` in words: for a refused certificate, what is wrong
+    /// with it, its fingerprint and the line that would trust it ([`refusal`]).
+    pub fn describe_failure(&self, e: &std::io::Error, host: &str) -> String {
+        let refused = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .and_then(|tls| match tls {
+                rustls::Error::InvalidCertificate(c) => Some(c),
+                _ => None,
+            });
+        let presented = self.presented.lock().ok().and_then(|p| p.clone());
+        match (refused, presented) {
+            (Some(error), Some(der)) => {
+                refusal::describe(error, &der, host, self.pinned, self.advice)
+            }
+            _ => describe_handshake_error(e),
+        }
     }
 }
 
@@ -125,24 +160,15 @@ fn config_error(msg: String) -> Error {
 /// Build the client config. Roots are parsed here, so only a route that uses TLS pays.
 pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    let mut trusted_leaves = Vec::new();
-    match &settings.trust_file {
-        Some(path) if path.as_path() == Path::new(SYSTEM_TRUST) => {
-            add_system_roots(&mut roots, SYSTEM_BUNDLES)?;
-        }
-        trust_file => {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if let Some(path) = trust_file {
-                add_trust_file(&mut roots, &mut trusted_leaves, path)?;
-            }
-        }
-    }
+    let bundles = system_bundles();
+    let bundles: Vec<&str> = bundles.iter().map(String::as_str).collect();
+    let (roots, trusted_leaves) = trust(settings.trust_file.as_deref(), &bundles)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::Internal(format!("TLS verifier: {e}")))?;
     let verified = Arc::new(AtomicBool::new(false));
     let unverified = Arc::new(Mutex::new(None));
+    let presented = Arc::new(Mutex::new(None));
     let verifier = Verifier {
         webpki,
         provider: provider.clone(),
@@ -151,6 +177,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         enforce: settings.verify,
         verified: verified.clone(),
         unverified: unverified.clone(),
+        presented: presented.clone(),
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -175,7 +202,37 @@ pub fn client_config(settings: &TlsSettings) -> Result<Tls, Error> {
         config: Arc::new(config),
         verified,
         unverified,
+        presented,
+        pinned: settings.fingerprint.is_some(),
+        advice: settings.advice,
     })
+}
+
+/// The roots to verify against, and the trust file's certificates (trusted as they are,
+/// too): the built-in roots, the first of the system `bundles` there is, and the trust
+/// file; or, for [`SYSTEM_TRUST`], the system bundle alone.
+fn trust(
+    trust_file: Option<&Path>,
+    bundles: &[&str],
+) -> Result<(RootCertStore, Vec<Vec<u8>>), Error> {
+    let mut roots = RootCertStore::empty();
+    let mut trusted_leaves = Vec::new();
+    match trust_file {
+        Some(path) if path == Path::new(SYSTEM_TRUST) => {
+            add_system_roots(&mut roots, bundles)?;
+        }
+        trust_file => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            // As well as the built-in roots, the CAs the administrator installed (an
+            // internal CA signing the relay works as it does with msmtp). A machine
+            // without a bundle, or with one we cannot read, still has the built-in roots.
+            let _ = add_system_roots(&mut roots, bundles);
+            if let Some(path) = trust_file {
+                add_trust_file(&mut roots, &mut trusted_leaves, path)?;
+            }
+        }
+    }
+    Ok((roots, trusted_leaves))
 }
 
 /// The certificates of a trust file, each a root and a certificate trusted as it is.
@@ -207,6 +264,15 @@ fn add_trust_file(
         )));
     }
     Ok(())
+}
+
+/// Where to look for the system CA bundle: `$SSL_CERT_FILE` alone when it is set, else
+/// the distributions' places.
+fn system_bundles() -> Vec<String> {
+    match std::env::var(SSL_CERT_FILE) {
+        Ok(file) if !file.is_empty() => vec![file],
+        _ => SYSTEM_BUNDLES.iter().map(|b| b.to_string()).collect(),
+    }
 }
 
 /// The roots of the first system bundle in `bundles` that exists. A bundle holds
@@ -311,6 +377,7 @@ struct Verifier {
     verified: Arc<AtomicBool>,
     /// Why the certificate was not verified, when `enforce` is off.
     unverified: Arc<Mutex<Option<String>>>,
+    presented: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -332,15 +399,18 @@ impl ServerCertVerifier for Verifier {
         if let Ok(mut why) = self.unverified.lock() {
             *why = None;
         }
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = Some(end_entity.as_ref().to_vec());
+        }
         if let Some(pin) = &self.pin {
             return if sha256(end_entity.as_ref()) == *pin {
                 self.verified.store(true, Ordering::SeqCst);
                 Ok(ServerCertVerified::assertion())
             } else {
-                Err(rustls::Error::General(format!(
-                    "certificate fingerprint {} does not match the pinned one",
-                    hex_colons(&sha256(end_entity.as_ref()))
-                )))
+                // Described with the certificate by `refusal`.
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
             };
         }
         match self
@@ -503,13 +573,48 @@ mod tests {
     }
 
     #[test]
+    fn the_system_store_is_trusted_besides_the_built_in_roots_unless_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.self_signed(&key).unwrap().pem()
+        };
+        let bundle = dir.path().join("bundle.crt");
+        std::fs::write(&bundle, format!("{}{}", ca("one"), ca("two"))).unwrap();
+        let extra = dir.path().join("extra.pem");
+        std::fs::write(&extra, ca("extra")).unwrap();
+        let missing = dir.path().join("missing.crt");
+        let bundles = [bundle.to_str().unwrap()];
+        let built_in = webpki_roots::TLS_SERVER_ROOTS.len();
+
+        let (roots, leaves) = trust(None, &bundles).unwrap();
+        assert_eq!(roots.len(), built_in + 2);
+        assert!(leaves.is_empty());
+        let (roots, leaves) = trust(Some(&extra), &bundles).unwrap();
+        assert_eq!(roots.len(), built_in + 3);
+        assert_eq!(leaves.len(), 1);
+        // Narrowed to the system store: its two, nothing built in.
+        let (roots, _) = trust(Some(Path::new(SYSTEM_TRUST)), &bundles).unwrap();
+        assert_eq!(roots.len(), 2);
+        // No system store: the built-in roots still, unless the system store was asked for.
+        let (roots, _) = trust(None, &[missing.to_str().unwrap()]).unwrap();
+        assert_eq!(roots.len(), built_in);
+        assert!(trust(Some(Path::new(SYSTEM_TRUST)), &[missing.to_str().unwrap()]).is_err());
+    }
+
+    #[test]
     fn the_system_store_builds_a_client_config_when_the_machine_has_one() {
         let settings = TlsSettings {
             trust_file: Some(PathBuf::from(SYSTEM_TRUST)),
             verify: true,
             ..TlsSettings::default()
         };
-        let present = SYSTEM_BUNDLES.iter().any(|b| Path::new(b).exists());
+        let present = system_bundles().iter().any(|b| Path::new(b).exists());
         assert_eq!(client_config(&settings).is_ok(), present);
     }
 

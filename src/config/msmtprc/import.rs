@@ -110,6 +110,11 @@ pub fn import(text: &str, origin: &Path) -> Result<String> {
     for (account, _) in &usable {
         let a = ours.account(Some(&account.name))?;
         let b = theirs.account(Some(&account.name))?;
+        // Everything but the syntax it is written in.
+        let a = super::super::Account {
+            config_kind: b.config_kind,
+            ..a
+        };
         if a != b {
             return Err(Error::Internal(format!(
                 "config import: account {} would change in TOML ({a:?} became {b:?})",

@@ -521,9 +521,14 @@ fn import_round_trips_and_keeps_the_inheritance() {
         .unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let ours = config(MANUAL_LIKE);
     for name in ["freemail", "freemail2", "isp", "default"] {
+        let ours = ours.account(Some(name)).unwrap();
+        assert_eq!(ours.config_kind, ConfigKind::Msmtprc);
         assert_eq!(
             back.account(Some(name)).unwrap(),
-            ours.account(Some(name)).unwrap(),
+            Account {
+                config_kind: ConfigKind::Toml,
+                ..ours
+            },
             "{toml}"
         );
     }

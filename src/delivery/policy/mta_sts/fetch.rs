@@ -114,6 +114,7 @@ impl Fetcher {
             fingerprint: None,
             verify: true,
             client_cert: None,
+            advice: None,
         })?;
         Ok(Fetcher {
             tls: tls.config,

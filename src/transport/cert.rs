@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-/// What `--serverinfo` shows of a certificate.
+/// What `--serverinfo` shows of a certificate, and what a refusal names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
     /// The subject as `CN=mx.example.org, O=Example`.
