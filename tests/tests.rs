@@ -13,6 +13,7 @@ mod dane;
 mod diagnose;
 mod direct;
 mod dkim;
+mod dkim_send;
 mod docs;
 mod exim;
 mod faults;
