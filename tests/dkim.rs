@@ -33,7 +33,7 @@ use smtpsend::smtp::BodyEncoder;
 use tempfile::TempDir;
 
 const DKIMPY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/real/dkimpy_verify.py");
-const DOMAIN: &str = "example.org";
+pub(crate) const DOMAIN: &str = "example.org";
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
@@ -53,7 +53,7 @@ fn python() -> String {
     std::env::var("SMTPSEND_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
-fn have_tools() -> bool {
+pub(crate) fn have_tools() -> bool {
     let openssl = Command::new("openssl")
         .arg("version")
         .stdout(Stdio::null())
@@ -76,7 +76,7 @@ fn have_tools() -> bool {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum KeyKind {
+pub(crate) enum KeyKind {
     RsaPkcs8,
     RsaPkcs1,
     Ed25519,
@@ -84,6 +84,19 @@ enum KeyKind {
 
 /// A fresh key from openssl in a 0600 file in `dir`, and the signer loaded from it.
 fn make_signer(dir: &Path, kind: KeyKind, selector: &str) -> (Signer, PathBuf) {
+    let path = make_key(dir, kind, selector);
+    let signer = Signer::load(&SignerConfig {
+        key: path.clone(),
+        selector: selector.into(),
+        domain: None,
+        headers: None,
+    })
+    .unwrap_or_else(|e| panic!("load the {kind:?} key: {e}"));
+    (signer, path)
+}
+
+/// A fresh key from openssl in the 0600 file `dir/SELECTOR.pem`.
+pub(crate) fn make_key(dir: &Path, kind: KeyKind, selector: &str) -> PathBuf {
     let path = dir.join(format!("{selector}.pem"));
     let out_path = path.to_str().expect("UTF-8 temporary path");
     let args: &[&str] = match kind {
@@ -111,19 +124,12 @@ fn make_signer(dir: &Path, kind: KeyKind, selector: &str) -> (Signer, PathBuf) {
         _ => "-----BEGIN PRIVATE KEY-----",
     };
     assert!(pem.starts_with(label), "{kind:?} key written as {label}");
-    let signer = Signer::load(&SignerConfig {
-        key: path.clone(),
-        selector: selector.into(),
-        domain: None,
-        headers: None,
-    })
-    .unwrap_or_else(|e| panic!("load the {kind:?} key: {e}"));
-    (signer, path)
+    path
 }
 
 /// The public key as openssl writes it (SubjectPublicKeyInfo, DER, base64): what `p=` of an
 /// RSA record holds; for Ed25519, the last 32 octets of it (RFC 8463 §4.2).
-fn openssl_public_key(path: &Path, kind: KeyKind) -> String {
+pub(crate) fn openssl_public_key(path: &Path, kind: KeyKind) -> String {
     use base64::Engine as _;
     let out = Command::new("openssl")
         .args(["pkey", "-pubout", "-outform", "DER", "-in"])
@@ -256,7 +262,11 @@ fn cases() -> Vec<Case> {
 }
 
 /// Run dkimpy over `messages`; Err with its report when any fails.
-fn dkimpy(dir: &Path, records: &[(String, String)], messages: &[(String, Vec<u8>)]) -> String {
+pub(crate) fn dkimpy(
+    dir: &Path,
+    records: &[(String, String)],
+    messages: &[(String, Vec<u8>)],
+) -> String {
     let records_file = dir.join("records.tsv");
     let mut text = String::new();
     for (name, txt) in records {
@@ -287,7 +297,7 @@ fn dkimpy(dir: &Path, records: &[(String, String)], messages: &[(String, Vec<u8>
 }
 
 /// mail-auth's verdicts, asking `dns` for the keys.
-fn mail_auth(dns: SocketAddr, messages: &[(String, Vec<u8>)]) -> String {
+pub(crate) fn mail_auth(dns: SocketAddr, messages: &[(String, Vec<u8>)]) -> String {
     let mut udp = ConnectionConfig::udp();
     udp.port = dns.port();
     let mut tcp = ConnectionConfig::tcp();

@@ -15,6 +15,7 @@ mod diagnose;
 mod direct;
 mod direct_security;
 mod dkim;
+mod dkim_send;
 mod docs;
 mod exim;
 mod faults;

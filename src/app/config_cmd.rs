@@ -1,7 +1,8 @@
 //! `smtpsend config import [FILE]`: an msmtprc as the equivalent smtpsend TOML, on
 //! standard output, for a user moving over for good. `smtpsend config accounts`: the
 //! names of the accounts of the config smtpsend reads (TOML or msmtprc), one a line, which
-//! the shell completions offer for `-a`.
+//! the shell completions offer for `-a`. `smtpsend config dkim-record`: the DNS record
+//! that publishes an account's DKIM key.
 //!
 //! Recipients are positional, so clap cannot have subcommands; `main` hands over when the
 //! first argument is `config` and the program was not called as `sendmail`, where
@@ -12,15 +13,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, ConfigKind};
+use crate::message::dkim::Signer;
 use crate::system::private::open_failure;
 use crate::{Error, ExitStatus};
 
 const USAGE: &str = "usage: smtpsend config import [FILE]\n       \
-smtpsend config accounts [--config FILE]\n\n\
-import    print an msmtprc as smtpsend TOML (FILE defaults to the msmtprc msmtp would read:\n          \
-~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config, /etc/msmtprc); save it as\n          \
+smtpsend config accounts [--config FILE]\n       \
+smtpsend config dkim-record [-a NAME] [--config FILE]\n\n\
+import       print an msmtprc as smtpsend TOML (FILE defaults to the msmtprc msmtp would\n             \
+read: ~/.msmtprc, $XDG_CONFIG_HOME/msmtp/config, /etc/msmtprc); save it as\n             \
 ~/.config/smtpsend/config.toml\n\
-accounts  list the account names of the config smtpsend reads (or FILE), one a line";
+accounts     list the account names of the config smtpsend reads (or FILE), one a line\n\
+dkim-record  print the DNS TXT record that publishes the DKIM key of the account (-a NAME,\n             \
+else the default one), in zone file form";
 
 /// True for `smtpsend config ...`, but not for `sendmail config` (a recipient).
 pub fn is_invocation(args: &[OsString]) -> bool {
@@ -38,6 +43,10 @@ enum Request {
     Import(Option<PathBuf>),
     /// The account names of this config file, or of the one smtpsend would read.
     Accounts(Option<PathBuf>),
+    DkimRecord {
+        config: Option<PathBuf>,
+        account: Option<String>,
+    },
     Help,
 }
 
@@ -64,8 +73,33 @@ fn parse(args: &[OsString]) -> Result<Request, Error> {
         ["accounts"] => Ok(Request::Accounts(None)),
         ["accounts", "--config", file] => Ok(Request::Accounts(Some(PathBuf::from(file)))),
         ["accounts", ..] => Err(usage("accounts takes only --config FILE".into())),
+        ["dkim-record", rest @ ..] => dkim_record_args(rest).map_err(usage),
         [other, ..] => Err(usage(format!("unknown command {other:?}"))),
     }
+}
+
+/// `dkim-record [-a NAME] [--config FILE]`.
+fn dkim_record_args(words: &[&str]) -> Result<Request, String> {
+    let (mut config, mut account) = (None, None);
+    let mut words = words.iter();
+    while let Some(&word) = words.next() {
+        let mut value = |what: &str| {
+            words
+                .next()
+                .map(|v| v.to_string())
+                .ok_or_else(|| format!("{word} needs {what}"))
+        };
+        match word {
+            "-h" | "--help" => return Ok(Request::Help),
+            "-a" | "--account" => account = Some(value("a NAME")?),
+            "-C" | "--config" => config = Some(PathBuf::from(value("a FILE")?)),
+            _ if word.starts_with("--config=") => {
+                config = Some(PathBuf::from(&word["--config=".len()..]));
+            }
+            _ => return Err(format!("dkim-record: unknown argument {word}")),
+        }
+    }
+    Ok(Request::DkimRecord { config, account })
 }
 
 /// Runs `smtpsend config ARGS` (the words after `config`): the TOML or the help go to
@@ -81,6 +115,11 @@ pub fn run(
             return Ok(ExitStatus::Ok);
         }
         Request::Accounts(file) => return accounts(file.as_deref(), out),
+        Request::DkimRecord { config, account } => {
+            let record = dkim_record(config.as_deref(), account.as_deref())?;
+            let _ = writeln!(out, "{record}");
+            return Ok(ExitStatus::Ok);
+        }
         Request::Import(Some(file)) => file,
         Request::Import(None) => config::msmtprc_path().ok_or_else(|| {
             Error::Config(format!(
@@ -128,6 +167,52 @@ fn accounts(file: Option<&Path>, out: &mut dyn Write) -> Result<ExitStatus, Erro
     Ok(ExitStatus::Ok)
 }
 
+/// The TXT record for the DKIM key of `account` in the config, as a zone file line:
+/// `SELECTOR._domainkey.DOMAIN. IN TXT "..."`. The domain is `dkim_domain`, else the
+/// domain of the account's `from` (each message is signed for its From domain).
+fn dkim_record(config: Option<&Path>, account: Option<&str>) -> Result<String, Error> {
+    let config = config::load(config)?.ok_or_else(|| {
+        Error::Config("config dkim-record: no config file; set dkim_key in one".into())
+    })?;
+    let account = config.account(account)?;
+    let Some(keys) = &account.dkim else {
+        return Err(Error::Config(format!(
+            "{}: account {} has no dkim_key",
+            config.origin().display(),
+            account.name
+        )));
+    };
+    let signer = Signer::load(keys)?;
+    let from_domain = account
+        .envelope_from()
+        .and_then(|f| f.rsplit_once('@'))
+        .map(|(_, d)| d.to_ascii_lowercase());
+    let Some(domain) = signer.domain().map(str::to_string).or(from_domain) else {
+        return Err(Error::Config(format!(
+            "{}: account {}: no dkim_domain and no from address to take the domain from; \
+             set dkim_domain",
+            config.origin().display(),
+            account.name
+        )));
+    };
+    Ok(zone_line(
+        &format!("{}._domainkey.{domain}.", signer.selector()),
+        &signer.dns_record(),
+    ))
+}
+
+/// `NAME IN TXT "..." "..."`: a TXT record's strings are at most 255 octets each (RFC
+/// 1035 §3.3.14), so a longer value (an RSA key) is split; verifiers join them again
+/// (RFC 6376 §3.6.2.2). The value is ASCII without quotes or backslashes.
+fn zone_line(name: &str, value: &str) -> String {
+    let strings: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|piece| format!("\"{}\"", String::from_utf8_lossy(piece)))
+        .collect();
+    format!("{name} IN TXT {}", strings.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +251,47 @@ mod tests {
             let err = parse(&args(bad)).unwrap_err();
             assert_eq!(err.exit_status(), ExitStatus::Usage, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dkim_record_takes_an_account_and_a_config() {
+        assert_eq!(
+            parse(&args(&["dkim-record"])).unwrap(),
+            Request::DkimRecord {
+                config: None,
+                account: None
+            }
+        );
+        assert_eq!(
+            parse(&args(&["dkim-record", "-a", "work", "--config=/c.toml"])).unwrap(),
+            Request::DkimRecord {
+                config: Some("/c.toml".into()),
+                account: Some("work".into())
+            }
+        );
+        for bad in [&["dkim-record", "-a"][..], &["dkim-record", "work"]] {
+            let err = parse(&args(bad)).unwrap_err();
+            assert_eq!(err.exit_status(), ExitStatus::Usage, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_txt_value_is_split_into_strings_of_255_octets() {
+        let value = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
+        let line = zone_line("s._domainkey.example.org.", &value);
+        let strings: Vec<&str> = line
+            .strip_prefix("s._domainkey.example.org. IN TXT \"")
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap()
+            .split("\" \"")
+            .collect();
+        assert_eq!(strings.len(), 2, "{line}");
+        assert_eq!(strings[0].len(), 255);
+        assert_eq!(strings.concat(), value);
+        assert_eq!(
+            zone_line("n.", "v=DKIM1; k=ed25519; p=x"),
+            "n. IN TXT \"v=DKIM1; k=ed25519; p=x\""
+        );
     }
 
     #[test]

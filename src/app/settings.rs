@@ -7,6 +7,7 @@
 //! credentials when a message is about to go.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::cli::{Cli, Mode};
@@ -19,6 +20,7 @@ use crate::exit::ExitStatus;
 use crate::message::FromHeader;
 use crate::message::address::{self, AddressError, Origin};
 use crate::message::compose::ComposeOptions;
+use crate::message::dkim::Signer;
 use crate::message::input::Input;
 use crate::queue::Backoff;
 use crate::smtp::Dsn;
@@ -67,6 +69,10 @@ pub struct Settings {
     /// Domains delivered at once on the direct route.
     pub parallel: usize,
     pub diagnose: DiagnoseSettings,
+    /// The DKIM signer of the account, loaded (its key file checked) once, for the modes
+    /// that send a message of their own: a queue run sends what was signed when it was
+    /// queued and needs no key.
+    pub dkim: Option<Arc<Signer>>,
 }
 
 /// How the message is read and what the envelope says about it.
@@ -307,6 +313,12 @@ impl Settings {
         let client = client(cli, acct);
         let route_flags = RouteFlags::from_cli(cli);
         let route = spec_for(&route_flags, config_file.as_deref(), acct);
+        let dkim = match acct.and_then(|a| a.dkim.as_ref()) {
+            Some(config) if matches!(mode, Mode::Deliver | Mode::SmtpOnStdio) => {
+                Some(Arc::new(Signer::load(config)?))
+            }
+            _ => None,
+        };
         Ok(Settings {
             mode,
             verbose: cli.verbose > 0,
@@ -369,6 +381,7 @@ impl Settings {
                 serverinfo: cli.serverinfo,
                 queries: queries(cli)?,
             },
+            dkim,
             account,
         })
     }

@@ -25,6 +25,7 @@ pub use from::is_pattern;
 pub use password::PasswordSource;
 
 use crate::message::FromHeader;
+use crate::message::dkim::SignerConfig;
 use crate::smtp::Dsn;
 use crate::smtp::session::Mechanism;
 use crate::transport::{PolicyUse, TlsMode, tls};
@@ -127,6 +128,9 @@ pub struct Account {
     pub syslog: Option<SyslogFacility>,
     /// DANE and MTA-STS on the direct route.
     pub direct_policy: DirectPolicy,
+    /// Sign outgoing mail with DKIM (`dkim_key`, `dkim_selector`, `dkim_domain`,
+    /// `dkim_headers`; issue 18). The key is read and checked when a send starts, not here.
+    pub dkim: Option<SignerConfig>,
 }
 
 /// What the direct route makes of the TLS policies destinations publish (DANE, MTA-STS).
@@ -629,6 +633,10 @@ account_keys! {
     oauth_scope: Text,
     oauth_token_command: Text,
     oauth_token_file: Text,
+    dkim_key: Text,
+    dkim_selector: Text,
+    dkim_domain: Text,
+    dkim_headers: Vec<Text>,
 }
 impl RawAccount {
     /// A password source or an OAuth token source: the keys that say how to authenticate.
@@ -741,6 +749,7 @@ impl RawAccount {
     ) -> std::result::Result<Account, String> {
         let (password, oauth) = self.credentials(origin, home)?;
         let (auth, auth_off) = self.auth_choice()?;
+        let dkim = self.dkim(origin, home)?;
         let tls_verify = self.tls_verify.unwrap_or(true);
         let insecure_auth = self.insecure_auth.unwrap_or(false);
         if !tls_verify && self.user.is_some() && !auth_off && !insecure_auth {
@@ -832,7 +841,48 @@ impl RawAccount {
                 dane_domains: lower_all(self.tls_dane_domains),
                 mta_sts_domains: lower_all(self.tls_mta_sts_domains),
             },
+            dkim,
         })
+    }
+
+    /// The DKIM keys, taken together: a key needs a selector to be published under, and
+    /// the other keys mean nothing without a key (a typo would otherwise sign nothing
+    /// without a word).
+    fn dkim(
+        &mut self,
+        origin: &Path,
+        home: Option<&Path>,
+    ) -> std::result::Result<Option<SignerConfig>, String> {
+        let selector = self.dkim_selector.take().map(|t| t.0);
+        let domain = self.dkim_domain.take().map(|t| t.0);
+        let headers = self
+            .dkim_headers
+            .take()
+            .map(|list| list.into_iter().map(|t| t.0).collect::<Vec<_>>());
+        let Some(Text(key)) = self.dkim_key.take() else {
+            let stray = [
+                ("dkim_selector", selector.is_some()),
+                ("dkim_domain", domain.is_some()),
+                ("dkim_headers", headers.is_some()),
+            ];
+            return match stray.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err(format!("{name} is set but no dkim_key")),
+                None => Ok(None),
+            };
+        };
+        let Some(selector) = selector else {
+            return Err(
+                "dkim_key is set but no dkim_selector (the key is published as \
+                        SELECTOR._domainkey.DOMAIN)"
+                    .into(),
+            );
+        };
+        Ok(Some(SignerConfig {
+            key: local_path(&key, origin, home)?,
+            selector,
+            domain,
+            headers,
+        }))
     }
 
     /// The one source of credentials: a password source or an OAuth token source. With
@@ -1239,6 +1289,7 @@ insecure_auth = true
                 logfile: Some(PathBuf::from("/home/me/smtpsend.log")),
                 syslog: Some(SyslogFacility::Local(2)),
                 direct_policy: DirectPolicy::default(),
+                dkim: None,
             }
         );
     }
@@ -1254,6 +1305,66 @@ insecure_auth = true
         assert!(home.insecure_auth);
     }
 
+    #[test]
+    fn dkim_keys_are_inherited_and_overridden_per_account() {
+        let config = parse(
+            r#"
+dkim_key = "~/dkim/main.pem"
+dkim_selector = "main"
+
+[accounts.plain]
+host = "a.example"
+
+[accounts.list]
+host = "b.example"
+dkim_key = "keys/list.pem"
+dkim_domain = "lists.example.org"
+dkim_headers = ["From", "Subject", "List-Id"]
+"#,
+        )
+        .unwrap();
+        let plain = config.account(Some("plain")).unwrap();
+        assert_eq!(
+            plain.dkim,
+            Some(SignerConfig {
+                key: PathBuf::from("/home/me/dkim/main.pem"),
+                selector: "main".into(),
+                domain: None,
+                headers: None,
+            })
+        );
+        let list = config.account(Some("list")).unwrap();
+        assert_eq!(
+            list.dkim,
+            Some(SignerConfig {
+                key: PathBuf::from("/home/me/.config/smtpsend/keys/list.pem"),
+                selector: "main".into(),
+                domain: Some("lists.example.org".into()),
+                headers: Some(vec!["From".into(), "Subject".into(), "List-Id".into()]),
+            })
+        );
+        assert_eq!(
+            parse("host = \"a\"\n").unwrap().account(None).unwrap().dkim,
+            None
+        );
+    }
+
+    #[test]
+    fn dkim_keys_go_together() {
+        let msg = config_error("dkim_key = \"k.pem\"\n");
+        assert!(
+            msg.contains("dkim_key is set but no dkim_selector"),
+            "{msg}"
+        );
+        for stray in [
+            "dkim_selector = \"s\"\n",
+            "dkim_domain = \"example.org\"\n",
+            "dkim_headers = [\"From\"]\n",
+        ] {
+            let msg = config_error(stray);
+            assert!(msg.contains("is set but no dkim_key"), "{stray}: {msg}");
+        }
+    }
     #[test]
     fn password_source_is_inherited_as_a_whole() {
         let config = parse(

@@ -203,6 +203,37 @@ impl Signer {
         &self.selector
     }
 
+    /// `d=`, when configured; otherwise each message is signed for its `From` domain.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The `d=` a message whose start (as read, with any line ends) is `head` is signed
+    /// for: the configured domain, else the domain of its `From`. For saying what a send
+    /// does (`-v`, `--dry-run`) without signing.
+    ///
+    /// Errors: as [`Signer::sign`] for the header section.
+    pub fn domain_for(&self, head: &[u8]) -> Result<String> {
+        if let Some(domain) = &self.domain {
+            return Ok(domain.clone());
+        }
+        let mut encoder = BodyEncoder::for_bdat(false);
+        let mut wire = Vec::new();
+        encoder.encode(head, &mut wire);
+        encoder.finish(&mut wire);
+        let end = memchr::memmem::find(&wire, b"\r\n\r\n").map_or(wire.len(), |i| i + 2);
+        let fields = fields(&wire[..end])?;
+        match fields
+            .iter()
+            .find(|f| field_name(f).eq_ignore_ascii_case(b"from"))
+        {
+            Some(from) => from_domain(from),
+            None => Err(Error::Data(
+                "the message has no From field, which DKIM must sign (RFC 6376 §5.4)".into(),
+            )),
+        }
+    }
+
     /// Sign the message `message` holds, reading it to its end (or to the lone `.` line
     /// that ends it when `dot_ends_input`) in fixed blocks. Returns the `DKIM-Signature`
     /// field, folded, ending in CRLF, to send before the message.
@@ -1361,6 +1392,21 @@ Joe.\r
         let signer = ed25519_signer(None, Some("example.com"));
         let field = sign_at(&signer, b"From: joe@example.org\r\n\r\nx\r\n", false);
         assert_eq!(tag(&field.unwrap(), "d"), "example.com");
+    }
+
+    #[test]
+    fn domain_for_names_the_d_tag_a_signature_gets() {
+        let head = b"Subject: s\nFrom: \"Joe\" <joe@Mail.Example.ORG>,\n bob@x.example\n\nbody\n";
+        let signer = ed25519_signer(None, None);
+        let field = sign_at(&signer, head, false).unwrap();
+        assert_eq!(signer.domain_for(head).unwrap(), tag(&field, "d"));
+        assert_eq!(signer.domain_for(head).unwrap(), "mail.example.org");
+        assert!(matches!(
+            signer.domain_for(b"Subject: s\n\nFrom: a@b.example\n"),
+            Err(Error::Data(_))
+        ));
+        let signer = ed25519_signer(None, Some("example.com"));
+        assert_eq!(signer.domain_for(head).unwrap(), "example.com");
     }
 
     fn data_error(signer: &Signer, message: &[u8]) -> String {

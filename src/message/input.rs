@@ -161,9 +161,21 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Put `bytes` before the message (a header field added once the whole message was
+    /// read, as a DKIM signature is): every later reading starts with them.
+    pub fn prepend(&mut self, bytes: &[u8]) {
+        self.head.splice(0..0, bytes.iter().copied());
+    }
+
     /// Read ahead until `head` holds `want` bytes or the message ends; returns whether the
-    /// whole message is now in `head`.
+    /// whole message is now in `head`. Asked again after the message was read through (to
+    /// sign it) and a field put before it, the answer is the same: a head that holds
+    /// `want` bytes already is left as it is, and a whole message has nothing more to
+    /// read.
     pub fn read_ahead(&mut self, want: usize) -> Result<bool, Error> {
+        if self.head.len() >= want {
+            return Ok(self.rest_is_empty());
+        }
         if let Rest::Stream { read, .. } = &self.rest
             && *read > 0
         {
@@ -191,6 +203,14 @@ impl<'a> Message<'a> {
             }
         }
         Ok(got < missing)
+    }
+
+    /// Whether it is known, without reading, that nothing follows the head.
+    fn rest_is_empty(&self) -> bool {
+        match &self.rest {
+            Rest::File { file, start } => file.metadata().is_ok_and(|m| m.len() <= *start),
+            Rest::Stream { read, ended, .. } => *ended && *read == 0,
+        }
     }
 
     /// The whole message from its start: the head, then the rest.
@@ -497,6 +517,28 @@ mod tests {
         assert_eq!(message.head(), b"H0123456789");
         assert_eq!(all(&mut message), b"H0123456789");
         assert_eq!(message.size(), Some(11));
+    }
+
+    #[test]
+    fn a_prepended_field_comes_first_and_reading_ahead_again_gives_the_same_answer() {
+        for (body, whole) in [(&b"shrt\n"[..], true), (&b"0123456789\n"[..], false)] {
+            let mut input = body;
+            let mut message = Message::new(
+                b"S: s\n\n".to_vec(),
+                Input::Stream(Box::new(&mut input)),
+                true,
+            )
+            .unwrap();
+            assert_eq!(message.read_ahead(12).unwrap(), whole);
+            let mut expected = b"S: s\n\n".to_vec();
+            expected.extend_from_slice(body);
+            assert_eq!(all(&mut message), expected);
+            message.prepend(b"X-Sig: 1\r\n");
+            expected.splice(0..0, b"X-Sig: 1\r\n".iter().copied());
+            assert_eq!(message.read_ahead(12).unwrap(), whole);
+            assert_eq!(all(&mut message), expected);
+            assert_eq!(message.size(), Some(expected.len() as u64));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod mta;
 pub mod oauth_server;
 pub mod pki;
 pub mod server;
+pub mod sink;
 pub mod spool;
 
 use std::io::{Read, Write};
@@ -125,7 +126,21 @@ fn high_water_mark_kib(pid: u32) -> Option<u64> {
 
 /// Run the command with this input, killing it after [`CLIENT_LIMIT`] (the test then
 /// fails), and measure its peak memory.
-pub fn run_measured(mut cmd: std::process::Command, stdin: impl Into<Vec<u8>>) -> Measured {
+pub fn run_measured(cmd: std::process::Command, stdin: impl Into<Vec<u8>>) -> Measured {
+    let input = stdin.into();
+    run_measured_feeding(cmd, CLIENT_LIMIT, move |mut child_in| {
+        // The binary may stop reading early (it failed); that is not the test's concern.
+        let _ = child_in.write_all(&input);
+    })
+}
+
+/// [`run_measured`] with the input written by `feed` from a thread of its own (a message
+/// too large to hold), and a time limit of `limit`.
+pub fn run_measured_feeding(
+    mut cmd: std::process::Command,
+    limit: Duration,
+    feed: impl FnOnce(std::process::ChildStdin) + Send + 'static,
+) -> Measured {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -133,12 +148,8 @@ pub fn run_measured(mut cmd: std::process::Command, stdin: impl Into<Vec<u8>>) -
     // spawn() returns once the child has exec'd, so from here on VmHWM is the binary's.
     let mut child = cmd.spawn().expect("spawn smtpsend");
     let pid = child.id();
-    let input = stdin.into();
-    let mut child_in = child.stdin.take().expect("piped stdin");
-    let writer = thread::spawn(move || {
-        // The binary may stop reading early (it failed); that is not the test's concern.
-        let _ = child_in.write_all(&input);
-    });
+    let child_in = child.stdin.take().expect("piped stdin");
+    let writer = thread::spawn(move || feed(child_in));
     let drain = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -157,7 +168,7 @@ pub fn run_measured(mut cmd: std::process::Command, stdin: impl Into<Vec<u8>>) -
         }
         match child.try_wait().expect("wait for smtpsend") {
             Some(status) => break status,
-            None if started.elapsed() > CLIENT_LIMIT && !killed => {
+            None if started.elapsed() > limit && !killed => {
                 let _ = child.kill();
                 killed = true;
             }
@@ -173,7 +184,7 @@ pub fn run_measured(mut cmd: std::process::Command, stdin: impl Into<Vec<u8>>) -
     };
     assert!(
         !killed,
-        "smtpsend ran past {CLIENT_LIMIT:?} and was killed; stderr:\n{}",
+        "smtpsend ran past {limit:?} and was killed; stderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(

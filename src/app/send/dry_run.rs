@@ -59,7 +59,33 @@ fn write(
             }
         }
     }
+    let remote = targets.iter().any(|t| matches!(t, Target::Remote(_)));
+    let signer = settings.dkim.as_deref().filter(|_| remote);
+    let signing = match signer.map(|s| s.domain_for(head).map(|d| (s, d))) {
+        Some(Ok((signer, domain))) => {
+            writeln!(
+                out,
+                "DKIM: would sign as {}",
+                super::sign::described(signer, &domain)
+            )?;
+            Some((signer, domain))
+        }
+        Some(Err(e)) => {
+            writeln!(out, "DKIM: cannot sign: {e}; a send would fail")?;
+            None
+        }
+        None => None,
+    };
     writeln!(out, "header section as it would be sent:")?;
+    if let Some((signer, domain)) = signing {
+        writeln!(
+            out,
+            "  DKIM-Signature: v=1; a={}; c=relaxed/relaxed; d={domain}; s={}; (h=, t=, bh= \
+             and b= are computed when it is sent)",
+            signer.algorithm(),
+            signer.selector()
+        )?;
+    }
     for line in head.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {

@@ -7,6 +7,7 @@ mod dry_run;
 mod maildrop;
 mod queueing;
 mod remote;
+mod sign;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -103,8 +104,15 @@ pub fn run(
             .collect(),
     };
     let destinations = groups.len() + mailboxes.len() + usize::from(held_back.is_some());
-    let keep = destinations > 1 || settings.queue.on_tempfail;
+    // Mail that leaves the host is signed; a local mailbox gets the same copy then, and
+    // mail for local mailboxes only is not signed.
+    let signer = settings.dkim.as_deref().filter(|_| !remote.is_empty());
+    // Signing reads the whole message before the first byte is sent: it must be kept.
+    let keep = destinations > 1 || settings.queue.on_tempfail || signer.is_some();
     let mut message = Message::new(prepared.head, input, keep)?;
+    if let Some(signer) = signer {
+        sign::sign(settings, signer, &mut message, err)?;
+    }
     job.mailboxes(&mut message, &mailboxes, err);
     if let Some(error) = held_back {
         job.hold_back(&mut message, &remote, error, err);
