@@ -211,6 +211,39 @@ fn verbose_names_the_config_its_notes_and_the_lack_of_one() {
         err.contains("no config file and no --host: mail goes straight to each"),
         "{err}"
     );
+
+    // Without -v: said once when the message did not get through, never when it did.
+    let no_config = |rcpt: &str, mx_port: u16| {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_smtpsend"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path().join("nowhere"))
+            .env("XDG_CONFIG_HOME", dir.path().join("nowhere"))
+            .env("SMTPSEND_QUEUE_RUNNER", "off")
+            .args(["--dns-server", &dns.addr().to_string(), "--no-queue"])
+            .args(["--mx-port", &mx_port.to_string()])
+            .args(["-f", "a@example.org", rcpt])
+            .write_stdin("Subject: x\n\nhi\n")
+            .timeout(std::time::Duration::from_secs(10));
+        cmd.output().unwrap()
+    };
+    let out = no_config("bob@nowhere.test", 25);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("no config file and no --host").count(),
+        1,
+        "once, without -v, when it failed: {err}"
+    );
+    let server = crate::common::TestServer::builder().start();
+    let out = no_config("bob@[127.0.0.1]", server.port());
+    drop(server.finish());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("no config file"),
+        "nothing said when it went through: {err}"
+    );
 }
 
 /// Issue 15 (3): `--dry-run` reads the message and says what a send would do (the

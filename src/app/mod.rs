@@ -75,16 +75,8 @@ fn say_config(settings: &Settings, err: &mut dyn Write) {
                 account.name
             );
         }
-        _ if settings.mode == Mode::Deliver
-            && settings.route_flags.host.is_none()
-            && settings.queue.drop_only.is_none() =>
-        {
-            let _ = writeln!(
-                err,
-                "smtpsend: note: no config file and no --host: mail goes straight to each \
-                 recipient domain's mail exchangers on port 25 (set up a relay in \
-                 ~/.config/smtpsend/config.toml, or give --host)"
-            );
+        _ if settings.direct_for_want_of_config() => {
+            let _ = writeln!(err, "{}", settings::NO_CONFIG_NOTE);
         }
         _ => {}
     }

@@ -242,7 +242,24 @@ pub struct DiagnoseSettings {
     pub queries: Vec<Query>,
 }
 
+/// What a user without a config is told when mail goes straight to MX hosts: always
+/// under `-v`, and without it when such a send did not get through (port 25 is often
+/// blocked), never when it did (cron would mail it on every run).
+pub const NO_CONFIG_NOTE: &str = "smtpsend: note: no config file and no --host: mail goes \
+     straight to each recipient domain's mail exchangers on port 25 (set up a relay in \
+     ~/.config/smtpsend/config.toml, or give --host)";
+
 impl Settings {
+    /// A send goes to MX hosts only because nothing names a relay: no config file, no
+    /// `--host`, no `--direct`.
+    pub fn direct_for_want_of_config(&self) -> bool {
+        self.mode == Mode::Deliver
+            && self.config_file.is_none()
+            && self.route_flags.host.is_none()
+            && !self.route_flags.direct
+            && self.queue.drop_only.is_none()
+    }
+
     /// Resolve the command line against the config file and its account.
     pub fn resolve(cli: &Cli, argv0: &str) -> Result<Settings, Error> {
         Settings::resolve_as(cli, argv0, cli.envelope_from())

@@ -12,7 +12,7 @@ mod sign;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::app::routes;
-use crate::app::settings::{ComposeRequest, MailErrors, Settings};
+use crate::app::settings::{self, ComposeRequest, MailErrors, Settings};
 use crate::delivery::mailbox;
 use crate::delivery::recipients::{LocalPolicy, Target};
 use crate::delivery::remote::Remote;
@@ -143,6 +143,12 @@ pub fn run(
             route.as_ref(),
             err,
         );
+    }
+    if !settings.verbose
+        && settings.direct_for_want_of_config()
+        && (job.queued || !job.failures.is_empty())
+    {
+        let _ = writeln!(err, "{}", settings::NO_CONFIG_NOTE);
     }
     job.finish(err)
 }
