@@ -341,9 +341,14 @@ fn sts_zone(id: &str) -> DnsServer {
     DnsServer::start(&records)
 }
 
-/// A policy host with a certificate from a test CA, serving `text`.
+/// The policy host of sts.test with a certificate from a test CA, serving `text`.
 fn policy_site(text: &str) -> (Pki, PolicyServer) {
-    let pki = Pki::ca_signed_for(&["mta-sts.sts.test"]);
+    policy_site_of(DOMAIN, text)
+}
+
+/// The policy host of `domain`, `mta-sts.DOMAIN`, serving `text`.
+fn policy_site_of(domain: &str, text: &str) -> (Pki, PolicyServer) {
+    let pki = Pki::ca_signed_for(&[&format!("mta-sts.{domain}")]);
     let server = PolicyServer::start(&pki, Reply::Policy(text.to_string()));
     (pki, server)
 }
@@ -485,4 +490,61 @@ fn dry_run_names_the_policies() {
         "{text}"
     );
     assert!(dns.queries().is_empty(), "a dry run asked DNS");
+}
+
+/// TLSA records that are all unusable for SMTP (PKIX-EE, usage 1) leave the host to the
+/// domain's MTA-STS policy: in mode enforce an exchanger it does not list is refused.
+#[test]
+fn unusable_tlsa_leaves_the_host_to_mta_sts_enforce() {
+    let pki = Pki::self_signed_for(&["localhost"]);
+    let digest = sha256(&pki.spki);
+    let site = policy_site_of("dane.test", &policy("enforce", "mx9.dane.test"));
+    let record = "v=STSv1; id=1;";
+    let zone = [
+        ("dane.test", Mx(10, "mx.dane.test")),
+        ("mx.dane.test", A(MX1)),
+        ("_25._tcp.mx.dane.test", Tlsa(1, 1, 1, &digest)),
+        ("_mta-sts.dane.test", Txt(record)),
+        ("mta-sts.dane.test", A("127.0.0.1")),
+    ];
+    let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
+    let state = tempfile::tempdir().expect("state dir");
+    let flags = sts_flags(&site, state.path());
+    let (out, seen) = via_dane(
+        &dns,
+        vec![(MX1, tls_mx(&pki))],
+        &strs(&flags),
+        "bob@dane.test",
+    );
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(t.connections.is_empty(), "refused by the MTA-STS policy");
+    assert_said(
+        &out,
+        "not among the MX hosts the MTA-STS policy of dane.test allows",
+    );
+}
+
+/// `--tls off` turns off TLS where nothing demands it, but not DANE that is required:
+/// the exchanger with a matching TLSA record still gets STARTTLS, authenticated.
+#[test]
+fn tls_off_keeps_a_required_dane() {
+    let pki = Pki::self_signed_for(&["localhost"]);
+    let digest = sha256(&pki.spki);
+    let zone = [
+        ("dane.test", Mx(10, "mx.dane.test")),
+        ("mx.dane.test", A(MX1)),
+        ("_25._tcp.mx.dane.test", Tlsa(3, 1, 1, &digest)),
+    ];
+    let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
+    let (out, seen) = via_dane(
+        &dns,
+        vec![(MX1, tls_mx(&pki))],
+        &["--tls", "off", "--dane", "require"],
+        "bob@dane.test",
+    );
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(t.only().saw_in_tls("MAIL"), "inside TLS despite --tls off");
+    assert_said(&out, "dane (3 1 1 matched)");
 }

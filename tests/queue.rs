@@ -930,3 +930,43 @@ fn a_send_takes_nothing_along_that_is_not_due() {
     assert_eq!(ids, ["<queued-1@example.org>"]);
     assert_eq!(q.entries().len(), 1, "{:?}", q.files());
 }
+
+/// An entry the take-along tried and the relay deferred (451 for its recipient) keeps the
+/// back-off that failure gave it: it is not made due again at once because the relay took
+/// the new message. The one it delivered is gone.
+#[test]
+fn an_entry_deferred_on_the_take_along_keeps_its_back_off() {
+    let q = Queue::with_config("queue_on_tempfail = true\nqueue_retry_first = 1\n");
+    let down = dead_port();
+    let out = q.send(down.port(), &["carol@example.org"], message(0));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = q.send(down.port(), &["bob@example.org"], message(1));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(1100));
+    let port = down.port();
+    drop(down);
+    let server = crate::common::spool::start_on_freed_port(
+        || {
+            TestServer::builder().rule(
+                crate::common::Rule::on("RCPT")
+                    .arg("carol@")
+                    .reply("451 4.3.0 try later"),
+            )
+        },
+        port,
+    );
+    let out = q.send(port, &["bob@example.org"], message(2));
+    let t = server.finish();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(t.connections.len(), 1, "all on one connection");
+    let left = q.entries();
+    assert_eq!(left.len(), 1, "{:?}", q.files());
+    assert_eq!(left[0].recipients, ["carol@example.org"]);
+    assert_eq!(left[0].attempts, 2, "the take-along counted as a try");
+    assert!(
+        left[0].next_attempt > unix_now(),
+        "made due again: next_attempt {} now {}",
+        left[0].next_attempt,
+        unix_now()
+    );
+}

@@ -74,14 +74,18 @@ impl Direct {
     }
 }
 
-/// The published policies `spec` asks to honour. Neither with `--tls off`: the user asked
-/// for no TLS at all. DNSSEC is validated by a resolver of its own, asking the same server.
+/// The published policies `spec` asks to honour. With `--tls off` only those required
+/// (`require`, or listed domains, as `tls_verify_domains` still wins over it): the user
+/// asked for no TLS elsewhere. DNSSEC is validated by a resolver of its own, asking the
+/// same server.
 fn policies(spec: &DirectSpec, client: &Client, plain: &Resolver) -> Result<Policies, Error> {
-    if spec.tls == TlsMode::Off {
-        return Ok(Policies::off());
-    }
-    let secure = match spec.dane {
-        PolicyUse::Off => None,
+    let unless_required = |use_: PolicyUse| match use_ {
+        PolicyUse::On if spec.tls == TlsMode::Off => PolicyUse::Off,
+        other => other,
+    };
+    let (dane, mta_sts) = (unless_required(spec.dane), unless_required(spec.mta_sts));
+    let secure = match dane {
+        PolicyUse::Off if spec.dane_domains.is_empty() => None,
         _ => {
             let resolver = match &spec.dns_server {
                 Some(server) => Resolver::with_server(parse_dns_server(server)?)?,
@@ -94,8 +98,8 @@ fn policies(spec: &DirectSpec, client: &Client, plain: &Resolver) -> Result<Poli
             )
         }
     };
-    let sts = match spec.mta_sts {
-        PolicyUse::Off => None,
+    let sts = match mta_sts {
+        PolicyUse::Off if spec.mta_sts_domains.is_empty() => None,
         _ => {
             let fetcher = Fetcher::new(&FetchSettings {
                 extra_trust: spec.mta_sts_trust_file.clone(),
@@ -117,8 +121,8 @@ fn policies(spec: &DirectSpec, client: &Client, plain: &Resolver) -> Result<Poli
         }
     };
     Ok(Policies {
-        dane: spec.dane,
-        mta_sts: spec.mta_sts,
+        dane,
+        mta_sts,
         dane_domains: spec.dane_domains.clone(),
         mta_sts_domains: spec.mta_sts_domains.clone(),
         secure,

@@ -168,22 +168,39 @@ impl Resolver {
     }
 
     /// Whether this validating resolver can be given validated answers at all: the root
-    /// zone's DNSKEY RRset checks out against the trust anchor. A server that strips
-    /// signatures, or that serves only its own zones (a test's, a private one without a
-    /// trust anchor for it), cannot; asked once per run.
-    pub fn dnssec_available(&self) -> bool {
+    /// zone's DNSKEY RRset checks out against the trust anchor. An answer that does not (a
+    /// server that strips signatures, or that serves only its own zones: a test's, a
+    /// private one without a trust anchor for it) means it cannot, for the rest of the
+    /// run. No answer (a timeout, SERVFAIL) proves nothing: a temporary failure, asked
+    /// again next time, so that dropping one query cannot turn DANE off.
+    pub fn dnssec_available(&self) -> Result<bool> {
         if !self.validates() {
-            return false;
+            return Ok(false);
         }
-        *self.dnssec_works.get_or_init(|| {
-            let Ok(live) = self.live() else {
-                return false;
-            };
-            let result = live
-                .runtime
-                .block_on(live.dns.lookup(Name::root(), RecordType::DNSKEY));
-            matches!(classify(result, true), Outcome::Found(_, Security::Secure))
-        })
+        if let Some(known) = self.dnssec_works.get() {
+            return Ok(*known);
+        }
+        let live = self.live()?;
+        let result = live
+            .runtime
+            .block_on(live.dns.lookup(Name::root(), RecordType::DNSKEY));
+        let unanswered = matches!(
+            &result,
+            Err(NetError::Timeout)
+                | Err(NetError::Dns(DnsError::ResponseCode(
+                    ResponseCode::ServFail
+                )))
+        );
+        if unanswered {
+            return Err(Error::network_text(
+                "DNSSEC",
+                "the root zone's keys could not be fetched (no answer); DANE cannot be \
+                 ruled out",
+            ));
+        }
+        let works = matches!(classify(result, true), Outcome::Found(_, Security::Secure));
+        let _ = self.dnssec_works.set(works);
+        Ok(works)
     }
 
     /// Wait at most `timeout` for an answer, and ask `attempts` times in all (at least once)

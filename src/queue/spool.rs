@@ -456,9 +456,10 @@ impl Spool {
     /// Entries queued for `route` that wait for their retry time: due now, because a
     /// message just went through that route (the relay is back). Only under the flush lock,
     /// so a queue run's own updates are never overwritten; returns how many were made due
-    /// (none when a run holds the lock: that run is trying them anyway).
-    pub fn make_due(&self, route: &RouteSpec, now: SystemTime) -> Result<usize> {
-        let waiting = |e: &Entry| e.route.as_ref() == Some(route);
+    /// (none when a run holds the lock: that run is trying them anyway). Those in `except`
+    /// were just tried through that route and keep the back-off their failure gave them.
+    pub fn make_due(&self, route: &RouteSpec, now: SystemTime, except: &[String]) -> Result<usize> {
+        let waiting = |e: &Entry| e.route.as_ref() == Some(route) && !except.contains(&e.id);
         if !self.list()?.entries.iter().any(waiting) {
             return Ok(0);
         }
@@ -468,7 +469,7 @@ impl Spool {
         let now = envelope::whole_seconds(now);
         let mut made = 0;
         for entry in self.list()?.entries {
-            if entry.route.as_ref() == Some(route) && entry.next_attempt > now {
+            if waiting(&entry) && entry.next_attempt > now {
                 let mut updated = entry;
                 updated.next_attempt = now;
                 self.rewrite(&updated)?;

@@ -87,7 +87,6 @@ pub fn run(
         failures: Vec::new(),
         queued: false,
         refused: Vec::new(),
-        relayed: false,
     };
     // Settle everything that can fail on configuration before the input is consumed. A
     // route that cannot be set up for now (an OAuth token that cannot be refreshed, a
@@ -122,8 +121,6 @@ pub fn run(
     }
     if job.queued && settings.queue.runner {
         queueing::ensure_runner(settings, err);
-    } else if job.relayed {
-        queueing::relay_is_up(settings, err);
     }
     let unseen = job
         .failures
@@ -162,8 +159,6 @@ struct Send<'s> {
     queued: bool,
     /// Recipients refused for good, for the report `-oem` asks for.
     refused: Vec<FailedRecipient>,
-    /// A relay took a transaction: it is up, and what waits for it need not wait longer.
-    relayed: bool,
 }
 
 impl Send<'_> {
@@ -280,9 +275,7 @@ impl Send<'_> {
                     message,
                     err,
                 );
-                let delivered = matches!(result, Ok(remote::Sent::Delivered));
                 self.take(&rcpts, result);
-                self.relayed |= delivered && matches!(route, Remote::Relay(_));
             }
         }
     }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::maildrop;
 use crate::app::settings::Settings;
-use crate::delivery::{Relay, TakeAlong};
+use crate::delivery::{Delivered, Relay, RouteSpec, TakeAlong};
 use crate::error::Error;
 use crate::message::input::Reopen;
 use crate::queue::run::{self, RunOptions};
@@ -206,50 +206,17 @@ fn runner_command(settings: &Settings, spool: &Spool) -> Result<Command, Error> 
     Ok(command)
 }
 
-/// A message just went through the relay: entries queued for that same route need not
-/// wait out their back-off. They are made due and the runner is woken (or started) to
-/// send them now; the caller is not held up.
-pub(super) fn relay_is_up(settings: &Settings, err: &mut dyn Write) {
-    let Ok(route) = settings.route_spec() else {
-        return;
-    };
-    // A spool that is not there has nothing waiting: it is not made for looking.
-    let made = Spool::open_if_there(settings.queue.dir.as_deref()).and_then(|spool| match spool {
-        Some(spool) => spool
-            .with_backoff(settings.queue.backoff)
-            .make_due(route, SystemTime::now()),
-        None => Ok(0),
-    });
-    match made {
-        Ok(0) => {}
-        Ok(n) => {
-            if settings.verbose {
-                let _ = writeln!(
-                    err,
-                    "smtpsend: the relay took this message: {n} queued for it go out now"
-                );
-            }
-            if settings.queue.runner {
-                ensure_runner(settings, err);
-            }
-        }
-        // The message itself was delivered; the queue is looked after by its runner.
-        Err(e) if settings.verbose => {
-            let _ = writeln!(err, "smtpsend: note: {e}");
-        }
-        Err(_) => {}
-    }
-}
-
 /// Send through `relay` with `send`, handing it the due entries queued for this same
 /// route to take along over the same connection ([`run::take_along`]). Only with
 /// queueing on and a spool of our own that is already there; otherwise `send` gets
-/// `None`.
-pub(super) fn with_take_along<R>(
+/// `None`. When the message went through, the relay is up: the other entries waiting for
+/// it need not wait out their back-off. They are made due and the runner is woken (or
+/// started) to send them; those just tried keep theirs.
+pub(super) fn with_take_along(
     settings: &Settings,
     relay: &Relay,
-    send: impl FnOnce(&mut Option<TakeAlong<'_, '_>>) -> R,
-) -> R {
+    send: impl FnOnce(&mut Option<TakeAlong<'_, '_>>) -> Result<Delivered, Error>,
+) -> Result<Delivered, Error> {
     let spool = match (settings.queue.on_tempfail, settings.route_spec()) {
         (true, Ok(spec)) => Spool::open_if_there(settings.queue.dir.as_deref())
             .ok()
@@ -268,5 +235,39 @@ pub(super) fn with_take_along<R>(
         client: settings.client.clone(),
         log: settings.log.clone(),
     };
-    run::take_along(&spool, &opts, relay, spec, send)
+    let (result, tried) = run::take_along(&spool, &opts, relay, spec, send);
+    if result.is_ok() {
+        // The trace of the send holds the caller's stderr handle; this goes to the same.
+        relay_is_up(settings, &spool, spec, &tried, &mut io::stderr());
+    }
+    result
+}
+
+/// The relay took a message: what else waits for it goes now, but for `tried`.
+fn relay_is_up(
+    settings: &Settings,
+    spool: &Spool,
+    route: &RouteSpec,
+    tried: &[String],
+    err: &mut dyn Write,
+) {
+    match spool.make_due(route, SystemTime::now(), tried) {
+        Ok(0) => {}
+        Ok(n) => {
+            if settings.verbose {
+                let _ = writeln!(
+                    err,
+                    "smtpsend: the relay took this message: {n} queued for it go out now"
+                );
+            }
+            if settings.queue.runner {
+                ensure_runner(settings, err);
+            }
+        }
+        // The message itself was delivered; the queue is looked after by its runner.
+        Err(e) if settings.verbose => {
+            let _ = writeln!(err, "smtpsend: note: {e}");
+        }
+        Err(_) => {}
+    }
 }

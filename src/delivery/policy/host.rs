@@ -70,18 +70,6 @@ impl HostTls {
 }
 
 impl Policies {
-    /// None of it: the direct route as without published policies.
-    pub fn off() -> Policies {
-        Policies {
-            dane: PolicyUse::Off,
-            mta_sts: PolicyUse::Off,
-            dane_domains: Vec::new(),
-            mta_sts_domains: Vec::new(),
-            secure: None,
-            sts: None,
-        }
-    }
-
     /// The exchangers of `domain` and the policies that bear on them. `plain` is the
     /// route's usual resolver.
     ///
@@ -106,7 +94,15 @@ impl Policies {
                 require_dane: false,
             });
         }
-        let secure = self.secure.as_ref().filter(|r| r.dnssec_available());
+        // The plain lookup first: a DNS server in trouble is named for the domain's own
+        // lookup, not for the DNSSEC check of the root's keys.
+        let plain_hosts = plain.mail_hosts(domain)?;
+        let secure = match &self.secure {
+            Some(resolver) if self.dane != PolicyUse::Off || require_dane => {
+                resolver.dnssec_available()?.then_some(resolver)
+            }
+            _ => None,
+        };
         let (hosts, validated, mx_secure) = match secure {
             Some(resolver) => {
                 let hosts = resolver.mail_hosts_secured(domain)?;
@@ -114,13 +110,13 @@ impl Policies {
                 (hosts.value, true, secure)
             }
             None => {
-                if self.secure.is_some() {
+                if self.secure.is_some() && self.dane != PolicyUse::Off {
                     note(
                         trace,
                         "DNSSEC answers cannot be validated here: no DANE".into(),
                     );
                 }
-                (plain.mail_hosts(domain)?, false, false)
+                (plain_hosts, false, false)
             }
         };
         if require_dane && !mx_secure {
@@ -133,13 +129,18 @@ impl Policies {
                 }
             )));
         }
-        let sts = self.sts.as_ref().map(|(fetcher, cache)| {
-            let outcome = mta_sts::policy_for(domain, plain, fetcher, cache, SystemTime::now());
-            for n in &outcome.notes {
-                note(trace, format!("MTA-STS for {domain}: {n}"));
-            }
-            outcome
-        });
+        let wants_sts = self.mta_sts != PolicyUse::Off || require_sts;
+        let sts = self
+            .sts
+            .as_ref()
+            .filter(|_| wants_sts)
+            .map(|(fetcher, cache)| {
+                let outcome = mta_sts::policy_for(domain, plain, fetcher, cache, SystemTime::now());
+                for n in &outcome.notes {
+                    note(trace, format!("MTA-STS for {domain}: {n}"));
+                }
+                outcome
+            });
         let enforced = sts
             .as_ref()
             .and_then(Outcome::label)
@@ -184,13 +185,8 @@ impl Policies {
                                 HostTls::Dane(DaneRecords { records, names }),
                             ));
                         }
-                        // RFC 7672 §2.2: all unusable means opportunistic TLS.
-                        DanePolicy::Unusable(_) if !policy.require_dane => {
-                            return Ok((
-                                addrs.value,
-                                HostTls::Configured("opportunistic (no usable TLSA records)"),
-                            ));
-                        }
+                        // RFC 7672 §2.2: all unusable means TLS as without DANE (then
+                        // MTA-STS, if the domain has it).
                         DanePolicy::Unusable(_) | DanePolicy::Absent => {}
                     }
                 }

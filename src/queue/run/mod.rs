@@ -120,32 +120,39 @@ pub fn run(
     Ok(ExitStatus::Ok)
 }
 
-/// At most this many queued entries go along with a message being sent: one pipelined
-/// flight's worth, so the caller (cron, PHP) is held up for a round trip or two, not for
-/// a whole queue run; the rest is the runner's.
+/// At most this many queued entries go along with a message being sent, and at most this
+/// many bytes of them: one pipelined flight's worth, so the caller (cron, PHP) is held up
+/// for a round trip or two, not for a whole queue run; the rest is the runner's.
 pub const TAKE_ALONG_MAX: usize = 32;
+pub const TAKE_ALONG_BYTES: u64 = 1 << 20;
 
 /// Send a message now through `relay` (by calling `send`), and take along over the same
 /// connection the due entries queued for that very route (`spec`): the relay has just
 /// proved it is up. Only when no queue run holds the spool (its flush lock is taken for
 /// the while); otherwise, or with nothing due, `send` gets `None`. Outcomes are recorded
-/// as in a queue run; entries that got none (the message was not delivered, the
-/// connection broke) stay as they were, their back-off untouched.
+/// as in a queue run, and failure notices sent, before the lock goes; entries that got
+/// none (the message was not delivered, the connection broke) stay as they were, their
+/// back-off untouched. Returns `send`'s result and the ids of the entries that were tried.
 pub fn take_along<R>(
     spool: &Spool,
     opts: &RunOptions,
     relay: &Relay,
     spec: &RouteSpec,
     send: impl FnOnce(&mut Option<TakeAlong<'_, '_>>) -> R,
-) -> R {
+) -> (R, Vec<String>) {
     let now = SystemTime::now();
     let lock = spool.try_lock_flush().ok().flatten();
+    let mut bytes = 0u64;
     let entries: Vec<Entry> = match (&lock, spool.due(now)) {
         (Some(_), Ok(listing)) => listing
             .entries
             .into_iter()
             .filter(|e| e.route.as_ref() == Some(spec) && !e.expired(now))
             .take(TAKE_ALONG_MAX)
+            .take_while(|e| {
+                bytes += e.size;
+                bytes <= TAKE_ALONG_BYTES
+            })
             .collect(),
         _ => Vec::new(),
     };
@@ -158,7 +165,7 @@ pub fn take_along<R>(
     };
     let ready = open_all(spool, entries, &mut said);
     if ready.is_empty() {
-        return send(&mut None);
+        return (send(&mut None), Vec::new());
     }
     // Every entry here was queued for this route: a notice about one goes the same way.
     let route_for = |_: &Entry| Ok(Remote::Relay(Box::new(relay.clone())));
@@ -172,8 +179,14 @@ pub fn take_along<R>(
     let jobs = jobs_of(&entries, &mut files);
     let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
     let mut notices: Vec<Notice> = Vec::new();
+    let mut tried = Vec::new();
     let mut outcome = |i: usize, outcome: JobOutcome| {
+        // Never written to the server: not an attempt, the entry waits as it was.
+        if matches!(outcome, JobOutcome::NotAttempted(_)) {
+            return;
+        }
         if let Some(entry) = pending.get_mut(i).and_then(Option::take) {
+            tried.push(entry.id.clone());
             opts.log.job(&attempt(&entry, &host), &outcome, &mut said);
             notices.extend(run.record_outcome(entry, &host, outcome, &mut said));
         }
@@ -185,11 +198,13 @@ pub fn take_along<R>(
         idle: &mut idle,
     }));
     settle(spool);
-    drop(lock);
+    // While the lock is held: until its notice is out, an entry refused for good is
+    // still in the spool, and no other run may send it again.
     for notice in notices {
         notice.send(&run.notifier(), &mut said);
     }
-    result
+    drop(lock);
+    (result, tried)
 }
 
 /// One job per entry, each reading its data file.
