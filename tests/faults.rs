@@ -187,7 +187,7 @@ fn kill_9(child: &mut Child) -> Option<i32> {
 /// once. Duplicates are counted and split by when the run was killed: before the server
 /// had answered (RFC 1047's window, as long as the server takes to reply: no client can
 /// close it) or after (the client's window, a read and an unlink: under 10 % of the
-/// messages, asserted).
+/// messages, asserted with two messages of slack).
 #[test]
 fn kill_minus_9_during_flush_loses_nothing() {
     let _serial = serial();
@@ -251,9 +251,10 @@ fn kill_minus_9_during_flush_loses_nothing() {
         "still queued after the final runs: {remaining:?}"
     );
     // The client's own window, from the server's answer to the entry's removal, is a
-    // read and an unlink: a kill must rarely fall in it.
+    // read and an unlink: a kill must rarely fall in it. Under 10 %, with two messages of
+    // slack for the short runs of a default test (one unlucky kill duplicates a batch).
     assert!(
-        queued < 20 || answered * 10 < queued,
+        answered * 10 < queued + 20,
         "{answered} of {queued} messages duplicated by kills after the server had answered"
     );
     // A leftover can only be an orphan data file (killed between removing the envelope
@@ -366,8 +367,9 @@ fn kill_minus_9_during_flush_against_smtp_sink() {
         lost.len()
     );
     assert!(lost.is_empty(), "lost messages: {lost:?}");
+    // Under 10 %, with two messages of slack for short runs, as above.
     assert!(
-        queued < 20 || duplicated * 10 < queued,
+        duplicated * 10 < queued + 20,
         "{duplicated} of {queued} messages duplicated"
     );
 }
