@@ -9,13 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, RootCertStore};
 
 use super::refusal::{self, Syntax};
 use crate::error::Error;
@@ -364,6 +362,56 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Result<CertificateDer<'static>, Strin
         .collect()
 }
 
+/// The handshake-signature half of a [`ServerCertVerifier`] whose certificate check is our
+/// own (a pin and trusted leaves here, TLSA records in `delivery::policy::dane`): the
+/// signatures are checked with the crypto provider's algorithms, as rustls'
+/// `WebPkiServerVerifier` checks them. Expands to the three methods, reading the provider
+/// (an `Arc<CryptoProvider>`) from the named field.
+macro_rules! signatures_by_provider {
+    ($provider:ident) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::core::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.$provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::core::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.$provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<::rustls::SignatureScheme> {
+            self.$provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+pub(crate) use signatures_by_provider;
+
 /// Verifies like webpki, or by pin; in opportunistic mode records failure instead.
 struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
@@ -443,39 +491,7 @@ impl ServerCertVerifier for Verifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    signatures_by_provider!(provider);
 }
 
 /// A handshake failure in words: which certificate check failed, not rustls' debug form.
