@@ -100,22 +100,14 @@ struct Exim {
 
 impl Exim {
     fn start(settings: Settings) -> Result<Exim, String> {
-        let mut failures = String::new();
-        // A port is free when probed but may be taken before the daemon binds it.
-        for attempt in 1..=3 {
-            match Exim::try_start(settings) {
-                Ok(exim) => return Ok(exim),
-                Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
-            }
-        }
-        Err(format!("it did not start\n{failures}"))
+        mta::start_with_retries(|| Exim::try_start(settings))
     }
 
     fn try_start(settings: Settings) -> Result<Exim, String> {
         let started = Instant::now();
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let port = mta::free_port();
-        let banner = format!("smtpsend-test-{}-{port}", std::process::id());
+        let banner = mta::banner_token(port);
         let root = mta::package_root(PACKAGE);
         let path = dir.path().to_str().ok_or("temp dir path is not UTF-8")?;
         let mut conf = CONF
@@ -132,32 +124,19 @@ impl Exim {
         let table: String = mailboxes().iter().map(|m| format!("{m}: {m}\n")).collect();
         fs::write(dir.path().join("mailboxes"), table).map_err(|e| format!("mailboxes: {e}"))?;
         let cert = mta::write_certificate(dir.path());
-        let launcher = Launcher::start(
-            LAUNCHER,
-            &[dir.path(), &root],
-            &dir.path().join("launcher.log"),
-            START_LIMIT,
-        );
-        let mut exim = match launcher {
-            Ok(launcher) => Exim {
-                port,
-                cert,
-                launcher,
-                dir,
-            },
-            Err(e) => {
-                let log = fs::read_to_string(dir.path().join("launcher.log")).unwrap_or_default();
-                return Err(format!("{e}\n--- run-exim.sh ---\n{log}"));
-            }
+        let log = dir.path().join("launcher.log");
+        let launcher = Launcher::start(LAUNCHER, &[dir.path(), &root], &log, START_LIMIT)?;
+        let mut exim = Exim {
+            port,
+            cert,
+            launcher,
+            dir,
         };
         let left = START_LIMIT.saturating_sub(started.elapsed());
-        match exim.launcher.greeting(port, left) {
-            Some(line) if line.starts_with("220 ") && line.contains(&banner) => Ok(exim),
-            other => Err(format!(
-                "127.0.0.1:{port} greeted with {other:?}, not this instance's banner\n{}",
-                exim.logs()
-            )),
-        }
+        exim.launcher
+            .expect_greeting(port, &banner, left)
+            .map_err(|e| format!("{e}\n{}", exim.logs()))?;
+        Ok(exim)
     }
 
     fn read(&self, name: &str) -> String {

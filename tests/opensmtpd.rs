@@ -80,22 +80,14 @@ struct OpenSmtpd {
 
 impl OpenSmtpd {
     fn start() -> Result<OpenSmtpd, String> {
-        let mut failures = String::new();
-        // A port is free when probed but may be taken before smtpd binds it.
-        for attempt in 1..=3 {
-            match OpenSmtpd::try_start() {
-                Ok(smtpd) => return Ok(smtpd),
-                Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
-            }
-        }
-        Err(format!("it did not start\n{failures}"))
+        mta::start_with_retries(OpenSmtpd::try_start)
     }
 
     fn try_start() -> Result<OpenSmtpd, String> {
         let started = Instant::now();
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let port = mta::free_port();
-        let banner = format!("smtpsend-test-{}-{port}", std::process::id());
+        let banner = mta::banner_token(port);
         let root = mta::package_root(PACKAGE);
         let path = dir.path().to_str().ok_or("temp dir path is not UTF-8")?;
         let conf = CONF
@@ -105,26 +97,19 @@ impl OpenSmtpd {
         fs::write(dir.path().join("smtpd.conf"), conf).map_err(|e| format!("smtpd.conf: {e}"))?;
         let cert = mta::write_certificate(dir.path());
         let log = dir.path().join("launcher.log");
-        let mut smtpd = match Launcher::start(LAUNCHER, &[dir.path(), &root], &log, START_LIMIT) {
-            Ok(launcher) => OpenSmtpd {
-                port,
-                cert,
-                launcher,
-                dir,
-            },
-            Err(e) => {
-                let text = fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("{e}\n--- run-opensmtpd.sh ---\n{text}"));
-            }
+        let launcher = Launcher::start(LAUNCHER, &[dir.path(), &root], &log, START_LIMIT)?;
+        let mut smtpd = OpenSmtpd {
+            port,
+            cert,
+            launcher,
+            dir,
         };
         let left = START_LIMIT.saturating_sub(started.elapsed());
-        match smtpd.launcher.greeting(port, left) {
-            Some(line) if line.starts_with("220 ") && line.contains(&banner) => Ok(smtpd),
-            other => Err(format!(
-                "127.0.0.1:{port} greeted with {other:?}, not this instance's banner\n{}",
-                smtpd.logs()
-            )),
-        }
+        smtpd
+            .launcher
+            .expect_greeting(port, &banner, left)
+            .map_err(|e| format!("{e}\n{}", smtpd.logs()))?;
+        Ok(smtpd)
     }
 
     /// smtpd's log (its stderr, through the launcher's).

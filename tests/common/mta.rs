@@ -86,6 +86,37 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("binding 127.0.0.1 port 0: {e}"))
 }
 
+/// Runs `try_start` until an instance is up, three times at most: a port is free when
+/// probed but may be taken before the server binds it. The error has every attempt's.
+pub fn start_with_retries<T>(
+    mut try_start: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let mut failures = String::new();
+    for attempt in 1..=3 {
+        match try_start() {
+            Ok(instance) => return Ok(instance),
+            Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
+        }
+    }
+    Err(format!("it did not start\n{failures}"))
+}
+
+/// A token for an instance's banner, naming this test process and the port: a greeting
+/// without it comes from another server that took the port.
+pub fn banner_token(port: u16) -> String {
+    format!("smtpsend-test-{}-{port}", std::process::id())
+}
+
+/// `Ok` when `greeting` is this instance's: `220 ` and its banner token.
+pub fn check_greeting(greeting: Option<String>, port: u16, banner: &str) -> Result<(), String> {
+    match greeting {
+        Some(line) if line.starts_with("220 ") && line.contains(banner) => Ok(()),
+        other => Err(format!(
+            "127.0.0.1:{port} greeted with {other:?}, not this instance's banner"
+        )),
+    }
+}
+
 /// The first line a server on 127.0.0.1:`port` sends, tried until `limit` has passed (at
 /// least once).
 pub fn greeting(port: u16, limit: Duration) -> Option<String> {
@@ -118,8 +149,22 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    /// Runs the script and waits up to `limit` for its `READY` line.
+    /// Runs the script and waits up to `limit` for its `READY` line. The error ends with
+    /// what the script wrote to `log`.
     pub fn start(
+        script: &str,
+        args: &[&Path],
+        log: &Path,
+        limit: Duration,
+    ) -> Result<Launcher, String> {
+        Launcher::spawn(script, args, log, limit).map_err(|e| {
+            let name = Path::new(script).file_name().unwrap_or_default().display();
+            let text = fs::read_to_string(log).unwrap_or_default();
+            format!("{e}\n--- {name} ---\n{text}")
+        })
+    }
+
+    fn spawn(
         script: &str,
         args: &[&Path],
         log: &Path,
@@ -161,6 +206,18 @@ impl Launcher {
     /// Whether the launcher (and with it the server) has exited.
     pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for this instance's greeting on 127.0.0.1:`port` (see
+    /// [`check_greeting`]).
+    pub fn expect_greeting(
+        &mut self,
+        port: u16,
+        banner: &str,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let greeting = self.greeting(port, limit);
+        check_greeting(greeting, port, banner)
     }
 
     /// The first line the server sends on 127.0.0.1:`port`, tried until `limit` has passed
