@@ -18,13 +18,13 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::mta::{self, Launcher};
+use crate::common::mta::{self, Instance, Launcher, assert_exit, assert_same_bytes};
 use crate::common::spool::{Queue, dead_port, wait_bounded};
-use crate::common::{SENDER, code, run, smtpsend, stderr};
+use crate::common::{SENDER, run, smtpsend, stderr};
 use tempfile::TempDir;
 
 const PACKAGE: &str = "exim4-daemon-light";
@@ -147,17 +147,6 @@ impl Exim {
         self.read("log/mainlog")
     }
 
-    /// The launcher's output and Exim's logs, for a failure message.
-    fn logs(&self) -> String {
-        format!(
-            "--- run-exim.sh ---\n{}--- mainlog ---\n{}--- rejectlog ---\n{}--- paniclog ---\n{}",
-            self.read("launcher.log"),
-            self.mainlog(),
-            self.read("log/rejectlog"),
-            self.read("log/paniclog")
-        )
-    }
-
     /// The binary pointed at this instance (isolated as `crate::common::smtpsend` is).
     fn smtpsend(&self) -> assert_cmd::Command {
         smtpsend(self.port)
@@ -183,27 +172,6 @@ impl Exim {
                 self.logs()
             );
         }
-    }
-
-    /// Every message delivered to this local part's Maildir, with Exim's trace fields.
-    fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
-        mta::maildir(&self.dir.path().join("mail").join(user))
-    }
-
-    /// The one message in this local part's Maildir: Exim's trace fields, and the message.
-    #[track_caller]
-    fn only_message(&self, user: &str) -> (String, Vec<u8>) {
-        let mut messages = self.mailbox(user);
-        assert_eq!(
-            messages.len(),
-            1,
-            "{user} should have exactly one message, has {}\n{}",
-            messages.len(),
-            self.logs()
-        );
-        let file = messages.remove(0);
-        let (trace, message) = mta::split_trace(&file, &TRACE);
-        (trace, message.to_vec())
     }
 
     /// The log's "<=" lines, one per message Exim accepted, in order.
@@ -235,6 +203,25 @@ impl Exim {
     }
 }
 
+impl Instance for Exim {
+    const TRACE: &'static [&'static str] = &TRACE;
+
+    /// The launcher's output and Exim's logs, for a failure message.
+    fn logs(&self) -> String {
+        format!(
+            "--- run-exim.sh ---\n{}--- mainlog ---\n{}--- rejectlog ---\n{}--- paniclog ---\n{}",
+            self.read("launcher.log"),
+            self.mainlog(),
+            self.read("log/rejectlog"),
+            self.read("log/paniclog")
+        )
+    }
+
+    fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+}
+
 /// The client port in a "<=" line (`H=(vm) [127.0.0.1]:41234`): which connection brought
 /// the message.
 fn client_port(received: &str) -> &str {
@@ -242,24 +229,6 @@ fn client_port(received: &str) -> &str {
         .split_once("[127.0.0.1]:")
         .and_then(|(_, rest)| rest.split(' ').next())
         .unwrap_or_else(|| panic!("no client address in {received:?}"))
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, expected: i32, exim: &Exim) {
-    assert_eq!(
-        code(out),
-        expected,
-        "smtpsend exit status (wanted {expected})\n--- stderr ---\n{}\n{}",
-        stderr(out),
-        exim.logs()
-    );
-}
-
-#[track_caller]
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str, exim: &Exim) {
-    if let Some(diff) = mta::first_difference(got, want) {
-        panic!("{what}: {diff}\n{}", exim.logs());
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -22,11 +22,10 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::mta::{self, Launcher};
+use crate::common::mta::{self, Instance, Launcher, assert_exit, assert_same_bytes};
 use crate::common::spool::{Queue, dead_port};
 use crate::common::{SENDER, code, run, smtpsend, stderr};
 use tempfile::TempDir;
@@ -117,10 +116,6 @@ impl OpenSmtpd {
         fs::read_to_string(self.dir.path().join("launcher.log")).unwrap_or_default()
     }
 
-    fn logs(&self) -> String {
-        format!("--- smtpd (run-opensmtpd.sh) ---\n{}", self.log())
-    }
-
     fn smtpsend(&self) -> assert_cmd::Command {
         smtpsend(self.port)
     }
@@ -143,26 +138,6 @@ impl OpenSmtpd {
         }
     }
 
-    fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
-        mta::maildir(&self.dir.path().join("mail").join(user))
-    }
-
-    /// The one message in this local part's Maildir: smtpd's trace fields, and the message.
-    #[track_caller]
-    fn only_message(&self, user: &str) -> (String, Vec<u8>) {
-        let mut messages = self.mailbox(user);
-        assert_eq!(
-            messages.len(),
-            1,
-            "{user} should have exactly one message, has {}\n{}",
-            messages.len(),
-            self.logs()
-        );
-        let file = messages.remove(0);
-        let (trace, message) = mta::split_trace(&file, &TRACE);
-        (trace, message.to_vec())
-    }
-
     /// The session of each message smtpd accepted ("<session> smtp message msgid=..."), in
     /// order: messages with the same session came over the same connection.
     fn message_sessions(&self) -> Vec<String> {
@@ -183,21 +158,15 @@ impl OpenSmtpd {
     }
 }
 
-#[track_caller]
-fn assert_exit(out: &Output, expected: i32, smtpd: &OpenSmtpd) {
-    assert_eq!(
-        code(out),
-        expected,
-        "smtpsend exit status (wanted {expected})\n--- stderr ---\n{}\n{}",
-        stderr(out),
-        smtpd.logs()
-    );
-}
+impl Instance for OpenSmtpd {
+    const TRACE: &'static [&'static str] = &TRACE;
 
-#[track_caller]
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str, smtpd: &OpenSmtpd) {
-    if let Some(diff) = mta::first_difference(got, want) {
-        panic!("{what}: {diff}\n{}", smtpd.logs());
+    fn logs(&self) -> String {
+        format!("--- smtpd (run-opensmtpd.sh) ---\n{}", self.log())
+    }
+
+    fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
     }
 }
 

@@ -9,8 +9,8 @@
 //! and stops the instance when its stdin closes: when [`Launcher`] is dropped, panics
 //! included, or when the test process dies without running destructors.
 //!
-//! Self-contained (no `super::`), so that test crates without `mod common` can include it
-//! with `#[path]`.
+//! [`Instance`] is what the tests of Exim and OpenSMTPD share about a running server: its
+//! logs, its Maildirs, and the assertions that show both when they fail.
 
 #![allow(dead_code)]
 
@@ -19,10 +19,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::{code, stderr};
 
 /// Where `.ci/install` unpacks the mail server packages.
 pub const DEFAULT_MTA_DIR: &str = "/opt/smtpsend-test-mta";
@@ -246,6 +248,60 @@ impl Drop for Launcher {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A private server that a test started, as the checks its tests share see it.
+pub trait Instance {
+    /// The trace fields the server puts in front of a delivered message.
+    const TRACE: &'static [&'static str];
+
+    /// The server's logs, for a failure message.
+    fn logs(&self) -> String;
+
+    /// The directory with one Maildir per local part.
+    fn mail_dir(&self) -> PathBuf;
+
+    /// Every message delivered to this local part's Maildir, with the trace fields.
+    fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
+        maildir(&self.mail_dir().join(user))
+    }
+
+    /// The one message in this local part's Maildir: the trace fields, and the message.
+    #[track_caller]
+    fn only_message(&self, user: &str) -> (String, Vec<u8>) {
+        let mut messages = self.mailbox(user);
+        assert_eq!(
+            messages.len(),
+            1,
+            "{user} should have exactly one message, has {}\n{}",
+            messages.len(),
+            self.logs()
+        );
+        let file = messages.remove(0);
+        let (trace, message) = split_trace(&file, Self::TRACE);
+        (trace, message.to_vec())
+    }
+}
+
+/// smtpsend exited with `expected`; else a failure with its stderr and the server's logs.
+#[track_caller]
+pub fn assert_exit(out: &Output, expected: i32, server: &impl Instance) {
+    assert_eq!(
+        code(out),
+        expected,
+        "smtpsend exit status (wanted {expected})\n--- stderr ---\n{}\n{}",
+        stderr(out),
+        server.logs()
+    );
+}
+
+/// `got` is `want` byte for byte; else a failure naming the first difference, with the
+/// server's logs.
+#[track_caller]
+pub fn assert_same_bytes(got: &[u8], want: &[u8], what: &str, server: &impl Instance) {
+    if let Some(diff) = first_difference(got, want) {
+        panic!("{what}: {diff}\n{}", server.logs());
     }
 }
 
