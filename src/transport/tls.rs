@@ -15,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, ClientConfig, RootCertStore};
 
+use super::cert::sha256;
 use super::refusal::{self, Syntax};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -77,22 +78,6 @@ pub fn parse_fingerprint(text: &str) -> Result<Vec<u8>, String> {
     (0..32)
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
         .collect()
-}
-
-/// The SHA-256 digest of a DER certificate.
-pub fn sha256(der: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .to_vec()
-}
-
-/// Hex with colons, as `openssl x509 -fingerprint -sha256` prints it.
-pub fn hex_colons(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// A client config and the flag its verifier sets when the certificate checked out.
@@ -632,10 +617,5 @@ mod tests {
         };
         let present = system_bundles().iter().any(|b| Path::new(b).exists());
         assert_eq!(client_config(&settings).is_ok(), present);
-    }
-
-    #[test]
-    fn hex_colons_matches_openssl_style() {
-        assert_eq!(hex_colons(&[0x0a, 0xff]), "0A:FF");
     }
 }
