@@ -59,38 +59,28 @@ fn main() -> ExitCode {
     };
     let result = Settings::resolve_with_input(&cli, &argv0, input)
         .and_then(|(settings, input)| smtpsend::app::run(&settings, input, &mut stderr));
-    let status = match result {
-        Ok(status) => status,
-        Err(e) => {
-            for line in e.lines() {
-                let _ = writeln!(stderr, "smtpsend: {line}");
-            }
-            e.exit_status()
-        }
-    };
-    ExitCode::from(status.code())
+    exit(result, &mut stderr)
 }
 
 /// `smtpsend oauth ...`: its own small command line (recipients are positional, so clap
 /// has no subcommands).
 fn oauth(args: &[OsString]) -> ExitCode {
     let mut stderr = std::io::stderr();
-    let status = match smtpsend::app::oauth::run(args, &mut std::io::stdout(), &mut stderr) {
-        Ok(status) => status,
-        Err(e) => {
-            for line in e.lines() {
-                let _ = writeln!(stderr, "smtpsend: {line}");
-            }
-            e.exit_status()
-        }
-    };
-    ExitCode::from(status.code())
+    let result = smtpsend::app::oauth::run(args, &mut std::io::stdout(), &mut stderr);
+    exit(result, &mut stderr)
 }
 
 /// `smtpsend config ...`: recognised like `smtpsend oauth`.
 fn config(args: &[OsString]) -> ExitCode {
     let mut stderr = std::io::stderr();
-    let status = match smtpsend::app::config_cmd::run(args, &mut std::io::stdout(), &mut stderr) {
+    let result = smtpsend::app::config_cmd::run(args, &mut std::io::stdout(), &mut stderr);
+    exit(result, &mut stderr)
+}
+
+/// The process's end: the status a mode chose, or the failure's own (the typed error knows
+/// its sysexits code), after one `smtpsend: ` line on stderr for each line of it.
+fn exit(result: Result<ExitStatus, smtpsend::Error>, stderr: &mut impl Write) -> ExitCode {
+    let status = match result {
         Ok(status) => status,
         Err(e) => {
             for line in e.lines() {

@@ -18,13 +18,13 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::mta::{self, Launcher};
+use crate::common::mta::{self, Instance, Launcher, assert_exit, assert_same_bytes};
 use crate::common::spool::{Queue, dead_port, wait_bounded};
-use crate::common::{SENDER, code, run, smtpsend, stderr};
+use crate::common::{SENDER, run, smtpsend, stderr};
 use tempfile::TempDir;
 
 const PACKAGE: &str = "exim4-daemon-light";
@@ -100,22 +100,14 @@ struct Exim {
 
 impl Exim {
     fn start(settings: Settings) -> Result<Exim, String> {
-        let mut failures = String::new();
-        // A port is free when probed but may be taken before the daemon binds it.
-        for attempt in 1..=3 {
-            match Exim::try_start(settings) {
-                Ok(exim) => return Ok(exim),
-                Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
-            }
-        }
-        Err(format!("it did not start\n{failures}"))
+        mta::start_with_retries(|| Exim::try_start(settings))
     }
 
     fn try_start(settings: Settings) -> Result<Exim, String> {
         let started = Instant::now();
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let port = mta::free_port();
-        let banner = format!("smtpsend-test-{}-{port}", std::process::id());
+        let banner = mta::banner_token(port);
         let root = mta::package_root(PACKAGE);
         let path = dir.path().to_str().ok_or("temp dir path is not UTF-8")?;
         let mut conf = CONF
@@ -132,32 +124,19 @@ impl Exim {
         let table: String = mailboxes().iter().map(|m| format!("{m}: {m}\n")).collect();
         fs::write(dir.path().join("mailboxes"), table).map_err(|e| format!("mailboxes: {e}"))?;
         let cert = mta::write_certificate(dir.path());
-        let launcher = Launcher::start(
-            LAUNCHER,
-            &[dir.path(), &root],
-            &dir.path().join("launcher.log"),
-            START_LIMIT,
-        );
-        let mut exim = match launcher {
-            Ok(launcher) => Exim {
-                port,
-                cert,
-                launcher,
-                dir,
-            },
-            Err(e) => {
-                let log = fs::read_to_string(dir.path().join("launcher.log")).unwrap_or_default();
-                return Err(format!("{e}\n--- run-exim.sh ---\n{log}"));
-            }
+        let log = dir.path().join("launcher.log");
+        let launcher = Launcher::start(LAUNCHER, &[dir.path(), &root], &log, START_LIMIT)?;
+        let mut exim = Exim {
+            port,
+            cert,
+            launcher,
+            dir,
         };
         let left = START_LIMIT.saturating_sub(started.elapsed());
-        match exim.launcher.greeting(port, left) {
-            Some(line) if line.starts_with("220 ") && line.contains(&banner) => Ok(exim),
-            other => Err(format!(
-                "127.0.0.1:{port} greeted with {other:?}, not this instance's banner\n{}",
-                exim.logs()
-            )),
-        }
+        exim.launcher
+            .expect_greeting(port, &banner, left)
+            .map_err(|e| format!("{e}\n{}", exim.logs()))?;
+        Ok(exim)
     }
 
     fn read(&self, name: &str) -> String {
@@ -166,17 +145,6 @@ impl Exim {
 
     fn mainlog(&self) -> String {
         self.read("log/mainlog")
-    }
-
-    /// The launcher's output and Exim's logs, for a failure message.
-    fn logs(&self) -> String {
-        format!(
-            "--- run-exim.sh ---\n{}--- mainlog ---\n{}--- rejectlog ---\n{}--- paniclog ---\n{}",
-            self.read("launcher.log"),
-            self.mainlog(),
-            self.read("log/rejectlog"),
-            self.read("log/paniclog")
-        )
     }
 
     /// The binary pointed at this instance (isolated as `crate::common::smtpsend` is).
@@ -204,27 +172,6 @@ impl Exim {
                 self.logs()
             );
         }
-    }
-
-    /// Every message delivered to this local part's Maildir, with Exim's trace fields.
-    fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
-        mta::maildir(&self.dir.path().join("mail").join(user))
-    }
-
-    /// The one message in this local part's Maildir: Exim's trace fields, and the message.
-    #[track_caller]
-    fn only_message(&self, user: &str) -> (String, Vec<u8>) {
-        let mut messages = self.mailbox(user);
-        assert_eq!(
-            messages.len(),
-            1,
-            "{user} should have exactly one message, has {}\n{}",
-            messages.len(),
-            self.logs()
-        );
-        let file = messages.remove(0);
-        let (trace, message) = mta::split_trace(&file, &TRACE);
-        (trace, message.to_vec())
     }
 
     /// The log's "<=" lines, one per message Exim accepted, in order.
@@ -256,6 +203,25 @@ impl Exim {
     }
 }
 
+impl Instance for Exim {
+    const TRACE: &'static [&'static str] = &TRACE;
+
+    /// The launcher's output and Exim's logs, for a failure message.
+    fn logs(&self) -> String {
+        format!(
+            "--- run-exim.sh ---\n{}--- mainlog ---\n{}--- rejectlog ---\n{}--- paniclog ---\n{}",
+            self.read("launcher.log"),
+            self.mainlog(),
+            self.read("log/rejectlog"),
+            self.read("log/paniclog")
+        )
+    }
+
+    fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+}
+
 /// The client port in a "<=" line (`H=(vm) [127.0.0.1]:41234`): which connection brought
 /// the message.
 fn client_port(received: &str) -> &str {
@@ -263,24 +229,6 @@ fn client_port(received: &str) -> &str {
         .split_once("[127.0.0.1]:")
         .and_then(|(_, rest)| rest.split(' ').next())
         .unwrap_or_else(|| panic!("no client address in {received:?}"))
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, expected: i32, exim: &Exim) {
-    assert_eq!(
-        code(out),
-        expected,
-        "smtpsend exit status (wanted {expected})\n--- stderr ---\n{}\n{}",
-        stderr(out),
-        exim.logs()
-    );
-}
-
-#[track_caller]
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str, exim: &Exim) {
-    if let Some(diff) = mta::first_difference(got, want) {
-        panic!("{what}: {diff}\n{}", exim.logs());
-    }
 }
 
 // ---------------------------------------------------------------------------------------

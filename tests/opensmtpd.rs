@@ -22,11 +22,10 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::mta::{self, Launcher};
+use crate::common::mta::{self, Instance, Launcher, assert_exit, assert_same_bytes};
 use crate::common::spool::{Queue, dead_port};
 use crate::common::{SENDER, code, run, smtpsend, stderr};
 use tempfile::TempDir;
@@ -80,22 +79,14 @@ struct OpenSmtpd {
 
 impl OpenSmtpd {
     fn start() -> Result<OpenSmtpd, String> {
-        let mut failures = String::new();
-        // A port is free when probed but may be taken before smtpd binds it.
-        for attempt in 1..=3 {
-            match OpenSmtpd::try_start() {
-                Ok(smtpd) => return Ok(smtpd),
-                Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
-            }
-        }
-        Err(format!("it did not start\n{failures}"))
+        mta::start_with_retries(OpenSmtpd::try_start)
     }
 
     fn try_start() -> Result<OpenSmtpd, String> {
         let started = Instant::now();
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let port = mta::free_port();
-        let banner = format!("smtpsend-test-{}-{port}", std::process::id());
+        let banner = mta::banner_token(port);
         let root = mta::package_root(PACKAGE);
         let path = dir.path().to_str().ok_or("temp dir path is not UTF-8")?;
         let conf = CONF
@@ -105,35 +96,24 @@ impl OpenSmtpd {
         fs::write(dir.path().join("smtpd.conf"), conf).map_err(|e| format!("smtpd.conf: {e}"))?;
         let cert = mta::write_certificate(dir.path());
         let log = dir.path().join("launcher.log");
-        let mut smtpd = match Launcher::start(LAUNCHER, &[dir.path(), &root], &log, START_LIMIT) {
-            Ok(launcher) => OpenSmtpd {
-                port,
-                cert,
-                launcher,
-                dir,
-            },
-            Err(e) => {
-                let text = fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("{e}\n--- run-opensmtpd.sh ---\n{text}"));
-            }
+        let launcher = Launcher::start(LAUNCHER, &[dir.path(), &root], &log, START_LIMIT)?;
+        let mut smtpd = OpenSmtpd {
+            port,
+            cert,
+            launcher,
+            dir,
         };
         let left = START_LIMIT.saturating_sub(started.elapsed());
-        match smtpd.launcher.greeting(port, left) {
-            Some(line) if line.starts_with("220 ") && line.contains(&banner) => Ok(smtpd),
-            other => Err(format!(
-                "127.0.0.1:{port} greeted with {other:?}, not this instance's banner\n{}",
-                smtpd.logs()
-            )),
-        }
+        smtpd
+            .launcher
+            .expect_greeting(port, &banner, left)
+            .map_err(|e| format!("{e}\n{}", smtpd.logs()))?;
+        Ok(smtpd)
     }
 
     /// smtpd's log (its stderr, through the launcher's).
     fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("launcher.log")).unwrap_or_default()
-    }
-
-    fn logs(&self) -> String {
-        format!("--- smtpd (run-opensmtpd.sh) ---\n{}", self.log())
     }
 
     fn smtpsend(&self) -> assert_cmd::Command {
@@ -158,26 +138,6 @@ impl OpenSmtpd {
         }
     }
 
-    fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
-        mta::maildir(&self.dir.path().join("mail").join(user))
-    }
-
-    /// The one message in this local part's Maildir: smtpd's trace fields, and the message.
-    #[track_caller]
-    fn only_message(&self, user: &str) -> (String, Vec<u8>) {
-        let mut messages = self.mailbox(user);
-        assert_eq!(
-            messages.len(),
-            1,
-            "{user} should have exactly one message, has {}\n{}",
-            messages.len(),
-            self.logs()
-        );
-        let file = messages.remove(0);
-        let (trace, message) = mta::split_trace(&file, &TRACE);
-        (trace, message.to_vec())
-    }
-
     /// The session of each message smtpd accepted ("<session> smtp message msgid=..."), in
     /// order: messages with the same session came over the same connection.
     fn message_sessions(&self) -> Vec<String> {
@@ -198,21 +158,15 @@ impl OpenSmtpd {
     }
 }
 
-#[track_caller]
-fn assert_exit(out: &Output, expected: i32, smtpd: &OpenSmtpd) {
-    assert_eq!(
-        code(out),
-        expected,
-        "smtpsend exit status (wanted {expected})\n--- stderr ---\n{}\n{}",
-        stderr(out),
-        smtpd.logs()
-    );
-}
+impl Instance for OpenSmtpd {
+    const TRACE: &'static [&'static str] = &TRACE;
 
-#[track_caller]
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str, smtpd: &OpenSmtpd) {
-    if let Some(diff) = mta::first_difference(got, want) {
-        panic!("{what}: {diff}\n{}", smtpd.logs());
+    fn logs(&self) -> String {
+        format!("--- smtpd (run-opensmtpd.sh) ---\n{}", self.log())
+    }
+
+    fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
     }
 }
 

@@ -17,8 +17,7 @@
 //! tests print "skipped: ..." and pass, except with `CI=true`, where they fail.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -108,23 +107,15 @@ impl Postfix {
     /// An instance with these lines added to `tests/postfix/main.cf`, and these local parts
     /// added to `tests/postfix/vmailbox`.
     fn start(extra_main_cf: &str, mailboxes: &[String]) -> Result<Postfix, String> {
-        let mut failures = String::new();
-        // A port is free when probed but may be taken before the master binds it: then
-        // `postfix start` fails and another port is tried.
-        for attempt in 1..=3 {
-            match Postfix::try_start(extra_main_cf, mailboxes) {
-                Ok(postfix) => return Ok(postfix),
-                Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
-            }
-        }
-        Err(format!("it did not start\n{failures}"))
+        // When the port is taken before the master binds it, `postfix start` fails.
+        mta::start_with_retries(|| Postfix::try_start(extra_main_cf, mailboxes))
     }
 
     fn try_start(extra_main_cf: &str, mailboxes: &[String]) -> Result<Postfix, String> {
         let started = Instant::now();
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let port = free_port();
-        let banner = format!("smtpsend-test-{}-{port}", std::process::id());
+        let port = mta::free_port();
+        let banner = mta::banner_token(port);
         let (cert, fingerprint) = write_config(dir.path(), port, &banner, extra_main_cf, mailboxes);
         let log = fs::File::create(dir.path().join("launcher.log"))
             .map_err(|e| format!("launcher log: {e}"))?;
@@ -169,13 +160,9 @@ impl Postfix {
             }
         }
         let left = START_LIMIT.saturating_sub(started.elapsed());
-        match greeting(port, left) {
-            Some(line) if line.starts_with("220 ") && line.contains(&banner) => Ok(postfix),
-            other => Err(format!(
-                "127.0.0.1:{port} greeted with {other:?}, not this instance's banner\n{}",
-                postfix.logs()
-            )),
-        }
+        mta::check_greeting(mta::greeting(port, left), port, &banner)
+            .map_err(|e| format!("{e}\n{}", postfix.logs()))?;
+        Ok(postfix)
     }
 
     fn conf(&self) -> PathBuf {
@@ -343,31 +330,6 @@ impl Drop for Postfix {
                 .status();
         }
     }
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1 port 0: {e}"))
-}
-
-/// The first line a server on 127.0.0.1:`port` sends, tried until `limit` has passed.
-fn greeting(port: u16, limit: Duration) -> Option<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut line = String::new();
-            let _ = BufReader::new(&s).read_line(&mut line);
-            let _ = s.write_all(b"QUIT\r\n");
-            return Some(line.trim_end().to_owned());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 /// Writes `conf/` into `dir`; returns the certificate's path and its SHA-256 fingerprint.

@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::smtp::{Reply, SessionOptions, TraceLine};
 use crate::system::terminal::{self, printable};
-use crate::transport::{self, tls};
+use crate::transport::{self, cert};
 
 /// Run the check; the steps go to stdout, the `-v` trace to `err`.
 pub fn run(settings: &Settings, err: &mut dyn Write) -> Result<ExitStatus, Error> {
@@ -268,7 +268,7 @@ fn write_tls(out: &mut dyn Write, link: &Link<'_>) -> io::Result<()> {
     let fingerprint = link
         .stream
         .peer_certificate()
-        .map(|der| format!(", SHA-256 {}", tls::hex_colons(&tls::sha256(&der))))
+        .map(|der| format!(", SHA-256 {}", cert::hex_colons(&cert::sha256(&der))))
         .unwrap_or_default();
     // Direct delivery's policy for this exchanger (MTA-STS, DANE), as a send logs it.
     let policy = link

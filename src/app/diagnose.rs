@@ -20,7 +20,7 @@ use crate::exit::ExitStatus;
 use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport};
 use crate::smtp::{Reply, TraceLine, Wait};
 use crate::system::terminal::printable;
-use crate::transport::{TlsMode, tls};
+use crate::transport::{TlsMode, cert};
 
 pub use crate::transport::cert::{CertInfo, DerError};
 
@@ -364,7 +364,7 @@ fn write_certificate(
         }
         Err(e) => writeln!(out, "  {e}")?,
     }
-    writeln!(out, "  SHA-256: {}", tls::hex_colons(&tls::sha256(der)))?;
+    writeln!(out, "  SHA-256: {}", cert::hex_colons(&cert::sha256(der)))?;
     writeln!(out, "  verified: {}", if verified { "yes" } else { "no" })
 }
 
@@ -424,7 +424,7 @@ mod tests {
         )
         .unwrap();
         let text = String::from_utf8(out).unwrap();
-        let fingerprint = tls::hex_colons(&tls::sha256(&[0x30, 0x00]));
+        let fingerprint = cert::hex_colons(&cert::sha256(&[0x30, 0x00]));
         assert_eq!(
             text,
             format!(

@@ -71,12 +71,10 @@ fn start_detached(mut command: Command) -> io::Result<u32> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     // SAFETY: between fork and exec only async-signal-safe calls are made: setsid and
-    // close_range (or close), which allocate nothing and take no lock.
+    // close_range (or close), plain system calls that allocate nothing and take no lock.
     unsafe {
         command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
             close_inherited();
             Ok(())
         });

@@ -1,6 +1,7 @@
 //! Just enough X.509 (RFC 5280 §4.1) to show a person which certificate a server presents:
-//! subject, issuer, validity and subject alternative names. A small DER reader (X.690 §8,
-//! §10), not a validator: trust decisions are rustls' and webpki's, never this code's.
+//! subject, issuer, validity and subject alternative names, and its SHA-256 fingerprint. A
+//! small DER reader (X.690 §8, §10), not a validator: trust decisions are rustls' and
+//! webpki's, never this code's.
 //!
 //! The certificate comes from the network, so every length is checked against what is
 //! left and any malformation is an error, never a panic.
@@ -303,9 +304,30 @@ fn subject_alt_names(explicit: &[u8]) -> Result<Vec<String>, DerError> {
     Ok(Vec::new())
 }
 
+/// The SHA-256 digest of a DER certificate.
+pub fn sha256(der: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .to_vec()
+}
+
+/// Hex with colons, as `openssl x509 -fingerprint -sha256` prints it.
+pub fn hex_colons(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_colons_matches_openssl_style() {
+        assert_eq!(hex_colons(&[0x0a, 0xff]), "0A:FF");
+    }
     use rcgen::{CertificateParams, DnType, KeyPair, date_time_ymd};
 
     fn make(params: CertificateParams) -> Vec<u8> {

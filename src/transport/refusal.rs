@@ -7,8 +7,7 @@
 
 use rustls::CertificateError;
 
-use super::cert;
-use super::tls::{hex_colons, sha256};
+use super::cert::{self, hex_colons, sha256};
 
 /// How advice is written: in the syntax of where the relay's settings came from, so the
 /// line can be pasted there.

@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, RootCertStore};
 
+use super::cert::sha256;
 use super::refusal::{self, Syntax};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -79,22 +78,6 @@ pub fn parse_fingerprint(text: &str) -> Result<Vec<u8>, String> {
     (0..32)
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
         .collect()
-}
-
-/// The SHA-256 digest of a DER certificate.
-pub fn sha256(der: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .to_vec()
-}
-
-/// Hex with colons, as `openssl x509 -fingerprint -sha256` prints it.
-pub fn hex_colons(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// A client config and the flag its verifier sets when the certificate checked out.
@@ -364,6 +347,56 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Result<CertificateDer<'static>, Strin
         .collect()
 }
 
+/// The handshake-signature half of a [`ServerCertVerifier`] whose certificate check is our
+/// own (a pin and trusted leaves here, TLSA records in `delivery::policy::dane`): the
+/// signatures are checked with the crypto provider's algorithms, as rustls'
+/// `WebPkiServerVerifier` checks them. Expands to the three methods, reading the provider
+/// (an `Arc<CryptoProvider>`) from the named field.
+macro_rules! signatures_by_provider {
+    ($provider:ident) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::core::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.$provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> ::core::result::Result<
+            ::rustls::client::danger::HandshakeSignatureValid,
+            ::rustls::Error,
+        > {
+            ::rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.$provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<::rustls::SignatureScheme> {
+            self.$provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+pub(crate) use signatures_by_provider;
+
 /// Verifies like webpki, or by pin; in opportunistic mode records failure instead.
 struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
@@ -443,39 +476,7 @@ impl ServerCertVerifier for Verifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    signatures_by_provider!(provider);
 }
 
 /// A handshake failure in words: which certificate check failed, not rustls' debug form.
@@ -616,10 +617,5 @@ mod tests {
         };
         let present = system_bundles().iter().any(|b| Path::new(b).exists());
         assert_eq!(client_config(&settings).is_ok(), present);
-    }
-
-    #[test]
-    fn hex_colons_matches_openssl_style() {
-        assert_eq!(hex_colons(&[0x0a, 0xff]), "0A:FF");
     }
 }

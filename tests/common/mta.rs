@@ -9,8 +9,8 @@
 //! and stops the instance when its stdin closes: when [`Launcher`] is dropped, panics
 //! included, or when the test process dies without running destructors.
 //!
-//! Self-contained (no `super::`), so that test crates without `mod common` can include it
-//! with `#[path]`.
+//! [`Instance`] is what the tests of Exim and OpenSMTPD share about a running server: its
+//! logs, its Maildirs, and the assertions that show both when they fail.
 
 #![allow(dead_code)]
 
@@ -19,10 +19,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::{code, stderr};
 
 /// Where `.ci/install` unpacks the mail server packages.
 pub const DEFAULT_MTA_DIR: &str = "/opt/smtpsend-test-mta";
@@ -86,6 +88,37 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("binding 127.0.0.1 port 0: {e}"))
 }
 
+/// Runs `try_start` until an instance is up, three times at most: a port is free when
+/// probed but may be taken before the server binds it. The error has every attempt's.
+pub fn start_with_retries<T>(
+    mut try_start: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let mut failures = String::new();
+    for attempt in 1..=3 {
+        match try_start() {
+            Ok(instance) => return Ok(instance),
+            Err(e) => failures.push_str(&format!("--- attempt {attempt} ---\n{e}\n")),
+        }
+    }
+    Err(format!("it did not start\n{failures}"))
+}
+
+/// A token for an instance's banner, naming this test process and the port: a greeting
+/// without it comes from another server that took the port.
+pub fn banner_token(port: u16) -> String {
+    format!("smtpsend-test-{}-{port}", std::process::id())
+}
+
+/// `Ok` when `greeting` is this instance's: `220 ` and its banner token.
+pub fn check_greeting(greeting: Option<String>, port: u16, banner: &str) -> Result<(), String> {
+    match greeting {
+        Some(line) if line.starts_with("220 ") && line.contains(banner) => Ok(()),
+        other => Err(format!(
+            "127.0.0.1:{port} greeted with {other:?}, not this instance's banner"
+        )),
+    }
+}
+
 /// The first line a server on 127.0.0.1:`port` sends, tried until `limit` has passed (at
 /// least once).
 pub fn greeting(port: u16, limit: Duration) -> Option<String> {
@@ -118,8 +151,22 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    /// Runs the script and waits up to `limit` for its `READY` line.
+    /// Runs the script and waits up to `limit` for its `READY` line. The error ends with
+    /// what the script wrote to `log`.
     pub fn start(
+        script: &str,
+        args: &[&Path],
+        log: &Path,
+        limit: Duration,
+    ) -> Result<Launcher, String> {
+        Launcher::spawn(script, args, log, limit).map_err(|e| {
+            let name = Path::new(script).file_name().unwrap_or_default().display();
+            let text = fs::read_to_string(log).unwrap_or_default();
+            format!("{e}\n--- {name} ---\n{text}")
+        })
+    }
+
+    fn spawn(
         script: &str,
         args: &[&Path],
         log: &Path,
@@ -163,6 +210,18 @@ impl Launcher {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits up to `limit` for this instance's greeting on 127.0.0.1:`port` (see
+    /// [`check_greeting`]).
+    pub fn expect_greeting(
+        &mut self,
+        port: u16,
+        banner: &str,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let greeting = self.greeting(port, limit);
+        check_greeting(greeting, port, banner)
+    }
+
     /// The first line the server sends on 127.0.0.1:`port`, tried until `limit` has passed
     /// or the server has exited.
     pub fn greeting(&mut self, port: u16, limit: Duration) -> Option<String> {
@@ -189,6 +248,60 @@ impl Drop for Launcher {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A private server that a test started, as the checks its tests share see it.
+pub trait Instance {
+    /// The trace fields the server puts in front of a delivered message.
+    const TRACE: &'static [&'static str];
+
+    /// The server's logs, for a failure message.
+    fn logs(&self) -> String;
+
+    /// The directory with one Maildir per local part.
+    fn mail_dir(&self) -> PathBuf;
+
+    /// Every message delivered to this local part's Maildir, with the trace fields.
+    fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
+        maildir(&self.mail_dir().join(user))
+    }
+
+    /// The one message in this local part's Maildir: the trace fields, and the message.
+    #[track_caller]
+    fn only_message(&self, user: &str) -> (String, Vec<u8>) {
+        let mut messages = self.mailbox(user);
+        assert_eq!(
+            messages.len(),
+            1,
+            "{user} should have exactly one message, has {}\n{}",
+            messages.len(),
+            self.logs()
+        );
+        let file = messages.remove(0);
+        let (trace, message) = split_trace(&file, Self::TRACE);
+        (trace, message.to_vec())
+    }
+}
+
+/// smtpsend exited with `expected`; else a failure with its stderr and the server's logs.
+#[track_caller]
+pub fn assert_exit(out: &Output, expected: i32, server: &impl Instance) {
+    assert_eq!(
+        code(out),
+        expected,
+        "smtpsend exit status (wanted {expected})\n--- stderr ---\n{}\n{}",
+        stderr(out),
+        server.logs()
+    );
+}
+
+/// `got` is `want` byte for byte; else a failure naming the first difference, with the
+/// server's logs.
+#[track_caller]
+pub fn assert_same_bytes(got: &[u8], want: &[u8], what: &str, server: &impl Instance) {
+    if let Some(diff) = first_difference(got, want) {
+        panic!("{what}: {diff}\n{}", server.logs());
     }
 }
 

@@ -122,25 +122,7 @@ pub fn run(
     if job.queued && settings.queue.runner {
         queueing::ensure_runner(settings, err);
     }
-    let unseen = job
-        .failures
-        .iter()
-        .all(|e| matches!(e, Error::PartialDelivery { .. }));
-    let report = match settings.message.mail_errors {
-        MailErrors::Never => false,
-        MailErrors::Always => true,
-        MailErrors::Unseen => unseen,
-    };
-    if report {
-        bounce::report(
-            settings,
-            &job.from,
-            &job.refused,
-            message.head(),
-            route.as_ref(),
-            err,
-        );
-    }
+    job.mail_back(message.head(), route.as_ref(), err);
     if !settings.verbose
         && settings.direct_for_want_of_config()
         && (job.queued || !job.failures.is_empty())
@@ -162,6 +144,24 @@ struct Send<'s> {
 }
 
 impl Send<'_> {
+    /// Mail the refusals back to the sender when the settings ask for it
+    /// ([`MailErrors`]): always for a caller that never reads the exit status, or (`-bs`)
+    /// only when every failure is one the SMTP client was not told of.
+    fn mail_back(&self, head: &[u8], route: Option<&Remote>, err: &mut dyn Write) {
+        let unseen = self
+            .failures
+            .iter()
+            .all(|e| matches!(e, Error::PartialDelivery { .. }));
+        let report = match self.settings.message.mail_errors {
+            MailErrors::Never => false,
+            MailErrors::Always => true,
+            MailErrors::Unseen => unseen,
+        };
+        if report {
+            bounce::report(self.settings, &self.from, &self.refused, head, route, err);
+        }
+    }
+
     /// The live route for the remote recipients, or the error that holds the message back
     /// (queued) when it is a temporary one and queueing is on.
     fn route(&self, remote: &[String]) -> Result<(Option<Remote>, Option<Error>), Error> {

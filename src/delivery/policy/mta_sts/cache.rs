@@ -222,8 +222,7 @@ fn untrusted(meta: &fs::Metadata) -> Option<String> {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// A temporary file name no other writer uses: this process, and a counter within it.
