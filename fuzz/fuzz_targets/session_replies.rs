@@ -92,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
                     outcomes += 1;
                 }
                 Event::Failed(_) => failed = true,
+                Event::Reply(..) => panic!("a reply event outside a rehearsal"),
             }
             if s.is_idle() {
                 if next < jobs.len() {
