@@ -38,10 +38,54 @@ pub fn rfc5322(secs: i64, offset: i32) -> String {
 
 /// The local zone's offset from UTC at `secs` since the epoch, in seconds east.
 pub fn local_offset(secs: i64) -> i32 {
-    TimeZone::try_system()
-        .unwrap_or(TimeZone::UTC)
-        .to_offset(timestamp(secs))
-        .seconds()
+    local_zone().to_offset(timestamp(secs)).seconds()
+}
+
+/// Where the C library looks for zone files named by `TZ`, after `$TZDIR`.
+const ZONEINFO_DIRS: [&str; 3] = [
+    "/usr/share/zoneinfo",
+    "/usr/lib/zoneinfo",
+    "/usr/share/lib/zoneinfo",
+];
+
+/// The local zone as the C library finds it: `TZ` (empty: UTC; `:` and a path, or a path;
+/// a zone name under `$TZDIR` or the zoneinfo directories; else a POSIX rule), else
+/// /etc/localtime; UTC when none can be read. Read here rather than by jiff's
+/// `TimeZone::try_system`, which loads the whole zone database (a walk of
+/// /usr/share/zoneinfo, 100 KB of heap) to learn the zone's name, which a date never shows.
+fn local_zone() -> TimeZone {
+    let zone = match std::env::var("TZ") {
+        Ok(tz) if tz.is_empty() => Some(TimeZone::UTC),
+        Ok(tz) => zone_of(tz.strip_prefix(':').unwrap_or(&tz)),
+        Err(_) => tzif_file("/etc/localtime".as_ref()),
+    };
+    zone.unwrap_or(TimeZone::UTC)
+}
+
+/// What a `TZ` value names.
+fn zone_of(tz: &str) -> Option<TimeZone> {
+    if tz.starts_with('/') {
+        return tzif_file(tz.as_ref());
+    }
+    // A name never climbs out of the zone directory.
+    if !tz.split('/').any(|part| part == "..") {
+        let tzdir = std::env::var_os("TZDIR").map(std::path::PathBuf::from);
+        let dirs = tzdir
+            .into_iter()
+            .chain(ZONEINFO_DIRS.iter().map(std::path::PathBuf::from));
+        for dir in dirs {
+            if let Some(zone) = tzif_file(&dir.join(tz)) {
+                return Some(zone);
+            }
+        }
+    }
+    TimeZone::posix(tz).ok()
+}
+
+/// A TZif file (RFC 8536), if it is one.
+fn tzif_file(path: &std::path::Path) -> Option<TimeZone> {
+    let data = std::fs::read(path).ok()?;
+    TimeZone::tzif(&path.display().to_string(), &data).ok()
 }
 
 /// `secs` since the epoch as asctime(3) writes it in local time, `Thu Nov 24 18:22:48
@@ -135,6 +179,27 @@ mod tests {
         assert_eq!(asctime(0, 0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(asctime(0, -3600), "Wed Dec 31 23:00:00 1969");
         assert_eq!(asctime(4_102_444_800, 0), "Fri Jan  1 00:00:00 2100");
+    }
+
+    #[test]
+    fn tz_values_are_read_as_the_c_library_reads_them() {
+        let jan = timestamp(1_704_067_200); // 2024-01-01T00:00:00Z
+        let jul = timestamp(1_719_792_000); // 2024-07-01T00:00:00Z
+        let rule = zone_of("EST5EDT,M3.2.0,M11.1.0").expect("a POSIX rule");
+        assert_eq!(rule.to_offset(jan).seconds(), -5 * 3600);
+        assert_eq!(rule.to_offset(jul).seconds(), -4 * 3600);
+        assert_eq!(zone_of("UTC0").expect("UTC0").to_offset(jan).seconds(), 0);
+        // A name that climbs out of the zone directory is not a file to read (nor a rule).
+        assert!(zone_of("../../etc/passwd").is_none());
+        assert!(zone_of("/nonexistent/zone").is_none());
+        // A zone file by name and by path, where the system has the zone database.
+        if std::path::Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
+            let berlin = zone_of("Europe/Berlin").expect("Europe/Berlin");
+            assert_eq!(berlin.to_offset(jan).seconds(), 3600);
+            assert_eq!(berlin.to_offset(jul).seconds(), 7200);
+            let by_path = zone_of("/usr/share/zoneinfo/Europe/Berlin").expect("by path");
+            assert_eq!(by_path.to_offset(jul).seconds(), 7200);
+        }
     }
 
     #[test]
