@@ -42,10 +42,6 @@ impl Direct {
     /// at most the reply timeout (5 s by default), tried twice: a dead resolver costs
     /// seconds, not hickory's default of three 5 s tries per record type.
     pub fn new(spec: &DirectSpec, client: &Client) -> Result<Direct, Error> {
-        let resolver = match &spec.dns_server {
-            Some(server) => Resolver::with_server(parse_dns_server(server)?)?,
-            None => Resolver::system()?,
-        };
         let per_query = client
             .timeouts
             .command
@@ -55,8 +51,8 @@ impl Direct {
                     std::time::Duration::from_secs(5),
                 )
             });
-        let resolver = resolver.with_timeout(per_query, 2);
-        let policies = policies(spec, client, &resolver)?;
+        let resolver = resolver_of(spec, per_query)?;
+        let policies = policies(spec, client, per_query)?;
         Ok(Direct {
             policies,
             resolver,
@@ -74,11 +70,25 @@ impl Direct {
     }
 }
 
+/// The resolver `spec` names (`--dns-server`, else the system's), each query waiting at
+/// most `per_query`, tried twice.
+fn resolver_of(spec: &DirectSpec, per_query: std::time::Duration) -> Result<Resolver, Error> {
+    let resolver = match &spec.dns_server {
+        Some(server) => Resolver::with_server(parse_dns_server(server)?)?,
+        None => Resolver::system()?,
+    };
+    Ok(resolver.with_timeout(per_query, 2))
+}
+
 /// The published policies `spec` asks to honour. With `--tls off` only those required
 /// (`require`, or listed domains, as `tls_verify_domains` still wins over it): the user
 /// asked for no TLS elsewhere. DNSSEC is validated by a resolver of its own, asking the
 /// same server.
-fn policies(spec: &DirectSpec, client: &Client, plain: &Resolver) -> Result<Policies, Error> {
+fn policies(
+    spec: &DirectSpec,
+    client: &Client,
+    per_query: std::time::Duration,
+) -> Result<Policies, Error> {
     let unless_required = |use_: PolicyUse| match use_ {
         PolicyUse::On if spec.tls == TlsMode::Off => PolicyUse::Off,
         other => other,
@@ -86,17 +96,7 @@ fn policies(spec: &DirectSpec, client: &Client, plain: &Resolver) -> Result<Poli
     let (dane, mta_sts) = (unless_required(spec.dane), unless_required(spec.mta_sts));
     let secure = match dane {
         PolicyUse::Off if spec.dane_domains.is_empty() => None,
-        _ => {
-            let resolver = match &spec.dns_server {
-                Some(server) => Resolver::with_server(parse_dns_server(server)?)?,
-                None => Resolver::system()?,
-            };
-            Some(
-                resolver
-                    .with_timeout(plain.timeout(), 2)
-                    .with_dnssec(spec.dnssec_trust_anchor.as_deref())?,
-            )
-        }
+        _ => Some(resolver_of(spec, per_query)?.with_dnssec(spec.dnssec_trust_anchor.as_deref())?),
     };
     let sts = match mta_sts {
         PolicyUse::Off if spec.mta_sts_domains.is_empty() => None,

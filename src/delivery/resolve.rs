@@ -213,11 +213,6 @@ impl Resolver {
         self
     }
 
-    /// How long one query waits for an answer.
-    pub fn timeout(&self) -> Duration {
-        self.opts.timeout
-    }
-
     /// The mail exchangers for `domain`, in the order to try them (RFC 5321 §5.1): by MX
     /// preference, hosts of equal preference in random order, or the domain itself when it
     /// has no MX records but has an address. An address literal is its own single host.

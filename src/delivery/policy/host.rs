@@ -94,12 +94,17 @@ impl Policies {
                 require_dane: false,
             });
         }
-        // The plain lookup first: a DNS server in trouble is named for the domain's own
-        // lookup, not for the DNSSEC check of the root's keys.
-        let plain_hosts = plain.mail_hosts(domain)?;
         let secure = match &self.secure {
             Some(resolver) if self.dane != PolicyUse::Off || require_dane => {
-                resolver.dnssec_available()?.then_some(resolver)
+                match resolver.dnssec_available() {
+                    Ok(works) => works.then_some(resolver),
+                    // A DNS server in trouble is named for the domain's own lookup, when
+                    // that fails too, not for the DNSSEC check of the root's keys.
+                    Err(e) => {
+                        plain.mail_hosts(domain)?;
+                        return Err(e);
+                    }
+                }
             }
             _ => None,
         };
@@ -116,7 +121,7 @@ impl Policies {
                         "DNSSEC answers cannot be validated here: no DANE".into(),
                     );
                 }
-                (plain_hosts, false, false)
+                (plain.mail_hosts(domain)?, false, false)
             }
         };
         if require_dane && !mx_secure {
