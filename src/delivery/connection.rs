@@ -1,6 +1,7 @@
 //! Runs one SMTP session over a real connection: the transport that drives the sans-IO
 //! [`crate::smtp::Session`], streams the body, and turns the outcome into a typed result.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
@@ -44,7 +45,9 @@ pub fn encode_chunk(whole: &[u8], dot_ends_input: bool) -> Vec<u8> {
 
 /// The message to send: what was already read, then the rest of the input.
 pub struct Body<'a> {
-    pub head: Vec<u8>,
+    /// What was read already: lent by the message, owned once a small message is read
+    /// whole for one `BDAT LAST` chunk.
+    pub head: Cow<'a, [u8]>,
     pub rest: &'a mut dyn Read,
     /// sendmail without `-i`: a lone `.` line ends the input.
     pub dot_ends_input: bool,
@@ -264,7 +267,7 @@ fn deliver_rounds(
     loop {
         let (head, mut rest) = message.reopen()?;
         let mut body = Some(Body {
-            head,
+            head: Cow::Borrowed(head),
             rest: &mut rest,
             dot_ends_input,
         });
@@ -548,7 +551,10 @@ fn read_ahead(job: &mut Job<'_>) {
         return;
     }
     let want = BLOCK.saturating_sub(body.head.len()) as u64;
-    let Ok(got) = (&mut body.rest).take(want + 1).read_to_end(&mut body.head) else {
+    let Ok(got) = (&mut body.rest)
+        .take(want + 1)
+        .read_to_end(body.head.to_mut())
+    else {
         return;
     };
     if got as u64 > want || memchr::memchr(0, &body.head).is_some() {

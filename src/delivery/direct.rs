@@ -5,6 +5,7 @@
 //! next one; an answer about the message itself (a 5xx at RCPT, a 4xx at end of data) is
 //! final for this attempt, as it would be from any other exchanger of the domain.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::delivery::policy::host::{HostTls, Policies};
@@ -252,7 +253,7 @@ pub fn deliver_domain(
             envelope.clone(),
             opts.clone(),
             Body {
-                head,
+                head: Cow::Borrowed(head),
                 rest: &mut rest,
                 dot_ends_input,
             },
@@ -331,7 +332,7 @@ pub fn deliver_domain_batch(
                 envelope,
                 info,
                 body: Body {
-                    head: std::mem::take(head),
+                    head: Cow::Borrowed(*head),
                     rest,
                     dot_ends_input,
                 },

@@ -12,17 +12,25 @@ use crate::error::Error;
 
 /// A message that can be read again from its start, once per attempt.
 pub trait Reopen {
-    /// What was already read, and the rest; an error when it cannot be had again.
-    fn reopen(&mut self) -> Result<(Vec<u8>, Box<dyn Read + '_>), Error>;
+    /// What was already read, and the rest; an error when it cannot be had again. The head
+    /// is lent, not copied: it may be as large as a read-ahead block.
+    fn reopen(&mut self) -> Result<(&[u8], Box<dyn Read + '_>), Error>;
+
+    /// What was already read, without opening the rest.
+    fn head(&self) -> &[u8];
 
     /// The size as read, when known without reading.
     fn size(&self) -> Option<u64>;
 }
 
 impl Reopen for Message<'_> {
-    fn reopen(&mut self) -> Result<(Vec<u8>, Box<dyn Read + '_>), Error> {
+    fn reopen(&mut self) -> Result<(&[u8], Box<dyn Read + '_>), Error> {
         let (head, rest) = self.open()?;
         Ok((head, Box::new(rest)))
+    }
+
+    fn head(&self) -> &[u8] {
+        Message::head(self)
     }
 
     fn size(&self) -> Option<u64> {
@@ -31,9 +39,13 @@ impl Reopen for Message<'_> {
 }
 
 impl Reopen for Shared<'_> {
-    fn reopen(&mut self) -> Result<(Vec<u8>, Box<dyn Read + '_>), Error> {
+    fn reopen(&mut self) -> Result<(&[u8], Box<dyn Read + '_>), Error> {
         let (head, rest) = self.open();
         Ok((head, Box::new(rest)))
+    }
+
+    fn head(&self) -> &[u8] {
+        self.head
     }
 
     fn size(&self) -> Option<u64> {
@@ -214,9 +226,8 @@ impl<'a> Message<'a> {
     }
 
     /// The whole message from its start: the head, then the rest.
-    pub fn open(&mut self) -> Result<(Vec<u8>, RestReader<'_, 'a>), Error> {
-        let head = self.head.clone();
-        Ok((head, self.rest.reader()?))
+    pub fn open(&mut self) -> Result<(&[u8], RestReader<'_, 'a>), Error> {
+        Ok((&self.head, self.rest.reader()?))
     }
 
     /// The whole message as one reader.
@@ -370,9 +381,9 @@ impl<'m> Shared<'m> {
     }
 
     /// A reader of the rest from its start, and the head.
-    pub fn open(&self) -> (Vec<u8>, At<'m>) {
+    pub fn open(&self) -> (&'m [u8], At<'m>) {
         (
-            self.head.to_vec(),
+            self.head,
             At {
                 file: self.file,
                 pos: self.start,
@@ -553,7 +564,7 @@ mod tests {
         let shared = message.share().unwrap();
         for _ in 0..2 {
             let (head, mut rest) = shared.open();
-            let mut out = head;
+            let mut out = head.to_vec();
             rest.read_to_end(&mut out).unwrap();
             assert_eq!(out, b"head rest of it");
         }

@@ -128,7 +128,7 @@ pub(crate) fn send_to(
     };
     let mut rest = io::empty();
     let body = Body {
-        head: notice.to_vec(),
+        head: notice.into(),
         rest: &mut rest,
         dot_ends_input: false,
     };

@@ -146,8 +146,7 @@ fn attempt(
         dsn: info.dsn.clone(),
         ..route.session_options(&settings.client)
     };
-    let (head, _) = message.reopen()?;
-    let log_id = log::message_id(&head).unwrap_or_else(log::random_id);
+    let log_id = log::message_id(message.head()).unwrap_or_else(log::random_id);
     let verbose = settings.verbose;
     let mut trace = |line: &TraceLine| {
         if verbose {

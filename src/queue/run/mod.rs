@@ -216,7 +216,7 @@ fn jobs_of<'f>(entries: &[Entry], files: &'f mut [std::fs::File]) -> Vec<Job<'f>
             envelope: entry.envelope(),
             info: info(entry),
             body: Body {
-                head: Vec::new(),
+                head: Default::default(),
                 rest: file as &mut dyn Read,
                 dot_ends_input: entry.dot_ends_input,
             },
