@@ -1,4 +1,4 @@
-//! Dates as smtpsend writes them, all on jiff: RFC 3339 in UTC (log lines, `--diagnose`),
+//! Dates as smtpsend writes them, their fields all from jiff: RFC 3339 in UTC (log lines, `--diagnose`),
 //! the RFC 5322 §3.3 `Date` header, asctime(3) for the mbox `From ` line, and certificate
 //! validity times (RFC 5280 §4.1.2.5).
 //!
@@ -8,7 +8,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiff::civil::DateTime;
-use jiff::fmt::rfc2822;
 use jiff::tz::{Offset, TimeZone};
 use jiff::{Timestamp, ZonedDateTime};
 
@@ -29,12 +28,40 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// of UTC: `Fri, 21 Nov 1997 09:55:06 -0600`. The offset is shown to the minute.
 pub fn rfc5322(secs: i64, offset: i32) -> String {
     let at = zoned(secs, offset);
-    // The printer refuses only a negative year, which no clock reading gives; the RFC 3339
-    // form would still say when.
-    rfc2822::DateTimePrinter::new()
-        .zoned_datetime_to_string(&at)
-        .unwrap_or_else(|_| at.timestamp().to_string())
+    let (day, time) = (at.date(), at.time());
+    // The fields are jiff's; only their names and order are written here. jiff's RFC 2822
+    // printer would do the same and refuse negative years besides, but it alone touched
+    // two pages of tables and code nothing else in a send needs.
+    let minutes = at.offset().seconds() / 60;
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!(
+        "{}, {} {} {:04} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+        weekday(day),
+        day.day(),
+        month(day),
+        day.year(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        minutes.abs() / 60,
+        minutes.abs() % 60,
+    )
 }
+
+/// RFC 5322 §3.3 `day-name`, as asctime(3) writes it too.
+fn weekday(day: jiff::civil::Date) -> &'static str {
+    WEEKDAYS[usize::from(day.weekday().to_monday_zero_offset().unsigned_abs())]
+}
+
+/// RFC 5322 §3.3 `month-name`, as asctime(3) writes it too.
+fn month(day: jiff::civil::Date) -> &'static str {
+    MONTHS[usize::from(day.month().unsigned_abs()).saturating_sub(1)]
+}
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// The local zone's offset from UTC at `secs` since the epoch, in seconds east.
 pub fn local_offset(secs: i64) -> i32 {
@@ -97,9 +124,17 @@ pub fn asctime_local(secs: i64) -> String {
 /// asctime(3)'s form (the day padded with a space) in the zone `offset` seconds east.
 pub fn asctime(secs: i64, offset: i32) -> String {
     let at = zoned(secs, offset);
-    // A zoned time has every field these directives name, so this does not fail.
-    jiff::fmt::strtime::format("%a %b %e %H:%M:%S %Y", &at)
-        .unwrap_or_else(|_| at.timestamp().to_string())
+    let (day, time) = (at.date(), at.time());
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} {}",
+        weekday(day),
+        month(day),
+        day.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        day.year(),
+    )
 }
 
 /// `YYYYMMDDHHMMSS` in UTC (a certificate's GeneralizedTime without its `Z`, RFC 5280
@@ -108,7 +143,17 @@ pub fn rfc3339_from_compact(digits: &str) -> Option<String> {
     if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let civil = DateTime::strptime("%Y%m%d%H%M%S", digits).ok()?;
+    let field = |at: usize, len: usize| digits[at..at + len].parse::<i16>().ok();
+    let civil = DateTime::new(
+        field(0, 4)?,
+        i8::try_from(field(4, 2)?).ok()?,
+        i8::try_from(field(6, 2)?).ok()?,
+        i8::try_from(field(8, 2)?).ok()?,
+        i8::try_from(field(10, 2)?).ok()?,
+        i8::try_from(field(12, 2)?).ok()?,
+        0,
+    )
+    .ok()?;
     let at = civil.to_zoned_datetime(TimeZone::UTC).ok()?.timestamp();
     Some(at.to_string())
 }
