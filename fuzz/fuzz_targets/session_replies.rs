@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtpsend::smtp::{Envelope, Event, MessageInfo, Session, SessionOptions, TlsPolicy};
+use smtpsend::smtp::{Engine, Envelope, Event, MessageInfo, Session, SessionOptions, TlsPolicy};
 
 /// A greeting and an EHLO reply that offer pipelining and chunking, so that most inputs
 /// reach the states where transactions are staged.

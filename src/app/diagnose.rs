@@ -18,7 +18,7 @@ use crate::delivery::route::{RelaySpec, Route, RouteSpec};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::smtp::probe::{Hello, Probe, ProbeEvent, ProbeOptions, ProbeReport};
-use crate::smtp::{Reply, TraceLine, Wait};
+use crate::smtp::{Engine, Reply, TraceLine, Wait};
 use crate::system::terminal::printable;
 use crate::transport::{TlsMode, cert};
 

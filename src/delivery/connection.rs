@@ -11,8 +11,8 @@ use super::route::Route;
 use crate::error::Error;
 use crate::message::input::Reopen;
 use crate::smtp::{
-    BodyEncoder, Envelope, Event, MessageInfo, RcptFailure, Reply, ReplyParser, Report, Session,
-    SessionError, SessionOptions, TraceLine, Wait,
+    BodyEncoder, Engine, Envelope, Event, MessageInfo, RcptFailure, Reply, ReplyParser, Report,
+    Session, SessionError, SessionOptions, TraceLine, Wait,
 };
 use crate::system::signals;
 use crate::system::terminal::Progress;

@@ -7,15 +7,13 @@
 //! each answer on its own. The obsolete verbs TURN, SEND, SOML, SAML, VERB and TICK (removed
 //! by RFC 5321 Appendix F) cannot be expressed here at all.
 
-use std::collections::VecDeque;
-
 use super::capabilities::Capabilities;
 use super::command::Command;
+use super::engine::{Engine, Outbox};
 use super::error::SessionError;
 use super::failure::Failure;
-use super::flight::Flight;
 use super::reply::{Reply, ReplyParser};
-use super::session::{TlsPolicy, TraceLine};
+use super::session::{TlsPolicy, Wait};
 
 /// A question for the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,9 +183,7 @@ pub struct Probe {
     parser: ReplyParser,
     /// The one command whose reply is due, and its text for messages.
     pending: Option<(Step, String)>,
-    out: Flight,
-    events: VecDeque<ProbeEvent>,
-    trace: VecDeque<TraceLine>,
+    outbox: Outbox<ProbeEvent>,
     phase: Phase,
     tls_active: bool,
     report: ProbeReport,
@@ -197,13 +193,12 @@ impl Probe {
     /// A probe waiting for the greeting; nothing is sent yet.
     pub fn new(opts: ProbeOptions) -> Probe {
         let tls_active = opts.implicit_tls;
+        let tracing = opts.trace;
         Probe {
             opts,
             parser: ReplyParser::new(),
             pending: Some((Step::Greeting, "connection greeting".into())),
-            out: Flight::default(),
-            events: VecDeque::new(),
-            trace: VecDeque::new(),
+            outbox: Outbox::new(tracing),
             phase: Phase::Talking,
             tls_active,
             report: ProbeReport {
@@ -211,61 +206,6 @@ impl Probe {
                 ..ProbeReport::default()
             },
         }
-    }
-
-    /// Feed bytes read from the server.
-    pub fn handle_input(&mut self, data: &[u8]) {
-        match self.phase {
-            Phase::Finished => return,
-            Phase::TlsHandshake => {
-                return self.fail(SessionError::Protocol(
-                    "server sent data while none was expected".into(),
-                ));
-            }
-            Phase::Talking => {}
-        }
-        self.parser.push(data);
-        while self.phase == Phase::Talking {
-            match self.parser.next_reply() {
-                Ok(Some(reply)) => self.handle_reply(reply),
-                Ok(None) => return,
-                Err(error) => {
-                    let command = self.current_command();
-                    return self.fail(SessionError::BadReply { command, error });
-                }
-            }
-        }
-    }
-
-    /// The server closed the connection.
-    pub fn handle_eof(&mut self) {
-        if self.phase != Phase::Finished {
-            let command = self.current_command();
-            self.fail(SessionError::Closed(command));
-        }
-    }
-
-    /// Bytes to write next.
-    pub fn poll_transmit(&self) -> Option<&[u8]> {
-        self.out.pending()
-    }
-
-    /// `n` bytes of [`Self::poll_transmit`] were written.
-    pub fn consume(&mut self, n: usize) {
-        self.out.consume(n);
-    }
-
-    pub fn poll_event(&mut self) -> Option<ProbeEvent> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_trace(&mut self) -> Option<TraceLine> {
-        self.trace.pop_front()
-    }
-
-    /// Whether a reply is awaited.
-    pub fn wants_input(&self) -> bool {
-        self.phase == Phase::Talking && self.pending.is_some()
     }
 
     pub fn is_finished(&self) -> bool {
@@ -277,29 +217,15 @@ impl Probe {
         &self.report
     }
 
-    /// The handshake after STARTTLS succeeded: forget everything from before it
-    /// (RFC 3207 §4.2) and say EHLO again.
-    pub fn tls_established(&mut self) {
-        if self.phase != Phase::TlsHandshake {
-            return;
-        }
-        self.parser.clear();
-        self.tls_active = true;
-        self.report.tls = true;
-        self.phase = Phase::Talking;
-        self.note("TLS established; capabilities from before TLS discarded");
-        self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Step::Ehlo);
-    }
-
     fn handle_reply(&mut self, reply: Reply) {
-        self.trace_reply(&reply);
+        self.outbox.trace_reply(&reply);
         let Some((step, command)) = self.pending.take() else {
             return self.fail(SessionError::Protocol(format!(
                 "unexpected reply with no command outstanding: {reply}"
             )));
         };
-        self.events
-            .push_back(ProbeEvent::Reply(command.clone(), reply.clone()));
+        self.outbox
+            .event(ProbeEvent::Reply(command.clone(), reply.clone()));
         if step == Step::Greeting {
             self.report.banner = Some(reply.clone());
         }
@@ -335,13 +261,13 @@ impl Probe {
                 }
                 220 => {
                     self.phase = Phase::TlsHandshake;
-                    self.events.push_back(ProbeEvent::StartTls);
+                    self.outbox.event(ProbeEvent::StartTls);
                 }
                 _ if self.opts.tls == TlsPolicy::Required => self.fail(
                     SessionError::TlsUnavailable(format!("{command}: {reply} (TLS is required)")),
                 ),
                 _ => {
-                    self.note("STARTTLS refused; continuing without TLS");
+                    self.outbox.note("STARTTLS refused; continuing without TLS");
                     self.report.starttls_refused = Some(reply);
                     self.next_query(0);
                 }
@@ -385,7 +311,7 @@ impl Probe {
                 // The 221 to QUIT is not awaited: everything asked has been answered.
                 self.send_unawaited(Command::Quit);
                 self.phase = Phase::Finished;
-                self.events.push_back(ProbeEvent::Done(self.report.clone()));
+                self.outbox.event(ProbeEvent::Done(self.report.clone()));
             }
         }
     }
@@ -398,16 +324,8 @@ impl Probe {
     }
 
     fn send_unawaited(&mut self, command: Command) -> bool {
-        match command.encode(self.out.buf()) {
-            Ok(()) => {
-                if self.opts.trace {
-                    self.trace.push_back(TraceLine {
-                        client: true,
-                        text: command.redacted(),
-                    });
-                }
-                true
-            }
+        match self.outbox.write(&command) {
+            Ok(()) => true,
             Err(e) => {
                 self.fail(SessionError::UnsafeArgument(e.to_string()));
                 false
@@ -431,9 +349,9 @@ impl Probe {
         self.phase = Phase::Finished;
         self.pending = None;
         if polite {
-            let _ = Command::Quit.encode(self.out.buf());
+            self.outbox.quit_quietly();
         }
-        self.events.push_back(ProbeEvent::Failed(error));
+        self.outbox.event(ProbeEvent::Failed(error));
     }
 
     fn current_command(&self) -> String {
@@ -442,20 +360,74 @@ impl Probe {
             .map(|p| p.1.clone())
             .unwrap_or_else(|| "after QUIT".into())
     }
+}
 
-    fn trace_reply(&mut self, reply: &Reply) {
-        if self.opts.trace {
-            self.trace.extend(TraceLine::reply(reply));
+impl Engine for Probe {
+    type Event = ProbeEvent;
+
+    fn outbox(&self) -> &Outbox<ProbeEvent> {
+        &self.outbox
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ProbeEvent> {
+        &mut self.outbox
+    }
+
+    /// Feed bytes read from the server.
+    fn handle_input(&mut self, data: &[u8]) {
+        match self.phase {
+            Phase::Finished => return,
+            Phase::TlsHandshake => {
+                return self.fail(SessionError::Protocol(
+                    "server sent data while none was expected".into(),
+                ));
+            }
+            Phase::Talking => {}
+        }
+        self.parser.push(data);
+        while self.phase == Phase::Talking {
+            match self.parser.next_reply() {
+                Ok(Some(reply)) => self.handle_reply(reply),
+                Ok(None) => return,
+                Err(error) => {
+                    let command = self.current_command();
+                    return self.fail(SessionError::BadReply { command, error });
+                }
+            }
         }
     }
 
-    fn note(&mut self, text: &str) {
-        if self.opts.trace {
-            self.trace.push_back(TraceLine {
-                client: true,
-                text: text.into(),
-            });
+    /// The server closed the connection.
+    fn handle_eof(&mut self) {
+        if self.phase != Phase::Finished {
+            let command = self.current_command();
+            self.fail(SessionError::Closed(command));
         }
+    }
+
+    /// Whether a reply is awaited.
+    fn wants_input(&self) -> bool {
+        self.phase == Phase::Talking && self.pending.is_some()
+    }
+
+    /// One command at a time, each with the default five minutes.
+    fn wait(&self) -> Wait {
+        Wait::Command
+    }
+
+    /// The handshake after STARTTLS succeeded: forget everything from before it
+    /// (RFC 3207 §4.2) and say EHLO again.
+    fn tls_established(&mut self, _verified: bool) {
+        if self.phase != Phase::TlsHandshake {
+            return;
+        }
+        self.parser.clear();
+        self.tls_active = true;
+        self.report.tls = true;
+        self.phase = Phase::Talking;
+        self.outbox
+            .note("TLS established; capabilities from before TLS discarded");
+        self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Step::Ehlo);
     }
 }
 
@@ -584,7 +556,7 @@ mod tests {
             "the transport runs the handshake now"
         );
         assert_eq!(sent(&mut p), "");
-        p.tls_established();
+        p.tls_established(true);
         assert_eq!(sent(&mut p), "EHLO client.example\r\n");
         p.handle_input(b"250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n");
         assert_eq!(sent(&mut p), "NOOP\r\n");
@@ -752,7 +724,7 @@ mod tests {
             p.handle_input(reply);
             sent(&mut p);
             if events(&mut p).contains(&ProbeEvent::StartTls) {
-                p.tls_established();
+                p.tls_established(true);
                 sent(&mut p);
             }
         }

@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::capabilities::Capabilities;
 use super::command::Command;
+use super::engine::{Engine, Outbox};
 use super::error::{RcptFailure, SessionError};
-use super::flight::Flight;
 use super::reply::{Reply, ReplyParser};
 use super::sasl;
 
@@ -305,9 +305,7 @@ pub struct Session {
     sasl: Option<sasl::Client>,
     /// Commands whose replies are due, oldest first, with their text for error messages.
     pending: VecDeque<(Awaiting, String)>,
-    out: Flight,
-    events: VecDeque<Event>,
-    trace: VecDeque<TraceLine>,
+    outbox: Outbox<Event>,
     accepted: Vec<String>,
     rejected: Vec<RcptFailure>,
     phase: Phase,
@@ -338,6 +336,7 @@ impl Session {
     /// A session that waits for the greeting; nothing is sent yet.
     pub fn new(envelope: Envelope, opts: SessionOptions) -> Session {
         let tls_active = opts.implicit_tls;
+        let tracing = opts.trace;
         let tls_verified = opts.implicit_tls && opts.tls_verified;
         let mut session = Session {
             envelope,
@@ -349,9 +348,7 @@ impl Session {
             authenticated: false,
             sasl: None,
             pending: VecDeque::new(),
-            out: Flight::default(),
-            events: VecDeque::new(),
-            trace: VecDeque::new(),
+            outbox: Outbox::new(tracing),
             accepted: Vec::new(),
             rejected: Vec::new(),
             phase: Phase::Talking,
@@ -391,84 +388,6 @@ impl Session {
         session
     }
 
-    /// Feed bytes read from the server.
-    pub fn handle_input(&mut self, data: &[u8]) {
-        if self.phase != Phase::Talking {
-            // Nothing may arrive during the handshake or while the body is sent; once
-            // finished, the 221 to QUIT and anything else is of no interest.
-            if matches!(self.phase, Phase::TlsHandshake | Phase::Body | Phase::Idle) {
-                self.fail(SessionError::Protocol(
-                    "server sent data while none was expected".into(),
-                ));
-            }
-            return;
-        }
-        self.parser.push(data);
-        loop {
-            match self.parser.next_reply() {
-                Ok(Some(reply)) => {
-                    self.trace_reply(&reply);
-                    self.handle_reply(reply);
-                    if self.phase != Phase::Talking {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(error) => {
-                    let command = self.current_command();
-                    self.fail(SessionError::BadReply { command, error });
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The server closed the connection (read returned 0).
-    pub fn handle_eof(&mut self) {
-        if self.phase != Phase::Finished {
-            let command = self.current_command();
-            self.fail(SessionError::Closed(command));
-        }
-    }
-
-    /// Bytes to write next: everything queued so far, one flight.
-    pub fn poll_transmit(&self) -> Option<&[u8]> {
-        self.out.pending()
-    }
-
-    /// `n` bytes of [`Self::poll_transmit`] were written.
-    pub fn consume(&mut self, n: usize) {
-        self.out.consume(n);
-    }
-
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    pub fn poll_trace(&mut self) -> Option<TraceLine> {
-        self.trace.pop_front()
-    }
-
-    /// Whether the session waits for bytes from the server.
-    pub fn wants_input(&self) -> bool {
-        self.phase == Phase::Talking && !self.pending.is_empty()
-    }
-
-    /// The timeout that applies now: to the reply awaited, or to the body being sent.
-    pub fn wait(&self) -> Wait {
-        if self.phase == Phase::Body {
-            return Wait::DataBlock;
-        }
-        match self.pending.front().map(|p| p.0) {
-            Some(Awaiting::Greeting) => Wait::Greeting,
-            Some(Awaiting::Mail) => Wait::Mail,
-            Some(Awaiting::Rcpt(_)) => Wait::Rcpt,
-            Some(Awaiting::Data) => Wait::DataInit,
-            Some(Awaiting::DataEnd | Awaiting::Bdat) => Wait::DataTermination,
-            _ => Wait::Command,
-        }
-    }
-
     /// Whether TLS is active on this session.
     pub fn tls_active(&self) -> bool {
         self.tls_active
@@ -484,29 +403,13 @@ impl Session {
         self.phase == Phase::Finished
     }
 
-    /// The TLS handshake after STARTTLS succeeded. Everything learned before it is
-    /// forgotten (RFC 3207 §4.2) and EHLO is sent again.
-    /// `verified`: the certificate checked out (opportunistic TLS may go on without).
-    pub fn tls_established(&mut self, verified: bool) {
-        if self.phase != Phase::TlsHandshake {
-            return;
-        }
-        self.tls_verified = verified;
-        self.parser.clear();
-        self.caps = Capabilities::default();
-        self.tls_active = true;
-        self.phase = Phase::Talking;
-        self.trace_note("TLS established; capabilities from before TLS discarded");
-        self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo);
-    }
-
     /// The whole body, terminator included, was written after [`Event::SendBody`].
     pub fn body_sent(&mut self) {
         if self.phase != Phase::Body {
             return;
         }
         self.phase = Phase::Talking;
-        self.trace_note("<message body sent>");
+        self.outbox.note("<message body sent>");
         self.pending
             .push_back((Awaiting::DataEnd, "end of DATA".into()));
         // QUIT waits for the reply to the end of data (see `quit_after_message`).
@@ -524,35 +427,12 @@ impl Session {
         if command == Command::Quit {
             self.quit_queued = true;
         }
-        match command.encode(self.out.buf()) {
-            Ok(()) => {
-                if self.opts.trace {
-                    self.trace.push_back(TraceLine {
-                        client: true,
-                        text: command.redacted(),
-                    });
-                }
-                true
-            }
+        match self.outbox.write(&command) {
+            Ok(()) => true,
             Err(e) => {
                 self.fail(SessionError::UnsafeArgument(e.to_string()));
                 false
             }
-        }
-    }
-
-    fn trace_reply(&mut self, reply: &Reply) {
-        if self.opts.trace {
-            self.trace.extend(TraceLine::reply(reply));
-        }
-    }
-
-    fn trace_note(&mut self, note: &str) {
-        if self.opts.trace {
-            self.trace.push_back(TraceLine {
-                client: true,
-                text: note.into(),
-            });
         }
     }
 
@@ -572,10 +452,9 @@ impl Session {
         self.pending.clear();
         self.staged.clear();
         if polite {
-            // Best effort; a failure to encode QUIT is impossible.
-            let _ = Command::Quit.encode(self.out.buf());
+            self.outbox.quit_quietly();
         }
-        self.events.push_back(Event::Failed(error));
+        self.outbox.event(Event::Failed(error));
     }
 
     /// Whether the session waits between transactions.
@@ -715,7 +594,7 @@ impl Session {
             && let Some(error) = self.doomed.take()
         {
             self.needs_rset = true;
-            self.events.push_back(Event::TransactionFailed(error));
+            self.outbox.event(Event::TransactionFailed(error));
             self.next_transaction();
         }
     }
@@ -732,7 +611,7 @@ impl Session {
             });
         }
         if awaiting == Awaiting::Data && reply.code == 354 {
-            self.out.buf().extend_from_slice(b".\r\n");
+            self.outbox.write_raw().extend_from_slice(b".\r\n");
             self.pending
                 .push_back((Awaiting::DataEnd, "end of DATA".into()));
         }
@@ -743,7 +622,7 @@ impl Session {
         // Whatever is still due belongs to the staged transactions.
         let own = self.pending.len() - self.staged_replies();
         self.pending.drain(..own);
-        self.events.push_back(Event::Done(Report {
+        self.outbox.event(Event::Done(Report {
             accepted: std::mem::take(&mut self.accepted),
             rejected: std::mem::take(&mut self.rejected),
             reply,
@@ -782,8 +661,8 @@ impl Session {
             return;
         };
         if self.rehearsal {
-            self.events
-                .push_back(Event::Reply(command.clone(), reply.clone()));
+            self.outbox
+                .event(Event::Reply(command.clone(), reply.clone()));
         }
         if self.doomed.is_some() {
             return self.handle_doomed_reply(awaiting, reply);
@@ -864,7 +743,7 @@ impl Session {
             }
             220 => {
                 self.phase = Phase::TlsHandshake;
-                self.events.push_back(Event::StartTls);
+                self.outbox.event(Event::StartTls);
             }
             _ if reply.is_transient() || reply.is_permanent() => {
                 if self.opts.tls == TlsPolicy::Required {
@@ -872,7 +751,7 @@ impl Session {
                         "{command}: {reply} (TLS is required)"
                     )));
                 } else {
-                    self.trace_note("STARTTLS refused; continuing without TLS");
+                    self.outbox.note("STARTTLS refused; continuing without TLS");
                     self.begin_auth_or_transaction();
                 }
             }
@@ -947,7 +826,7 @@ impl Session {
             if self.accepted.is_empty() {
                 // RFC 2920 §3.1: DATA accepted although every RCPT failed; end the empty
                 // message at once.
-                self.out.buf().extend_from_slice(b".\r\n");
+                self.outbox.write_raw().extend_from_slice(b".\r\n");
                 if self.opts.keep_open {
                     self.pending
                         .push_back((Awaiting::DataEnd, "end of DATA".into()));
@@ -961,7 +840,7 @@ impl Session {
                 )));
             } else {
                 self.phase = Phase::Body;
-                self.events.push_back(Event::SendBody);
+                self.outbox.event(Event::SendBody);
             }
         } else if self.accepted.is_empty() {
             self.fail_no_recipients();
@@ -1052,7 +931,8 @@ impl Session {
         {
             // The certificate went with the handshake; a server without AUTH EXTERNAL may
             // grant relaying on it alone (Postfix's permit_tls_clientcerts).
-            self.trace_note("AUTH EXTERNAL not offered; relying on the TLS client certificate");
+            self.outbox
+                .note("AUTH EXTERNAL not offered; relying on the TLS client certificate");
             return self.send_transaction();
         }
         if !self.opts.allow_plaintext_auth {
@@ -1115,7 +995,8 @@ impl Session {
                     }
                 }
                 for note in &refused {
-                    self.trace_note(&format!("{note}; trying the next mechanism"));
+                    self.outbox
+                        .note(&format!("{note}; trying the next mechanism"));
                 }
                 match chosen {
                     Some(c) => c,
@@ -1311,14 +1192,11 @@ impl Session {
                 // for its 354, by when the AUTH reply is known.
                 Some(chunk) if self.caps.chunking && !self.auth_pending() => {
                     let label = format!("BDAT {} LAST", chunk.len());
-                    self.out.buf().extend_from_slice(label.as_bytes());
-                    self.out.buf().extend_from_slice(b"\r\n");
-                    self.out.buf().extend_from_slice(&chunk);
-                    if self.opts.trace {
-                        self.trace.push_back(TraceLine {
-                            client: true,
-                            text: format!("{label} <message body>"),
-                        });
+                    self.outbox.write_raw().extend_from_slice(label.as_bytes());
+                    self.outbox.write_raw().extend_from_slice(b"\r\n");
+                    self.outbox.write_raw().extend_from_slice(&chunk);
+                    if self.outbox.tracing() {
+                        self.outbox.note(&format!("{label} <message body>"));
                     }
                     self.pending.push_back((Awaiting::Bdat, label));
                 }
@@ -1344,5 +1222,94 @@ impl Session {
             _ => vec![],
         };
         self.send(Command::Rcpt { to, params }, Awaiting::Rcpt(i));
+    }
+}
+
+impl Engine for Session {
+    type Event = Event;
+
+    fn outbox(&self) -> &Outbox<Event> {
+        &self.outbox
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<Event> {
+        &mut self.outbox
+    }
+
+    /// Feed bytes read from the server.
+    fn handle_input(&mut self, data: &[u8]) {
+        if self.phase != Phase::Talking {
+            // Nothing may arrive during the handshake or while the body is sent; once
+            // finished, the 221 to QUIT and anything else is of no interest.
+            if matches!(self.phase, Phase::TlsHandshake | Phase::Body | Phase::Idle) {
+                self.fail(SessionError::Protocol(
+                    "server sent data while none was expected".into(),
+                ));
+            }
+            return;
+        }
+        self.parser.push(data);
+        loop {
+            match self.parser.next_reply() {
+                Ok(Some(reply)) => {
+                    self.outbox.trace_reply(&reply);
+                    self.handle_reply(reply);
+                    if self.phase != Phase::Talking {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    let command = self.current_command();
+                    self.fail(SessionError::BadReply { command, error });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The server closed the connection (read returned 0).
+    fn handle_eof(&mut self) {
+        if self.phase != Phase::Finished {
+            let command = self.current_command();
+            self.fail(SessionError::Closed(command));
+        }
+    }
+
+    /// Whether the session waits for bytes from the server.
+    fn wants_input(&self) -> bool {
+        self.phase == Phase::Talking && !self.pending.is_empty()
+    }
+
+    /// The timeout that applies now: to the reply awaited, or to the body being sent.
+    fn wait(&self) -> Wait {
+        if self.phase == Phase::Body {
+            return Wait::DataBlock;
+        }
+        match self.pending.front().map(|p| p.0) {
+            Some(Awaiting::Greeting) => Wait::Greeting,
+            Some(Awaiting::Mail) => Wait::Mail,
+            Some(Awaiting::Rcpt(_)) => Wait::Rcpt,
+            Some(Awaiting::Data) => Wait::DataInit,
+            Some(Awaiting::DataEnd | Awaiting::Bdat) => Wait::DataTermination,
+            _ => Wait::Command,
+        }
+    }
+
+    /// The TLS handshake after STARTTLS succeeded. Everything learned before it is
+    /// forgotten (RFC 3207 §4.2) and EHLO is sent again.
+    /// `verified`: the certificate checked out (opportunistic TLS may go on without).
+    fn tls_established(&mut self, verified: bool) {
+        if self.phase != Phase::TlsHandshake {
+            return;
+        }
+        self.tls_verified = verified;
+        self.parser.clear();
+        self.caps = Capabilities::default();
+        self.tls_active = true;
+        self.phase = Phase::Talking;
+        self.outbox
+            .note("TLS established; capabilities from before TLS discarded");
+        self.send(Command::Ehlo(self.opts.ehlo_name.clone()), Awaiting::Ehlo);
     }
 }
