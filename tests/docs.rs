@@ -1,5 +1,6 @@
 //! The checked-in man page and shell completions are generated from the clap definitions;
-//! these tests fail when they are stale. `SMTPSEND_UPDATE_DOCS=1 cargo test --test integration docs::`
+//! these tests fail when they are stale, and when README, ARCHITECTURE.md or the man
+//! sections name an option that does not exist or show a config that does not parse. `SMTPSEND_UPDATE_DOCS=1 cargo test --test integration docs::`
 //! rewrites them.
 
 use std::path::Path;
@@ -188,4 +189,118 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
         .ok_or(())
+}
+
+/// Every long option smtpsend accepts, its subcommands' included, hidden ones too.
+fn known_flags() -> std::collections::BTreeSet<String> {
+    fn walk(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            out.extend(arg.get_long().map(|l| format!("--{l}")));
+            out.extend(
+                arg.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("--{l}")),
+            );
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut flags = std::collections::BTreeSet::new();
+    let mut cmd = Cli::command();
+    cmd.build();
+    walk(&cmd, &mut flags);
+    flags
+}
+
+/// Options of other programs that the documents show: cargo's, groupadd's and the
+/// loopback sink's.
+const OTHER_PROGRAMS_OPTIONS: [&str; 6] = [
+    "--release",
+    "--test",
+    "--bench",
+    "--path",
+    "--system",
+    "--once",
+];
+
+/// Every `--name` in `text`.
+fn long_options(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("--") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + 2..];
+        // `---` is a rule, `a--b` not an option.
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-') {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            found.push(format!("--{name}"));
+        }
+    }
+    found
+}
+
+/// README, ARCHITECTURE.md and the hand-written man sections name only options that
+/// exist: a renamed flag fails here, not in a reader's shell.
+#[test]
+fn documents_name_only_options_that_exist() {
+    let known = known_flags();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut unknown = std::collections::BTreeSet::new();
+    let mut checked = std::collections::BTreeSet::new();
+    for doc in ["README.md", "ARCHITECTURE.md", "man/sections.roff"] {
+        let text = std::fs::read_to_string(root.join(doc)).expect(doc);
+        // roff escapes the hyphens of options.
+        let text = text.replace("\\-", "-");
+        for flag in long_options(&text) {
+            if OTHER_PROGRAMS_OPTIONS.contains(&flag.as_str()) {
+                continue;
+            }
+            if !known.contains(&flag) {
+                unknown.insert(format!("{doc}: {flag}"));
+            }
+            checked.insert(flag);
+        }
+    }
+    assert!(
+        checked.len() >= 40,
+        "the documents' options were not found ({})",
+        checked.len()
+    );
+    assert!(
+        unknown.is_empty(),
+        "options that do not exist:\n{}",
+        unknown.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Every TOML example in README parses as a config file, so no example carries a key
+/// smtpsend would refuse.
+#[test]
+fn readme_config_examples_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let mut blocks = 0;
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("```toml\n") {
+        let body = &rest[start + "```toml\n".len()..];
+        let end = body.find("```").expect("a closed toml block");
+        let example = &body[..end];
+        if let Err(e) = smtpsend::config::Config::parse(example, Path::new("README.md")) {
+            panic!("README example does not parse: {e}\n{example}");
+        }
+        blocks += 1;
+        rest = &body[end..];
+    }
+    assert!(
+        blocks >= 5,
+        "README's config examples were not found ({blocks})"
+    );
 }
