@@ -4,11 +4,11 @@
 //! events, trace lines) is kept by one [`Outbox`], so the polling is written once.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::command::{Command, UnsafeArgument};
 use super::flight::Flight;
 use super::reply::Reply;
-use super::session::{TraceLine, Wait};
 
 /// A sans-IO SMTP client machine.
 pub trait Engine {
@@ -116,5 +116,53 @@ impl<E> Outbox<E> {
     /// Whether trace lines are kept: a caller need not build a note nobody sees.
     pub fn tracing(&self) -> bool {
         self.tracing
+    }
+}
+
+/// Which of RFC 5321 §4.5.3.2's timeouts applies to what a machine waits for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Greeting,
+    Mail,
+    Rcpt,
+    DataInit,
+    /// Sending one block of the body.
+    DataBlock,
+    DataTermination,
+    /// Any other command (EHLO, STARTTLS, AUTH).
+    Command,
+}
+
+impl Wait {
+    /// The RFC's minimum timeout for this wait.
+    pub fn default_timeout(self) -> Duration {
+        let minutes = match self {
+            Wait::Greeting | Wait::Mail | Wait::Rcpt | Wait::Command => 5,
+            Wait::DataInit => 2,
+            Wait::DataBlock => 3,
+            Wait::DataTermination => 10,
+        };
+        Duration::from_secs(minutes * 60)
+    }
+}
+
+/// One line of the trace; `client` lines were sent, the others received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceLine {
+    pub client: bool,
+    pub text: String,
+}
+
+impl TraceLine {
+    /// A reply as the server sent it, one line each: `250-first`, ..., `250 last`.
+    pub fn reply(reply: &Reply) -> impl Iterator<Item = TraceLine> + '_ {
+        let n = reply.lines.len();
+        reply.lines.iter().enumerate().map(move |(i, line)| {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            TraceLine {
+                client: false,
+                text: format!("{}{}{}", reply.code, sep, line),
+            }
+        })
     }
 }

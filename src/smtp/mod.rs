@@ -20,11 +20,9 @@ mod session_tests;
 pub use body::BodyEncoder;
 pub use capabilities::Capabilities;
 pub use command::Command;
-pub use engine::Engine;
+pub use engine::{Engine, TraceLine, Wait};
 pub use error::{RcptFailure, SessionError};
 pub use failure::Failure;
 pub use reply::{Reply, ReplyError, ReplyParser};
 pub use sasl::{Credentials, Mechanism, SaslError, Secret, SecretKind};
-pub use session::{
-    Dsn, Envelope, Event, MessageInfo, Report, Session, SessionOptions, TlsPolicy, TraceLine, Wait,
-};
+pub use session::{Dsn, Envelope, Event, MessageInfo, Report, Session, SessionOptions, TlsPolicy};

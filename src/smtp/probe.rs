@@ -9,11 +9,11 @@
 
 use super::capabilities::Capabilities;
 use super::command::Command;
-use super::engine::{Engine, Outbox};
+use super::engine::{Engine, Outbox, Wait};
 use super::error::SessionError;
 use super::failure::Failure;
 use super::reply::{Reply, ReplyParser};
-use super::session::{TlsPolicy, Wait};
+use super::session::TlsPolicy;
 
 /// A question for the server.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,14 +6,13 @@
 //! a property of this type that unit tests count.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::capabilities::Capabilities;
 use super::command::Command;
-use super::engine::{Engine, Outbox};
+use super::engine::{Engine, Outbox, Wait};
 use super::error::{RcptFailure, SessionError};
 use super::reply::{Reply, ReplyParser};
 use super::sasl;
@@ -209,54 +208,6 @@ pub struct Report {
     pub tls: bool,
     pub tls_verified: bool,
     pub authenticated: bool,
-}
-
-/// Which of RFC 5321 §4.5.3.2's timeouts applies to what the session waits for.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Wait {
-    Greeting,
-    Mail,
-    Rcpt,
-    DataInit,
-    /// Sending one block of the body.
-    DataBlock,
-    DataTermination,
-    /// Any other command (EHLO, STARTTLS, AUTH).
-    Command,
-}
-
-impl Wait {
-    /// The RFC's minimum timeout for this wait.
-    pub fn default_timeout(self) -> Duration {
-        let minutes = match self {
-            Wait::Greeting | Wait::Mail | Wait::Rcpt | Wait::Command => 5,
-            Wait::DataInit => 2,
-            Wait::DataBlock => 3,
-            Wait::DataTermination => 10,
-        };
-        Duration::from_secs(minutes * 60)
-    }
-}
-
-/// One line of the trace; `client` lines were sent, the others received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TraceLine {
-    pub client: bool,
-    pub text: String,
-}
-
-impl TraceLine {
-    /// A reply as the server sent it, one line each: `250-first`, ..., `250 last`.
-    pub fn reply(reply: &Reply) -> impl Iterator<Item = TraceLine> + '_ {
-        let n = reply.lines.len();
-        reply.lines.iter().enumerate().map(move |(i, line)| {
-            let sep = if i + 1 == n { ' ' } else { '-' };
-            TraceLine {
-                client: false,
-                text: format!("{}{}{}", reply.code, sep, line),
-            }
-        })
-    }
 }
 
 /// The reply the session waits for.
