@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::Pki;
-use crate::common::dns::{A, Mx, Rec, ServFail, Tlsa as TlsaRec, Txt};
+use crate::common::dns::{A, Cname, Mx, Rec, ServFail, Tlsa as TlsaRec, Txt};
 use crate::common::dnssec::{DnssecServer, Zone};
 use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::client::danger::ServerCertVerifier;
@@ -64,9 +64,10 @@ fn secure_mx_address_and_tlsa_read_as_secure() {
     let addrs = r.addresses_secured("mx.dane.test").expect("A");
     assert_eq!(addrs.security, Security::Secure);
     assert_eq!(
-        addrs.value,
+        addrs.value.ips,
         ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
     );
+    assert_eq!(addrs.value.expanded, None, "not an alias");
 
     let tlsa = r.tlsa("mx.dane.test", 25).expect("TLSA");
     assert_eq!(tlsa.security, Security::Secure);
@@ -95,6 +96,28 @@ fn secure_mx_address_and_tlsa_read_as_secure() {
             hickory_server::proto::rr::RecordType::TLSA
         ),
         1
+    );
+}
+
+/// An alias: the addresses carry the fully CNAME-expanded name, secure when every link of
+/// the chain is (RFC 7672 §2.2.2 looks for TLSA records there first).
+#[test]
+fn an_alias_reports_its_expanded_name() {
+    let zone = [
+        ("dane.test", Mx(10, "mx.dane.test")),
+        ("mx.dane.test", Cname("hop.dane.test")),
+        ("hop.dane.test", Cname("host.dane.test")),
+        ("host.dane.test", A("127.0.0.2")),
+    ];
+    let server = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
+    let addrs = validating(&server)
+        .addresses_secured("MX.dane.test.")
+        .expect("A");
+    assert_eq!(addrs.security, Security::Secure);
+    assert_eq!(addrs.value.expanded.as_deref(), Some("host.dane.test"));
+    assert_eq!(
+        addrs.value.ips,
+        ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
     );
 }
 
@@ -351,7 +374,7 @@ fn dane_ta_accepts_the_next_hop_domain_and_wildcards() {
     // Named for the recipient domain only: valid when that is a reference identifier.
     let pki = Pki::ca_signed_for(&["dane.test"]);
     let record = Tlsa::new(2, 0, 1, sha256(pki.chain[1].as_ref()));
-    let refs = reference_identifiers("mx.dane.test", "dane.test", true);
+    let refs = reference_identifiers("mx.dane.test", "mx.dane.test", "dane.test", true);
     assert_eq!(refs, ["mx.dane.test", "dane.test"]);
     let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
     verify(std::slice::from_ref(&record), &refs, &pki).expect("next-hop domain behind a secure MX");

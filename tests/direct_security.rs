@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::process::Output;
 
-use crate::common::dns::{A, DnsServer, Mx, Rec, Tlsa, Txt};
+use crate::common::dns::{A, Cname, DnsServer, Mx, Rec, Tlsa, Txt};
 use crate::common::dnssec::{DnssecServer, Zone};
 use crate::common::https_server::{PolicyServer, Reply};
 use crate::common::server::Builder;
@@ -277,6 +277,67 @@ fn dane_ta_requires_the_name_too() {
     let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
     assert_eq!(code(&out), 75, "{}", stderr(&out));
     assert_nothing_sent(&t, "the exchanger with a certificate for another name");
+}
+
+/// An exchanger whose MX name is an alias (RFC 7672 §2.2.2, RFC 7671 §7): its TLSA records
+/// are looked up at the fully CNAME-expanded name first, and a DANE-TA match may carry that
+/// name; where the expanded name has none, the records at the alias's own name apply.
+#[test]
+fn dane_follows_the_exchangers_cname() {
+    let pki = Pki::self_signed_for(&["localhost"]);
+    let other = Pki::self_signed_for(&["localhost"]);
+    let digest = sha256(&pki.spki);
+    let at_expanded = [
+        ("dane.test", Mx(10, "mx.dane.test")),
+        ("mx.dane.test", Cname("host.dane.test")),
+        ("host.dane.test", A(MX1)),
+        ("_25._tcp.host.dane.test", Tlsa(3, 1, 1, &digest)),
+    ];
+    let dns = DnssecServer::start(&[Zone::signed("dane.test", &at_expanded)]);
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&pki))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(t.connections[0].messages.len(), 1);
+    assert_said(&out, "dane (3 1 1 matched)");
+    // Another certificate matches nothing at the expanded name: refused, where TLS
+    // without DANE (the records looked for only at mx.dane.test) would have taken it.
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&other))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_nothing_sent(&t, "the exchanger whose certificate matches no record");
+
+    // DANE-TA: a certificate for the expanded name only is one of the names accepted.
+    let (for_host, _) = Pki::ca_signed_pair(&["host.dane.test"], &["elsewhere.test"]);
+    let ca = sha256(for_host.ca_spki.as_ref().expect("CA key"));
+    let ta = [
+        ("dane.test", Mx(10, "mx.dane.test")),
+        ("mx.dane.test", Cname("host.dane.test")),
+        ("host.dane.test", A(MX1)),
+        ("_25._tcp.host.dane.test", Tlsa(2, 1, 1, &ca)),
+    ];
+    let dns = DnssecServer::start(&[Zone::signed("dane.test", &ta)]);
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&for_host))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(t.connections[0].messages.len(), 1);
+    assert_said(&out, "dane (2 1 1 matched)");
+
+    // Records only at the alias's own name: they are the ones that apply.
+    let at_alias = [
+        ("dane.test", Mx(10, "mx.dane.test")),
+        ("mx.dane.test", Cname("host.dane.test")),
+        ("host.dane.test", A(MX1)),
+        ("_25._tcp.mx.dane.test", Tlsa(3, 1, 1, &digest)),
+    ];
+    let dns = DnssecServer::start(&[Zone::signed("dane.test", &at_alias)]);
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&other))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_nothing_sent(&t, "the exchanger that does not match the alias's records");
+    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&pki))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(t.connections[0].messages.len(), 1);
 }
 
 /// `--dane require`: a domain without signed records is deferred, never delivered

@@ -88,11 +88,22 @@ pub struct Resolver {
     trust_anchor: Option<Arc<TrustAnchors>>,
     live: OnceLock<Live>,
     mx_cache: Mutex<HashMap<String, Cached<Secured<MxAnswer>>>>,
-    addr_cache: Mutex<HashMap<String, Cached<Secured<Vec<IpAddr>>>>>,
+    addr_cache: Mutex<HashMap<String, Cached<Secured<Addresses>>>>,
     tlsa_cache: Mutex<HashMap<String, Cached<Secured<Vec<Tlsa>>>>>,
     txt_cache: Mutex<HashMap<String, Cached<Vec<TxtRecord>>>>,
     /// [`Resolver::dnssec_available`], once known.
     dnssec_works: OnceLock<bool>,
+}
+
+/// A host's addresses, and the name they belong to when the host name is an alias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addresses {
+    /// IPv6 first, then IPv4.
+    pub ips: Vec<IpAddr>,
+    /// The fully CNAME-expanded name (lower-case, no trailing dot) when the host name
+    /// led through CNAMEs to the addresses and every family that answered agrees on it:
+    /// where RFC 7672 §2.2.2 looks for TLSA records first.
+    pub expanded: Option<String>,
 }
 
 /// One TXT record: its character-strings in order (RFC 1035 §3.3.14). What they mean
@@ -272,15 +283,18 @@ impl Resolver {
     /// Errors: neither A nor AAAA, or no such host → [`Error::NoHost`]; a DNS failure or
     /// timeout with no address found → [`Error::Network`].
     pub fn addresses(&self, host: &str) -> Result<Vec<IpAddr>> {
-        self.addresses_secured(host).map(|addrs| addrs.value)
+        self.addresses_secured(host).map(|addrs| addrs.value.ips)
     }
 
     /// [`Resolver::addresses`], and whether they are secure: every family that answered
     /// (with addresses or a denial) answered securely. RFC 7672 §2.2.2: only a host whose
     /// addresses are secure has its TLSA records looked up.
-    pub fn addresses_secured(&self, host: &str) -> Result<Secured<Vec<IpAddr>>> {
+    pub fn addresses_secured(&self, host: &str) -> Result<Secured<Addresses>> {
         if let Some(ip) = address_literal(host) {
-            return Ok(Secured::insecure(vec![ip]));
+            return Ok(Secured::insecure(Addresses {
+                ips: vec![ip],
+                expanded: None,
+            }));
         }
         let shown = display_name(host);
         let name = dns_name(host)?;
@@ -405,7 +419,7 @@ impl Resolver {
         })
     }
 
-    fn ask_addresses(&self, name: &Name) -> Result<Cached<Secured<Vec<IpAddr>>>> {
+    fn ask_addresses(&self, name: &Name) -> Result<Cached<Secured<Addresses>>> {
         let live = self.live()?;
         let (v6, v4) = live.runtime.block_on(both(
             live.dns.lookup(name.clone(), RecordType::AAAA),
@@ -413,6 +427,7 @@ impl Resolver {
         ));
         let validates = self.validates();
         Ok(combine_addresses(
+            name,
             classify(v6, validates),
             classify(v4, validates),
         ))
@@ -700,19 +715,26 @@ fn random() -> u64 {
 /// does not hide the other's addresses; with none, a temporary failure outranks "no such
 /// host", which would bounce the mail. Secure when every family that answered did so
 /// securely: a failed family cannot make the addresses look insecure, and so switch DANE off.
-fn combine_addresses(v6: Outcome, v4: Outcome) -> Cached<Secured<Vec<IpAddr>>> {
+fn combine_addresses(asked: &Name, v6: Outcome, v4: Outcome) -> Cached<Secured<Addresses>> {
     let mut addrs = Vec::new();
+    // The owner names of the address records, per family that has some.
+    let mut owners: Vec<String> = Vec::new();
     let mut failed = None;
     let mut nxdomain = 0;
     let mut security = Security::Secure;
     for outcome in [v6, v4] {
         match outcome {
             Outcome::Found(lookup, answered) => {
-                addrs.extend(lookup.answers().iter().filter_map(|r| match &r.data {
-                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    _ => None,
-                }));
+                let mut owner = None;
+                for record in lookup.answers() {
+                    match &record.data {
+                        RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
+                        RData::A(a) => addrs.push(IpAddr::V4(a.0)),
+                        _ => continue,
+                    }
+                    owner.get_or_insert_with(|| key_of(&record.name));
+                }
+                owners.extend(owner);
                 security = weaker(security, answered);
             }
             Outcome::NoData(answered) => security = weaker(security, answered),
@@ -728,8 +750,16 @@ fn combine_addresses(v6: Outcome, v4: Outcome) -> Cached<Secured<Vec<IpAddr>>> {
     if !addrs.is_empty() {
         // hickory answers each query with its own type, but keep the promise regardless.
         addrs.sort_by_key(|a| a.is_ipv4());
+        owners.dedup();
+        let expanded = match owners.as_slice() {
+            [one] if *one != key_of(asked) => Some(one.clone()),
+            _ => None,
+        };
         return Ok(Secured {
-            value: addrs,
+            value: Addresses {
+                ips: addrs,
+                expanded,
+            },
             security,
         });
     }
@@ -1034,48 +1064,92 @@ mod tests {
     #[test]
     fn ipv6_addresses_come_first() {
         let got = combine_addresses(
+            &name("one.test."),
             found(vec![RData::AAAA(AAAA("::1".parse().unwrap()))]),
             found(vec![RData::A(A("127.0.0.2".parse().unwrap()))]),
         )
         .unwrap();
         assert_eq!(got.security, INSECURE);
         assert_eq!(
-            got.value,
+            got.value.ips,
             vec![
                 "::1".parse::<IpAddr>().unwrap(),
                 "127.0.0.2".parse().unwrap()
             ]
         );
+        assert_eq!(got.value.expanded, None, "the records are the name's own");
     }
 
     #[test]
     fn one_family_failing_keeps_the_others_addresses() {
         let got = combine_addresses(
+            &name("one.test."),
             Outcome::Failed("timed out".into()),
             found(vec![RData::A(A("127.0.0.2".parse().unwrap()))]),
         );
-        assert_eq!(got.map(|a| a.value), Ok(vec!["127.0.0.2".parse().unwrap()]));
+        assert_eq!(
+            got.map(|a| a.value.ips),
+            Ok(vec!["127.0.0.2".parse().unwrap()])
+        );
+    }
+
+    /// Address records owned by `owner`, behind a CNAME from one.test.
+    fn found_at(owner: &str, rdata: RData) -> Outcome {
+        let records = [
+            Record::from_rdata(name("one.test."), 300, RData::CNAME(CNAME(name(owner)))),
+            Record::from_rdata(name(owner), 300, rdata),
+        ];
+        let query = Query::query(name("one.test."), RecordType::A);
+        Outcome::Found(Lookup::new_with_max_ttl(query, records), INSECURE)
+    }
+
+    #[test]
+    fn an_alias_is_named_by_its_expanded_name_when_the_families_agree() {
+        let v6 = || found_at("Host.Test.", RData::AAAA(AAAA("::1".parse().unwrap())));
+        let v4 = |owner| found_at(owner, RData::A(A("127.0.0.2".parse().unwrap())));
+        let got = combine_addresses(&name("one.test."), v6(), v4("host.test.")).unwrap();
+        assert_eq!(got.value.expanded.as_deref(), Some("host.test"));
+        let got = combine_addresses(&name("one.test."), v6(), Outcome::NoData(INSECURE));
+        assert_eq!(got.unwrap().value.expanded.as_deref(), Some("host.test"));
+        let got = combine_addresses(&name("one.test."), v6(), v4("other.test.")).unwrap();
+        assert_eq!(
+            got.value.expanded, None,
+            "two names: neither is the base domain"
+        );
     }
 
     #[test]
     fn no_address_with_a_failure_is_temporary() {
         let got = combine_addresses(
+            &name("one.test."),
             Outcome::NoData(INSECURE),
             Outcome::Failed("SERVFAIL".into()),
         );
         assert_eq!(got, Err(Failure::Temporary("SERVFAIL".into())));
-        let got = combine_addresses(Outcome::NxDomain(INSECURE), Outcome::Failed("x".into()));
+        let got = combine_addresses(
+            &name("one.test."),
+            Outcome::NxDomain(INSECURE),
+            Outcome::Failed("x".into()),
+        );
         assert_eq!(got, Err(Failure::Temporary("x".into())));
     }
 
     #[test]
     fn no_address_without_failure_is_permanent() {
         assert_eq!(
-            combine_addresses(Outcome::NoData(INSECURE), Outcome::NoData(INSECURE)),
+            combine_addresses(
+                &name("one.test."),
+                Outcome::NoData(INSECURE),
+                Outcome::NoData(INSECURE)
+            ),
             Err(Failure::NoAddress)
         );
         assert_eq!(
-            combine_addresses(Outcome::NxDomain(INSECURE), Outcome::NxDomain(INSECURE)),
+            combine_addresses(
+                &name("one.test."),
+                Outcome::NxDomain(INSECURE),
+                Outcome::NxDomain(INSECURE)
+            ),
             Err(Failure::NxDomain)
         );
     }

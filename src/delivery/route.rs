@@ -87,9 +87,12 @@ impl Timeouts {
 }
 
 impl Route {
-    /// The name the certificate must carry.
+    /// The name sent in SNI, which the certificate must carry unless DANE says otherwise:
+    /// the host, or with DANE the TLSA base domain (RFC 7672 §8.1), which is the host's
+    /// CNAME-expanded name when its records were found there.
     pub fn tls_name(&self) -> Result<pki_types::ServerName<'static>, Error> {
-        transport::tls::server_name(&self.host)
+        let name = self.dane.as_ref().and_then(|d| d.names.first());
+        transport::tls::server_name(name.unwrap_or(&self.host))
     }
 
     /// What the session insists on, and whether TLS is on from the first byte.

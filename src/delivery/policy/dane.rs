@@ -97,13 +97,22 @@ impl DanePolicy {
 }
 
 /// The names a certificate matched through a DANE-TA(2) record must carry one of (RFC 7672
-/// §3.2.2): the MX host name, and the next-hop domain (the recipient's domain) only when the
-/// MX RRset that led to the host is secure. Lower-case, without a trailing dot, each once.
-pub fn reference_identifiers(mx_host: &str, next_hop: &str, mx_secure: bool) -> Vec<String> {
-    let mut names = vec![normalise(mx_host)];
-    let next_hop = normalise(next_hop);
-    if mx_secure && !names.contains(&next_hop) {
-        names.push(next_hop);
+/// §3.2.2): the TLSA base domain (the MX host's CNAME-expanded name when its records were
+/// found there), the MX host name, and the next-hop domain (the recipient's domain) only
+/// when the MX RRset that led to the host is secure. Lower-case, without a trailing dot,
+/// each once; the first is the name to send in SNI (RFC 7672 §8.1).
+pub fn reference_identifiers(
+    base: &str,
+    mx_host: &str,
+    next_hop: &str,
+    mx_secure: bool,
+) -> Vec<String> {
+    let mut names = vec![normalise(base)];
+    for (name, wanted) in [(mx_host, true), (next_hop, mx_secure)] {
+        let name = normalise(name);
+        if wanted && !names.contains(&name) {
+            names.push(name);
+        }
     }
     names
 }
@@ -553,17 +562,26 @@ mod tests {
 
     #[test]
     fn next_hop_is_a_reference_identifier_only_behind_a_secure_mx() {
+        let mx = "MX.Example.ORG.";
         assert_eq!(
-            reference_identifiers("MX.Example.ORG.", "example.org", true),
+            reference_identifiers(mx, mx, "example.org", true),
             ["mx.example.org", "example.org"]
         );
         assert_eq!(
-            reference_identifiers("mx.example.org", "example.org", false),
+            reference_identifiers(mx, mx, "example.org", false),
             ["mx.example.org"]
         );
         assert_eq!(
-            reference_identifiers("example.org", "example.org", true),
+            reference_identifiers("example.org", "example.org", "example.org", true),
             ["example.org"]
+        );
+    }
+
+    #[test]
+    fn an_expanded_base_domain_comes_first_and_the_mx_name_stays() {
+        assert_eq!(
+            reference_identifiers("host.provider.net", "mx.example.org", "example.org", true),
+            ["host.provider.net", "mx.example.org", "example.org"]
         );
     }
 

@@ -14,7 +14,8 @@ use std::time::SystemTime;
 
 use super::dane::{DanePolicy, reference_identifiers};
 use super::mta_sts::{self, Cache, Fetcher, MxCheck, Outcome};
-use crate::delivery::resolve::{MailHost, Resolver, address_literal};
+use super::tlsa::Tlsa;
+use crate::delivery::resolve::{Addresses, MailHost, Resolver, Secured, address_literal};
 use crate::delivery::route::DaneRecords;
 use crate::error::Error;
 use crate::smtp::TraceLine;
@@ -180,13 +181,12 @@ impl Policies {
             Some(resolver) => {
                 let addrs = resolver.addresses_secured(&host.name)?;
                 if policy.mx_secure && addrs.is_secure() {
-                    // The TLSA name uses port 25 whatever port is dialled (`--mx-port`).
-                    let tlsa = resolver.tlsa(&host.name, 25)?;
+                    let (base, tlsa) = tlsa_base(resolver, &host.name, &addrs.value)?;
                     match DanePolicy::from_tlsa(&tlsa) {
                         DanePolicy::Required(records) => {
-                            let names = reference_identifiers(&host.name, domain, true);
+                            let names = reference_identifiers(base, &host.name, domain, true);
                             return Ok((
-                                addrs.value,
+                                addrs.value.ips,
                                 HostTls::Dane(DaneRecords { records, names }),
                             ));
                         }
@@ -201,7 +201,7 @@ impl Policies {
                         host.name
                     )));
                 }
-                addrs.value
+                addrs.value.ips
             }
             None => plain.addresses(&host.name)?,
         };
@@ -225,6 +225,24 @@ impl Policies {
         };
         Ok((addrs, tls))
     }
+}
+
+/// The TLSA base domain of exchanger `host` whose addresses are secure, and its records
+/// (RFC 7672 §2.2.2, RFC 7671 §7): an alias is looked up at its fully CNAME-expanded name
+/// first; where that name has no secure TLSA records, at the name the MX record gave.
+/// The TLSA name uses port 25 whatever port is dialled (`--mx-port`).
+fn tlsa_base<'h>(
+    resolver: &Resolver,
+    host: &'h str,
+    addrs: &'h Addresses,
+) -> Result<(&'h str, Secured<Vec<Tlsa>>), Error> {
+    if let Some(expanded) = &addrs.expanded {
+        let tlsa = resolver.tlsa(expanded, 25)?;
+        if tlsa.is_secure() && !tlsa.value.is_empty() {
+            return Ok((expanded, tlsa));
+        }
+    }
+    Ok((host, resolver.tlsa(host, 25)?))
 }
 
 fn note(trace: &mut dyn FnMut(&TraceLine), text: String) {
