@@ -9,7 +9,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{OAuthError, Secret};
-use crate::system::private::{Ownership, check_private};
+use crate::system::private::{Ownership, check_private, replace_private};
 
 /// A store file is small; anything bigger is not ours.
 const MAX_STORE: u64 = 256 * 1024;
@@ -149,29 +149,7 @@ impl Store {
         self.check_writable()?;
         let json = serde_json::to_vec_pretty(token)
             .map_err(|e| OAuthError::Store(format!("{}: {e}", self.path.display())))?;
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&temp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            fs::rename(&temp, &self.path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            self.io_failure("cannot be written", &e)
-        })
+        replace_private(&self.path, &json).map_err(|e| self.io_failure("cannot be written", &e))
     }
 
     /// Holds an exclusive lock on `ACCOUNT.lock` until the guard is dropped. Whoever
@@ -254,6 +232,7 @@ pub fn mode_of(path: &Path) -> io::Result<u32> {
 mod tests {
     use super::*;
     use rustix::fs::FlockOperation;
+    use std::io::Write;
 
     fn token(refresh: Option<&str>) -> StoredToken {
         StoredToken {

@@ -1,9 +1,11 @@
 //! Files that hold secrets or name commands: who owns them and who may read or write
 //! them, checked before they are trusted.
 
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Error, Result};
 
@@ -114,5 +116,68 @@ pub fn open_failure(path: &Path, e: &io::Error) -> Error {
             crate::os_error::describe(e)
         )),
         _ => Error::Config(format!("{shown}: {}", crate::os_error::describe(e))),
+    }
+}
+
+/// Replace `path` with `bytes` and a final newline, atomically and durably: written to a
+/// 0600 file beside it (never through a symbolic link), synced, renamed over it, and the
+/// directory synced, so a reader sees the old file or the whole new one, after a crash too.
+/// The temporary file is removed again when anything fails.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // This process and a counter within it: no other writer uses the name.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&temp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn replace_private_swaps_the_whole_file_and_leaves_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        replace_private(&path, b"{\"n\": 1}").unwrap();
+        replace_private(&path, b"{\"n\": 2}").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"n\": 2}\n");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "no temporary file is left");
+    }
+
+    #[test]
+    fn replace_private_fails_whole_in_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("state.json");
+        assert!(replace_private(&path, b"x").is_err());
+        assert!(!path.exists());
     }
 }

@@ -9,13 +9,14 @@
 //! hold mail back, a planted `none` would switch MTA-STS off.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+
+use crate::system::private::replace_private;
 
 /// A cache file is a policy of at most 64 KiB and a few fields; anything bigger is not
 /// ours.
@@ -147,24 +148,7 @@ impl Cache {
             detail,
         })?;
         let json = serde_json::to_vec_pretty(entry).map_err(|e| fail(e.to_string()))?;
-        let temp = self.dir.join(format!(".{domain}.json.{}.tmp", unique()));
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&temp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            fs::rename(&temp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            fail(format!("cannot be written: {e}"))
-        })
+        replace_private(&path, &json).map_err(|e| fail(format!("cannot be written: {e}")))
     }
 
     /// Drops the entry for `domain`, if any.
@@ -223,16 +207,6 @@ fn untrusted(meta: &fs::Metadata) -> Option<String> {
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
-}
-
-/// A temporary file name no other writer uses: this process, and a counter within it.
-fn unique() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 #[cfg(test)]
