@@ -25,9 +25,11 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 /// RFC 5322 §3.3 `date-time` at `secs` since the epoch, in the zone `offset` seconds east
-/// of UTC: `Fri, 21 Nov 1997 09:55:06 -0600`. The offset is shown to the minute.
+/// of UTC: `Fri, 21 Nov 1997 09:55:06 -0600`. An offset with seconds (a POSIX rule, a
+/// zone's local mean time) is rounded to the nearest minute first, and the time written in
+/// it, so that the date still names the very second.
 pub fn rfc5322(secs: i64, offset: i32) -> String {
-    let at = zoned(secs, offset);
+    let at = zoned(secs, to_minutes(offset));
     let (day, time) = (at.date(), at.time());
     // The fields are jiff's; only their names and order are written here. jiff's RFC 2822
     // printer would do the same and refuse negative years besides, but it alone touched
@@ -46,6 +48,12 @@ pub fn rfc5322(secs: i64, offset: i32) -> String {
         minutes.abs() / 60,
         minutes.abs() % 60,
     )
+}
+
+/// `offset` seconds rounded to the nearest whole minute, halves away from zero.
+fn to_minutes(offset: i32) -> i32 {
+    let minutes = (offset.abs() + 30) / 60;
+    offset.signum() * minutes * 60
 }
 
 /// RFC 5322 §3.3 `day-name`, as asctime(3) writes it too.
@@ -144,13 +152,16 @@ pub fn rfc3339_from_compact(digits: &str) -> Option<String> {
         return None;
     }
     let field = |at: usize, len: usize| digits[at..at + len].parse::<i16>().ok();
+    // A leap second (RFC 5280 allows :60) is read as :59, as strptime(3) does.
+    let second = field(12, 2)?;
+    let second = if second == 60 { 59 } else { second };
     let civil = DateTime::new(
         field(0, 4)?,
         i8::try_from(field(4, 2)?).ok()?,
         i8::try_from(field(6, 2)?).ok()?,
         i8::try_from(field(8, 2)?).ok()?,
         i8::try_from(field(10, 2)?).ok()?,
-        i8::try_from(field(12, 2)?).ok()?,
+        i8::try_from(second).ok()?,
         0,
     )
     .ok()?;
@@ -218,6 +229,18 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_with_seconds_is_rounded_and_the_time_written_in_it() {
+        // Amsterdam's local mean time, +00:19:32: +0020, the time 28 s later.
+        assert_eq!(rfc5322(0, 19 * 60 + 32), "Thu, 1 Jan 1970 00:20:00 +0020");
+        // -00:44:30 rounds away from zero; -20 s is no offset at all.
+        assert_eq!(
+            rfc5322(3600, -(44 * 60 + 30)),
+            "Thu, 1 Jan 1970 00:15:00 -0045"
+        );
+        assert_eq!(rfc5322(0, -20), "Thu, 1 Jan 1970 00:00:00 +0000");
+    }
+
+    #[test]
     fn asctime_pads_the_day_with_a_space() {
         // 1986-11-24T18:22:48Z, a Monday.
         assert_eq!(asctime(533_240_568, 0), "Mon Nov 24 18:22:48 1986");
@@ -269,6 +292,11 @@ mod tests {
         assert_eq!(
             rfc3339_from_compact("19500101235959").as_deref(),
             Some("1950-01-01T23:59:59Z")
+        );
+        assert_eq!(
+            rfc3339_from_compact("20161231235960").as_deref(),
+            Some("2016-12-31T23:59:59Z"),
+            "a leap second"
         );
         assert_eq!(rfc3339_from_compact("20250230000000"), None, "30 February");
         assert_eq!(rfc3339_from_compact("20251301000000"), None, "month 13");
