@@ -8,6 +8,7 @@ use std::path::Path;
 use clap::CommandFactory;
 use clap_complete::Shell;
 use smtpsend::app::cli::Cli;
+use smtpsend::config::Config;
 
 fn check(path: &str, generated: &[u8]) {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -281,20 +282,40 @@ fn documents_name_only_options_that_exist() {
     );
 }
 
-/// Every TOML example in README parses as a config file, so no example carries a key
-/// smtpsend would refuse.
+/// Every TOML example in README parses as a config file, and so does each with one of its
+/// commented-out settings switched on: no example carries a key or value smtpsend would
+/// refuse.
 #[test]
 fn readme_config_examples_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let mut blocks = 0;
+    let mut settings = 0;
     let mut rest = readme.as_str();
     while let Some(start) = rest.find("```toml\n") {
         let body = &rest[start + "```toml\n".len()..];
         let end = body.find("```").expect("a closed toml block");
         let example = &body[..end];
-        if let Err(e) = smtpsend::config::Config::parse(example, Path::new("README.md")) {
+        let readme = Path::new("README.md");
+        if let Err(e) = Config::parse(example, readme) {
             panic!("README example does not parse: {e}\n{example}");
+        }
+        // The settings shown commented out (`# key = value`) must be known keys with values
+        // of their type too: the block with all of them switched on. How they go together
+        // is not judged (some exclude each other).
+        let switched_on: String = example
+            .lines()
+            .map(|line| match line.strip_prefix('#').map(str::trim_start) {
+                Some(setting) if is_setting(setting) => {
+                    settings += 1;
+                    setting
+                }
+                _ => line,
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        if let Err(e) = Config::check_keys(&switched_on, readme) {
+            panic!("a commented setting of README is refused: {e}\n{switched_on}");
         }
         blocks += 1;
         rest = &body[end..];
@@ -303,4 +324,15 @@ fn readme_config_examples_parse() {
         blocks >= 5,
         "README's config examples were not found ({blocks})"
     );
+    assert!(
+        settings >= 20,
+        "README's commented settings were not found ({settings})"
+    );
+}
+
+/// `key = value`: a config line, not prose.
+fn is_setting(line: &str) -> bool {
+    line.split_once(" = ").is_some_and(|(key, _)| {
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
 }

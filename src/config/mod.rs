@@ -271,6 +271,15 @@ impl Config {
         Config::parse_kind(text, ConfigKind::detect(text), origin, home.as_deref())
     }
 
+    /// Whether every key of TOML config `text` is one smtpsend knows, with a value of the
+    /// right type: the first half of [`Config::parse`], without judging how the settings go
+    /// together (a file half written, an example showing one setting).
+    pub fn check_keys(text: &str, origin: &Path) -> Result<()> {
+        toml::from_str::<RawFile>(text)
+            .map(|_| ())
+            .map_err(|e| toml_error(text, origin, &e))
+    }
+
     fn parse_kind(
         text: &str,
         kind: ConfigKind,
