@@ -22,6 +22,7 @@ fn stdin_file() -> Option<std::fs::File> {
 }
 
 fn main() -> ExitCode {
+    smtpsend::system::private::no_core_dumps();
     let args: Vec<OsString> = std::env::args_os().collect();
     let argv0 = args
         .first()

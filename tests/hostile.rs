@@ -1368,3 +1368,52 @@ fn fewer_replies_than_commands_then_close_exits_75() {
     assert_eq!(conn.verbs(), ["EHLO", "MAIL", "RCPT", "DATA"]);
     assert_no_body(conn);
 }
+
+/// A crash must not leave the process's memory (a password, a token, the message) in a
+/// core file: smtpsend lowers its core limit to 0 before it reads anything. Seen from
+/// outside, in /proc, once it has connected to a server that never greets it.
+#[test]
+fn no_core_file_can_hold_a_secret() {
+    use std::io::Write as _;
+    let silent = TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("address").port();
+    let mut smtpsend = smtpsend_std(port);
+    smtpsend.args(["--tls", "off", "-f", SENDER, RECIPIENT]);
+    // Started with core files allowed, whatever this machine's default.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -c unlimited && exec \"$0\" \"$@\""])
+        .arg(smtpsend.get_program())
+        .args(smtpsend.get_args());
+    for (key, value) in smtpsend.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("smtpsend runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(MESSAGE.as_bytes()).expect("message");
+    drop(stdin);
+    silent.set_nonblocking(true).expect("non-blocking");
+    let until = Instant::now() + Duration::from_secs(10);
+    // The connection shows smtpsend is well past its start.
+    let _held = loop {
+        match silent.accept() {
+            Ok((conn, _)) => break Some(conn),
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break None,
+        }
+    };
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()))
+        .expect("the process's limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core limit");
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+}

@@ -119,6 +119,22 @@ pub fn open_failure(path: &Path, e: &io::Error) -> Error {
     }
 }
 
+/// No core file from this process or the commands it starts: its memory holds passwords,
+/// tokens and messages, and a crash (a panic aborts the release build) must not write them
+/// to disk, as sudo makes sure too. Only the soft limit is lowered.
+pub fn no_core_dumps() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Core);
+    // A limit that cannot be lowered leaves nothing worse than before.
+    let _ = setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: limit.maximum,
+        },
+    );
+}
+
 /// Replace `path` with `bytes` and a final newline, atomically and durably: written to a
 /// 0600 file beside it (never through a symbolic link), synced, renamed over it, and the
 /// directory synced, so a reader sees the old file or the whole new one, after a crash too.
