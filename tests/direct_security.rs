@@ -98,6 +98,27 @@ fn assert_nothing_sent(t: &Transcript, who: &str) {
     );
 }
 
+/// [`via_dane`] to bob@dane.test through one exchanger presenting `pki`'s certificate:
+/// delivered once, and stderr names `matched` (`dane (3 1 1 matched)`, ...).
+#[track_caller]
+fn dane_delivers(dns: &DnssecServer, pki: &Pki, matched: &str) {
+    let (out, seen) = via_dane(dns, vec![(MX1, tls_mx(pki))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(t.connections[0].messages.len(), 1);
+    assert_said(&out, matched);
+}
+
+/// [`via_dane`] to bob@dane.test through one exchanger presenting `pki`'s certificate:
+/// deferred (75), and nothing reached `who`.
+#[track_caller]
+fn dane_refuses(dns: &DnssecServer, pki: &Pki, who: &str) {
+    let (out, seen) = via_dane(dns, vec![(MX1, tls_mx(pki))], &[], "bob@dane.test");
+    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_nothing_sent(&t, who);
+}
+
 // ---------------------------------------------------------------------------------------
 // DANE
 
@@ -267,16 +288,12 @@ fn dane_ta_requires_the_name_too() {
         ("_25._tcp.mx.dane.test", Tlsa(2, 1, 1, &ca)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &zone)]);
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&right))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(t.connections[0].messages.len(), 1);
-    assert_said(&out, "dane (2 1 1 matched)");
-
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&wrong_name))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert_nothing_sent(&t, "the exchanger with a certificate for another name");
+    dane_delivers(&dns, &right, "dane (2 1 1 matched)");
+    dane_refuses(
+        &dns,
+        &wrong_name,
+        "the exchanger with a certificate for another name",
+    );
 }
 
 /// An exchanger whose MX name is an alias (RFC 7672 §2.2.2, RFC 7671 §7): its TLSA records
@@ -294,17 +311,14 @@ fn dane_follows_the_exchangers_cname() {
         ("_25._tcp.host.dane.test", Tlsa(3, 1, 1, &digest)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &at_expanded)]);
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&pki))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(t.connections[0].messages.len(), 1);
-    assert_said(&out, "dane (3 1 1 matched)");
+    dane_delivers(&dns, &pki, "dane (3 1 1 matched)");
     // Another certificate matches nothing at the expanded name: refused, where TLS
     // without DANE (the records looked for only at mx.dane.test) would have taken it.
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&other))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert_nothing_sent(&t, "the exchanger whose certificate matches no record");
+    dane_refuses(
+        &dns,
+        &other,
+        "the exchanger whose certificate matches no record",
+    );
 
     // DANE-TA: a certificate for the expanded name only is one of the names accepted.
     let (for_host, _) = Pki::ca_signed_pair(&["host.dane.test"], &["elsewhere.test"]);
@@ -316,11 +330,7 @@ fn dane_follows_the_exchangers_cname() {
         ("_25._tcp.host.dane.test", Tlsa(2, 1, 1, &ca)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &ta)]);
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&for_host))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(t.connections[0].messages.len(), 1);
-    assert_said(&out, "dane (2 1 1 matched)");
+    dane_delivers(&dns, &for_host, "dane (2 1 1 matched)");
 
     // Records only at the alias's own name: they are the ones that apply.
     let at_alias = [
@@ -330,14 +340,12 @@ fn dane_follows_the_exchangers_cname() {
         ("_25._tcp.mx.dane.test", Tlsa(3, 1, 1, &digest)),
     ];
     let dns = DnssecServer::start(&[Zone::signed("dane.test", &at_alias)]);
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&other))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 75, "{}", stderr(&out));
-    assert_nothing_sent(&t, "the exchanger that does not match the alias's records");
-    let (out, seen) = via_dane(&dns, vec![(MX1, tls_mx(&pki))], &[], "bob@dane.test");
-    let [t] = <[Transcript; 1]>::try_from(seen).expect("one server");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(t.connections[0].messages.len(), 1);
+    dane_refuses(
+        &dns,
+        &other,
+        "the exchanger that does not match the alias's records",
+    );
+    dane_delivers(&dns, &pki, "dane (3 1 1 matched)");
 }
 
 /// `--dane require`: a domain without signed records is deferred, never delivered
