@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::mta::{self, Instance, Launcher, assert_exit, assert_same_bytes};
-use crate::common::spool::{Queue, dead_port, wait_bounded};
+use crate::common::spool::{Queue, wait_bounded};
 use crate::common::{SENDER, run, smtpsend, stderr};
 use tempfile::TempDir;
 
@@ -162,18 +162,6 @@ impl Exim {
         ]
     }
 
-    /// Waits until nothing is left in Exim's spool: every accepted message has been
-    /// delivered (or bounced, which the caller's mailbox check then shows).
-    fn wait_until_delivered(&self) {
-        let input = self.dir.path().join("spool/input");
-        if let Err(left) = mta::wait_until_empty(DELIVERY_LIMIT, || mta::files_under(&input)) {
-            panic!(
-                "still in Exim's spool after {DELIVERY_LIMIT:?}: {left:?}\n{}",
-                self.logs()
-            );
-        }
-    }
-
     /// The log's "<=" lines, one per message Exim accepted, in order.
     fn received(&self) -> Vec<String> {
         self.mainlog()
@@ -205,6 +193,18 @@ impl Exim {
 
 impl Instance for Exim {
     const TRACE: &'static [&'static str] = &TRACE;
+
+    /// Waits until nothing is left in Exim's spool: every accepted message has been
+    /// delivered (or bounced, which the caller's mailbox check then shows).
+    fn wait_until_delivered(&self) {
+        let input = self.dir.path().join("spool/input");
+        if let Err(left) = mta::wait_until_empty(DELIVERY_LIMIT, || mta::files_under(&input)) {
+            panic!(
+                "still in Exim's spool after {DELIVERY_LIMIT:?}: {left:?}\n{}",
+                self.logs()
+            );
+        }
+    }
 
     /// The launcher's output and Exim's logs, for a failure message.
     fn logs(&self) -> String {
@@ -422,40 +422,7 @@ fn queue_of_20_flushes_over_one_pipelined_connection_to_exim() {
     let Some(exim) = exim_or_skip(DEFAULTS) else {
         return;
     };
-    let q = Queue::new();
-    let down = dead_port();
-    let inputs: Vec<Vec<u8>> = (0..20)
-        .map(|n| mta::message(&format!("queued-{n}"), RECIPIENT, &format!("message {n}\n")))
-        .collect();
-    for input in &inputs {
-        let out = q.send(down.port(), &[RECIPIENT], input.clone());
-        assert_exit(&out, 0, &exim);
-    }
-    assert_eq!(q.entries().len(), 20);
-    let out = q.flush(exim.port, false);
-    assert_exit(&out, 0, &exim);
-    exim.wait_until_delivered();
-    q.assert_empty();
-
-    let mut delivered: Vec<(String, Vec<u8>)> = exim
-        .mailbox("bob")
-        .iter()
-        .map(|file| {
-            let message = mta::split_trace(file, &TRACE).1.to_vec();
-            (mta::message_id(&message), message)
-        })
-        .collect();
-    delivered.sort();
-    let mut expected: Vec<(String, Vec<u8>)> = inputs
-        .iter()
-        .map(|i| (mta::message_id(i), mta::as_stored_with_lf(i)))
-        .collect();
-    expected.sort();
-    assert!(
-        delivered == expected,
-        "the 20 messages as sent\n{}",
-        exim.logs()
-    );
+    mta::flush_twenty_queued(&exim, exim.port, RECIPIENT);
 
     let received = exim.received();
     assert_eq!(received.len(), 20, "{}", exim.logs());

@@ -26,7 +26,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::mta::{self, Instance, Launcher, assert_exit, assert_same_bytes};
-use crate::common::spool::{Queue, dead_port};
 use crate::common::{SENDER, code, run, smtpsend, stderr};
 use tempfile::TempDir;
 
@@ -120,24 +119,6 @@ impl OpenSmtpd {
         smtpsend(self.port)
     }
 
-    /// Waits until nothing is left in smtpd's queue: every accepted message has been
-    /// delivered (or bounced, which the caller's mailbox check then shows).
-    fn wait_until_delivered(&self) {
-        let spool = self.dir.path().join("var/spool/smtpd");
-        let pending = || {
-            ["incoming", "queue", "temporary"]
-                .iter()
-                .flat_map(|d| mta::files_under(&spool.join(d)))
-                .collect()
-        };
-        if let Err(left) = mta::wait_until_empty(DELIVERY_LIMIT, pending) {
-            panic!(
-                "still in smtpd's queue after {DELIVERY_LIMIT:?}: {left:?}\n{}",
-                self.logs()
-            );
-        }
-    }
-
     /// The session of each message smtpd accepted ("<session> smtp message msgid=..."), in
     /// order: messages with the same session came over the same connection.
     fn message_sessions(&self) -> Vec<String> {
@@ -160,6 +141,24 @@ impl OpenSmtpd {
 
 impl Instance for OpenSmtpd {
     const TRACE: &'static [&'static str] = &TRACE;
+
+    /// Waits until nothing is left in smtpd's queue: every accepted message has been
+    /// delivered (or bounced, which the caller's mailbox check then shows).
+    fn wait_until_delivered(&self) {
+        let spool = self.dir.path().join("var/spool/smtpd");
+        let pending = || {
+            ["incoming", "queue", "temporary"]
+                .iter()
+                .flat_map(|d| mta::files_under(&spool.join(d)))
+                .collect()
+        };
+        if let Err(left) = mta::wait_until_empty(DELIVERY_LIMIT, pending) {
+            panic!(
+                "still in smtpd's queue after {DELIVERY_LIMIT:?}: {left:?}\n{}",
+                self.logs()
+            );
+        }
+    }
 
     fn logs(&self) -> String {
         format!("--- smtpd (run-opensmtpd.sh) ---\n{}", self.log())
@@ -288,40 +287,7 @@ fn queue_of_20_flushes_over_one_connection_to_opensmtpd() {
     let Some(smtpd) = opensmtpd_or_skip() else {
         return;
     };
-    let q = Queue::new();
-    let down = dead_port();
-    let inputs: Vec<Vec<u8>> = (0..20)
-        .map(|n| mta::message(&format!("queued-{n}"), RECIPIENT, &format!("message {n}\n")))
-        .collect();
-    for input in &inputs {
-        let out = q.send(down.port(), &[RECIPIENT], input.clone());
-        assert_exit(&out, 0, &smtpd);
-    }
-    assert_eq!(q.entries().len(), 20);
-    let out = q.flush(smtpd.port, false);
-    assert_exit(&out, 0, &smtpd);
-    smtpd.wait_until_delivered();
-    q.assert_empty();
-
-    let mut delivered: Vec<(String, Vec<u8>)> = smtpd
-        .mailbox("bob")
-        .iter()
-        .map(|file| {
-            let message = mta::split_trace(file, &TRACE).1.to_vec();
-            (mta::message_id(&message), message)
-        })
-        .collect();
-    delivered.sort();
-    let mut expected: Vec<(String, Vec<u8>)> = inputs
-        .iter()
-        .map(|i| (mta::message_id(i), mta::as_stored_with_lf(i)))
-        .collect();
-    expected.sort();
-    assert!(
-        delivered == expected,
-        "the 20 messages as sent\n{}",
-        smtpd.logs()
-    );
+    mta::flush_twenty_queued(&smtpd, smtpd.port, RECIPIENT);
     let sessions = smtpd.message_sessions();
     assert_eq!(sessions.len(), 20, "{}", smtpd.logs());
     assert!(

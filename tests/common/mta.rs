@@ -262,6 +262,9 @@ pub trait Instance {
     /// The directory with one Maildir per local part.
     fn mail_dir(&self) -> PathBuf;
 
+    /// Waits until the server has delivered (or bounced) every message it accepted.
+    fn wait_until_delivered(&self);
+
     /// Every message delivered to this local part's Maildir, with the trace fields.
     fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
         maildir(&self.mail_dir().join(user))
@@ -282,6 +285,57 @@ pub trait Instance {
         let (trace, message) = split_trace(&file, Self::TRACE);
         (trace, message.to_vec())
     }
+}
+
+/// 20 messages to `rcpt` (bob@ a domain the server delivers locally) queued while the relay
+/// was down, then flushed to `server` on `port` by one `smtpsend -q`: the queue is left
+/// empty, and bob's mailbox holds each message as sent. How many connections that took is
+/// for the caller to read in its server's log.
+pub fn flush_twenty_queued(server: &impl Instance, port: u16, rcpt: &str) {
+    let q = super::spool::Queue::new();
+    let down = super::spool::dead_port();
+    let inputs: Vec<Vec<u8>> = (0..20)
+        .map(|n| {
+            message(
+                &format!("queued-{n}"),
+                super::RECIPIENT,
+                &format!("message {n}\n"),
+            )
+        })
+        .collect();
+    for input in &inputs {
+        let out = q.send(down.port(), &[rcpt], input.clone());
+        assert_exit(&out, 0, server);
+    }
+    assert_eq!(q.entries().len(), 20);
+    let out = q.flush(port, false);
+    assert_exit(&out, 0, server);
+    server.wait_until_delivered();
+    q.assert_empty();
+    let with_ids = |messages: Vec<Vec<u8>>| {
+        let mut out: Vec<(String, Vec<u8>)> =
+            messages.into_iter().map(|m| (message_id(&m), m)).collect();
+        out.sort();
+        out
+    };
+    let delivered = with_ids(
+        server
+            .mailbox("bob")
+            .iter()
+            .map(|file| split_trace(file, server_trace(server)).1.to_vec())
+            .collect(),
+    );
+    let expected = with_ids(inputs.iter().map(|i| as_stored_with_lf(i)).collect());
+    assert!(
+        delivered == expected,
+        "the 20 messages as sent\n{}",
+        server.logs()
+    );
+}
+
+/// The trace fields of `server`'s type.
+fn server_trace<I: Instance>(_: &I) -> &'static [&'static str] {
+    I::TRACE
 }
 
 /// smtpsend exited with `expected`; else a failure with its stderr and the server's logs.
