@@ -590,7 +590,7 @@ macro_rules! account_keys {
 account_keys! {
     host: Text,
     port: Port,
-    tls: Tls,
+    tls: Parsed<TlsMode>,
     auth: Auth,
     user: Text,
     password: Text,
@@ -627,8 +627,8 @@ account_keys! {
     syslog: Syslog,
     deadline: Seconds,
     tls_verify_domains: Vec<Text>,
-    dane: Use,
-    mta_sts: Use,
+    dane: Parsed<PolicyUse>,
+    mta_sts: Parsed<PolicyUse>,
     dnssec_trust_anchor: Text,
     mta_sts_trust_file: Text,
     tls_dane_domains: Vec<Text>,
@@ -1039,24 +1039,19 @@ fn lower_all(list: Option<Vec<Text>>) -> Vec<String> {
         .collect()
 }
 
-/// `dane`, `mta_sts`: off, on or require.
+/// A value written as the word its type parses (`FromStr`), with that type's own message
+/// when it does not: `tls`, `dane`, `mta_sts`.
 #[derive(Clone, Copy)]
-struct Use(PolicyUse);
+struct Parsed<T>(T);
 
-impl<'de> Deserialize<'de> for Use {
+impl<'de, T> Deserialize<'de> for Parsed<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map(Use).map_err(de::Error::custom)
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Tls(TlsMode);
-
-impl<'de> Deserialize<'de> for Tls {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map(Tls).map_err(de::Error::custom)
+        s.parse().map(Parsed).map_err(de::Error::custom)
     }
 }
 
