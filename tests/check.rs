@@ -55,16 +55,6 @@ fn smtpsend_with(dir: &Path, config: &Path, args: &[&str]) -> assert_cmd::Comman
     cmd
 }
 
-/// The colon form of the test certificate's SHA-256 fingerprint.
-fn colon_fingerprint(pki: &Pki) -> String {
-    pki.fingerprint()
-        .as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).to_uppercase())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// The exit status of a real send through `-a work` at a server built by `server`.
 fn send_status(dir: &Path, server: Builder, pki: &Pki, password: &str) -> i32 {
     let server = server.start();
@@ -92,7 +82,7 @@ fn check_shows_each_step_and_sends_nothing() {
     assert_exit(&out, 0, &t);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    let fingerprint = colon_fingerprint(&pki);
+    let fingerprint = pki.colon_fingerprint();
     let expected_prefixes = [
         format!("route: relay 127.0.0.1:{port} (account work)"),
         "resolve: 127.0.0.1: 127.0.0.1".into(),
@@ -233,7 +223,7 @@ fn opportunistic_tls_says_why_the_certificate_is_not_verified() {
     );
     assert!(text.contains("AUTH: none configured (no user)"), "{text}");
     assert!(
-        text.contains(&format!("SHA-256 {}", colon_fingerprint(&pki))),
+        text.contains(&format!("SHA-256 {}", pki.colon_fingerprint())),
         "{text}"
     );
 }

@@ -23,16 +23,6 @@ fn probe(server: &TestServer, args: &[&str]) -> Output {
     run(cmd, "")
 }
 
-/// The colon form `--serverinfo` prints, from the lowercase hex the test PKI gives.
-fn colon_fingerprint(pki: &Pki) -> String {
-    pki.fingerprint()
-        .as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).to_uppercase())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[test]
 fn vrfy_252_is_printed_and_exits_0() {
     let server = TestServer::builder()
@@ -220,7 +210,7 @@ fn serverinfo_shows_capabilities_before_and_after_starttls_and_the_certificate()
         "TLS: TLSv1_3 ",
         "certificate:\n  subject: CN=localhost\n  issuer: CN=localhost\n",
         "  names: DNS:localhost, IP:127.0.0.1\n",
-        &format!("  SHA-256: {}\n", colon_fingerprint(&pki)),
+        &format!("  SHA-256: {}\n", pki.colon_fingerprint()),
         "  verified: yes\n",
         "EHLO after TLS:\n",
         "\n  PIPELINING\n  8BITMIME\n  AUTH PLAIN LOGIN\n",
@@ -248,7 +238,7 @@ fn serverinfo_with_opportunistic_tls_shows_an_untrusted_certificate_as_unverifie
         text.contains("  not after: 2021-01-01T00:00:00Z (expired)\n"),
         "{text}"
     );
-    assert!(text.contains(&colon_fingerprint(&pki)));
+    assert!(text.contains(&pki.colon_fingerprint()));
 }
 
 #[test]

@@ -15,16 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// The SHA-256 fingerprint as openssl prints it: upper-case hex pairs joined by colons.
-fn colon_fingerprint(pki: &Pki) -> String {
-    let hex = pki.fingerprint().to_ascii_uppercase();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| &hex[i..i + 2])
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Run `cmd` with the message, returning the output and how long it took.
 fn timed(cmd: assert_cmd::Command) -> (std::process::Output, Duration) {
     let started = Instant::now();
@@ -261,7 +251,7 @@ fn an_expired_certificate_names_the_day_it_expired_and_the_pin_that_trusts_it() 
         format!(
             "smtpsend: 127.0.0.1: TLS: certificate expired on 2021-01-01T00:00:00Z; to trust \
              this certificate by its SHA-256 fingerprint: --tls-fingerprint {}\n",
-            colon_fingerprint(&pki)
+            pki.colon_fingerprint()
         )
     );
 }
@@ -275,7 +265,7 @@ fn a_certificate_for_other_names_lists_them() {
             "smtpsend: 127.0.0.1: TLS: certificate is issued for mail.example.org, \
              smtp.example.org, not 127.0.0.1; to trust this certificate by its SHA-256 \
              fingerprint: --tls-fingerprint {}\n",
-            colon_fingerprint(&pki)
+            pki.colon_fingerprint()
         )
     );
 }
@@ -289,7 +279,7 @@ fn an_untrusted_issuer_is_named_or_the_certificate_said_to_be_self_signed() {
             "smtpsend: 127.0.0.1: TLS: certificate issuer is not trusted: it is self-signed \
              by CN=localhost; to trust this certificate by its SHA-256 fingerprint: \
              --tls-fingerprint {}\n",
-            colon_fingerprint(&pki)
+            pki.colon_fingerprint()
         )
     );
     let pki = Pki::ca_signed();
@@ -298,7 +288,7 @@ fn an_untrusted_issuer_is_named_or_the_certificate_said_to_be_self_signed() {
         format!(
             "smtpsend: 127.0.0.1: TLS: certificate issuer CN=smtpsend test CA is not trusted; \
              to trust this certificate by its SHA-256 fingerprint: --tls-fingerprint {}\n",
-            colon_fingerprint(&pki)
+            pki.colon_fingerprint()
         )
     );
 }
@@ -314,7 +304,7 @@ fn a_pin_that_no_longer_matches_offers_the_new_one() {
     let out = run(cmd, MESSAGE);
     let t = server.finish();
     assert_exit(&out, 75, &t);
-    let fp = colon_fingerprint(&pki);
+    let fp = pki.colon_fingerprint();
     assert_eq!(
         stderr(&out),
         format!(
@@ -345,7 +335,7 @@ fn the_line_a_refusal_gives_trusts_the_certificate_when_added_to_the_config() {
         let out = run(smtpsend_with_config(dir.path(), &config), MESSAGE);
         let err = stderr(&out);
         assert_eq!(code(&out), 75, "{err}");
-        let line = fixed.replace("{fp}", &colon_fingerprint(&pki));
+        let line = fixed.replace("{fp}", &pki.colon_fingerprint());
         let expected_start =
             "smtpsend: 127.0.0.1: TLS: certificate expired on 2021-01-01T00:00:00Z";
         assert!(err.starts_with(expected_start), "{err}");

@@ -114,6 +114,17 @@ impl Pki {
         digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// [`Pki::fingerprint`] as openssl and `--serverinfo` print it: upper-case hex pairs
+    /// joined by colons.
+    pub fn colon_fingerprint(&self) -> String {
+        let hex = self.fingerprint().to_ascii_uppercase();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| &hex[i..i + 2])
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// A rustls server configuration presenting this chain that asks for a client
     /// certificate and accepts one issued by `clients`' CA; a client without one may still
     /// connect (the server records whether one came).
