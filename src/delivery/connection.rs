@@ -772,16 +772,21 @@ impl<'r> Connection<'r> {
         self.session.quit();
         self.link
             .say_last(&mut self.session, Duration::from_secs(2));
-        let delivered = Delivered {
+        let delivered = self.delivered(report);
+        self.close();
+        delivered
+    }
+
+    /// What this connection did for a message `report` is the outcome of.
+    fn delivered(&self, report: Report) -> Delivered {
+        Delivered {
             report,
             tls_fallback: false,
             host: self.link.route.host.clone(),
             tls: self.link.stream.tls_description(),
             tls_verified: self.link.tls_verified(),
             policy: self.link.policy(),
-        };
-        self.close();
-        delivered
+        }
     }
 
     /// The message is delivered (`report`): the jobs of `along` go next on this
@@ -792,14 +797,7 @@ impl<'r> Connection<'r> {
         along: TakeAlong<'_, '_>,
         trace: &mut dyn FnMut(&TraceLine),
     ) -> Delivered {
-        let delivered = Delivered {
-            report,
-            tls_fallback: false,
-            host: self.link.route.host.clone(),
-            tls: self.link.stream.tls_description(),
-            tls_verified: self.link.tls_verified(),
-            policy: self.link.policy(),
-        };
+        let delivered = self.delivered(report);
         let route = self.link.route.clone();
         let mut jobs = along.jobs.into_iter().enumerate();
         if let Some((index, mut first)) = jobs.next() {
